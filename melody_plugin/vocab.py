@@ -1,0 +1,235 @@
+"""Melody <-> token ids: a (pitch, duration) vocabulary learned from the data, saved as a small JSON file.
+
+Step of the flow: `Melody` -> `list[int]` -> `Melody`. Entry points: `Vocabulary.build(melodies, ...)`,
+`vocab.encode(melody)`, `vocab.encode_with_report(melody)`, `vocab.decode(ids, ...)`, `Vocabulary.load/save`.
+
+Ids 0-2 are special (`<pad>`, `<start>`, `<unk>`); every other id is one (pitch, duration_steps) pair, rests being
+(REST, duration_steps). Notes the vocabulary lacks are mapped by a documented policy, and every change is reported.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from melody_plugin import atomic
+from melody_plugin.errors import MelodyPluginError
+from melody_plugin.melody import REST, Melody, Note
+
+PAD, START, UNK = 0, 1, 2
+SPECIAL_TOKENS = ("<pad>", "<start>", "<unk>")
+NUM_SPECIAL = len(SPECIAL_TOKENS)
+FORMAT_VERSION = 1
+
+
+class VocabularyError(MelodyPluginError):
+    """A vocabulary file that is missing or malformed, or ids that cannot be decoded."""
+
+
+def pitch_name(pitch: int) -> str:
+    if pitch == REST:
+        return "R"
+    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+    return f"{names[pitch % 12]}{pitch // 12 - 1}"
+
+
+def key_shift(melody: Melody) -> int:
+    """Semitones that move the melody's key to C major / A minor, in [-6, 5]."""
+    target = 9 if melody.minor else 0
+    return (target - melody.key + 6) % 12 - 6
+
+
+@dataclasses.dataclass(frozen=True)
+class OovChange:
+    """One change made to fit a melody into the vocabulary."""
+
+    index: int  # position of the note in the melody
+    original: tuple[int, int]
+    replacement: tuple[tuple[int, int], ...]  # empty = unknown token
+    how: str
+
+    def describe(self) -> str:
+        def fmt(t):
+            return f"{pitch_name(t[0])}/{t[1]}"
+        new = " + ".join(fmt(t) for t in self.replacement) or "<unk>"
+        return f"note {self.index} ({fmt(self.original)} steps) -> {new} ({self.how})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+    """The token table and the data settings generation needs to undo (key normalisation, transpositions)."""
+
+    tokens: tuple[tuple[int, int], ...]  # (pitch or REST, duration_steps) for ids NUM_SPECIAL..
+    steps_per_quarter: int
+    counts: tuple[int, ...] = ()
+    min_token_count: int = 1
+    transpose_to_key: bool = False
+    augment_transpositions: tuple[int, int] = (0, 0)
+
+    def __post_init__(self):
+        object.__setattr__(self, "_index", {t: i + NUM_SPECIAL for i, t in enumerate(self.tokens)})
+
+    # --- building and saving
+
+    @classmethod
+    def build(cls, melodies, min_token_count: int = 1, transpose_to_key: bool = False,
+              augment_transpositions: tuple[int, int] = (0, 0)) -> "Vocabulary":
+        """Learns the tokens of `melodies` (already key-normalised/augmented), keeping those seen >= min_token_count."""
+        melodies = list(melodies)
+        if not melodies:
+            raise VocabularyError("cannot build a vocabulary from no melodies")
+        counter = collections.Counter((n.pitch, n.duration_steps) for m in melodies for n in m.notes)
+        kept = sorted(t for t, c in counter.items() if c >= min_token_count)
+        if not kept:
+            raise VocabularyError(f"no token occurs {min_token_count} times; lower min_token_count")
+        return cls(tuple(kept), melodies[0].steps_per_quarter, tuple(counter[t] for t in kept), min_token_count,
+                   transpose_to_key, tuple(augment_transpositions))
+
+    def to_json(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "special_tokens": list(SPECIAL_TOKENS),
+            "steps_per_quarter": self.steps_per_quarter,
+            "min_token_count": self.min_token_count,
+            "transpose_to_key": self.transpose_to_key,
+            "augment_transpositions": list(self.augment_transpositions),
+            "tokens": [[p, d] for p, d in self.tokens],  # pitch -1 = rest
+            "counts": list(self.counts),
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict, source: str = "vocabulary") -> "Vocabulary":
+        try:
+            if obj.get("format_version") != FORMAT_VERSION:
+                raise VocabularyError(f"{source}: unsupported format_version {obj.get('format_version')!r}")
+            tokens = tuple((int(p), int(d)) for p, d in obj["tokens"])
+            return cls(tokens, int(obj["steps_per_quarter"]), tuple(int(c) for c in obj.get("counts", ())),
+                       int(obj.get("min_token_count", 1)), bool(obj.get("transpose_to_key", False)),
+                       tuple(obj.get("augment_transpositions", (0, 0))))
+        except (KeyError, TypeError, ValueError) as e:
+            raise VocabularyError(f"{source}: malformed vocabulary ({type(e).__name__}: {e})") from None
+
+    def save(self, path) -> None:
+        atomic.write_json(path, self.to_json())
+
+    @classmethod
+    def load(cls, path) -> "Vocabulary":
+        path = Path(path)
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise VocabularyError(f"{path}: no vocabulary file") from None
+        except (OSError, ValueError) as e:
+            raise VocabularyError(f"{path}: unreadable vocabulary ({e})") from None
+        return cls.from_json(obj, str(path))
+
+    # --- lookups
+
+    def __len__(self) -> int:
+        return NUM_SPECIAL + len(self.tokens)
+
+    @property
+    def size(self) -> int:
+        return len(self)
+
+    def token_to_id(self, token: tuple[int, int]) -> int:
+        return self._index.get(token, UNK)
+
+    def id_to_token(self, token_id: int) -> tuple[int, int]:
+        if token_id < NUM_SPECIAL or token_id >= len(self):
+            raise VocabularyError(f"id {token_id} is not a (pitch, duration) token")
+        return self.tokens[token_id - NUM_SPECIAL]
+
+    def durations(self) -> np.ndarray:
+        """(vocab,) duration in steps of every id; 0 for the special tokens."""
+        return np.array([0] * NUM_SPECIAL + [d for _, d in self.tokens], dtype=np.int64)
+
+    def pitches(self) -> np.ndarray:
+        """(vocab,) pitch of every id; REST for rests, -2 for the special tokens."""
+        return np.array([-2] * NUM_SPECIAL + [p for p, _ in self.tokens], dtype=np.int64)
+
+    def is_rest(self) -> np.ndarray:
+        return self.pitches() == REST
+
+    # --- melody <-> ids
+
+    def encode(self, melody: Melody) -> list[int]:
+        """Token ids of a melody (no start token). Exact on in-vocabulary melodies; see `encode_with_report`."""
+        return self.encode_with_report(melody)[0]
+
+    def encode_with_report(self, melody: Melody) -> tuple[list[int], list[OovChange]]:
+        """Token ids of a melody, mapping notes the vocabulary lacks, and the list of changes made.
+
+        Policy, in order: a rest is split into rests the vocabulary has; a note keeps its pitch and onset with the
+        longest duration that fits, the rest of its time becoming rests; then the same duration an octave
+        (or more) up or down; then the nearest duration of the same pitch; otherwise `<unk>`.
+        """
+        if melody.steps_per_quarter != self.steps_per_quarter:
+            raise VocabularyError(f"melody has {melody.steps_per_quarter} steps per quarter, the vocabulary "
+                                  f"{self.steps_per_quarter}")
+        ids, changes = [], []
+        for index, note in enumerate(melody.notes):
+            token = (note.pitch, note.duration_steps)
+            if token in self._index:
+                ids.append(self._index[token])
+                continue
+            replacement, how = self._map_oov(note)
+            changes.append(OovChange(index, token, tuple(replacement), how))
+            ids.extend(self._index[t] for t in replacement) if replacement else ids.append(UNK)
+        return ids, changes
+
+    def _rest_fill(self, steps: int) -> list[tuple[int, int]] | None:
+        """Rest tokens that add up to exactly `steps` (fewest tokens), or None."""
+        rests = sorted({d for p, d in self.tokens if p == REST}, reverse=True)
+        if steps == 0:
+            return []
+        best: list = [None] * (steps + 1)
+        best[0] = []
+        for s in range(1, steps + 1):
+            options = [best[s - d] + [d] for d in rests if d <= s and best[s - d] is not None]
+            best[s] = min(options, key=len) if options else None
+        return None if best[steps] is None else [(REST, d) for d in best[steps]]
+
+    def _map_oov(self, note: Note):
+        if note.is_rest:
+            fill = self._rest_fill(note.duration_steps)
+            if fill is not None:
+                return fill, "rest split"
+        same_pitch = sorted(d for p, d in self.tokens if p == note.pitch)
+        for d in reversed(same_pitch):
+            if d < note.duration_steps:
+                fill = self._rest_fill(note.duration_steps - d)
+                if fill is not None:
+                    return [(note.pitch, d)] + fill, "shortened, rest added"
+                break
+        if not note.is_rest:
+            pitched = [p for p, d in self.tokens if p != REST]
+            if pitched:
+                for octaves in (1, -1, 2, -2, 3, -3, 4, -4):
+                    candidate = (note.pitch + 12 * octaves, note.duration_steps)
+                    if candidate in self._index:
+                        return [candidate], "octave shift"
+        if same_pitch:
+            d = min(same_pitch, key=lambda d: (abs(d - note.duration_steps), d))
+            return [(note.pitch, d)], "nearest duration"
+        return [], "unknown"
+
+    def decode(self, ids, time_signature=(4, 4), qpm: float = 120.0, key: int = 0, minor: bool = False,
+               strict: bool = True) -> Melody:
+        """A Melody from token ids; `<start>`/`<pad>` are skipped, `<unk>` raises unless strict=False (then dropped)."""
+        notes = []
+        for token_id in ids:
+            token_id = int(token_id)
+            if token_id in (PAD, START):
+                continue
+            if token_id == UNK or not 0 <= token_id < len(self):
+                if strict:
+                    raise VocabularyError(f"cannot decode id {token_id}: not a (pitch, duration) token")
+                continue
+            pitch, duration = self.tokens[token_id - NUM_SPECIAL]
+            notes.append(Note(pitch, duration))
+        return Melody(tuple(notes), self.steps_per_quarter, tuple(time_signature), qpm, key, minor)

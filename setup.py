@@ -1,0 +1,42 @@
+"""Install melody_plugin: `pip install .` (add `[test]` for the test tools)."""
+
+from setuptools import setup
+
+setup(
+    name="melody_plugin",
+    version="0.1.0",
+    description="Train small LSTM models on your melodies and continue a melody: MIDI in, MIDI out.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=["melody_plugin", "melody_plugin.cli", "melody_plugin.configs"],
+    # The built-in presets live in the top-level configs/ folder and are installed as a package.
+    package_dir={"melody_plugin": "melody_plugin", "melody_plugin.configs": "configs"},
+    package_data={
+        "melody_plugin": ["data/corpus/*.mid", "data/examples/*.mid", "data/default_model/*"],
+        "melody_plugin.configs": ["*.toml"],
+    },
+    include_package_data=False,
+    install_requires=[
+        # Ranges checked together on a fresh Python 3.11 (TF 2.21 / Keras 3.15 / note-seq 0.0.5 / protobuf 7).
+        "tensorflow>=2.16,<2.23",
+        "keras>=3.3,<4",
+        "note-seq>=0.0.5,<0.1",
+        "pretty_midi>=0.2.10,<0.3",
+        "mido>=1.3,<2",
+        "numpy>=1.26,<3",
+        "absl-py>=2.0,<3",
+        "matplotlib>=3.7,<4",
+        "tqdm>=4.60,<5",
+    ],
+    extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
+    entry_points={
+        "console_scripts": [
+            "melody_create_dataset=melody_plugin.cli.melody_create_dataset:console_entry_point",
+            "melody_train=melody_plugin.cli.melody_train:console_entry_point",
+            "melody_evaluate=melody_plugin.cli.melody_evaluate:console_entry_point",
+            "melody_generate=melody_plugin.cli.melody_generate:console_entry_point",
+            "melody_export=melody_plugin.cli.melody_export:console_entry_point",
+        ],
+    },
+)
