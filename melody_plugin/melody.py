@@ -172,7 +172,10 @@ def _choose_track(notes, track: int | None, program: int | None, stats, path):
 
 
 def _resolve_polyphony(qnotes, policy: str, stats, path, seconds_per_step: float):
-    """Monophonic (start, end, pitch) list from quantized notes, by `policy` (skyline for `highest`)."""
+    """Monophonic (start, end, pitch) list: at each onset the highest (or lowest) note; a later onset cuts it.
+
+    This is the skyline algorithm of Uitdenbogerd and Zobel; `reject` raises on the first overlap instead.
+    """
     sign = -1 if policy in ("highest", "reject") else 1
     ordered = sorted(qnotes, key=lambda n: (n[0], sign * n[2]))
     out: list[list[int]] = []
@@ -186,40 +189,67 @@ def _resolve_polyphony(qnotes, policy: str, stats, path, seconds_per_step: float
             prev = out[-1]
             if start == prev[0]:
                 continue  # same onset: the first in `ordered` is already the highest (or lowest)
-            keeps_prev = pitch < prev[2] if policy == "highest" else pitch > prev[2]
-            if keeps_prev:
-                continue  # skyline: a lower note under a held higher one is not heard in the melody
-            prev[1] = start  # the new note cuts the held one
+            prev[1] = start  # skyline: every new onset is heard; it cuts the note still held
         out.append([start, end, pitch])
     return out
 
 
-def _segment_to_melody(seg, steps_per_quarter, policy, track, program, stats, path, warnings):
+def split_on_time_changes(ns, stats=None) -> list:
+    """`ns` cut at every time-signature or tempo change (note-seq's splitter); times restart at 0 in each part."""
     quiet_third_party()
     from note_seq import sequences_lib
 
-    if seg.time_signatures:
-        ts = seg.time_signatures[0]
+    try:
+        segments = sequences_lib.split_note_sequence_on_time_changes(ns, skip_splits_inside_notes=False)
+    except Exception as e:
+        raise MelodyError("split_failed", f"cannot split at time changes ({type(e).__name__}: {e})",
+                          path=ns.filename) from None
+    segments = [s for s in segments if any(not n.is_drum for n in s.notes)]
+    if stats is not None and len(segments) > 1:
+        stats["time_change_splits"] += len(segments) - 1
+    for seg in segments:
+        seg.filename = ns.filename
+    return segments
+
+
+def quantize(seg, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, stats=None):
+    """note-seq's quantization of a one-meter, one-tempo segment; notes moved onto the grid are counted."""
+    quiet_third_party()
+    from note_seq import sequences_lib
+
+    try:
+        quantized = sequences_lib.quantize_note_sequence(seg, steps_per_quarter)
+    except Exception as e:  # MultipleTimeSignatureError, NegativeTimeError, BadTimeSignatureError...
+        raise MelodyError("quantization_failed", f"cannot quantize ({type(e).__name__}: {e})",
+                          path=seg.filename) from None
+    if stats is not None:
+        qpm = seg.tempos[0].qpm if seg.tempos else 120.0
+        steps_per_second = steps_per_quarter * qpm / 60.0
+        for n in quantized.notes:
+            if (abs(n.start_time * steps_per_second - n.quantized_start_step) > 1e-3
+                    or abs(n.end_time * steps_per_second - n.quantized_end_step) > 1e-3):
+                stats["notes_snapped_to_grid"] += 1
+    return quantized
+
+
+def melody_from_quantized(qns, policy: str = "highest", track: int | None = None, program: int | None = None,
+                          stats=None) -> Melody:
+    """The monophonic melody of a quantized one-meter segment: track choice, polyphony policy, rests, key."""
+    if policy not in POLICIES:
+        raise MelodyError("bad_policy", f"polyphony policy must be one of {POLICIES}, got {policy!r}")
+    stats = stats if stats is not None else collections.Counter()
+    path = qns.filename or ""
+    steps_per_quarter = qns.quantization_info.steps_per_quarter
+    if qns.time_signatures:
+        ts = qns.time_signatures[0]
         time_signature = (ts.numerator, ts.denominator)
     else:
         time_signature = (4, 4)
-    qpm = seg.tempos[0].qpm if seg.tempos else 120.0
-    notes = _choose_track(list(seg.notes), track, program, stats, path)
-    del seg.notes[:]
-    seg.notes.extend(notes)
-    try:
-        quantized = sequences_lib.quantize_note_sequence(seg, steps_per_quarter)
-    except Exception as e:  # note-seq's NegativeTimeError, BadTimeSignatureError...
-        raise MelodyError("quantization_failed", f"cannot quantize ({type(e).__name__}: {e})", path=path) from None
-    steps_per_second = steps_per_quarter * qpm / 60.0
-    qnotes = []
-    for n in quantized.notes:
-        exact_start, exact_end = n.start_time * steps_per_second, n.end_time * steps_per_second
-        if abs(exact_start - n.quantized_start_step) > 1e-3 or abs(exact_end - n.quantized_end_step) > 1e-3:
-            stats["notes_snapped_to_grid"] += 1
-        qnotes.append((n.quantized_start_step, n.quantized_end_step, n.pitch))
-    mono = _resolve_polyphony(qnotes, policy, stats, path, 1.0 / steps_per_second)
+    qpm = qns.tempos[0].qpm if qns.tempos else 120.0
     melody = Melody((), steps_per_quarter, time_signature, qpm)  # validates meter and grid first
+    notes = _choose_track(list(qns.notes), track, program, stats, path)
+    qnotes = [(n.quantized_start_step, n.quantized_end_step, n.pitch) for n in notes]
+    mono = _resolve_polyphony(qnotes, policy, stats, path, melody.seconds_per_step)
     spb = melody.steps_per_bar
     events, step = [], 0
     for start, end, pitch in mono:
@@ -227,12 +257,16 @@ def _segment_to_melody(seg, steps_per_quarter, policy, track, program, stats, pa
             events += _split_rest(step, start - step, spb)
         events.append(Note(pitch, end - start))
         step = end
-    if seg.key_signatures:
-        key, minor = seg.key_signatures[0].key % 12, seg.key_signatures[0].mode == 1
+    if qns.key_signatures:
+        key, minor = qns.key_signatures[0].key % 12, qns.key_signatures[0].mode == 1
     else:
         key, minor = estimate_key(events)
         stats["key_estimated"] += 1
     return dataclasses.replace(melody, notes=tuple(events), key=key, minor=minor)
+
+
+SKIPPABLE_REASONS = ("polyphony_rejected", "bad_time_signature", "bad_tempo", "track_not_found",
+                     "quantization_failed")
 
 
 def melodies_from_note_sequence(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, policy: str = "highest",
@@ -254,9 +288,6 @@ def melodies_from_note_sequence(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_Q
     Raises:
       MelodyError: when no melody at all can be had; its `reason` is a counter name.
     """
-    quiet_third_party()
-    from note_seq import sequences_lib
-
     if policy not in POLICIES:
         raise MelodyError("bad_policy", f"polyphony policy must be one of {POLICIES}, got {policy!r}")
     path = ns.filename or ""
@@ -265,22 +296,15 @@ def melodies_from_note_sequence(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_Q
         raise MelodyError("no_notes", path=path)
     if all(n.is_drum for n in ns.notes):
         raise MelodyError("drums_only", "only drum notes", path=path)
-    try:
-        segments = sequences_lib.split_note_sequence_on_time_changes(ns, skip_splits_inside_notes=False)
-    except Exception as e:
-        raise MelodyError("split_failed", f"cannot split at time changes ({type(e).__name__}: {e})",
-                          path=path) from None
+    segments = split_on_time_changes(ns, stats)
     if len(segments) > 1:
-        stats["time_change_splits"] += len(segments) - 1
         warnings.append(f"split into {len(segments)} parts at time-signature/tempo changes")
     melodies, last_error = [], None
     for seg in segments:
-        if not any(not n.is_drum for n in seg.notes):
-            continue
         try:
-            melody = _segment_to_melody(seg, steps_per_quarter, policy, track, program, stats, path, warnings)
+            melody = melody_from_quantized(quantize(seg, steps_per_quarter, stats), policy, track, program, stats)
         except MelodyError as e:
-            if e.reason in ("polyphony_rejected", "bad_time_signature", "bad_tempo", "track_not_found"):
+            if e.reason in SKIPPABLE_REASONS:
                 last_error = e
                 stats[e.reason] += 1
                 continue

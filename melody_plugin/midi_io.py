@@ -25,7 +25,7 @@ import zipfile
 from pathlib import Path
 
 from melody_plugin.errors import InputFileError
-from melody_plugin.quiet import quiet_third_party
+from melody_plugin.quiet import import_tensorflow, quiet_third_party
 
 MIDI_EXTENSIONS = (".mid", ".midi", ".kar", ".smf")
 MUSICXML_EXTENSIONS = (".xml", ".musicxml", ".mxl")
@@ -318,7 +318,7 @@ def list_music_files(input_path) -> list[Path]:
 def read_note_sequence_tfrecord(path):
     """Yields the NoteSequences of a TFRecord file as written by Magenta's convert_dir_to_note_sequences."""
     music_pb2 = _music_pb2()
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
         try:
@@ -329,7 +329,7 @@ def read_note_sequence_tfrecord(path):
 
 def write_note_sequence_tfrecord(sequences, path) -> None:
     """Writes NoteSequences as a TFRecord (Magenta's format), atomically."""
-    import tensorflow as tf
+    tf = import_tensorflow()
 
     from melody_plugin import atomic
 
