@@ -21,6 +21,7 @@ setup(
         # Ranges checked together on a fresh Python 3.11 (TF 2.21 / Keras 3.15 / note-seq 0.0.5 / protobuf 7).
         "tensorflow>=2.16,<2.23",
         "keras>=3.3,<4",
+        "tensorboard>=2.16,<2.23",  # tf.summary.scalar needs it; TF 2.21 no longer pulls it in
         "note-seq>=0.0.5,<0.1",
         "pretty_midi>=0.2.10,<0.3",
         "mido>=1.3,<2",

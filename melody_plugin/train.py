@@ -1,0 +1,444 @@
+"""tf.data windows -> trained weights: `train_and_evaluate(config, run_dir, ...)` and the eval-only job.
+
+The loop reads top to bottom: run dir and data, strategy, model and optimizer in the strategy's scope, restore,
+then compiled train steps with TensorBoard summaries, checkpoints (tf.train.CheckpointManager) and a progress
+line. The batch size is global; each replica's loss is summed over its tokens and divided by the global token
+count, so the summed replica gradients equal single-device training on the same global batch.
+Entry points: `train_and_evaluate`, `evaluate_checkpoints`, `load_training_data`, `make_strategy`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from melody_plugin import atomic, numpy_model, pipelines
+from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, make_dataset, read_sequences, write_sequences
+from melody_plugin.errors import MelodyPluginError
+from melody_plugin.quiet import import_tensorflow
+from melody_plugin.registry import ModelConfig
+from melody_plugin.rundir import RunDir
+from melody_plugin.vocab import Vocabulary
+
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+LN2 = math.log(2.0)
+
+
+class TrainingError(MelodyPluginError):
+    """Training cannot go on: a NaN loss, no data, a bad strategy."""
+
+
+class TrainingInterrupted(MelodyPluginError):
+    """Ctrl-C: a checkpoint was saved and the run can be resumed."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    step: int
+    metrics: dict
+    run_dir: str
+    tokens_per_second: float
+
+
+# --- distribution
+
+def configure_cpu_devices(num_cpu_devices: int) -> None:
+    """Splits the CPU into N logical devices so MirroredStrategy can run N replicas on a CPU-only machine."""
+    tf = import_tensorflow()
+    if num_cpu_devices and num_cpu_devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * num_cpu_devices)
+        except RuntimeError:
+            pass  # already initialised (a second run in one process keeps the first split)
+
+
+def make_strategy(name: str = "auto"):
+    """A tf.distribute strategy by name. `auto`: MirroredStrategy over several GPUs, else the default."""
+    tf = import_tensorflow()
+    if name not in STRATEGIES:
+        raise TrainingError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0].name)
+    if name == "mirrored":
+        devices = [d.name for d in gpus] if gpus else [d.name for d in cpus]
+        return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
+                                              if not gpus else None)
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise TrainingError("--strategy=multi_worker needs the TF_CONFIG environment variable (see README)")
+        comm = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    task_type, task_id = resolver.task_type, resolver.task_id
+    return task_type == "chief" or (task_type == "worker" and task_id == 0
+                                    and "chief" not in resolver.cluster_spec().as_dict())
+
+
+# --- data
+
+def _is_dataset_dir(path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "vocab.json").is_file() and (p / TRAIN_FILE).is_file()
+
+
+def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab: Vocabulary | None = None,
+                       progress=None, log=print):
+    """(train_sequences, eval_sequences, vocab) from a dataset folder, a MIDI folder/glob or a TFRecord.
+
+    With `vocab` given (a resumed run), new data is encoded with it; notes it lacks are mapped.
+    """
+    if input_path and _is_dataset_dir(input_path):
+        data_vocab = Vocabulary.load(Path(input_path) / "vocab.json")
+        train = read_sequences(Path(input_path) / TRAIN_FILE)
+        eval_path = Path(input_path) / EVAL_FILE
+        eval_ = read_sequences(eval_path) if eval_path.is_file() else []
+        return train, eval_, data_vocab
+    corpus = pipelines.collect_melodies(input_path, config, eval_ratio, progress=progress)
+    if not corpus.train:
+        raise TrainingError(f"{input_path or pipelines.default_input()}: no usable melody "
+                            f"({len(corpus.results)} files read)")
+    skipped = [r for r in corpus.results if r.error]
+    log(f"read {len(corpus.results)} files in {corpus.elapsed_s:.1f} s: {len(corpus.train)} train / "
+        f"{len(corpus.eval)} eval melodies, {len(skipped)} files skipped")
+    for r in skipped[:10]:
+        log(f"  skipped {r.path}: {r.error}")
+    vocab = vocab or pipelines.build_vocabulary(corpus.train, config)
+    train, _ = pipelines.encode_all(pipelines.prepare_melodies(corpus.train, config, augment=True), vocab)
+    eval_, _ = pipelines.encode_all(pipelines.prepare_melodies(corpus.eval, config, augment=False), vocab)
+    return [np.asarray(s, np.int32) for s in train], [np.asarray(s, np.int32) for s in eval_], vocab
+
+
+# --- model pieces
+
+def _make_optimizer(config: ModelConfig):
+    import keras
+
+    optimizer = keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm or None)
+    if config.mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def _step_sums(tf, logits, targets, is_note):
+    """Sums over a batch: nats of the targets, correct predictions, bits and count of pitched-note targets."""
+    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=tf.cast(logits, tf.float32))
+    correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), targets), tf.float32)
+    note = tf.gather(is_note, targets)
+    return nll, {"nll": tf.reduce_sum(nll), "correct": tf.reduce_sum(correct),
+                 "note_nll": tf.reduce_sum(nll * note), "notes": tf.reduce_sum(note),
+                 "tokens": tf.cast(tf.size(targets), tf.float32)}
+
+
+def summarize(sums: dict) -> dict:
+    """loss, perplexity, accuracy, bits per token and bits per note from summed counts."""
+    tokens = max(sums["tokens"], 1.0)
+    loss = sums["nll"] / tokens
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": sums["correct"] / tokens,
+            "bits_per_token": loss / LN2, "bits_per_note": sums["nll"] / LN2 / max(sums["notes"], 1.0)}
+
+
+class _Trainer:
+    """Builds the compiled train and eval steps of one model under one strategy."""
+
+    def __init__(self, tf, strategy, model, optimizer, config, vocab):
+        self.tf, self.strategy, self.model, self.optimizer = tf, strategy, model, optimizer
+        self.global_tokens = float(config.batch_size * config.window_size)
+        self.is_note = tf.constant((vocab.pitches() >= 0).astype(np.float32))
+        self.mixed = config.mixed_precision
+        self.train_step = tf.function(self._train_step, jit_compile=None)
+        self.eval_step = tf.function(self._eval_step)
+        if config.jit_compile:
+            self._replica_train = tf.function(self._replica_train, jit_compile=True)
+
+    def _replica_train(self, x, y):
+        tf = self.tf
+        with tf.GradientTape() as tape:
+            logits = self.model(x, training=True)
+            nll, sums = _step_sums(tf, logits, y, self.is_note)
+            loss = tf.reduce_sum(nll) / self.global_tokens  # global mean: replicas' gradients add up exactly
+            scaled = self.optimizer.scale_loss(loss) if self.mixed else loss
+        grads = tape.gradient(scaled, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        return sums
+
+    def _train_step(self, iterator):
+        x, y = next(iterator)
+        per_replica = self.strategy.run(self._replica_train, args=(x, y))
+        return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in per_replica.items()}
+
+    def _replica_eval(self, x, y):
+        return _step_sums(self.tf, self.model(x, training=False), y, self.is_note)[1]
+
+    def _eval_step(self, batch):
+        per_replica = self.strategy.run(self._replica_eval, args=batch)
+        return {k: self.strategy.reduce("SUM", v, axis=None) for k, v in per_replica.items()}
+
+    def evaluate(self, dataset, max_batches: int = 200) -> dict | None:
+        if dataset is None:
+            return None
+        totals = {}
+        for i, batch in enumerate(dataset):
+            if i >= max_batches:
+                break
+            for k, v in self.eval_step(batch).items():
+                totals[k] = totals.get(k, 0.0) + float(v)
+        return summarize(totals) if totals else None
+
+
+def _write_summaries(tf, writer, step: int, metrics: dict) -> None:
+    if writer is None:
+        return
+    with writer.as_default(step=step):
+        for name, value in metrics.items():
+            tf.summary.scalar(name, value)
+    writer.flush()
+
+
+def export_weights(model, run: RunDir, step: int, config: ModelConfig) -> None:
+    numpy_model.save_weights(numpy_model.weights_from_keras(model), run.weights_file,
+                             {"step": step, "config": config.name})
+
+
+def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_training_steps: int = 2000,
+                       eval_ratio: float = 0.1, summary_frequency: int = 100, save_checkpoint_steps: int = 500,
+                       num_checkpoints: int = 5, seed: int = 0, strategy: str = "auto", progress=None,
+                       log=print, write_curve: bool = True) -> TrainResult:
+    """Trains `config` into `run_dir` until `num_training_steps` (total, across resumes), evaluating as it goes.
+
+    Re-running on the same run dir resumes from its latest checkpoint (step and optimizer state).
+
+    Raises:
+      RunDirError: run dir in use, or made with an incompatible config or vocabulary.
+      TrainingError: NaN/inf loss (the last good checkpoint is kept), no data.
+      TrainingInterrupted: Ctrl-C; a checkpoint was saved first.
+    """
+    tf = import_tensorflow()
+    import keras
+
+    run = RunDir(run_dir)
+    run.check_compatible(config)
+    with run.lock():
+        # --- data
+        old_vocab = run.load_vocab() if run.vocab_file.is_file() else None
+        if input_path is None and (run.data_dir / TRAIN_FILE).is_file():
+            train_seqs = read_sequences(run.data_dir / TRAIN_FILE)
+            eval_seqs = read_sequences(run.data_dir / EVAL_FILE) if (run.data_dir / EVAL_FILE).is_file() else []
+            vocab = old_vocab
+        else:
+            train_seqs, eval_seqs, vocab = load_training_data(input_path, config, eval_ratio, old_vocab, progress,
+                                                              log)
+            run.check_compatible(config, vocab)
+            write_sequences(train_seqs, run.data_dir / TRAIN_FILE)
+            write_sequences(eval_seqs, run.data_dir / EVAL_FILE)
+        if old_vocab is None:
+            vocab.save(run.vocab_file)
+        run.save_config(config)
+
+        # --- strategy and model
+        keras.utils.set_random_seed(seed)
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        dist = make_strategy(strategy)
+        chief = _is_chief(dist)
+        train_ds = dist.experimental_distribute_dataset(
+            make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride, seed=seed))
+        eval_ds = None
+        if eval_seqs and sum(len(s) for s in eval_seqs) > config.window_size + 1:
+            eval_ds = dist.experimental_distribute_dataset(
+                make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
+                             repeat=False, drop_remainder=True))
+        with dist.scope():
+            model = build_model_for(config, len(vocab))
+            optimizer = _make_optimizer(config)
+            optimizer.build(model.trainable_variables)
+            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            trainer = _Trainer(tf, dist, model, optimizer, config, vocab)
+        keras.mixed_precision.set_global_policy("float32")
+
+        # --- restore
+        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
+        # Non-chief workers of a multi-worker job save to a temporary place that is removed afterwards.
+        ckpt_dir = run.checkpoint_dir if chief else Path(tempfile.mkdtemp(prefix="melody_worker_ckpt_"))
+        manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=num_checkpoints)
+        latest = tf.train.latest_checkpoint(str(run.checkpoint_dir))
+        if latest:
+            checkpoint.restore(latest).expect_partial()
+            log(f"resumed from {Path(latest).name} at step {int(step_var.numpy())}")
+
+        def save():
+            manager.save(checkpoint_number=int(step_var.numpy()))
+            if chief:
+                export_weights(model, run, int(step_var.numpy()), config)
+
+        # --- fit
+        writers = {}
+        if chief:
+            writers = {k: tf.summary.create_file_writer(str(run.logs_dir / k)) for k in ("train", "eval")}
+        iterator = iter(train_ds)
+        step = int(step_var.numpy())
+        start_step, sums, last_metrics = step, {}, {}
+        interval_start = run_start = time.perf_counter()
+        interval_tokens = 0.0
+        bar = _progress_bar(progress, step, num_training_steps)
+        previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+        try:
+            while step < num_training_steps:
+                out = trainer.train_step(iterator)
+                step_var.assign_add(1)
+                step += 1
+                batch = {k: float(v) for k, v in out.items()}
+                if not math.isfinite(batch["nll"]):
+                    raise TrainingError(f"loss became {batch['nll']} at step {step}; stopped. The last good "
+                                        f"checkpoint is kept in {run.checkpoint_dir}; try a lower learning_rate")
+                for k, v in batch.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                interval_tokens += batch["tokens"]
+                bar.update(1)
+                if step % summary_frequency == 0 or step == num_training_steps:
+                    elapsed = time.perf_counter() - interval_start
+                    metrics = summarize(sums)
+                    metrics["tokens_per_second"] = interval_tokens / max(elapsed, 1e-9)
+                    metrics["learning_rate"] = float(keras.ops.convert_to_numpy(
+                        getattr(optimizer, "inner_optimizer", optimizer).learning_rate))
+                    _write_summaries(tf, writers.get("train"), step, metrics)
+                    eval_metrics = trainer.evaluate(eval_ds)
+                    if eval_metrics:
+                        _write_summaries(tf, writers.get("eval"), step, eval_metrics)
+                    last_metrics = {"train": metrics, "eval": eval_metrics}
+                    if chief:
+                        _append_metrics(run, step, metrics, eval_metrics)
+                    line = (f"step {step}/{num_training_steps} loss {metrics['loss']:.3f} "
+                            f"bits/note {metrics['bits_per_note']:.2f} acc {metrics['accuracy']:.3f}"
+                            + (f" | eval loss {eval_metrics['loss']:.3f} bits/note {eval_metrics['bits_per_note']:.2f}"
+                               if eval_metrics else "")
+                            + f" | {metrics['tokens_per_second']:.0f} tokens/s")
+                    bar.set_postfix_str(f"loss {metrics['loss']:.3f}, {metrics['tokens_per_second']:.0f} tok/s")
+                    if bar.disable:
+                        log(line)
+                    sums, interval_tokens, interval_start = {}, 0.0, time.perf_counter()
+                if step % save_checkpoint_steps == 0 and step < num_training_steps:
+                    save()
+            if step > start_step or not latest:
+                save()
+        except KeyboardInterrupt:
+            bar.close()
+            save()
+            raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved in {run.checkpoint_dir}, "
+                                      "run the same command to resume") from None
+        finally:
+            bar.close()
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
+            for w in writers.values():
+                w.close()
+            if not chief:
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
+        total = time.perf_counter() - run_start
+        tokens_per_second = (step - start_step) * config.batch_size * config.window_size / max(total, 1e-9)
+        if chief and write_curve:
+            try:
+                from melody_plugin import render
+
+                render.training_curve(run.metrics_file, run.curve_file)
+            except Exception as e:  # a missing plot must never fail a finished training
+                log(f"warning: no training curve ({type(e).__name__}: {e})")
+        return TrainResult(step, last_metrics, str(run.path), tokens_per_second)
+
+
+def build_model_for(config: ModelConfig, vocab_size: int):
+    from melody_plugin.model import build_model
+
+    return build_model(config, vocab_size)
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _progress_bar(progress, initial: int, total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="training", unit="step",
+                disable=None if progress is None else not progress, dynamic_ncols=True)
+
+
+def _append_metrics(run: RunDir, step: int, train: dict, eval_: dict | None) -> None:
+    # Appending one line is atomic enough for a log: a torn last line is skipped by the reader.
+    with open(run.metrics_file, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": step, "train": train, "eval": eval_}) + "\n")
+
+
+def evaluate_checkpoints(run_dir, input_path=None, num_training_steps: int | None = None, timeout_s: float = 600,
+                         log=print) -> dict | None:
+    """The eval-only job: follows a training job's checkpoints and writes eval summaries for each new one.
+
+    Stops when a checkpoint reaches `num_training_steps` or none arrives for `timeout_s` seconds.
+    """
+    tf = import_tensorflow()
+    run = RunDir(run_dir)
+    deadline = time.time() + timeout_s
+    while not run.exists():  # the training job may not have written its config yet
+        if time.time() > deadline:
+            raise TrainingError(f"{run.path}: no training job appeared within {timeout_s:.0f} s")
+        time.sleep(1)
+    config, vocab = run.load_config(), run.load_vocab()
+    if input_path:
+        _, eval_seqs, _ = load_training_data(input_path, config, 1.0 if not _is_dataset_dir(input_path) else 0.1,
+                                             vocab, progress=False, log=log)
+        if not eval_seqs and _is_dataset_dir(input_path):
+            eval_seqs = read_sequences(Path(input_path) / EVAL_FILE)
+    else:
+        eval_seqs = read_sequences(run.data_dir / EVAL_FILE)
+    strategy = tf.distribute.get_strategy()
+    model = build_model_for(config, len(vocab))
+    optimizer = _make_optimizer(config)
+    trainer = _Trainer(tf, strategy, model, optimizer, config, vocab)
+    eval_ds = make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
+                           repeat=False, drop_remainder=False)
+    writer = tf.summary.create_file_writer(str(run.logs_dir / "eval"))
+    step_var = tf.Variable(0, dtype=tf.int64)
+    checkpoint = tf.train.Checkpoint(model=model, step=step_var)
+    metrics = None
+    for path in tf.train.checkpoints_iterator(str(run.checkpoint_dir), timeout=timeout_s):
+        checkpoint.restore(path).expect_partial()
+        step = int(step_var.numpy())
+        metrics = trainer.evaluate(eval_ds, max_batches=10_000)
+        _write_summaries(tf, writer, step, metrics)
+        log(f"eval step {step}: loss {metrics['loss']:.3f} bits/note {metrics['bits_per_note']:.2f} "
+            f"acc {metrics['accuracy']:.3f}")
+        if num_training_steps and step >= num_training_steps:
+            break
+    writer.close()
+    return metrics
