@@ -1,0 +1,341 @@
+"""Run dir (or bundle) + primer NoteSequence -> continued NoteSequences: `MelodyGenerator`.
+
+Step of the flow: primer -> melody -> tokens -> model state -> sampler -> tokens -> melody -> NoteSequence.
+Entry points: `MelodyGenerator.from_run_dir(path)`, `.from_bundle(path)`, `.default()` (the embedded model),
+`.generate(primer=..., num_bars=8, ...) -> list[Generation]`, `.save_bundle(path)`; and Magenta's contract:
+`MelodySequenceGenerator.generate(input_sequence, generator_options)` and `get_generator_map()`.
+
+Inference runs on the numpy copy of the weights (numpy_model.py), so generating needs no TensorFlow import.
+The primer is extracted with the training converters; its meter, tempo and key set the output's; the whole
+primer is run through the model; the continuation starts exactly where the primer's last note ends and fills
+the bars asked for exactly (sampler.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from melody_plugin import melody as melody_lib, numpy_model, sampler
+from melody_plugin.errors import InputFileError, MelodyPluginError
+from melody_plugin.melody import REST, Melody, Note
+from melody_plugin.registry import ModelConfig, get_config, list_configs
+from melody_plugin.rundir import RunDir
+from melody_plugin.vocab import START, OovChange, Vocabulary, key_shift
+
+DEFAULT_MODEL_DIR = Path(__file__).parent / "data" / "default_model"
+EXAMPLE_PRIMER = Path(__file__).parent / "data" / "examples" / "seed.mid"
+
+
+class PrimerError(MelodyPluginError):
+    """A primer that cannot be used: unreadable, no notes, drums only..."""
+
+
+class ModelLoadError(MelodyPluginError):
+    """A run dir or bundle without usable weights."""
+
+
+@dataclasses.dataclass
+class Generation:
+    """One output: the melody (primer included unless continuation_only), its NoteSequence and its scores."""
+
+    melody: Melody
+    note_sequence: object
+    primer_steps: int  # steps of `melody` that come from the primer (or leading rest when continuation_only)
+    continuation_ids: list[int]
+    log_likelihoods: list[float]  # natural log, one per continuation token
+    num_bars: int  # bars after the primer's last complete bar
+    total_bars: int
+    oov_changes: list[OovChange]
+    seed: int
+
+    @property
+    def continuation_notes(self) -> list[dict]:
+        """Each continuation token with its pitch, duration and log-likelihood (for the sidecar JSON)."""
+        notes, step = [], self.primer_steps
+        for note, ll in zip(self.melody.notes[-len(self.log_likelihoods):] if self.log_likelihoods else [],
+                            self.log_likelihoods):
+            notes.append({"pitch": None if note.is_rest else note.pitch, "start_step": step,
+                          "duration_steps": note.duration_steps, "log_likelihood": round(ll, 5)})
+            step += note.duration_steps
+        return notes
+
+
+def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary):
+    """weights.npz when it matches the latest checkpoint; otherwise the checkpoint itself, through TensorFlow."""
+    latest = run.latest_checkpoint_step()
+    if run.weights_file.is_file():
+        weights, meta = numpy_model.load_weights(run.weights_file)
+        if latest is None or meta.get("step") == latest:
+            return weights, meta.get("step")
+    if latest is None:
+        raise ModelLoadError(f"{run.path}: no checkpoint yet; train first with melody_train --run_dir={run.path}")
+    from melody_plugin.quiet import import_tensorflow
+    from melody_plugin.train import build_model_for
+
+    tf = import_tensorflow()
+    model = build_model_for(config, len(vocab))
+    step = tf.Variable(0, dtype=tf.int64)
+    tf.train.Checkpoint(model=model, step=step).restore(
+        tf.train.latest_checkpoint(str(run.checkpoint_dir))).expect_partial()
+    return numpy_model.weights_from_keras(model), int(step.numpy())
+
+
+class MelodyGenerator:
+    """A trained model ready to continue melodies. The CLI `melody_generate` is a thin shell over it."""
+
+    def __init__(self, config: ModelConfig, vocab: Vocabulary, weights: dict, source: str = "", step=None):
+        self.config, self.vocab, self.source, self.step = config, vocab, source, step
+        self.weights = weights
+        self.model = numpy_model.NumpyLSTM(weights)
+        if self.model.vocab_size != len(vocab):
+            raise ModelLoadError(f"{source}: weights are for {self.model.vocab_size} tokens, the vocabulary has "
+                                 f"{len(vocab)}")
+        self._durations = vocab.durations()
+        self._pitches = vocab.pitches()
+
+    # --- loading
+
+    @classmethod
+    def from_run_dir(cls, path) -> "MelodyGenerator":
+        run = RunDir(path).require()
+        config, vocab = run.load_config(), run.load_vocab()
+        weights, step = _load_run_weights(run, config, vocab)
+        return cls(config, vocab, weights, str(run.path), step)
+
+    @classmethod
+    def default(cls) -> "MelodyGenerator":
+        """The small folk model shipped inside the package."""
+        if not (DEFAULT_MODEL_DIR / "weights.npz").is_file():
+            raise ModelLoadError(f"{DEFAULT_MODEL_DIR}: the embedded model is missing; run "
+                                 "scripts/train_default_model.py or pass --run_dir")
+        return cls.from_run_dir(DEFAULT_MODEL_DIR)
+
+    def bundle_bytes(self, description: str = "") -> bytes:
+        """This model as a note-seq GeneratorBundle: id = config name, config+vocab JSON, numpy weights."""
+        from melody_plugin.quiet import quiet_third_party
+
+        quiet_third_party()
+        from note_seq.protobuf import generator_pb2
+
+        bundle = generator_pb2.GeneratorBundle()
+        bundle.generator_details.id = self.config.name
+        bundle.generator_details.description = self.config.description or self.config.name
+        bundle.bundle_details.description = description or f"melody_plugin {self.config.name} from {self.source}"
+        bundle.checkpoint_file.append(numpy_model.weights_to_bytes(self.weights, {"step": self.step}))
+        bundle.metagraph_file = json.dumps({"format": "melody_plugin/1", "config": self.config.to_json(),
+                                            "vocab": self.vocab.to_json()}).encode()
+        return bundle.SerializeToString()
+
+    def save_bundle(self, path, description: str = "") -> None:
+        from melody_plugin import atomic
+
+        atomic.write_bytes(path, self.bundle_bytes(description))
+
+    @classmethod
+    def from_bundle(cls, path) -> "MelodyGenerator":
+        from melody_plugin.midi_io import read_guarded_bytes
+        from melody_plugin.quiet import quiet_third_party
+
+        quiet_third_party()
+        from note_seq.protobuf import generator_pb2
+
+        data = read_guarded_bytes(path, max_bytes=1 << 30)
+        try:
+            bundle = generator_pb2.GeneratorBundle.FromString(data)
+            meta = json.loads(bundle.metagraph_file.decode())
+            if meta.get("format") != "melody_plugin/1":
+                raise ValueError("not a melody_plugin bundle")
+            weights, wmeta = numpy_model.weights_from_bytes(bundle.checkpoint_file[0])
+            config = ModelConfig.from_json(meta["config"])
+            vocab = Vocabulary.from_json(meta["vocab"], str(path))
+        except MelodyPluginError:
+            raise
+        except Exception as e:
+            raise ModelLoadError(f"{path}: not a melody_plugin generator bundle ({type(e).__name__}: {e})") from None
+        return cls(config, vocab, weights, str(path), wmeta.get("step"))
+
+    # --- primers
+
+    def primer_from_file(self, path, policy: str = "highest", track=None, program=None) -> Melody:
+        """The primer melody of a MIDI/MusicXML/ABC file, through the training converters.
+
+        Raises:
+          PrimerError: naming the file and the reason.
+        """
+        from melody_plugin import midi_io
+
+        try:
+            music = midi_io.read_music_file(path)
+            return self.primer_from_note_sequence(music.sequences[0], policy, track, program)
+        except InputFileError as e:
+            raise PrimerError(str(e)) from None
+        except melody_lib.MelodyError as e:
+            raise PrimerError(f"{path}: {str(e).split(': ', 1)[-1]}") from None
+
+    def primer_from_note_sequence(self, ns, policy: str = "highest", track=None, program=None) -> Melody:
+        return melody_lib.melody_from_note_sequence(ns, self.vocab.steps_per_quarter, policy, track, program)
+
+    # --- generation
+
+    def _next_logits(self, ids, state):
+        return self.model.step(ids, state)
+
+    def generate(self, primer=None, num_bars: int = 8, num_outputs: int = 1, temperature: float = 1.0,
+                 top_k: int = 0, top_p: float = 1.0, beam_size: int = 1, branch_factor: int = 1,
+                 steps_per_iteration: int = 1, scale=None, pitch_range=None, seed: int = 0,
+                 continuation_only: bool = False, qpm: float | None = None, time_signature=(4, 4),
+                 policy: str = "highest") -> list[Generation]:
+        """Continues `primer` (a NoteSequence, a Melody, or None to start from the start token).
+
+        The output ends exactly on the bar line `num_bars` bars after the primer's last complete bar (an
+        unfinished primer bar is completed first, and counts as the first of those bars).
+
+        Args:
+          scale: pitch classes (iterable of ints) or text such as "D:dorian"; None = no constraint.
+          pitch_range: (low, high) MIDI pitches, inclusive, or "55:84".
+          qpm: tempo of the output; default the primer's (120 without primer).
+          time_signature: meter when there is no primer.
+        """
+        if num_bars < 1:
+            raise sampler.SamplingError(f"num_bars must be >= 1, got {num_bars}")
+        if num_outputs < 1:
+            raise sampler.SamplingError(f"num_outputs must be >= 1, got {num_outputs}")
+        options = sampler.SamplingOptions(temperature, top_k, top_p, beam_size, branch_factor, steps_per_iteration)
+        if primer is None:
+            primer_melody = Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
+        elif isinstance(primer, Melody):
+            primer_melody = primer
+        else:
+            primer_melody = self.primer_from_note_sequence(primer, policy)
+        if primer_melody.steps_per_quarter != self.vocab.steps_per_quarter:
+            raise PrimerError(f"primer has {primer_melody.steps_per_quarter} steps per quarter, the model "
+                              f"{self.vocab.steps_per_quarter}")
+        if qpm:
+            primer_melody = dataclasses.replace(primer_melody, qpm=float(qpm))
+
+        # the model works in C major / A minor when the vocabulary was key-normalised
+        shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
+        model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
+        sequence = [START] + model_ids
+        if len(sequence) > 1:
+            _, state = self.model.run(np.asarray([sequence[:-1]]))
+        else:
+            state = self.model.initial_state(1)
+        state = [np.repeat(s, num_outputs, axis=0) for s in state]
+
+        spb = primer_melody.steps_per_bar
+        primer_steps = primer_melody.total_steps
+        end_step = (primer_steps // spb + num_bars) * spb
+        pitch_classes = sampler.scale_pitch_classes(scale) if isinstance(scale, str) else (
+            frozenset(int(p) % 12 for p in scale) if scale is not None else None)
+        if isinstance(pitch_range, str):
+            pitch_range = sampler.parse_pitch_range(pitch_range)
+        allowed = sampler.constraint_mask(self._pitches, pitch_classes, pitch_range, shift=-shift)
+        result = sampler.sample(self._next_logits, state, np.full(num_outputs, sequence[-1]), self._durations,
+                                np.full(num_outputs, end_step - primer_steps), allowed, options, seed)
+
+        outputs = []
+        for ids, lls, unfilled in zip(result.ids, result.log_likelihoods, result.unfilled_steps):
+            new = self.vocab.decode(ids).transpose(-shift).notes
+            if unfilled:
+                new += (Note(REST, unfilled),)
+            if continuation_only:
+                lead = primer_steps % spb  # keeps the bar lines where they were
+                notes = ((Note(REST, lead),) if lead else ()) + new
+                kept = lead
+            else:
+                notes, kept = primer_melody.notes + new, primer_steps
+            out = primer_melody.with_notes(notes)
+            ns = melody_lib.melody_to_note_sequence(out)
+            outputs.append(Generation(out, ns, kept, list(ids), list(lls), num_bars, out.total_steps // spb,
+                                      changes, seed))
+        return outputs
+
+
+# --- Magenta's SequenceGenerator contract
+
+class MelodySequenceGenerator:
+    """Magenta's `SequenceGenerator` interface over a `MelodyGenerator`.
+
+    `generate(input_sequence, generator_options)`: the primer is the part of `input_sequence` before the
+    generate section's start; the section's length is converted to bars of the primer's meter and tempo.
+    `args` understood: temperature, beam_size, branch_factor, steps_per_iteration, top_k, top_p, seed.
+    """
+
+    def __init__(self, model: MelodyGenerator):
+        self.model = model
+
+    @property
+    def details(self):
+        from note_seq.protobuf import generator_pb2
+
+        return generator_pb2.GeneratorDetails(id=self.model.config.name,
+                                              description=self.model.config.description or self.model.config.name)
+
+    @property
+    def bundle_details(self):
+        from note_seq.protobuf import generator_pb2
+
+        return generator_pb2.GeneratorBundle.BundleDetails(description=f"melody_plugin model from {self.model.source}")
+
+    def create_bundle_file(self, bundle_file, bundle_description=None) -> None:
+        self.model.save_bundle(bundle_file, bundle_description or "")
+
+    def generate(self, input_sequence, generator_options):
+        from note_seq import sequences_lib
+
+        if len(generator_options.generate_sections) != 1:
+            raise sampler.SamplingError("exactly one generate section is supported")
+        section = generator_options.generate_sections[0]
+        args = generator_options.args
+
+        def arg(name, default):
+            if name not in args:
+                return default
+            value = args[name]
+            kind = value.WhichOneof("value")
+            return type(default)(getattr(value, kind)) if kind else default
+
+        primer = None
+        if input_sequence.notes and section.start_time > 0:
+            primer_ns = sequences_lib.extract_subsequence(input_sequence, 0.0, section.start_time)
+            if primer_ns.notes:
+                primer = self.model.primer_from_note_sequence(primer_ns)
+        if primer is not None:
+            meter, qpm = primer.time_signature, primer.qpm
+        else:
+            meter = ((input_sequence.time_signatures[0].numerator, input_sequence.time_signatures[0].denominator)
+                     if input_sequence.time_signatures else (4, 4))
+            qpm = input_sequence.tempos[0].qpm if input_sequence.tempos else 120.0
+        seconds_per_bar = meter[0] * 4 / meter[1] * 60.0 / qpm
+        num_bars = max(1, round((section.end_time - section.start_time) / seconds_per_bar))
+        outputs = self.model.generate(
+            primer, num_bars=num_bars, temperature=arg("temperature", 1.0), beam_size=arg("beam_size", 1),
+            branch_factor=arg("branch_factor", 1), steps_per_iteration=arg("steps_per_iteration", 1),
+            top_k=arg("top_k", 0), top_p=arg("top_p", 1.0), seed=arg("seed", 0), qpm=qpm, time_signature=meter)
+        return outputs[0].note_sequence
+
+
+def get_generator_map() -> dict:
+    """{config name: factory} for every registered config, as Magenta's melody_rnn exposes.
+
+    A factory takes `checkpoint=RUN_DIR` or `bundle=PATH` and returns a `MelodySequenceGenerator`; the model
+    found there must have been trained with that config.
+    """
+    def factory_for(name):
+        def factory(checkpoint=None, bundle=None):
+            if (checkpoint is None) == (bundle is None):
+                raise ModelLoadError("pass exactly one of checkpoint (a run dir) or bundle")
+            model = MelodyGenerator.from_bundle(bundle) if bundle else MelodyGenerator.from_run_dir(checkpoint)
+            if model.config.name != name:
+                raise ModelLoadError(f"{bundle or checkpoint}: trained with config {model.config.name!r}, "
+                                     f"not {name!r}")
+            return MelodySequenceGenerator(model)
+        factory.config = get_config(name)
+        return factory
+
+    return {name: factory_for(name) for name in list_configs()}

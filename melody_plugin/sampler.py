@@ -1,0 +1,255 @@
+"""Next-token logits -> token ids that fill an exact number of grid steps: bar-bounded decoding.
+
+Step of the flow: model (as a `next_logits` callable) -> sampler -> token ids. Entry points:
+`sample(next_logits, state, last_ids, durations, remaining_steps, ...)`, `SamplingOptions`,
+`scale_pitch_classes("D:dorian")`, `constraint_mask(...)`.
+
+The sampler is a pure function over `next_logits(ids, state) -> (logits, state)`; it never imports Keras. At every
+step, tokens that would overshoot the end, or leave a remainder no allowed durations can fill, are masked out
+*before* sampling, so every output ends exactly on its final bar line. Temperature, top-k and nucleus sampling
+and Magenta's beam search (beam_size, branch_factor, steps_per_iteration; beams scored by log-likelihood) are one
+loop; all outputs and beams run as one batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+
+from melody_plugin.errors import MelodyPluginError
+from melody_plugin.vocab import NUM_SPECIAL
+
+NEG_INF = -1e30
+
+
+class SamplingError(MelodyPluginError):
+    """Bad sampling options or constraints that leave nothing to sample."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingOptions:
+    temperature: float = 1.0  # 0 = greedy
+    top_k: int = 0  # 0 = off
+    top_p: float = 1.0  # 1 = off
+    beam_size: int = 1
+    branch_factor: int = 1
+    steps_per_iteration: int = 1
+
+    def __post_init__(self):
+        if self.temperature < 0:
+            raise SamplingError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise SamplingError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise SamplingError(f"top_p must be in (0, 1], got {self.top_p}")
+        for name in ("beam_size", "branch_factor", "steps_per_iteration"):
+            if getattr(self, name) < 1:
+                raise SamplingError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass
+class SampleResult:
+    """Per output: the sampled ids, each id's log-likelihood (natural log), and steps left unfilled (normally 0)."""
+
+    ids: list[list[int]]
+    log_likelihoods: list[list[float]]
+    unfilled_steps: list[int]
+
+    @property
+    def total_log_likelihood(self) -> list[float]:
+        return [float(sum(x)) for x in self.log_likelihoods]
+
+
+# --- constraints
+
+MODES = {
+    "major": (0, 2, 4, 5, 7, 9, 11), "ionian": (0, 2, 4, 5, 7, 9, 11), "dorian": (0, 2, 3, 5, 7, 9, 10),
+    "phrygian": (0, 1, 3, 5, 7, 8, 10), "lydian": (0, 2, 4, 6, 7, 9, 11), "mixolydian": (0, 2, 4, 5, 7, 9, 10),
+    "minor": (0, 2, 3, 5, 7, 8, 10), "aeolian": (0, 2, 3, 5, 7, 8, 10), "locrian": (0, 1, 3, 5, 6, 8, 10),
+    "harmonic_minor": (0, 2, 3, 5, 7, 8, 11), "melodic_minor": (0, 2, 3, 5, 7, 9, 11),
+    "pentatonic": (0, 2, 4, 7, 9), "major_pentatonic": (0, 2, 4, 7, 9), "minor_pentatonic": (0, 3, 5, 7, 10),
+    "blues": (0, 3, 5, 6, 7, 10), "chromatic": tuple(range(12)),
+}
+_PC = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def _pitch_class(name: str) -> int:
+    m = re.fullmatch(r"([A-Ga-g])([#b]*)", name.strip())
+    if not m:
+        raise SamplingError(f"not a note name: {name!r}")
+    return (_PC[m.group(1).upper()] + m.group(2).count("#") - m.group(2).count("b")) % 12
+
+
+def scale_pitch_classes(text: str) -> frozenset[int]:
+    """Pitch classes of "D:dorian", "A:minor", "0,2,4,5,7,9,11" or "D,E,F#,G,A,B,C"."""
+    text = text.strip()
+    if ":" in text:
+        tonic, mode = text.split(":", 1)
+        mode = mode.strip().lower()
+        if mode not in MODES:
+            raise SamplingError(f"unknown mode {mode!r}; known: {', '.join(sorted(MODES))}")
+        root = _pitch_class(tonic)
+        return frozenset((root + i) % 12 for i in MODES[mode])
+    items = [t for t in re.split(r"[,\s]+", text) if t]
+    if not items:
+        raise SamplingError("empty scale")
+    try:
+        return frozenset(int(t) % 12 if t.lstrip("-").isdigit() else _pitch_class(t) for t in items)
+    except SamplingError:
+        raise SamplingError(f"cannot read scale {text!r}: use TONIC:MODE (e.g. D:dorian) or pitch classes") from None
+
+
+def parse_pitch_range(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) <= int(m.group(2)) <= 127:
+        raise SamplingError(f"pitch range must be LOW:HIGH within 0-127, got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def constraint_mask(pitches: np.ndarray, pitch_classes=None, pitch_range=None, shift: int = 0) -> np.ndarray:
+    """(vocab,) bool: tokens allowed by a scale and a pitch range. Rests are always allowed; specials never.
+
+    `pitches` are the vocabulary's (model space); `shift` is added to get sounding pitches (undoes key
+    normalisation).
+    """
+    allowed = np.ones(len(pitches), dtype=bool)
+    allowed[:NUM_SPECIAL] = False
+    pitched = pitches >= 0
+    sounding = pitches + shift
+    if pitch_classes is not None:
+        allowed &= ~pitched | np.isin(sounding % 12, sorted(pitch_classes))
+    if pitch_range is not None:
+        lo, hi = pitch_range
+        allowed &= ~pitched | ((sounding >= lo) & (sounding <= hi))
+    if not (allowed & pitched).any():
+        raise SamplingError("the key/scale and pitch range leave no note of the vocabulary to play")
+    return allowed
+
+
+def fillable_steps(durations: np.ndarray, allowed: np.ndarray, max_steps: int) -> np.ndarray:
+    """fillable[r] is True if some sequence of allowed tokens lasts exactly r steps."""
+    lengths = sorted({int(d) for d in durations[allowed] if d > 0})
+    fillable = np.zeros(max_steps + 1, dtype=bool)
+    fillable[0] = True
+    for r in range(1, max_steps + 1):
+        fillable[r] = any(d <= r and fillable[r - d] for d in lengths)
+    return fillable
+
+
+# --- sampling
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    m = x.max(axis=-1, keepdims=True)
+    z = x - m
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def _choose(logits: np.ndarray, valid: np.ndarray, options: SamplingOptions, rng) -> np.ndarray:
+    """One token per row from masked logits with temperature, top-k and top-p."""
+    masked = np.where(valid, logits, NEG_INF)
+    if options.temperature == 0:
+        return masked.argmax(axis=-1)
+    scaled = masked / options.temperature
+    if options.top_k:
+        kth = -np.sort(-scaled, axis=-1)[:, min(options.top_k, scaled.shape[1]) - 1:][:, :1]
+        scaled = np.where(scaled >= kth, scaled, NEG_INF)
+    probs = np.exp(_log_softmax(scaled))
+    probs = np.where(valid, probs, 0.0)
+    if options.top_p < 1:
+        order = np.argsort(-probs, axis=-1)
+        sorted_p = np.take_along_axis(probs, order, axis=-1)
+        before = np.cumsum(sorted_p, axis=-1) - sorted_p
+        keep_sorted = before < options.top_p  # the smallest set whose mass reaches top_p
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, axis=-1)
+        probs = np.where(keep, probs, 0.0)
+    probs = probs / probs.sum(axis=-1, keepdims=True)
+    u = rng.random((probs.shape[0], 1))
+    choice = (np.cumsum(probs, axis=-1) < u).sum(axis=-1)
+    return np.minimum(choice, probs.shape[1] - 1)
+
+
+def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=None,
+           options: SamplingOptions = SamplingOptions(), seed: int = 0) -> SampleResult:
+    """Samples continuations that last exactly `remaining_steps` grid steps each.
+
+    Args:
+      next_logits: `(ids (rows,), state) -> (logits (rows, vocab), new_state)`; state is a list of arrays whose
+        first axis is the row.
+      state: model state after the primer (all but its last token), for each output: arrays (outputs, ...).
+      last_ids: (outputs,) the token to feed first (the primer's last token, or the start token).
+      durations: (vocab,) duration in steps of each id (0 for special tokens).
+      remaining_steps: (outputs,) steps to fill.
+      allowed: (vocab,) bool mask of tokens that may be produced (key/scale/range); specials are always excluded.
+      options: temperature, top-k, top-p and beam search settings.
+      seed: the same seed, inputs and options give the same ids.
+
+    Returns:
+      SampleResult with the best beam of each output.
+    """
+    rng = np.random.default_rng(seed)
+    durations = np.asarray(durations, dtype=np.int64)
+    vocab = durations.shape[0]
+    base = np.ones(vocab, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool).copy()
+    base[:NUM_SPECIAL] = False
+    base &= durations > 0
+    remaining = np.asarray(remaining_steps, dtype=np.int64)
+    outputs = remaining.shape[0]
+    fillable = fillable_steps(durations, base, int(remaining.max(initial=0)))
+    beam, branch = options.beam_size, options.branch_factor
+
+    # rows = outputs x beam; row r belongs to output r // beam
+    rows = np.repeat(np.arange(outputs), beam)
+    state = [np.repeat(np.asarray(s), beam, axis=0) for s in state]
+    feed = np.repeat(np.asarray(last_ids, dtype=np.int64), beam)
+    rem = np.repeat(remaining, beam)
+    ids: list[list[int]] = [[] for _ in rows]
+    lls: list[list[float]] = [[] for _ in rows]
+    score = np.zeros(len(rows))
+    unfilled = np.zeros(len(rows), dtype=np.int64)
+
+    while (rem > 0).any():
+        if branch > 1:  # every beam is extended by `branch` independent samples
+            expand = np.repeat(np.arange(len(rows)), branch)
+            rows, feed, rem, score, unfilled = rows[expand], feed[expand], rem[expand], score[expand], unfilled[expand]
+            state = [s[expand] for s in state]
+            ids = [list(ids[i]) for i in expand]
+            lls = [list(lls[i]) for i in expand]
+        for _ in range(options.steps_per_iteration):
+            active = rem > 0
+            if not active.any():
+                break
+            logits, new_state = next_logits(feed, state)
+            left = rem[:, None] - durations[None, :]  # (rows, vocab)
+            valid = base[None, :] & (left >= 0) & fillable[np.clip(left, 0, len(fillable) - 1)]
+            stuck = active & ~valid.any(axis=1)
+            if stuck.any():  # only when the target itself is not fillable: end with a silent remainder
+                unfilled[stuck] += rem[stuck]
+                rem[stuck] = 0
+                active &= ~stuck
+            valid[~active] = True  # finished rows draw a dummy token that is thrown away
+            choice = _choose(logits, valid, options, rng)
+            token_ll = np.take_along_axis(_log_softmax(np.where(valid, logits, NEG_INF)), choice[:, None], 1)[:, 0]
+            for r in np.flatnonzero(active):
+                ids[r].append(int(choice[r]))
+                lls[r].append(float(token_ll[r]))
+            score = score + np.where(active, token_ll, 0.0)
+            rem = rem - np.where(active, durations[choice], 0)
+            # finished rows keep their old state and feed; nothing they compute is used
+            state = [np.where(active[:, None], ns, s) if ns.ndim == 2 else ns for ns, s in zip(new_state, state)]
+            feed = np.where(active, choice, feed)
+        if len(rows) > outputs * beam or beam > 1:  # prune each output back to its `beam` best rows
+            keep = []
+            for o in range(outputs):
+                members = np.flatnonzero(rows == o)
+                keep += list(members[np.argsort(-score[members], kind="stable")[:beam]])
+            keep = np.array(keep)
+            rows, feed, rem, score, unfilled = rows[keep], feed[keep], rem[keep], score[keep], unfilled[keep]
+            state = [s[keep] for s in state]
+            ids = [ids[i] for i in keep]
+            lls = [lls[i] for i in keep]
+
+    best = [int(np.flatnonzero(rows == o)[np.argmax(score[rows == o])]) for o in range(outputs)]
+    return SampleResult([ids[b] for b in best], [lls[b] for b in best], [int(unfilled[b]) for b in best])
