@@ -157,8 +157,14 @@ class Vocabulary:
 
     # --- melody <-> ids
 
-    def encode(self, melody: Melody) -> list[int]:
-        """Token ids of a melody (no start token). Exact on in-vocabulary melodies; see `encode_with_report`."""
+    def encode(self, melody: Melody, map_oov: bool = True) -> list[int]:
+        """Token ids of a melody (no start token). Exact on in-vocabulary melodies.
+
+        With map_oov=False every note the vocabulary lacks becomes `<unk>` (for honest scoring); otherwise it is
+        mapped as `encode_with_report` describes.
+        """
+        if not map_oov:
+            return [self._index.get((n.pitch, n.duration_steps), UNK) for n in melody.notes]
         return self.encode_with_report(melody)[0]
 
     def encode_with_report(self, melody: Melody) -> tuple[list[int], list[OovChange]]:

@@ -1,0 +1,51 @@
+"""melody_create_dataset: music files -> train/eval TFRecords of token sequences, vocab.json and a report."""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from melody_plugin.cli import flags as common
+
+FLAGS = flags.FLAGS
+common.define_input()
+common.define_extraction()
+common.define_progress()
+flags.DEFINE_string("output_dir", None, "Folder for train.tfrecord, eval.tfrecord, vocab.json and stats.json.")
+flags.mark_flag_as_required("output_dir")
+flags.DEFINE_string("config", "char_lstm", "Config whose data settings (grid, vocabulary) to use.")
+flags.DEFINE_string("hparams", "", "Overrides of the config, e.g. 'min_token_count=3'.")
+flags.DEFINE_float("eval_ratio", 0.1, "Share of files held out for evaluation (deterministic, by file name).")
+flags.DEFINE_integer("steps_per_quarter", None, "Grid steps per quarter note (default 12: 16ths and triplets).")
+flags.DEFINE_integer("min_token_count", None, "Tokens seen fewer times are left out of the vocabulary.")
+flags.DEFINE_boolean("transpose_to_key", None, "Transpose every melody to C major / A minor.")
+flags.DEFINE_string("augment_transpositions", None, "Semitone range of transposed copies, e.g. '-3:3'.")
+flags.DEFINE_integer("workers", None, "Worker processes (default: one per core).")
+
+
+def main(argv):
+    from melody_plugin import pipelines, registry
+
+    config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
+    overrides = {}
+    for name in ("steps_per_quarter", "min_token_count", "transpose_to_key"):
+        if FLAGS[name].value is not None:
+            overrides[name] = FLAGS[name].value
+    if FLAGS.polyphony_policy:
+        overrides["polyphony_policy"] = FLAGS.polyphony_policy
+    if FLAGS.augment_transpositions:
+        lo, _, hi = FLAGS.augment_transpositions.partition(":")
+        overrides["augment_transpositions"] = f"[{lo},{hi or lo}]"
+    if overrides:
+        config = registry.with_hparams(config, ",".join(f"{k}={v}" for k, v in overrides.items()))
+    report = pipelines.create_dataset(FLAGS.input, FLAGS.output_dir, config, FLAGS.eval_ratio, FLAGS.workers,
+                                      FLAGS.track, FLAGS.program, FLAGS.progress)
+    print(pipelines.format_report(report))
+    print(f"wrote {FLAGS.output_dir}/{{train,eval}}.tfrecord, vocab.json, stats.json")
+
+
+def console_entry_point():
+    app.run(common.guarded("melody_create_dataset", main))
+
+
+if __name__ == "__main__":
+    console_entry_point()

@@ -1,0 +1,37 @@
+"""melody_evaluate: score whole melodies with a trained model and print one JSON line."""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from melody_plugin.cli import flags as common
+
+FLAGS = flags.FLAGS
+common.define_input()
+common.define_run_dir()
+common.define_progress()
+flags.DEFINE_string("bundle_file", None, "Score with a generator bundle instead of a run dir.")
+
+
+def main(argv):
+    import json
+
+    from melody_plugin import evaluate
+    from melody_plugin.generator import MelodyGenerator
+
+    if FLAGS.bundle_file:
+        generator = MelodyGenerator.from_bundle(FLAGS.bundle_file)
+    elif FLAGS.run_dir:
+        generator = MelodyGenerator.from_run_dir(FLAGS.run_dir)
+    else:
+        generator = MelodyGenerator.default()
+    scores = evaluate.evaluate_input(generator, FLAGS.input, FLAGS.progress)
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}))
+
+
+def console_entry_point():
+    app.run(common.guarded("melody_evaluate", main))
+
+
+if __name__ == "__main__":
+    console_entry_point()

@@ -1,0 +1,34 @@
+"""melody_export: write a run dir's model as a TensorFlow SavedModel (TF Serving / TFLite)."""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from melody_plugin.cli import flags as common
+
+FLAGS = flags.FLAGS
+common.define_run_dir()
+flags.DEFINE_string("bundle_file", None, "Export a generator bundle instead of a run dir.")
+flags.DEFINE_string("saved_model_dir", None, "Folder to write the SavedModel to.")
+flags.mark_flag_as_required("saved_model_dir")
+flags.DEFINE_boolean("overwrite", False, "Replace an existing --saved_model_dir.")
+
+
+def main(argv):
+    from melody_plugin.export import export_saved_model
+    from melody_plugin.generator import MelodyGenerator
+
+    if FLAGS.bundle_file:
+        gen = MelodyGenerator.from_bundle(FLAGS.bundle_file)
+    else:
+        gen = MelodyGenerator.from_run_dir(FLAGS.run_dir) if FLAGS.run_dir else MelodyGenerator.default()
+    path = export_saved_model(gen, FLAGS.saved_model_dir, FLAGS.overwrite)
+    print(f"wrote SavedModel {path} (signatures: serving_default = continue tokens, logits)")
+
+
+def console_entry_point():
+    app.run(common.guarded("melody_export", main))
+
+
+if __name__ == "__main__":
+    console_entry_point()

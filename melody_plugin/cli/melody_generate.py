@@ -1,0 +1,114 @@
+"""melody_generate: continue a primer (MIDI file or inline melody) and write MIDI that ends on a bar line."""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from melody_plugin.cli import flags as common
+
+FLAGS = flags.FLAGS
+common.define_run_dir()
+common.define_extraction()
+flags.DEFINE_string("bundle_file", None, "Generator bundle (.mag) to generate from, instead of --run_dir; with "
+                    "--save_generator_bundle, the file to write.")
+flags.DEFINE_boolean("save_generator_bundle", False, "Write --run_dir's model as a bundle to --bundle_file and exit.")
+flags.DEFINE_string("bundle_description", "", "Description stored in a saved bundle.")
+flags.DEFINE_string("primer_midi", None, "MIDI (or MusicXML/ABC) file whose melody to continue.")
+flags.DEFINE_string("primer_melody", None, "Inline primer, e.g. 'C4:1 D4:0.5 E4:0.5 R:1' (pitch or R : quarters).")
+flags.DEFINE_integer("num_outputs", 1, "Melodies to generate (sampled together as one batch).")
+flags.DEFINE_integer("num_bars", 8, "Bars to generate after the primer's last complete bar.")
+flags.DEFINE_float("temperature", 1.0, "Sampling temperature; 0 = greedy.")
+flags.DEFINE_integer("top_k", 0, "Sample among the k likeliest tokens (0 = off).")
+flags.DEFINE_float("top_p", 1.0, "Nucleus sampling: the smallest set of tokens with this much probability.")
+flags.DEFINE_integer("beam_size", 1, "Beams kept per output (beam search scored by log-likelihood).")
+flags.DEFINE_integer("branch_factor", 1, "Samples drawn from each beam per iteration.")
+flags.DEFINE_integer("steps_per_iteration", 1, "Tokens sampled per beam-search iteration.")
+flags.DEFINE_integer("seed", None, "Random seed; the same seed and inputs give the same MIDI bytes. "
+                     "Default: a fresh one, recorded in the sidecar JSON.")
+flags.DEFINE_float("qpm", None, "Tempo of the output (default: the primer's, or 120).")
+flags.DEFINE_string("time_signature", "4/4", "Meter when there is no primer, e.g. 6/8.")
+flags.DEFINE_string("output_dir", "generated", "Folder for the MIDI files and their JSON sidecars.")
+flags.DEFINE_boolean("continuation_only", False, "Write only the new notes, not the primer.")
+flags.DEFINE_boolean("overwrite", False, "Reuse output names from 001 even if files exist.")
+flags.DEFINE_string("key", None, "Only notes of this scale: TONIC:MODE, e.g. D:dorian, A:minor, G:major.")
+flags.DEFINE_string("scale", None, "Only these pitch classes, e.g. '0,2,4,7,9' or 'D,E,F#,A,B'.")
+flags.DEFINE_string("pitch_range", None, "Only pitches in LOW:HIGH (MIDI numbers), e.g. 55:84.")
+flags.DEFINE_string("render", "", "Also write png (piano roll) and/or wav (synthesized audio), e.g. png,wav.")
+
+
+def main(argv):
+    import secrets
+    import sys
+    import time
+
+    from melody_plugin import melody as melody_lib, outputs
+    from melody_plugin.generator import MelodyGenerator, PrimerError
+
+    start = time.perf_counter()
+    if FLAGS.save_generator_bundle:
+        if not FLAGS.bundle_file:
+            common.fail("melody_generate", "--save_generator_bundle needs --bundle_file")
+        gen = MelodyGenerator.from_run_dir(FLAGS.run_dir) if FLAGS.run_dir else MelodyGenerator.default()
+        gen.save_bundle(FLAGS.bundle_file, FLAGS.bundle_description)
+        print(f"wrote bundle {FLAGS.bundle_file} ({gen.config.name}, {len(gen.vocab)} tokens)")
+        return
+    if FLAGS.primer_midi and FLAGS.primer_melody:
+        common.fail("melody_generate", "give --primer_midi or --primer_melody, not both")
+    if FLAGS.key and FLAGS.scale:
+        common.fail("melody_generate", "give --key or --scale, not both")
+    render = outputs.parse_render(FLAGS.render)
+    if FLAGS.bundle_file:
+        gen = MelodyGenerator.from_bundle(FLAGS.bundle_file)
+    elif FLAGS.run_dir:
+        gen = MelodyGenerator.from_run_dir(FLAGS.run_dir)
+    else:
+        gen = MelodyGenerator.default()
+    policy = FLAGS.polyphony_policy or gen.config.polyphony_policy
+    primer, prefix = None, "melody"
+    try:
+        num, _, den = FLAGS.time_signature.partition("/")
+        meter = (int(num), int(den))
+    except ValueError:
+        common.fail("melody_generate", f"--time_signature must look like 6/8, got {FLAGS.time_signature!r}")
+    if FLAGS.primer_midi:
+        primer = gen.primer_from_file(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
+        prefix = f"{__import__('pathlib').Path(FLAGS.primer_midi).stem}_cont"
+    elif FLAGS.primer_melody:
+        try:
+            primer = melody_lib.melody_from_text(FLAGS.primer_melody, gen.vocab.steps_per_quarter, meter,
+                                                 FLAGS.qpm or 120.0)
+        except melody_lib.MelodyError as e:
+            raise PrimerError(f"--primer_melody: {e}") from None
+    seed = FLAGS.seed if FLAGS.seed is not None else secrets.randbelow(2**31)
+    generations = gen.generate(
+        primer, num_bars=FLAGS.num_bars, num_outputs=FLAGS.num_outputs, temperature=FLAGS.temperature,
+        top_k=FLAGS.top_k, top_p=FLAGS.top_p, beam_size=FLAGS.beam_size, branch_factor=FLAGS.branch_factor,
+        steps_per_iteration=FLAGS.steps_per_iteration, scale=FLAGS.key or FLAGS.scale,
+        pitch_range=FLAGS.pitch_range, seed=seed, continuation_only=FLAGS.continuation_only, qpm=FLAGS.qpm,
+        time_signature=meter, policy=policy)
+    for change in generations[0].oov_changes:
+        print(f"primer note changed to fit the vocabulary: {change.describe()}", file=sys.stderr)
+    sidecar = {
+        "model": gen.source, "model_step": gen.step, "config": gen.config.to_json(),
+        "primer_midi": FLAGS.primer_midi, "primer_melody": FLAGS.primer_melody,
+        "command": " ".join(sys.argv),
+        "flags": {name: FLAGS[name].value for name in (
+            "num_outputs", "num_bars", "temperature", "top_k", "top_p", "beam_size", "branch_factor",
+            "steps_per_iteration", "qpm", "time_signature", "continuation_only", "key", "scale", "pitch_range",
+            "polyphony_policy", "track", "program")},
+    }
+    paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar)
+    elapsed = time.perf_counter() - start
+    bars = generations[0].total_bars
+    print(f"wrote {len(paths)} melodies of {bars} bars ({generations[0].melody.time_signature[0]}/"
+          f"{generations[0].melody.time_signature[1]}) to {FLAGS.output_dir}/ in {elapsed:.2f} s (seed {seed}):")
+    for p in paths:
+        print(f"  {p}")
+
+
+def console_entry_point():
+    app.run(common.guarded("melody_generate", main))
+
+
+if __name__ == "__main__":
+    console_entry_point()

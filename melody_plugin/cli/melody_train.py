@@ -1,0 +1,56 @@
+"""melody_train: train a config into a run directory (resumes), or follow one as an eval-only job (--eval)."""
+
+from __future__ import annotations
+
+from absl import app, flags
+
+from melody_plugin.cli import flags as common
+
+FLAGS = flags.FLAGS
+common.define_input()
+common.define_run_dir(required=True)
+common.define_progress()
+flags.DEFINE_string("config", "char_lstm", "Name of a registered config (char_lstm, folk_lstm, or a plugin's).")
+flags.DEFINE_string("hparams", "", "Overrides, e.g. 'batch_size=64,rnn_layer_sizes=[128,128],dropout_rate=0.2'. "
+                    "batch_size is the GLOBAL batch size: a distributed run splits it over all replicas.")
+flags.DEFINE_integer("num_training_steps", 2000, "Train until this global step (counted across resumes).")
+flags.DEFINE_float("eval_ratio", 0.1, "Share of input files held out for evaluation.")
+flags.DEFINE_integer("summary_frequency", 100, "Steps between TensorBoard summaries, evaluations and progress lines.")
+flags.DEFINE_integer("save_checkpoint_steps", 500, "Steps between checkpoints.")
+flags.DEFINE_integer("num_checkpoints", 5, "Checkpoints to keep.")
+flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, dropout).")
+flags.DEFINE_boolean("eval", False, "Eval-only job: follow the checkpoints of a training job on --run_dir.")
+flags.DEFINE_float("eval_timeout", 600, "Eval job: stop after this many seconds without a new checkpoint.")
+flags.DEFINE_enum("strategy", "auto", ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy. auto: MirroredStrategy over several GPUs, else default. multi_worker "
+                  "reads TF_CONFIG.")
+flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into N logical devices (to run --strategy=mirrored "
+                     "with N replicas on a CPU-only machine). Also read from MELODY_PLUGIN_CPU_DEVICES.")
+
+
+def main(argv):
+    import os
+
+    from melody_plugin import registry, train
+
+    num_cpu = FLAGS.num_cpu_devices or int(os.environ.get("MELODY_PLUGIN_CPU_DEVICES", "0") or 0)
+    if num_cpu > 1:
+        train.configure_cpu_devices(num_cpu)
+    if FLAGS.eval:
+        train.evaluate_checkpoints(FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_timeout)
+        return
+    config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
+    result = train.train_and_evaluate(
+        config, FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_ratio, FLAGS.summary_frequency,
+        FLAGS.save_checkpoint_steps, FLAGS.num_checkpoints, FLAGS.seed, FLAGS.strategy, FLAGS.progress)
+    evals = (result.metrics or {}).get("eval") or {}
+    print(f"done: step {result.step}, {result.tokens_per_second:.0f} tokens/s"
+          + (f", eval bits/note {evals['bits_per_note']:.3f}" if evals else "") + f"; run dir {result.run_dir}")
+
+
+def console_entry_point():
+    app.run(common.guarded("melody_train", main))
+
+
+if __name__ == "__main__":
+    console_entry_point()

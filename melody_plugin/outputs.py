@@ -1,0 +1,78 @@
+"""Generations -> files: one MIDI per output, a JSON sidecar to reproduce it, and optional PNG/WAV renders.
+
+Entry point: `write_generations(generations, output_dir, prefix, ...) -> list[Path]`. File names never overwrite
+an existing file unless `overwrite` is set; every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from melody_plugin import atomic, midi_io
+from melody_plugin.errors import MelodyPluginError
+
+RENDER_KINDS = ("png", "wav")
+
+
+def parse_render(text: str) -> tuple[str, ...]:
+    kinds = tuple(k.strip().lower() for k in (text or "").split(",") if k.strip())
+    bad = [k for k in kinds if k not in RENDER_KINDS]
+    if bad:
+        raise MelodyPluginError(f"--render: unknown kind(s) {', '.join(bad)}; choose from {', '.join(RENDER_KINDS)}")
+    return kinds
+
+
+def _free_index(output_dir: Path, prefix: str, count: int) -> int:
+    """First index from which `count` consecutive names are all unused (so no output overwrites another)."""
+    used = set()
+    pattern = re.compile(re.escape(prefix) + r"_(\d+)\.")
+    for p in output_dir.glob(f"{prefix}_*"):
+        m = pattern.match(p.name)
+        if m:
+            used.add(int(m.group(1)))
+    return max(used, default=0) + 1
+
+
+def write_generations(generations, output_dir, prefix: str = "melody", overwrite: bool = False,
+                      render=(), sidecar: dict | None = None) -> list[Path]:
+    """Writes each generation as PREFIX_NNN.mid (+ .json, and .png/.wav when asked). Returns the MIDI paths."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix) or "melody"
+    first = 1 if overwrite else _free_index(output_dir, prefix, len(generations))
+    paths = []
+    for i, gen in enumerate(generations):
+        stem = output_dir / f"{prefix}_{first + i:03d}"
+        midi_path = stem.with_suffix(".mid")
+        midi_io.note_sequence_to_midi_file(gen.note_sequence, midi_path)
+        m = gen.melody
+        record = dict(sidecar or {})
+        record.update({
+            "midi_file": midi_path.name,
+            "output_index": i,
+            "seed": gen.seed,
+            "time_signature": list(m.time_signature),
+            "qpm": m.qpm,
+            "key": m.key_name,
+            "steps_per_quarter": m.steps_per_quarter,
+            "steps_per_bar": m.steps_per_bar,
+            "primer_steps": gen.primer_steps,
+            "total_steps": m.total_steps,
+            "total_bars": gen.total_bars,
+            "bars_generated": gen.num_bars,
+            "log_likelihood": round(sum(gen.log_likelihoods), 4),
+            "notes": gen.continuation_notes,
+            "primer_changes": [c.describe() for c in gen.oov_changes],
+        })
+        atomic.write_json(stem.with_suffix(".json"), record)
+        if "png" in render:
+            from melody_plugin import render as render_lib
+
+            render_lib.piano_roll_png(m, stem.with_suffix(".png"), gen.primer_steps, title=midi_path.name)
+        if "wav" in render:
+            from melody_plugin import render as render_lib
+
+            render_lib.wav_file(gen.note_sequence, stem.with_suffix(".wav"))
+        paths.append(midi_path)
+    return paths

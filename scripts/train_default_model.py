@@ -1,0 +1,50 @@
+"""Trains the small model shipped inside the package (melody_plugin/data/default_model/).
+
+Reproducible: the same data, config, steps and seed give the same weights on the same machine.
+    python scripts/train_default_model.py --folk ../shared/data/folk --steps 20000
+It trains `char_lstm` on the folk tunes in a scratch run dir, then copies config.json, vocab.json and
+weights.npz (about 0.5 MB) into the package.
+"""
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from melody_plugin import registry, train  # noqa: E402
+from melody_plugin.rundir import RunDir  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folk", default=str(ROOT.parent / "shared" / "data" / "folk"))
+    parser.add_argument("--config", default="char_lstm")
+    parser.add_argument("--hparams", default="")
+    parser.add_argument("--steps", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--run_dir", default=None, help="keep the scratch run dir here (default: a temp dir)")
+    args = parser.parse_args()
+    config = registry.with_hparams(registry.get_config(args.config), args.hparams)
+    run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="default_model_"))
+    start = time.perf_counter()
+    result = train.train_and_evaluate(config, run_dir, args.folk, num_training_steps=args.steps,
+                                      summary_frequency=1000, save_checkpoint_steps=5000, seed=args.seed,
+                                      progress=False)
+    run = RunDir(run_dir)
+    out = ROOT / "melody_plugin" / "data" / "default_model"
+    out.mkdir(parents=True, exist_ok=True)
+    for f in (run.config_file, run.vocab_file, run.weights_file):
+        shutil.copy(f, out / f.name)
+    size = sum((out / f.name).stat().st_size for f in (run.config_file, run.vocab_file, run.weights_file))
+    print(f"trained {args.config} for {result.step} steps in {time.perf_counter() - start:.0f} s "
+          f"({result.tokens_per_second:.0f} tokens/s); eval: {result.metrics.get('eval')}")
+    print(f"wrote {out} ({size / 1e6:.2f} MB)")
+
+
+if __name__ == "__main__":
+    main()
