@@ -198,7 +198,7 @@ class Vocabulary:
         for s in range(1, steps + 1):
             options = [best[s - d] + [d] for d in rests if d <= s and best[s - d] is not None]
             best[s] = min(options, key=len) if options else None
-        return None if best[steps] is None else [(REST, d) for d in best[steps]]
+        return None if best[steps] is None else [(REST, d) for d in sorted(best[steps], reverse=True)]
 
     def _map_oov(self, note: Note):
         if note.is_rest:

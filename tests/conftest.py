@@ -1,0 +1,112 @@
+"""Shared fixtures: a NoteSequence/MIDI builder, small corpora, and one tiny trained run dir per session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from melody_plugin.quiet import quiet_third_party  # noqa: E402
+
+quiet_third_party()
+
+ROOT = Path(__file__).resolve().parents[1]
+FOLK = ROOT.parent / "shared" / "data" / "folk"
+VENV_BIN = Path(sys.executable).parent
+
+
+def make_sequence(notes, time_signature=(4, 4), qpm=120.0, key=None, program=0, is_drum=False, instrument=0,
+                  filename="test.mid"):
+    """A NoteSequence from (pitch, start_quarters, end_quarters) tuples, like note-seq's add_track_to_sequence."""
+    from note_seq.protobuf import music_pb2
+
+    ns = music_pb2.NoteSequence()
+    ns.ticks_per_quarter = 480
+    ns.filename = filename
+    ns.tempos.add(time=0.0, qpm=qpm)
+    ns.time_signatures.add(time=0.0, numerator=time_signature[0], denominator=time_signature[1])
+    if key is not None:
+        ns.key_signatures.add(time=0.0, key=key)
+    spq = 60.0 / qpm
+    for pitch, start, end in notes:
+        ns.notes.add(pitch=pitch, start_time=start * spq, end_time=end * spq, velocity=80, program=program,
+                     is_drum=is_drum, instrument=instrument)
+    ns.total_time = max((n.end_time for n in ns.notes), default=0.0)
+    return ns
+
+
+def pattern_notes(pattern, repeats=1):
+    """(pitch, start, end) tuples from a list of (pitch or None for rest, quarters) repeated back to back."""
+    notes, t = [], 0.0
+    for _ in range(repeats):
+        for pitch, quarters in pattern:
+            if pitch is not None:
+                notes.append((pitch, t, t + quarters))
+            t += quarters
+    return notes
+
+
+def write_midi(path, notes, **kwargs) -> Path:
+    from melody_plugin import midi_io
+
+    ns = make_sequence(notes, filename=str(path), **kwargs)
+    midi_io.note_sequence_to_midi_file(ns, path)
+    return Path(path)
+
+
+def run_cli(name, *args, timeout=300, env=None, check=False):
+    """Runs a console script of this venv; returns the CompletedProcess (text)."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    cmd = [str(VENV_BIN / name), *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=full_env, stdin=subprocess.DEVNULL)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{name} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+# A tiny corpus that a tiny model can learn: the same two-bar phrase in three meters.
+PHRASES = {
+    (4, 4): [(60, 1), (62, 1), (64, 1), (65, 1), (67, 2), (None, 1), (64, 1)],
+    (3, 4): [(67, 1), (65, 0.5), (64, 0.5), (62, 1), (60, 2), (None, 1)],
+    (6, 8): [(62, 1.5), (64, 0.5), (66, 0.5), (67, 0.5), (69, 1.5), (None, 1.5)],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny_corpus")
+    for (num, den), phrase in PHRASES.items():
+        for i in range(4):
+            write_midi(folder / f"tune_{num}_{den}_{i}.mid", pattern_notes(phrase, repeats=8),
+                       time_signature=(num, den), key=0)
+    return folder
+
+
+TINY_HPARAMS = "rnn_layer_sizes=[48],embedding_size=16,batch_size=32,window_size=8,learning_rate=0.01,dropout_rate=0.0"
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory, tiny_corpus) -> Path:
+    """One tiny model trained once per session on the tiny corpus (shared by every generation test)."""
+    from melody_plugin import registry, train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    config = registry.with_hparams(registry.get_config("char_lstm"), TINY_HPARAMS)
+    result = train.train_and_evaluate(config, run_dir, tiny_corpus, num_training_steps=300, eval_ratio=0.0,
+                                      summary_frequency=100, save_checkpoint_steps=300, progress=False,
+                                      log=lambda *a: None, write_curve=False)
+    assert result.step == 300
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_generator(tiny_run_dir):
+    from melody_plugin.generator import MelodyGenerator
+
+    return MelodyGenerator.from_run_dir(tiny_run_dir)

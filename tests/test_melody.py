@@ -1,0 +1,166 @@
+"""NoteSequence <-> Melody: meters, grid, triplets, policies, tracks, splits, and MIDI round trips."""
+
+import pytest
+
+from conftest import make_sequence, pattern_notes
+from melody_plugin import midi_io
+from melody_plugin.melody import (REST, Melody, MelodyError, Note, melodies_from_note_sequence,
+                                  melody_from_note_sequence, melody_from_text, melody_to_note_sequence)
+from melody_plugin.vocab import Vocabulary
+
+METERS = [(4, 4), (3, 4), (6, 8), (2, 4), (9, 8), (5, 4), (7, 8)]
+
+
+def bar_quarters(meter):
+    return meter[0] * 4 / meter[1]
+
+
+def meter_tune(meter, bars=4):
+    """A tune that fills `bars` bars of `meter` with 8ths, a dotted quarter and a rest in each bar."""
+    q = bar_quarters(meter)
+    bar = [(60 + i % 5, 0.5) for i in range(int((q - 1.5) / 0.5) - 1)] + [(67, 1.0), (None, 0.5), (72, 0.5)]
+    assert abs(sum(d for _, d in bar) - q) < 1e-9
+    return pattern_notes(bar, repeats=bars)
+
+
+@pytest.mark.parametrize("meter", METERS)
+def test_midi_tokens_midi_round_trip_keeps_notes_and_bars(tmp_path, meter):
+    notes = meter_tune(meter)
+    path = tmp_path / "tune.mid"
+    midi_io.note_sequence_to_midi_file(make_sequence(notes, time_signature=meter), path)
+    m = melody_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert m.time_signature == meter
+    assert m.num_bars == 4
+    vocab = Vocabulary.build([m])
+    back = vocab.decode(vocab.encode(m), m.time_signature, m.qpm, m.key, m.minor)
+    assert back == m
+    out = tmp_path / "out.mid"
+    midi_io.note_sequence_to_midi_file(melody_to_note_sequence(back), out)
+    ns = midi_io.read_music_file(out).sequences[0]
+    assert [(ts.numerator, ts.denominator) for ts in ns.time_signatures] == [meter]
+    assert [round(t.qpm) for t in ns.tempos] == [120]
+    assert [n.pitch for n in ns.notes] == [p for p, _, _ in notes]
+    got = [t for n in ns.notes for t in (n.start_time, n.end_time)]
+    assert got == pytest.approx([t * 0.5 for _, s, e in notes for t in (s, e)], abs=1e-6)  # 120 qpm
+    assert melody_from_note_sequence(ns) == m
+
+
+def test_triplet_melody_survives_exactly(tmp_path):
+    third = 1 / 3
+    notes = pattern_notes([(60, third), (62, third), (64, third), (65, 1), (67, third), (65, third), (64, third),
+                           (62, 1), (60, 2 * third), (62, third)], repeats=2)
+    path = tmp_path / "triplets.mid"
+    midi_io.note_sequence_to_midi_file(make_sequence(notes), path)
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    m = ex.melodies[0]
+    assert ex.stats["notes_snapped_to_grid"] == 0
+    assert [n.duration_steps for n in m.notes[:4]] == [4, 4, 4, 12]
+    ns = melody_to_note_sequence(m)
+    got = [t for n in ns.notes for t in (n.start_time, n.end_time)]
+    assert got == pytest.approx([t * 0.5 for _, s, e in notes for t in (s, e)], abs=1e-6)
+
+
+def test_off_grid_notes_are_snapped_and_counted():
+    ns = make_sequence([(60, 0.0, 1.0), (62, 1.03, 2.0), (64, 2.0, 3.0)])
+    ex = melodies_from_note_sequence(ns)
+    assert ex.stats["notes_snapped_to_grid"] == 1
+    assert [n.pitch for n in ex.melodies[0].notes] == [60, 62, 64]
+
+
+def test_rests_are_kept_and_split_at_bar_lines():
+    ns = make_sequence([(60, 1.0, 2.0), (62, 6.0, 7.0)])  # leading rest of 1 quarter, then a rest over a bar line
+    m = melody_from_note_sequence(ns)
+    assert m.notes == (Note(REST, 12), Note(60, 12), Note(REST, 24), Note(REST, 24), Note(62, 12))
+
+
+@pytest.mark.parametrize("policy,expected", [("highest", [72, 64]), ("lowest", [60, 64])])
+def test_polyphony_policies(policy, expected):
+    ns = make_sequence([(60, 0, 1), (72, 0, 1), (64, 1, 2)])
+    m = melody_from_note_sequence(ns, policy=policy)
+    assert [n.pitch for n in m.notes] == expected
+
+
+def test_skyline_cuts_held_note_at_next_onset():
+    ns = make_sequence([(72, 0, 4), (60, 1, 2), (62, 2, 3)])
+    m = melody_from_note_sequence(ns)
+    assert [(n.pitch, n.duration_steps) for n in m.notes] == [(72, 12), (60, 12), (62, 12)]
+
+
+def test_reject_policy_names_the_time():
+    ns = make_sequence([(60, 0, 2), (64, 1, 2)], filename="chords.mid")
+    with pytest.raises(MelodyError, match=r"chords.mid: 2 notes overlap at 0.50 s \(policy=reject\)"):
+        melody_from_note_sequence(ns, policy="reject")
+
+
+def test_drums_are_skipped_and_drums_only_is_refused():
+    ns = make_sequence([(36, 0, 1), (38, 1, 2)], is_drum=True, filename="drums.mid")
+    with pytest.raises(MelodyError) as e:
+        melody_from_note_sequence(ns)
+    assert e.value.reason == "drums_only"
+    mixed = make_sequence([(60, 0, 1), (62, 1, 2)])
+    mixed.notes.add(pitch=36, start_time=0, end_time=0.5, is_drum=True, instrument=9, velocity=90)
+    mixed.notes.add(pitch=38, start_time=0.1, end_time=0.5, is_drum=True, instrument=9, velocity=90)
+    mixed.notes.add(pitch=40, start_time=0.2, end_time=0.5, is_drum=True, instrument=9, velocity=90)
+    assert [n.pitch for n in melody_from_note_sequence(mixed).notes] == [60, 62]
+
+
+def test_track_with_most_notes_is_chosen_and_can_be_selected():
+    ns = make_sequence([(60, 0, 1), (62, 1, 2), (64, 2, 3)], instrument=0, program=0)
+    for p, s, e in [(48, 0, 3)]:
+        ns.notes.add(pitch=p, start_time=s * 0.5, end_time=e * 0.5, instrument=1, program=33, velocity=80)
+    assert [n.pitch for n in melody_from_note_sequence(ns).notes] == [60, 62, 64]
+    assert [n.pitch for n in melody_from_note_sequence(ns, track=1).notes] == [48]
+    assert [n.pitch for n in melody_from_note_sequence(ns, program=33).notes] == [48]
+    with pytest.raises(MelodyError, match="instrument 5"):
+        melody_from_note_sequence(ns, track=5)
+
+
+def test_time_signature_change_splits_the_piece():
+    ns = make_sequence(pattern_notes([(60, 1)], repeats=8))  # 2 bars of 4/4 ...
+    ns.time_signatures.add(time=4.0, numerator=3, denominator=4)  # ... then 3/4 from 8 quarters
+    for i in range(6):
+        ns.notes.add(pitch=67, start_time=4.0 + i * 0.5, end_time=4.5 + i * 0.5, velocity=80)
+    ns.total_time = 7.0
+    ex = melodies_from_note_sequence(ns)
+    assert ex.stats["time_change_splits"] == 1
+    assert [m.time_signature for m in ex.melodies] == [(4, 4), (3, 4)]
+    assert [m.num_bars for m in ex.melodies] == [2, 2]
+
+
+def test_tempo_change_splits_and_keeps_each_tempo():
+    ns = make_sequence(pattern_notes([(60, 1)], repeats=4))
+    ns.tempos.add(time=2.0, qpm=90)
+    ns.notes.add(pitch=64, start_time=2.0, end_time=2.0 + 60 / 90, velocity=80)
+    ns.total_time = 2.0 + 60 / 90
+    ex = melodies_from_note_sequence(ns)
+    assert [m.qpm for m in ex.melodies] == [120, 90]
+
+
+def test_key_signature_is_kept_or_estimated():
+    assert melody_from_note_sequence(make_sequence([(62, 0, 1)], key=2)).key == 2
+    d_major = pattern_notes([(62, 1), (64, 1), (66, 1), (67, 1), (69, 1), (71, 1), (73, 1), (74, 2), (69, 1)], 2)
+    m = melody_from_note_sequence(make_sequence(d_major))
+    assert (m.key, m.minor) == (2, False)
+
+
+def test_melody_from_text():
+    m = melody_from_text("C4:1 D4:0.5 E4:0.5 R:1 F#4:1/3 G4:2/3", time_signature=(4, 4))
+    assert m.notes == (Note(60, 12), Note(62, 6), Note(64, 6), Note(REST, 12), Note(66, 4), Note(67, 8))
+    with pytest.raises(MelodyError, match="not on a grid"):
+        melody_from_text("C4:0.1")
+    with pytest.raises(MelodyError, match="cannot read"):
+        melody_from_text("hello")
+
+
+def test_melody_validates_meter_and_durations():
+    with pytest.raises(MelodyError, match="time signature"):
+        Melody((), time_signature=(3, 5))
+    with pytest.raises(MelodyError, match="positive"):
+        Melody((Note(60, 0),))
+
+
+def test_conversions_do_not_mutate_input():
+    ns = make_sequence([(60, 0, 1), (72, 0, 1)])
+    before = ns.SerializeToString()
+    melodies_from_note_sequence(ns)
+    assert ns.SerializeToString() == before
