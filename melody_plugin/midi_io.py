@@ -76,9 +76,10 @@ def time_limit(seconds: float, path):
         signal.signal(signal.SIGALRM, previous)
 
 
-def read_guarded_bytes(path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+def read_guarded_bytes(path, max_bytes: int | None = None) -> bytes:
     """Reads a whole regular file, refusing anything else (missing, folder, FIFO, device, link loop, too big)."""
     path = Path(path)
+    max_bytes = max_bytes or MAX_FILE_BYTES
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -113,8 +114,12 @@ def read_guarded_bytes(path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
 
 # --- MIDI
 
-def _check_midi_structure(path, data: bytes) -> list[str]:
-    """Walks the chunk headers; refuses truncated or header-less files, warns on header/chunk disagreement."""
+def _check_midi_structure(path, data: bytes) -> tuple[list[str], bytes]:
+    """Walks the chunk headers; refuses truncated or header-less files, warns on header/chunk disagreement.
+
+    Returns the warnings and the bytes to parse: when the header's track count disagrees with the chunks, the
+    count is corrected (parsers would otherwise fail or drop tracks) and the user is told.
+    """
     warnings = []
     if data[:4] != b"MThd":
         if data[:4] == b"RIFF":
@@ -151,10 +156,11 @@ def _check_midi_structure(path, data: bytes) -> list[str]:
         raise InputFileError(path, "no MTrk chunk (no tracks)")
     if tracks != ntracks:
         warnings.append(f"header says {ntracks} tracks but the file has {tracks}")
-    return warnings
+        data = data[:10] + struct.pack(">H", tracks) + data[12:]
+    return warnings, data
 
 
-def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes]:
+def _check_midi_events(path, data: bytes) -> list[str]:
     """Parses with mido (memory bounded by the file size) and checks tempo, ticks and notes before pretty_midi."""
     import mido
 
@@ -194,7 +200,7 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes]:
 
 def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):
     """Checks MIDI bytes and converts them with note-seq. Returns (NoteSequence, warnings)."""
-    warnings = _check_midi_structure(path, data)
+    warnings, data = _check_midi_structure(path, data)
     warnings += _check_midi_events(path, data)
     quiet_third_party()
     from note_seq import midi_io as ns_midi_io
@@ -264,13 +270,14 @@ def _read_abc(path, data: bytes):
     return sequences, [f"ABC tune skipped: {e}" for e in exceptions]
 
 
-def read_music_file(path, timeout_s: float = READ_TIMEOUT_S) -> MusicFile:
+def read_music_file(path, timeout_s: float | None = None) -> MusicFile:
     """Reads one MIDI, MusicXML or ABC file into NoteSequences, bounded in size, time and memory.
 
     Raises:
       InputFileError: with the file and the reason, for anything that is not readable music.
     """
     path = Path(path)
+    timeout_s = timeout_s or READ_TIMEOUT_S
     data = read_guarded_bytes(path)
     suffix = path.suffix.lower()
     with time_limit(timeout_s, path):

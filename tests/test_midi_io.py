@@ -1,0 +1,198 @@
+"""The guarded reader: every hostile file is refused with the file and the reason, bounded in time."""
+
+import io
+import os
+import random
+import struct
+import time
+import zipfile
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from conftest import make_sequence, pattern_notes, write_midi
+from melody_plugin import midi_io
+from melody_plugin.errors import InputFileError
+
+
+def smf(tracks, division=480, fmt=0, ntracks=None):
+    """Raw Standard MIDI File bytes from a list of raw track-event byte strings."""
+    header = b"MThd" + struct.pack(">IHHH", 6, fmt, len(tracks) if ntracks is None else ntracks, division)
+    return header + b"".join(b"MTrk" + struct.pack(">I", len(t)) + t for t in tracks)
+
+
+def vlq(n):
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+END = b"\x00\xff\x2f\x00"
+NOTE = b"\x00\x90\x3c\x40" + vlq(480) + b"\x80\x3c\x00"
+
+
+def good_midi_bytes():
+    return smf([NOTE + END])
+
+
+def refused(path, match):
+    with pytest.raises(InputFileError, match=match) as e:
+        midi_io.read_music_file(path)
+    assert str(path) in str(e.value)
+    return e.value
+
+
+def test_reads_a_real_midi_file(tmp_path):
+    path = write_midi(tmp_path / "ok.MIDI", pattern_notes([(60, 1), (62, 1)]))
+    music = midi_io.read_music_file(path)
+    assert [n.pitch for n in music.sequences[0].notes] == [60, 62]
+    assert music.warnings == ()
+
+
+@pytest.mark.parametrize("name,data,match", [
+    ("empty.mid", b"", "empty file"),
+    ("random.mid", bytes(random.Random(0).randrange(256) for _ in range(500)), "not a MIDI file"),
+    ("text.mid", b"This is not music at all, just a text file renamed.\n" * 4, "it is text"),
+    ("truncated.mid", good_midi_bytes()[:-3], "truncated"),
+    ("zero_ppq.mid", smf([NOTE + END], division=0), "0 ticks per quarter"),
+    ("smpte.mid", smf([NOTE + END], division=0xE728), "SMPTE"),
+    ("tempo0.mid", smf([b"\x00\xff\x51\x03\x00\x00\x00" + NOTE + END]), "tempo event of 0"),
+    ("far.mid", smf([vlq(2_000_000_000) + b"\x90\x3c\x40" + vlq(10) + b"\x80\x3c\x00" + END]), "exceed the length"),
+    ("notracks.mid", b"MThd" + struct.pack(">IHHH", 6, 0, 1, 480), "no MTrk"),
+    ("badformat.mid", smf([NOTE + END], fmt=7), "unknown MIDI format"),
+    ("garbage_events.mid", smf([b"\x00\xf7\xff\xff\xff\xff\x7f" + END]), "corrupt MIDI data|truncated"),
+])
+def test_hostile_midi_is_refused_with_a_reason(tmp_path, name, data, match):
+    path = tmp_path / name
+    path.write_bytes(data)
+    start = time.perf_counter()
+    refused(path, match)
+    assert time.perf_counter() - start < 10
+
+
+def test_huge_note_count_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(midi_io, "MAX_NOTES", 1000)
+    events = (b"\x00\x90\x3c\x40" + b"\x01\x80\x3c\x00") * 1001
+    path = tmp_path / "many.mid"
+    path.write_bytes(smf([events + END]))
+    refused(path, "1001 notes exceed")
+
+
+def test_missing_directory_fifo_and_symlink_loop(tmp_path):
+    refused(tmp_path / "missing.mid", "no such file")
+    refused(tmp_path, "is a directory")
+    fifo = tmp_path / "pipe.mid"
+    os.mkfifo(fifo)
+    start = time.perf_counter()
+    refused(fifo, "not a regular file")  # must not block waiting for a writer
+    assert time.perf_counter() - start < 5
+    loop = tmp_path / "loop.mid"
+    os.symlink(loop, loop)
+    refused(loop, "cannot access")
+
+
+def test_device_file_is_refused():
+    refused("/dev/zero", "not a regular file")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file_is_refused(tmp_path):
+    path = write_midi(tmp_path / "locked.mid", pattern_notes([(60, 1)]))
+    path.chmod(0)
+    refused(path, "permission denied")
+
+
+def test_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
+    monkeypatch.setattr(midi_io, "MAX_FILE_BYTES", 100)
+    path = tmp_path / "big.mid"
+    path.write_bytes(good_midi_bytes() + b"\x00" * 200)
+    refused(path, "over the 100 byte limit")
+
+
+def test_silent_misreads_become_warnings(tmp_path):
+    # header says 3 tracks, one note is never released, one note has zero length
+    track = (b"\x00\x90\x3c\x40" + vlq(480) + b"\x80\x3c\x00" + b"\x00\x90\x3e\x40" + b"\x00\x80\x3e\x00"
+             + b"\x00\x90\x40\x40" + vlq(480) + b"\xff\x2f\x00")
+    path = tmp_path / "sloppy.mid"
+    path.write_bytes(smf([track], ntracks=3))
+    warnings = " ".join(midi_io.read_music_file(path).warnings)
+    assert "header says 3 tracks but the file has 1" in warnings
+    assert "1 notes never released" in warnings
+    assert "1 zero-length notes" in warnings
+
+
+def test_musicxml_entity_bomb_and_zip_bomb_are_refused(tmp_path):
+    bomb = tmp_path / "bomb.xml"
+    bomb.write_text('<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>'
+                    '<score-partwise>&lol2;</score-partwise>')
+    refused(bomb, "entity")
+    mxl = tmp_path / "bomb.mxl"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("score.xml", b"\x00" * (midi_io.MAX_UNCOMPRESSED_BYTES + 1))
+    mxl.write_bytes(buffer.getvalue())
+    refused(mxl, "zip bomb")
+    broken = tmp_path / "broken.musicxml"
+    broken.write_text("<score-partwise><part")
+    refused(broken, "unreadable MusicXML")
+
+
+def test_abc_tunes_are_read_and_garbage_is_refused(tmp_path):
+    abc = tmp_path / "tunes.abc"
+    abc.write_text("X:1\nT:Test\nM:6/8\nL:1/8\nK:G\nGAB c2d|e2d B2A|\n\nX:2\nT:Two\nM:4/4\nL:1/8\nK:D\nDEFG ABcd|\n")
+    music = midi_io.read_music_file(abc)
+    assert len(music.sequences) == 2
+    assert music.sequences[0].time_signatures[0].numerator == 6
+    junk = tmp_path / "junk.abc"
+    junk.write_bytes(b"\xff\xfe\x00garbage \x01\x02 without any header")
+    refused(junk, "ABC")
+
+
+def test_list_music_files_recurses_and_matches_extensions_in_any_case(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.MID", "a/b/two.midi", "three.mid", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    names = sorted(p.name for p in midi_io.list_music_files(tmp_path))
+    assert names == ["one.MID", "three.mid", "two.midi"]
+    assert [p.name for p in midi_io.list_music_files(f"{tmp_path}/a/**/*.midi")] == ["two.midi"]
+    with pytest.raises(InputFileError, match="no such file"):
+        midi_io.list_music_files(tmp_path / "nope")
+
+
+def test_note_sequence_tfrecord_round_trip(tmp_path):
+    sequences = [make_sequence(pattern_notes([(60 + i, 1)] * 4), filename=f"s{i}.mid") for i in range(3)]
+    path = tmp_path / "notesequences.tfrecord"
+    midi_io.write_note_sequence_tfrecord(sequences, path)
+    back = list(midi_io.read_note_sequence_tfrecord(path))
+    assert [ns.filename for ns in back] == ["s0.mid", "s1.mid", "s2.mid"]
+    assert back[1].notes[0].pitch == 61
+
+
+SEED_MIDI = smf([b"\x00\xff\x51\x03\x07\xa1\x20" + b"\x00\xff\x58\x04\x03\x02\x18\x08" + NOTE * 8 + END])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzz_mutated_midi_returns_music_or_our_error(tmp_path, data):
+    raw = bytearray(SEED_MIDI)
+    for _ in range(data.draw(st.integers(1, 8))):
+        op = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        pos = data.draw(st.integers(0, max(len(raw) - 1, 0)))
+        if op == "flip" and raw:
+            raw[pos] = data.draw(st.integers(0, 255))
+        elif op == "cut":
+            del raw[pos:pos + data.draw(st.integers(1, 16))]
+        else:
+            raw[pos:pos] = bytes(data.draw(st.lists(st.integers(0, 255), max_size=8)))
+    path = tmp_path / "fuzz.mid"
+    path.write_bytes(bytes(raw))
+    start = time.perf_counter()
+    try:
+        music = midi_io.read_music_file(path)
+        assert music.sequences
+    except InputFileError as e:
+        assert str(path) in str(e)
+    assert time.perf_counter() - start < 5
