@@ -204,11 +204,15 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
     rows = np.repeat(np.arange(outputs), beam)
     state = [np.repeat(np.asarray(s), beam, axis=0) for s in state]
     feed = np.repeat(np.asarray(last_ids, dtype=np.int64), beam)
-    rem = np.repeat(remaining, beam)
+    # A target no token sequence can fill exactly (tiny vocabularies) is filled as far as it can be; the rest is
+    # left as silence and reported, rather than failing.
+    reachable = np.maximum.accumulate(np.where(fillable, np.arange(len(fillable)), 0))
+    target = reachable[remaining]
+    rem = np.repeat(target, beam)
     ids: list[list[int]] = [[] for _ in rows]
     lls: list[list[float]] = [[] for _ in rows]
     score = np.zeros(len(rows))
-    unfilled = np.zeros(len(rows), dtype=np.int64)
+    unfilled = np.repeat(remaining - target, beam)
 
     while (rem > 0).any():
         if branch > 1:  # every beam is extended by `branch` independent samples
@@ -224,11 +228,7 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
             logits, new_state = next_logits(feed, state)
             left = rem[:, None] - durations[None, :]  # (rows, vocab)
             valid = base[None, :] & (left >= 0) & fillable[np.clip(left, 0, len(fillable) - 1)]
-            stuck = active & ~valid.any(axis=1)
-            if stuck.any():  # only when the target itself is not fillable: end with a silent remainder
-                unfilled[stuck] += rem[stuck]
-                rem[stuck] = 0
-                active &= ~stuck
+            assert valid[active].any(axis=1).all(), "fillable targets always leave a valid token"
             valid[~active] = True  # finished rows draw a dummy token that is thrown away
             choice = _choose(logits, valid, options, rng)
             token_ll = np.take_along_axis(_log_softmax(np.where(valid, logits, NEG_INF)), choice[:, None], 1)[:, 0]
