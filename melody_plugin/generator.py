@@ -297,7 +297,7 @@ class MelodySequenceGenerator:
             if name not in args:
                 return default
             value = args[name]
-            kind = value.WhichOneof("value")
+            kind = value.WhichOneof("kind")
             return type(default)(getattr(value, kind)) if kind else default
 
         primer = None

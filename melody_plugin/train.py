@@ -267,7 +267,8 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
         dist = make_strategy(strategy)
         chief = _is_chief(dist)
         train_ds = dist.experimental_distribute_dataset(
-            make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride, seed=seed))
+            make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride,
+                         seed=seed + int(step_var_start(run)), shuffle=True))
         eval_ds = None
         if eval_seqs and sum(len(s) for s in eval_seqs) > config.window_size + 1:
             eval_ds = dist.experimental_distribute_dataset(
@@ -289,6 +290,8 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
         latest = tf.train.latest_checkpoint(str(run.checkpoint_dir))
         if latest:
             checkpoint.restore(latest).expect_partial()
+            # the optimizer state comes back, but a learning rate given with --hparams on this run wins
+            getattr(optimizer, "inner_optimizer", optimizer).learning_rate.assign(config.learning_rate)
             log(f"resumed from {Path(latest).name} at step {int(step_var.numpy())}")
 
         def save():
@@ -371,6 +374,11 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
         return TrainResult(step, last_metrics, str(run.path), tokens_per_second)
 
 
+def step_var_start(run: RunDir) -> int:
+    """The step a run resumes from; it also reseeds the shuffle so a resumed run does not replay its first batches."""
+    return run.latest_checkpoint_step() or 0
+
+
 def build_model_for(config: ModelConfig, vocab_size: int):
     from melody_plugin.model import build_model
 
@@ -414,13 +422,17 @@ def evaluate_checkpoints(run_dir, input_path=None, num_training_steps: int | Non
             raise TrainingError(f"{run.path}: no training job appeared within {timeout_s:.0f} s")
         time.sleep(1)
     config, vocab = run.load_config(), run.load_vocab()
-    if input_path:
-        _, eval_seqs, _ = load_training_data(input_path, config, 1.0 if not _is_dataset_dir(input_path) else 0.1,
-                                             vocab, progress=False, log=log)
-        if not eval_seqs and _is_dataset_dir(input_path):
-            eval_seqs = read_sequences(Path(input_path) / EVAL_FILE)
-    else:
+    if input_path and _is_dataset_dir(input_path):
+        eval_seqs = read_sequences(Path(input_path) / EVAL_FILE)
+    elif input_path:  # every melody of the input is evaluation data
+        corpus = pipelines.collect_melodies(input_path, config, eval_ratio=0.0, progress=False)
+        eval_seqs, _ = pipelines.encode_all(pipelines.prepare_melodies(corpus.train, config, augment=False), vocab)
+    elif (run.data_dir / EVAL_FILE).is_file():
         eval_seqs = read_sequences(run.data_dir / EVAL_FILE)
+    else:
+        eval_seqs = []
+    if not eval_seqs:
+        raise TrainingError(f"{run.path}: no evaluation data; pass --input or train with --eval_ratio > 0")
     strategy = tf.distribute.get_strategy()
     model = build_model_for(config, len(vocab))
     optimizer = _make_optimizer(config)
