@@ -161,13 +161,20 @@ def parse_hparams(text: str) -> dict:
         if "=" not in item:
             raise ConfigError(f"--hparams: expected name=value, got {item!r}")
         name, raw = (s.strip() for s in item.split("=", 1))
-        if raw.startswith(("[", "(")):
-            try:
-                raw = json.loads("[" + raw[1:-1] + "]")
-            except ValueError:
-                raise ConfigError(f"--hparams: bad list {raw!r} for {name}") from None
-        values[name] = raw
+        values[name] = _parse_raw(name, raw)
     return values
+
+
+def _parse_raw(name: str, raw):
+    """A list written as text ("[128,128]") becomes a list; anything else is left to `_coerce`."""
+    if isinstance(raw, str) and raw.startswith(("[", "(")):
+        if not raw.endswith(("]", ")")):
+            raise ConfigError(f"--hparams: bad list {raw!r} for {name}")
+        try:
+            return json.loads("[" + raw[1:-1] + "]")
+        except ValueError:
+            raise ConfigError(f"--hparams: bad list {raw!r} for {name}") from None
+    return raw
 
 
 def with_hparams(config: ModelConfig, hparams: str | dict) -> ModelConfig:
@@ -176,7 +183,7 @@ def with_hparams(config: ModelConfig, hparams: str | dict) -> ModelConfig:
     Raises:
       ConfigError: for an unknown field or a value of the wrong type or range.
     """
-    values = parse_hparams(hparams) if isinstance(hparams, str) else dict(hparams)
+    values = parse_hparams(hparams) if isinstance(hparams, str) else {k: _parse_raw(k, v) for k, v in hparams.items()}
     if not values:
         return config
     types_ = _field_types()
