@@ -18,29 +18,35 @@ EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 
+def define(kind: str, name: str, *args, **kwargs) -> None:
+    """flags.DEFINE_<kind>, skipped when the flag exists (several commands imported in one process share it)."""
+    if name not in FLAGS:
+        getattr(flags, f"DEFINE_{kind}")(name, *args, **kwargs)
+
+
 def define_input():
-    flags.DEFINE_string("input", None, "MIDI/MusicXML/ABC folder (searched recursively), glob, single file, "
+    define("string", "input", None, "MIDI/MusicXML/ABC folder (searched recursively), glob, single file, "
                         "NoteSequence TFRecord, or a melody_create_dataset folder. Omitted: the example corpus "
                         "shipped with the package.")
 
 
 def define_run_dir(required: bool = False):
-    flags.DEFINE_string("run_dir", None, "Run directory: config, vocabulary, checkpoints and logs live here."
+    define("string", "run_dir", None, "Run directory: config, vocabulary, checkpoints and logs live here."
                         + ("" if required else " Omitted: the small folk model shipped with the package."))
     if required:
         flags.mark_flag_as_required("run_dir")
 
 
 def define_extraction():
-    flags.DEFINE_enum("polyphony_policy", None, ["highest", "lowest", "reject"],
+    define("enum", "polyphony_policy", None, ["highest", "lowest", "reject"],
                       "How overlapping notes become one melody line: highest (skyline), lowest, or reject. "
                       "Default: the config's (highest).")
-    flags.DEFINE_integer("track", None, "Instrument index of the melody track (default: the one with most notes).")
-    flags.DEFINE_integer("program", None, "MIDI program of the melody track, instead of --track.")
+    define("integer", "track", None, "Instrument index of the melody track (default: the one with most notes).")
+    define("integer", "program", None, "MIDI program of the melody track, instead of --track.")
 
 
 def define_progress():
-    flags.DEFINE_boolean("progress", None, "Progress bars; default: on when the terminal is interactive.")
+    define("boolean", "progress", None, "Progress bars; default: on when the terminal is interactive.")
 
 
 def fail(program: str, message: str, code: int = EXIT_USER_ERROR):
@@ -72,3 +78,19 @@ def guarded(program: str, main):
             fail(program, f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}".lstrip(": "), 1)
 
     return wrapped
+
+
+def run(program: str, main, module_name: str) -> None:
+    """app.run for a console script, with its flags listed by --help (absl only lists the main module's)."""
+    from absl import app
+
+    for name in (module_name, __name__):
+        for flag in FLAGS.get_flags_for_module(name):
+            FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    if any(arg in ("--help", "-h", "-?", "--helpshort") for arg in sys.argv[1:]):
+        # absl exits 1 after --help; a help request is not an error
+        print(f"{(sys.modules[module_name].__doc__ or program).strip()}\n")
+        print(f"usage: {program} [--flag=value ...]   (--helpfull lists every flag)\n")
+        print(FLAGS.main_module_help())
+        sys.exit(0)
+    app.run(guarded(program, main))

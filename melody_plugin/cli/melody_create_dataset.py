@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from melody_plugin.cli import flags as common
 
@@ -10,16 +10,16 @@ FLAGS = flags.FLAGS
 common.define_input()
 common.define_extraction()
 common.define_progress()
-flags.DEFINE_string("output_dir", None, "Folder for train.tfrecord, eval.tfrecord, vocab.json and stats.json.")
+common.define("string", "output_dir", None, "Folder for train.tfrecord, eval.tfrecord, vocab.json and stats.json.")
 flags.mark_flag_as_required("output_dir")
-flags.DEFINE_string("config", "char_lstm", "Config whose data settings (grid, vocabulary) to use.")
-flags.DEFINE_string("hparams", "", "Overrides of the config, e.g. 'min_token_count=3'.")
-flags.DEFINE_float("eval_ratio", 0.1, "Share of files held out for evaluation (deterministic, by file name).")
-flags.DEFINE_integer("steps_per_quarter", None, "Grid steps per quarter note (default 12: 16ths and triplets).")
-flags.DEFINE_integer("min_token_count", None, "Tokens seen fewer times are left out of the vocabulary.")
-flags.DEFINE_boolean("transpose_to_key", None, "Transpose every melody to C major / A minor.")
-flags.DEFINE_string("augment_transpositions", None, "Semitone range of transposed copies, e.g. '-3:3'.")
-flags.DEFINE_integer("workers", None, "Worker processes (default: one per core).")
+common.define("string", "config", "char_lstm", "Config whose data settings (grid, vocabulary) to use.")
+common.define("string", "hparams", "", "Overrides of the config, e.g. 'min_token_count=3'.")
+common.define("float", "eval_ratio", 0.1, "Share of files held out for evaluation (deterministic, by file name).")
+common.define("integer", "steps_per_quarter", None, "Grid steps per quarter note (default 12: 16ths and triplets).")
+common.define("integer", "min_token_count", None, "Tokens seen fewer times are left out of the vocabulary.")
+common.define("boolean", "transpose_to_key", None, "Transpose every melody to C major / A minor.")
+common.define("string", "augment_transpositions", None, "Semitone range of transposed copies, e.g. '-3:3'.")
+common.define("integer", "workers", None, "Worker processes (default: one per core).")
 
 
 def main(argv):
@@ -44,7 +44,7 @@ def main(argv):
 
 
 def console_entry_point():
-    app.run(common.guarded("melody_create_dataset", main))
+    common.run("melody_create_dataset", main, __name__)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from melody_plugin.cli import flags as common
 
@@ -10,7 +10,7 @@ FLAGS = flags.FLAGS
 common.define_input()
 common.define_run_dir()
 common.define_progress()
-flags.DEFINE_string("bundle_file", None, "Score with a generator bundle instead of a run dir.")
+common.define("string", "bundle_file", None, "Score with a generator bundle instead of a run dir.")
 
 
 def main(argv):
@@ -30,7 +30,7 @@ def main(argv):
 
 
 def console_entry_point():
-    app.run(common.guarded("melody_evaluate", main))
+    common.run("melody_evaluate", main, __name__)
 
 
 if __name__ == "__main__":

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from melody_plugin.cli import flags as common
 
 FLAGS = flags.FLAGS
 common.define_run_dir()
-flags.DEFINE_string("bundle_file", None, "Export a generator bundle instead of a run dir.")
-flags.DEFINE_string("saved_model_dir", None, "Folder to write the SavedModel to.")
+common.define("string", "bundle_file", None, "Export a generator bundle instead of a run dir.")
+common.define("string", "saved_model_dir", None, "Folder to write the SavedModel to.")
 flags.mark_flag_as_required("saved_model_dir")
-flags.DEFINE_boolean("overwrite", False, "Replace an existing --saved_model_dir.")
+common.define("boolean", "overwrite", False, "Replace an existing --saved_model_dir.")
 
 
 def main(argv):
@@ -27,7 +27,7 @@ def main(argv):
 
 
 def console_entry_point():
-    app.run(common.guarded("melody_export", main))
+    common.run("melody_export", main, __name__)
 
 
 if __name__ == "__main__":

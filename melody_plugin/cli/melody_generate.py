@@ -2,38 +2,38 @@
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from melody_plugin.cli import flags as common
 
 FLAGS = flags.FLAGS
 common.define_run_dir()
 common.define_extraction()
-flags.DEFINE_string("bundle_file", None, "Generator bundle (.mag) to generate from, instead of --run_dir; with "
+common.define("string", "bundle_file", None, "Generator bundle (.mag) to generate from, instead of --run_dir; with "
                     "--save_generator_bundle, the file to write.")
-flags.DEFINE_boolean("save_generator_bundle", False, "Write --run_dir's model as a bundle to --bundle_file and exit.")
-flags.DEFINE_string("bundle_description", "", "Description stored in a saved bundle.")
-flags.DEFINE_string("primer_midi", None, "MIDI (or MusicXML/ABC) file whose melody to continue.")
-flags.DEFINE_string("primer_melody", None, "Inline primer, e.g. 'C4:1 D4:0.5 E4:0.5 R:1' (pitch or R : quarters).")
-flags.DEFINE_integer("num_outputs", 1, "Melodies to generate (sampled together as one batch).")
-flags.DEFINE_integer("num_bars", 8, "Bars to generate after the primer's last complete bar.")
-flags.DEFINE_float("temperature", 1.0, "Sampling temperature; 0 = greedy.")
-flags.DEFINE_integer("top_k", 0, "Sample among the k likeliest tokens (0 = off).")
-flags.DEFINE_float("top_p", 1.0, "Nucleus sampling: the smallest set of tokens with this much probability.")
-flags.DEFINE_integer("beam_size", 1, "Beams kept per output (beam search scored by log-likelihood).")
-flags.DEFINE_integer("branch_factor", 1, "Samples drawn from each beam per iteration.")
-flags.DEFINE_integer("steps_per_iteration", 1, "Tokens sampled per beam-search iteration.")
-flags.DEFINE_integer("seed", None, "Random seed; the same seed and inputs give the same MIDI bytes. "
+common.define("boolean", "save_generator_bundle", False, "Write --run_dir's model as a bundle to --bundle_file and exit.")
+common.define("string", "bundle_description", "", "Description stored in a saved bundle.")
+common.define("string", "primer_midi", None, "MIDI (or MusicXML/ABC) file whose melody to continue.")
+common.define("string", "primer_melody", None, "Inline primer, e.g. 'C4:1 D4:0.5 E4:0.5 R:1' (pitch or R : quarters).")
+common.define("integer", "num_outputs", 1, "Melodies to generate (sampled together as one batch).")
+common.define("integer", "num_bars", 8, "Bars to generate after the primer's last complete bar.")
+common.define("float", "temperature", 1.0, "Sampling temperature; 0 = greedy.")
+common.define("integer", "top_k", 0, "Sample among the k likeliest tokens (0 = off).")
+common.define("float", "top_p", 1.0, "Nucleus sampling: the smallest set of tokens with this much probability.")
+common.define("integer", "beam_size", 1, "Beams kept per output (beam search scored by log-likelihood).")
+common.define("integer", "branch_factor", 1, "Samples drawn from each beam per iteration.")
+common.define("integer", "steps_per_iteration", 1, "Tokens sampled per beam-search iteration.")
+common.define("integer", "seed", None, "Random seed; the same seed and inputs give the same MIDI bytes. "
                      "Default: a fresh one, recorded in the sidecar JSON.")
-flags.DEFINE_float("qpm", None, "Tempo of the output (default: the primer's, or 120).")
-flags.DEFINE_string("time_signature", "4/4", "Meter when there is no primer, e.g. 6/8.")
-flags.DEFINE_string("output_dir", "generated", "Folder for the MIDI files and their JSON sidecars.")
-flags.DEFINE_boolean("continuation_only", False, "Write only the new notes, not the primer.")
-flags.DEFINE_boolean("overwrite", False, "Reuse output names from 001 even if files exist.")
-flags.DEFINE_string("key", None, "Only notes of this scale: TONIC:MODE, e.g. D:dorian, A:minor, G:major.")
-flags.DEFINE_string("scale", None, "Only these pitch classes, e.g. '0,2,4,7,9' or 'D,E,F#,A,B'.")
-flags.DEFINE_string("pitch_range", None, "Only pitches in LOW:HIGH (MIDI numbers), e.g. 55:84.")
-flags.DEFINE_string("render", "", "Also write png (piano roll) and/or wav (synthesized audio), e.g. png,wav.")
+common.define("float", "qpm", None, "Tempo of the output (default: the primer's, or 120).")
+common.define("string", "time_signature", "4/4", "Meter when there is no primer, e.g. 6/8.")
+common.define("string", "output_dir", "generated", "Folder for the MIDI files and their JSON sidecars.")
+common.define("boolean", "continuation_only", False, "Write only the new notes, not the primer.")
+common.define("boolean", "overwrite", False, "Reuse output names from 001 even if files exist.")
+common.define("string", "key", None, "Only notes of this scale: TONIC:MODE, e.g. D:dorian, A:minor, G:major.")
+common.define("string", "scale", None, "Only these pitch classes, e.g. '0,2,4,7,9' or 'D,E,F#,A,B'.")
+common.define("string", "pitch_range", None, "Only pitches in LOW:HIGH (MIDI numbers), e.g. 55:84.")
+common.define("string", "render", "", "Also write png (piano roll) and/or wav (synthesized audio), e.g. png,wav.")
 
 
 def main(argv):
@@ -107,7 +107,7 @@ def main(argv):
 
 
 def console_entry_point():
-    app.run(common.guarded("melody_generate", main))
+    common.run("melody_generate", main, __name__)
 
 
 if __name__ == "__main__":

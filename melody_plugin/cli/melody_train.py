@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from absl import app, flags
+from absl import flags
 
 from melody_plugin.cli import flags as common
 
@@ -10,21 +10,21 @@ FLAGS = flags.FLAGS
 common.define_input()
 common.define_run_dir(required=True)
 common.define_progress()
-flags.DEFINE_string("config", "char_lstm", "Name of a registered config (char_lstm, folk_lstm, or a plugin's).")
-flags.DEFINE_string("hparams", "", "Overrides, e.g. 'batch_size=64,rnn_layer_sizes=[128,128],dropout_rate=0.2'. "
+common.define("string", "config", "char_lstm", "Name of a registered config (char_lstm, folk_lstm, or a plugin's).")
+common.define("string", "hparams", "", "Overrides, e.g. 'batch_size=64,rnn_layer_sizes=[128,128],dropout_rate=0.2'. "
                     "batch_size is the GLOBAL batch size: a distributed run splits it over all replicas.")
-flags.DEFINE_integer("num_training_steps", 2000, "Train until this global step (counted across resumes).")
-flags.DEFINE_float("eval_ratio", 0.1, "Share of input files held out for evaluation.")
-flags.DEFINE_integer("summary_frequency", 100, "Steps between TensorBoard summaries, evaluations and progress lines.")
-flags.DEFINE_integer("save_checkpoint_steps", 500, "Steps between checkpoints.")
-flags.DEFINE_integer("num_checkpoints", 5, "Checkpoints to keep.")
-flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, dropout).")
-flags.DEFINE_boolean("eval", False, "Eval-only job: follow the checkpoints of a training job on --run_dir.")
-flags.DEFINE_float("eval_timeout", 600, "Eval job: stop after this many seconds without a new checkpoint.")
-flags.DEFINE_enum("strategy", "auto", ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
+common.define("integer", "num_training_steps", 2000, "Train until this global step (counted across resumes).")
+common.define("float", "eval_ratio", 0.1, "Share of input files held out for evaluation.")
+common.define("integer", "summary_frequency", 100, "Steps between TensorBoard summaries, evaluations and progress lines.")
+common.define("integer", "save_checkpoint_steps", 500, "Steps between checkpoints.")
+common.define("integer", "num_checkpoints", 5, "Checkpoints to keep.")
+common.define("integer", "seed", 0, "Random seed (weights, shuffling, dropout).")
+common.define("boolean", "eval", False, "Eval-only job: follow the checkpoints of a training job on --run_dir.")
+common.define("float", "eval_timeout", 600, "Eval job: stop after this many seconds without a new checkpoint.")
+common.define("enum", "strategy", "auto", ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
                   "tf.distribute strategy. auto: MirroredStrategy over several GPUs, else default. multi_worker "
                   "reads TF_CONFIG.")
-flags.DEFINE_integer("num_cpu_devices", 0, "Split the CPU into N logical devices (to run --strategy=mirrored "
+common.define("integer", "num_cpu_devices", 0, "Split the CPU into N logical devices (to run --strategy=mirrored "
                      "with N replicas on a CPU-only machine). Also read from MELODY_PLUGIN_CPU_DEVICES.")
 
 
@@ -49,7 +49,7 @@ def main(argv):
 
 
 def console_entry_point():
-    app.run(common.guarded("melody_train", main))
+    common.run("melody_train", main, __name__)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,175 @@
+"""The console scripts as a user runs them: outputs, exit codes, one-line errors, no tracebacks."""
+
+import json
+import os
+import subprocess
+import sys
+import wave
+
+import pytest
+
+from conftest import FOLK, VENV_BIN, make_sequence, pattern_notes, run_cli, write_midi
+from melody_plugin.generator import EXAMPLE_PRIMER
+
+
+def midi_events(path):
+    import mido
+
+    types = {msg.type for track in mido.MidiFile(path).tracks for msg in track}
+    return types
+
+
+def test_generate_with_embedded_model_writes_midi_png_and_wav(tmp_path):
+    proc = run_cli("melody_generate", f"--primer_midi={EXAMPLE_PRIMER}", "--num_outputs=2", "--num_bars=4",
+                   f"--output_dir={tmp_path}", "--render=png,wav", "--seed=7", check=True)
+    assert "wrote 2 melodies of 8 bars (6/8)" in proc.stdout
+    mid = tmp_path / "seed_cont_001.mid"
+    assert {"set_tempo", "time_signature", "key_signature", "note_on"} <= midi_events(mid)
+    png = (tmp_path / "seed_cont_001.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    with wave.open(str(tmp_path / "seed_cont_001.wav")) as w:
+        seconds = w.getnframes() / w.getframerate()
+    sidecar = json.loads((tmp_path / "seed_cont_001.json").read_text())
+    assert sidecar["total_bars"] == 8 and sidecar["seed"] == 7
+    assert seconds == pytest.approx(8 * 3 * 0.5, abs=1.0)  # 8 bars of 6/8 at 120 qpm, plus release tail
+    assert sidecar["primer_midi"] == str(EXAMPLE_PRIMER)
+    assert all("log_likelihood" in n for n in sidecar["notes"])
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_same_seed_same_bytes_and_no_overwrite(tmp_path):
+    args = [f"--primer_midi={EXAMPLE_PRIMER}", "--num_bars=2", f"--output_dir={tmp_path}", "--seed=3"]
+    run_cli("melody_generate", *args, check=True)
+    run_cli("melody_generate", *args, check=True)
+    first, second = tmp_path / "seed_cont_001.mid", tmp_path / "seed_cont_002.mid"
+    assert first.read_bytes() == second.read_bytes()
+    run_cli("melody_generate", *args, "--overwrite", "--seed=4", check=True)
+    assert not (tmp_path / "seed_cont_003.mid").exists()
+    assert first.read_bytes() != second.read_bytes()
+
+
+def test_inline_primer_and_key_constraint(tmp_path):
+    run_cli("melody_generate", "--primer_melody=D4:0.5 E4:0.5 F#4:1 A4:1 R:1", "--time_signature=3/4",
+            "--key=D:major", "--num_bars=4", f"--output_dir={tmp_path}", "--seed=1", "--continuation_only", check=True)
+    sidecar = json.loads((tmp_path / "melody_001.json").read_text())
+    assert sidecar["time_signature"] == [3, 4]
+    assert all(n["pitch"] is None or n["pitch"] % 12 in {2, 4, 6, 7, 9, 11, 1} for n in sidecar["notes"])
+
+
+def bad_primers(tmp_path):
+    empty = tmp_path / "empty.mid"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.mid"
+    text.write_text("not a midi file at all\n")
+    drums = write_midi(tmp_path / "drums.mid", [(36, 0, 1)], is_drum=True, instrument=9)
+    notes_less = tmp_path / "nonotes.mid"
+    from melody_plugin import midi_io
+
+    ns = make_sequence([])
+    midi_io.note_sequence_to_midi_file(ns, notes_less)
+    fifo = tmp_path / "fifo.mid"
+    os.mkfifo(fifo)
+    return [
+        (tmp_path / "missing.mid", "no such file"), (empty, "empty file"), (text, "not a MIDI file"),
+        (drums, "only drum notes"), (notes_less, "no notes"), (tmp_path, "is a directory"),
+        (fifo, "not a regular file"),
+    ]
+
+
+def test_bad_primer_exits_2_with_one_line_naming_the_file(tmp_path):
+    for path, reason in bad_primers(tmp_path):
+        proc = run_cli("melody_generate", f"--primer_midi={path}", f"--output_dir={tmp_path / 'out'}", timeout=60)
+        assert proc.returncode == 2, (path, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert str(path) in lines[0] and reason in lines[0], lines[0]
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_bad_flags_are_one_line_errors(tmp_path):
+    proc = run_cli("melody_generate", "--pitch_range=90:10", f"--output_dir={tmp_path}")
+    assert proc.returncode == 2 and "pitch range must be LOW:HIGH" in proc.stderr
+    proc = run_cli("melody_generate", "--key=H:major", f"--output_dir={tmp_path}")
+    assert proc.returncode == 2 and "not a note name" in proc.stderr
+    proc = run_cli("melody_generate", "--run_dir=/nonexistent/run")
+    assert proc.returncode == 2 and "/nonexistent/run: no such run directory" in proc.stderr
+    proc = run_cli("melody_train", "--run_dir", str(tmp_path / "r"), "--hparams=units=3")
+    assert proc.returncode == 2 and "unknown name(s) units" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_help_imports_neither_tensorflow_nor_note_seq():
+    code = ("import sys, melody_plugin.cli.melody_generate, melody_plugin.cli.melody_train, "
+            "melody_plugin.cli.melody_evaluate, melody_plugin.cli.melody_create_dataset, melody_plugin.cli.melody_export;"
+            "print([m for m in ('tensorflow', 'keras', 'note_seq') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    for name in ("melody_generate", "melody_train", "melody_evaluate", "melody_create_dataset", "melody_export"):
+        proc = run_cli(name, "--help")
+        assert proc.returncode == 0 and "--" in proc.stdout
+
+
+def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for f in sorted(tiny_corpus.iterdir()):
+        (corpus / f.name).write_bytes(f.read_bytes())
+    (corpus / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x01\xe0MTrk\x00\x00\x10\x00")
+    proc = run_cli("melody_create_dataset", f"--input={corpus}", f"--output_dir={tmp_path / 'ds'}",
+                   "--eval_ratio=0.25", "--hparams=min_notes=2", check=True)
+    assert "files read: 13, used: 12, skipped: 1" in proc.stdout
+    assert "broken.mid: truncated" in proc.stdout
+    run_dir = tmp_path / "run"
+    hp = "--hparams=rnn_layer_sizes=[32],embedding_size=8,batch_size=16"
+    proc = run_cli("melody_train", f"--input={tmp_path / 'ds'}", f"--run_dir={run_dir}", hp,
+                   "--num_training_steps=40", "--summary_frequency=20", "--save_checkpoint_steps=20", check=True)
+    assert "step 40/40" in proc.stdout and "tokens/s" in proc.stdout
+    proc = run_cli("melody_train", f"--run_dir={run_dir}", hp, "--num_training_steps=60", "--summary_frequency=20",
+                   check=True)
+    assert "resumed from ckpt-40 at step 40" in proc.stdout and "step 60/60" in proc.stdout
+    assert (run_dir / "training_curve.png").is_file()
+    proc = run_cli("melody_evaluate", f"--run_dir={run_dir}", f"--input={corpus}", check=True)
+    line = proc.stdout.strip().splitlines()[-1]
+    scores = json.loads(line)
+    assert set(scores) >= {"bits_per_note", "bits_per_token", "perplexity", "accuracy", "notes", "tokens",
+                           "oov_tokens", "files", "skipped", "pitch_bits_per_note"}
+    assert scores["files"] == 12 and scores["skipped"] == 1 and scores["notes"] > 0
+    saved = tmp_path / "saved"
+    run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={saved}", check=True)
+    check = ("import numpy as np; from melody_plugin.quiet import import_tensorflow; tf = import_tensorflow();"
+             "from melody_plugin.rundir import RunDir; from melody_plugin.train import build_model_for;"
+             f"r = RunDir({str(run_dir)!r}); c = r.load_config(); v = r.load_vocab();"
+             "m = build_model_for(c, len(v));"
+             "tf.train.Checkpoint(model=m).restore(tf.train.latest_checkpoint(str(r.checkpoint_dir))).expect_partial();"
+             f"s = tf.saved_model.load({str(saved)!r}); ids = tf.constant([[1, 4, 5, 6, 7, 8]], tf.int32);"
+             "a = m(ids, training=False).numpy(); b = s.signatures['logits'](ids=ids)['logits'].numpy();"
+             "t = s.signatures['serving_default'](ids=ids, num_tokens=tf.constant(5), temperature=tf.constant(1.0),"
+             " seed=tf.constant(1, tf.int64))['tokens'].numpy();"
+             "print(float(np.abs(a - b).max()), t.shape, int(t.min()) >= 3)")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout.split()
+    assert float(out[0]) < 1e-5 and out[-1] == "True"
+    assert (saved / "assets.extra" / "vocab.json").is_file()
+    proc = run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={saved}")
+    assert proc.returncode == 2 and "already exists" in proc.stderr
+
+
+def test_bundle_cli_round_trip(tmp_path, tiny_run_dir):
+    bundle = tmp_path / "model.mag"
+    run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--save_generator_bundle", f"--bundle_file={bundle}",
+            check=True)
+    a = run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--num_bars=4", "--seed=9",
+                f"--output_dir={tmp_path / 'a'}", check=True)
+    b = run_cli("melody_generate", f"--bundle_file={bundle}", "--num_bars=4", "--seed=9",
+                f"--output_dir={tmp_path / 'b'}", check=True)
+    assert a.returncode == b.returncode == 0
+    assert (tmp_path / "a" / "melody_001.mid").read_bytes() == (tmp_path / "b" / "melody_001.mid").read_bytes()
+
+
+@pytest.mark.skipif(not FOLK.is_dir(), reason="needs ../shared/data/folk")
+def test_create_dataset_on_part_of_the_folk_collection(tmp_path):
+    proc = run_cli("melody_create_dataset", f"--input={FOLK}/oneills1850_0001-0050_*.mid",
+                   f"--output_dir={tmp_path / 'ds'}", check=True)
+    stats = json.loads((tmp_path / "ds" / "stats.json").read_text())
+    assert stats["files_read"] >= 40 and stats["melodies_train"] > 30
+    assert stats["coverage_train"] > 0.99
+    assert "vocabulary:" in proc.stdout
