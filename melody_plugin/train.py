@@ -9,6 +9,7 @@ Entry points: `train_and_evaluate`, `evaluate_checkpoints`, `load_training_data`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -47,6 +48,7 @@ class TrainResult:
     metrics: dict
     run_dir: str
     tokens_per_second: float
+    replicas: int = 1
 
 
 # --- distribution
@@ -67,6 +69,12 @@ def make_strategy(name: str = "auto"):
     tf = import_tensorflow()
     if name not in STRATEGIES:
         raise TrainingError(f"unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    if name == "multi_worker":  # before anything initialises the runtime (listing logical devices does)
+        if "TF_CONFIG" not in os.environ:
+            raise TrainingError("--strategy=multi_worker needs the TF_CONFIG environment variable (see README)")
+        comm = tf.distribute.experimental.CommunicationOptions(
+            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
     gpus = tf.config.list_logical_devices("GPU")
     cpus = tf.config.list_logical_devices("CPU")
     if name == "auto":
@@ -79,12 +87,6 @@ def make_strategy(name: str = "auto"):
         devices = [d.name for d in gpus] if gpus else [d.name for d in cpus]
         return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice()
                                               if not gpus else None)
-    if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
-            raise TrainingError("--strategy=multi_worker needs the TF_CONFIG environment variable (see README)")
-        comm = tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.RING)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=comm)
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
@@ -241,9 +243,20 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
     tf = import_tensorflow()
     import keras
 
+    # --- strategy first: a multi-worker strategy must exist before any other TensorFlow op runs
+    dist = make_strategy(strategy)
+    chief = _is_chief(dist)
+    keras.utils.set_random_seed(seed)
+    if dist.num_replicas_in_sync > 1:
+        log(f"{type(dist).__name__} with {dist.num_replicas_in_sync} replicas; global batch {config.batch_size} "
+            f"= {config.batch_size // dist.num_replicas_in_sync} per replica")
+        if config.batch_size % dist.num_replicas_in_sync:
+            raise TrainingError(f"batch_size {config.batch_size} does not split over "
+                                f"{dist.num_replicas_in_sync} replicas")
     run = RunDir(run_dir)
     run.check_compatible(config)
-    with run.lock():
+    # Only the chief locks and writes the run dir; the other workers of a multi-worker job read it.
+    with run.lock() if chief else contextlib.nullcontext():
         # --- data
         old_vocab = run.load_vocab() if run.vocab_file.is_file() else None
         if input_path is None and (run.data_dir / TRAIN_FILE).is_file():
@@ -254,21 +267,21 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
             train_seqs, eval_seqs, vocab = load_training_data(input_path, config, eval_ratio, old_vocab, progress,
                                                               log)
             run.check_compatible(config, vocab)
-            write_sequences(train_seqs, run.data_dir / TRAIN_FILE)
-            write_sequences(eval_seqs, run.data_dir / EVAL_FILE)
-        if old_vocab is None:
-            vocab.save(run.vocab_file)
-        run.save_config(config)
+            if chief:
+                write_sequences(train_seqs, run.data_dir / TRAIN_FILE)
+                write_sequences(eval_seqs, run.data_dir / EVAL_FILE)
+        if chief:
+            if old_vocab is None:
+                vocab.save(run.vocab_file)
+            run.save_config(config)
 
-        # --- strategy and model
-        keras.utils.set_random_seed(seed)
+        # --- model
         if config.mixed_precision:
             keras.mixed_precision.set_global_policy("mixed_float16")
-        dist = make_strategy(strategy)
-        chief = _is_chief(dist)
+        resume_step = run.latest_checkpoint_step() or 0  # reseeds the shuffle: a resumed run sees new batches
         train_ds = dist.experimental_distribute_dataset(
             make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride,
-                         seed=seed + int(step_var_start(run)), shuffle=True))
+                         seed=seed + resume_step))
         eval_ds = None
         if eval_seqs and sum(len(s) for s in eval_seqs) > config.window_size + 1:
             eval_ds = dist.experimental_distribute_dataset(
@@ -371,12 +384,7 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
                 render.training_curve(run.metrics_file, run.curve_file)
             except Exception as e:  # a missing plot must never fail a finished training
                 log(f"warning: no training curve ({type(e).__name__}: {e})")
-        return TrainResult(step, last_metrics, str(run.path), tokens_per_second)
-
-
-def step_var_start(run: RunDir) -> int:
-    """The step a run resumes from; it also reseeds the shuffle so a resumed run does not replay its first batches."""
-    return run.latest_checkpoint_step() or 0
+        return TrainResult(step, last_metrics, str(run.path), tokens_per_second, dist.num_replicas_in_sync)
 
 
 def build_model_for(config: ModelConfig, vocab_size: int):
