@@ -1,0 +1,171 @@
+"""Measures what users feel, each figure with a baseline measured in the same run. Takes 2-4 minutes.
+
+    python scripts/benchmark.py            # uses the example corpus shipped in the package
+    python scripts/benchmark.py --input ../shared/data/folk
+
+Prints: training tokens/s of char_lstm and folk_lstm (our compiled train step) against Keras `model.fit` at the
+tutorial's batch 16; generation ms per melody (10 x 16 bars, batched) against the naive loop that re-runs the
+Keras model on the growing sequence; wall time of `melody_generate --help` and of a whole generation against bare
+Python start-up and the model load; peak memory. Targets (2 CPU cores): training >= 30k tokens/s for char_lstm,
+generation <= 10 ms per melody, melody_generate within 1.5 s of Python start-up + model load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+
+
+def wall(cmd, repeats=3) -> float:
+    """Median wall time of a command, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def train_speed(config_name, data_dir, steps, run_root) -> dict:
+    from melody_plugin import registry, train
+
+    config = registry.get_config(config_name)
+    run_dir = Path(run_root) / config_name
+    result = train.train_and_evaluate(config, run_dir, data_dir, num_training_steps=steps,
+                                      summary_frequency=max(steps // 5, 1), save_checkpoint_steps=steps * 10,
+                                      progress=False, log=lambda *a: None, write_curve=False)
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steady = statistics.median(r["train"]["tokens_per_second"] for r in rows[1:])  # skip tracing/warm-up
+    notes_share = sum(r["train"]["bits_per_token"] / max(r["train"]["bits_per_note"], 1e-9) for r in rows) / len(rows)
+    return {"tokens_per_second": steady, "notes_per_second": steady * notes_share, "steps": result.step,
+            "batch": config.batch_size, "window": config.window_size}
+
+
+def fit_baseline(data_dir, steps=300) -> float:
+    """Keras model.fit on the tutorial's setting (3x64 LSTM, batch 16, window 8): tokens/s of the second epoch."""
+    import keras
+    import numpy as np
+
+    from melody_plugin import dataset, registry
+    from melody_plugin.model import build_model
+    from melody_plugin.vocab import Vocabulary
+
+    vocab = Vocabulary.load(Path(data_dir) / "vocab.json")
+    stream = np.concatenate(dataset.read_sequences(Path(data_dir) / dataset.TRAIN_FILE))
+    n = steps * 16
+    windows = np.lib.stride_tricks.sliding_window_view(stream, 9)[:n]
+    x, y = windows[:, :-1], windows[:, 1:]
+    model = build_model(registry.get_config("char_lstm"), len(vocab))
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    return len(x) * 8 / (time.perf_counter() - start)
+
+
+def generation_speed(run_dir) -> dict:
+    import numpy as np
+
+    from melody_plugin.generator import EXAMPLE_PRIMER, MelodyGenerator
+
+    start = time.perf_counter()
+    gen = MelodyGenerator.from_run_dir(run_dir)
+    load_s = time.perf_counter() - start
+    primer = gen.primer_from_file(EXAMPLE_PRIMER)
+    gen.generate(primer, num_bars=16, num_outputs=10, seed=0)  # warm-up
+    times, tokens = [], 0
+    for seed in range(5):
+        start = time.perf_counter()
+        outs = gen.generate(primer, num_bars=16, num_outputs=10, seed=seed)
+        times.append(time.perf_counter() - start)
+        tokens += sum(len(o.continuation_ids) for o in outs)
+    per_melody_ms = statistics.median(times) / 10 * 1000
+    # baseline: re-run the Keras model on the whole growing sequence for every new token (the tutorial's way)
+    from melody_plugin.export import keras_model_from_generator
+    from melody_plugin.vocab import START
+
+    model = keras_model_from_generator(gen)
+    seq = [START] + gen.vocab.encode(primer)
+    rng = np.random.default_rng(0)
+    start, naive_tokens = time.perf_counter(), 0
+    while time.perf_counter() - start < 5 and naive_tokens < 64:
+        logits = np.asarray(model(np.array([seq]), training=False))[0, -1]
+        p = np.exp(logits - logits.max())
+        seq.append(int(rng.choice(len(p), p=p / p.sum())))
+        naive_tokens += 1
+    naive_tps = naive_tokens / (time.perf_counter() - start)
+    tps = tokens / sum(times)
+    return {"ms_per_melody": per_melody_ms, "tokens_per_second": tps, "naive_tokens_per_second": naive_tps,
+            "load_s": load_s, "tokens_per_melody": tokens / 50}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", default=None, help="music folder (default: the example corpus)")
+    parser.add_argument("--char_steps", type=int, default=1500)
+    parser.add_argument("--folk_steps", type=int, default=60)
+    args = parser.parse_args()
+    from melody_plugin import pipelines, registry
+    from melody_plugin.generator import DEFAULT_MODEL_DIR, EXAMPLE_PRIMER
+
+    tmp = Path(tempfile.mkdtemp(prefix="melody_bench_"))
+    lines = []
+
+    def report(line):
+        print(line, flush=True)
+        lines.append(line)
+
+    # --- dataset
+    start = time.perf_counter()
+    stats = pipelines.create_dataset(args.input, tmp / "ds", registry.get_config("char_lstm"), progress=False)
+    report(f"dataset: {stats['files_read']} files -> {stats['tokens_train']} train tokens in "
+           f"{time.perf_counter() - start:.1f} s (vocabulary {stats['vocab_size']})")
+
+    # --- training
+    char = train_speed("char_lstm", tmp / "ds", args.char_steps, tmp)
+    fit = fit_baseline(tmp / "ds")
+    report(f"train char_lstm (batch {char['batch']}, window {char['window']}): {char['tokens_per_second']:,.0f} "
+           f"tokens/s ({char['notes_per_second']:,.0f} notes/s); model.fit batch 16: {fit:,.0f} tokens/s; "
+           f"ratio {char['tokens_per_second'] / fit:.1f}x; target >= 30,000: "
+           f"{'MET' if char['tokens_per_second'] >= 30000 else 'NOT MET'}")
+    folk = train_speed("folk_lstm", tmp / "ds", args.folk_steps, tmp)
+    report(f"train folk_lstm (batch {folk['batch']}, window {folk['window']}): {folk['tokens_per_second']:,.0f} "
+           f"tokens/s ({folk['notes_per_second']:,.0f} notes/s); ratio to model.fit baseline "
+           f"{folk['tokens_per_second'] / fit:.2f}x")
+
+    # --- generation (the embedded model)
+    gen = generation_speed(DEFAULT_MODEL_DIR)
+    report(f"generate 10 x 16 bars (batched, {gen['tokens_per_melody']:.0f} tokens each): {gen['ms_per_melody']:.2f} "
+           f"ms per melody ({gen['tokens_per_second']:,.0f} tokens/s); naive Keras re-run: "
+           f"{gen['naive_tokens_per_second']:,.1f} tokens/s; ratio {gen['tokens_per_second'] / gen['naive_tokens_per_second']:,.0f}x; "
+           f"target <= 10 ms: {'MET' if gen['ms_per_melody'] <= 10 else 'NOT MET'}")
+
+    # --- whole commands
+    bare = wall([sys.executable, "-c", "pass"], 5)
+    load = wall([sys.executable, "-c", "from melody_plugin.generator import MelodyGenerator; MelodyGenerator.default()"])
+    help_s = wall([str(BIN / "melody_generate"), "--help"], 5)
+    out = tmp / "gen"
+    gen_s = wall([str(BIN / "melody_generate"), f"--primer_midi={EXAMPLE_PRIMER}", "--num_outputs=10",
+                  "--num_bars=16", f"--output_dir={out}", "--seed=1", "--overwrite"])
+    report(f"melody_generate --help: {help_s:.2f} s (bare python {bare:.2f} s)")
+    report(f"melody_generate 10 x 16 bars, whole command: {gen_s:.2f} s; python start-up + model load: {load:.2f} s; "
+           f"difference {gen_s - load:.2f} s; target <= 1.5 s: {'MET' if gen_s - load <= 1.5 else 'NOT MET'}")
+    peak_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    report(f"peak memory: benchmark process (TensorFlow, training) {peak_self:.0f} MB; largest command "
+           f"{peak_children:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
