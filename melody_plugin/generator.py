@@ -166,15 +166,28 @@ class MelodyGenerator:
         Raises:
           PrimerError: naming the file and the reason.
         """
+        return self.load_primer(path, policy, track, program)[0]
+
+    def load_primer(self, path, policy: str = "highest", track=None, program=None) -> tuple[Melody, list[str]]:
+        """Like `primer_from_file`, also returning what the reader noticed (each warning names the file)."""
         from melody_plugin import midi_io
 
         try:
             music = midi_io.read_music_file(path)
-            return self.primer_from_note_sequence(music.sequences[0], policy, track, program)
+            extraction = melody_lib.melodies_from_note_sequence(music.sequences[0], self.vocab.steps_per_quarter,
+                                                                 policy, track, program)
         except InputFileError as e:
             raise PrimerError(str(e)) from None
         except melody_lib.MelodyError as e:
             raise PrimerError(f"{path}: {str(e).split(': ', 1)[-1]}") from None
+        warnings = [f"{path}: {w}" for w in music.warnings + tuple(extraction.warnings)]
+        if len(extraction.melodies) > 1:
+            warnings.append(f"{path}: the meter or tempo changes; continuing its last part "
+                            f"({extraction.melodies[-1].time_signature[0]}/{extraction.melodies[-1].time_signature[1]}, "
+                            f"{extraction.melodies[-1].qpm:g} qpm)")
+        if extraction.stats.get("notes_snapped_to_grid"):
+            warnings.append(f"{path}: {extraction.stats['notes_snapped_to_grid']} notes snapped to the grid")
+        return extraction.melodies[-1], warnings
 
     def primer_from_note_sequence(self, ns, policy: str = "highest", track=None, program=None) -> Melody:
         return melody_lib.melody_from_note_sequence(ns, self.vocab.steps_per_quarter, policy, track, program)

@@ -351,7 +351,13 @@ def note_sequence_to_midi_bytes(ns) -> bytes:
     quiet_third_party()
     from note_seq import midi_io as ns_midi_io
 
+    import pretty_midi
+
     pm = ns_midi_io.note_sequence_to_pretty_midi(ns)
+    if ns.total_time > pm.get_end_time() + 1e-6:
+        # A melody that ends in a rest still lasts to its final bar line: a marker there sets the end of track,
+        # so players and DAWs loop it at the right length.
+        pm.text_events.append(pretty_midi.Text("end", ns.total_time))
     buffer = io.BytesIO()
     pm.write(buffer)
     return buffer.getvalue()

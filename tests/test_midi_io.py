@@ -196,3 +196,36 @@ def test_fuzz_mutated_midi_returns_music_or_our_error(tmp_path, data):
     except InputFileError as e:
         assert str(path) in str(e)
     assert time.perf_counter() - start < 5
+
+
+MUSICXML = """<?xml version="1.0" encoding="UTF-8"?>
+<score-partwise version="3.1"><part-list><score-part id="P1"><part-name>M</part-name></score-part></part-list>
+<part id="P1"><measure number="1"><attributes><divisions>2</divisions><key><fifths>1</fifths></key>
+<time><beats>3</beats><beat-type>4</beat-type></time></attributes>
+<note><pitch><step>G</step><octave>4</octave></pitch><duration>2</duration><type>quarter</type></note>
+<note><pitch><step>A</step><octave>4</octave></pitch><duration>1</duration><type>eighth</type></note>
+<note><pitch><step>B</step><octave>4</octave></pitch><duration>1</duration><type>eighth</type></note>
+<note><pitch><step>D</step><octave>5</octave></pitch><duration>2</duration><type>quarter</type></note>
+</measure></part></score-partwise>"""
+
+
+def test_musicxml_is_read_with_its_meter_and_key(tmp_path):
+    from melody_plugin.melody import melody_from_note_sequence
+
+    path = tmp_path / "tune.musicxml"
+    path.write_text(MUSICXML)
+    m = melody_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert m.time_signature == (3, 4) and m.key == 7
+    assert [(n.pitch, n.duration_steps) for n in m.notes] == [(67, 12), (69, 6), (71, 6), (74, 12)]
+
+
+def test_midi_of_a_melody_ending_in_a_rest_lasts_to_its_bar_line(tmp_path):
+    import mido
+
+    from melody_plugin.melody import REST, Melody, Note, melody_to_note_sequence
+
+    m = Melody((Note(60, 12), Note(62, 12), Note(REST, 24)))  # one 4/4 bar, the last half silent
+    path = tmp_path / "rest.mid"
+    midi_io.note_sequence_to_midi_file(melody_to_note_sequence(m), path)
+    assert mido.MidiFile(path).length == pytest.approx(2.0, abs=0.01)
+    assert midi_io.read_music_file(path).sequences[0].notes[-1].end_time == pytest.approx(1.0)

@@ -71,7 +71,9 @@ def main(argv):
     except ValueError:
         common.fail("melody_generate", f"--time_signature must look like 6/8, got {FLAGS.time_signature!r}")
     if FLAGS.primer_midi:
-        primer = gen.primer_from_file(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
+        primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         prefix = f"{__import__('pathlib').Path(FLAGS.primer_midi).stem}_cont"
     elif FLAGS.primer_melody:
         try:
