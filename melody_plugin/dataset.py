@@ -54,20 +54,8 @@ def example_to_sequence(example) -> np.ndarray:
     return np.array(inputs + labels[-1:], dtype=np.int32)
 
 
-def write_sequences(sequences, path) -> int:
-    """Writes id sequences as SequenceExamples to a TFRecord file, atomically. Returns the count."""
-    tf = import_tensorflow()
-
-    count = 0
-    with atomic.atomic_path(path) as tmp:
-        with tf.io.TFRecordWriter(str(tmp)) as writer:
-            for ids in sequences:
-                writer.write(sequence_to_example(ids).SerializeToString())
-                count += 1
-    return count
-
-
 def write_examples(examples, path) -> int:
+    """Writes tf.train.(Sequence)Examples to a TFRecord file, atomically. Returns the count."""
     tf = import_tensorflow()
 
     count = 0
@@ -77,6 +65,11 @@ def write_examples(examples, path) -> int:
                 writer.write(example.SerializeToString())
                 count += 1
     return count
+
+
+def write_sequences(sequences, path) -> int:
+    """Writes id sequences as SequenceExamples to a TFRecord file, atomically. Returns the count."""
+    return write_examples((sequence_to_example(ids) for ids in sequences), path)
 
 
 def read_sequences(path) -> list[np.ndarray]:

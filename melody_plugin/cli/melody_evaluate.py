@@ -19,12 +19,7 @@ def main(argv):
     from melody_plugin import evaluate
     from melody_plugin.generator import MelodyGenerator
 
-    if FLAGS.bundle_file:
-        generator = MelodyGenerator.from_bundle(FLAGS.bundle_file)
-    elif FLAGS.run_dir:
-        generator = MelodyGenerator.from_run_dir(FLAGS.run_dir)
-    else:
-        generator = MelodyGenerator.default()
+    generator = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
     scores = evaluate.evaluate_input(generator, FLAGS.input, FLAGS.progress)
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}))
 

@@ -18,10 +18,7 @@ def main(argv):
     from melody_plugin.export import export_saved_model
     from melody_plugin.generator import MelodyGenerator
 
-    if FLAGS.bundle_file:
-        gen = MelodyGenerator.from_bundle(FLAGS.bundle_file)
-    else:
-        gen = MelodyGenerator.from_run_dir(FLAGS.run_dir) if FLAGS.run_dir else MelodyGenerator.default()
+    gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
     path = export_saved_model(gen, FLAGS.saved_model_dir, FLAGS.overwrite)
     print(f"wrote SavedModel {path} (signatures: serving_default = continue tokens, logits)")
 

@@ -48,7 +48,7 @@ def main(argv):
     if FLAGS.save_generator_bundle:
         if not FLAGS.bundle_file:
             common.fail("melody_generate", "--save_generator_bundle needs --bundle_file")
-        gen = MelodyGenerator.from_run_dir(FLAGS.run_dir) if FLAGS.run_dir else MelodyGenerator.default()
+        gen = MelodyGenerator.load(FLAGS.run_dir)
         gen.save_bundle(FLAGS.bundle_file, FLAGS.bundle_description)
         print(f"wrote bundle {FLAGS.bundle_file} ({gen.config.name}, {len(gen.vocab)} tokens)")
         return
@@ -57,12 +57,7 @@ def main(argv):
     if FLAGS.key and FLAGS.scale:
         common.fail("melody_generate", "give --key or --scale, not both")
     render = outputs.parse_render(FLAGS.render)
-    if FLAGS.bundle_file:
-        gen = MelodyGenerator.from_bundle(FLAGS.bundle_file)
-    elif FLAGS.run_dir:
-        gen = MelodyGenerator.from_run_dir(FLAGS.run_dir)
-    else:
-        gen = MelodyGenerator.default()
+    gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
     policy = FLAGS.polyphony_policy or gen.config.polyphony_policy
     primer, prefix = None, "melody"
     try:

@@ -36,13 +36,16 @@ def main(argv):
     num_cpu = FLAGS.num_cpu_devices or int(os.environ.get("MELODY_PLUGIN_CPU_DEVICES", "0") or 0)
     if num_cpu > 1:
         train.configure_cpu_devices(num_cpu)
+    def log(*args):
+        print(*args, flush=True)  # progress lines must reach a log file as they happen
+
     if FLAGS.eval:
-        train.evaluate_checkpoints(FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_timeout)
+        train.evaluate_checkpoints(FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_timeout, log)
         return
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
     result = train.train_and_evaluate(
         config, FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_ratio, FLAGS.summary_frequency,
-        FLAGS.save_checkpoint_steps, FLAGS.num_checkpoints, FLAGS.seed, FLAGS.strategy, FLAGS.progress)
+        FLAGS.save_checkpoint_steps, FLAGS.num_checkpoints, FLAGS.seed, FLAGS.strategy, FLAGS.progress, log)
     evals = (result.metrics or {}).get("eval") or {}
     print(f"done: step {result.step}, {result.tokens_per_second:.0f} tokens/s"
           + (f", eval bits/note {evals['bits_per_note']:.3f}" if evals else "") + f"; run dir {result.run_dir}")
