@@ -396,10 +396,17 @@ def encode_all(melodies, vocab: Vocabulary) -> tuple[list[list[int]], dict]:
     return sequences, stats
 
 
+def _reason_kind(reason: str) -> str:
+    """A reason without its particulars, to count alike failures together ("events at tick N exceed ...")."""
+    import re
+
+    return re.sub(r"\d+", "N", re.sub(r"\s*\([^)]*\)", "", reason)).strip()
+
+
 def corpus_report(corpus: Corpus, vocab: Vocabulary, train_stats: dict, eval_stats: dict, input_path) -> dict:
     skipped = [{"file": r.path, "reason": r.error} for r in corpus.results if r.error]
     changed = [{"file": r.path, "changes": r.warnings} for r in corpus.results if not r.error and r.warnings]
-    reasons = collections.Counter(r.error.split(" (")[0] for r in corpus.results if r.error)
+    reasons = collections.Counter(_reason_kind(r.error) for r in corpus.results if r.error)
     totals = collections.Counter()
     for r in corpus.results:
         totals.update(r.stats)

@@ -135,3 +135,15 @@ def test_eval_only_job_follows_checkpoints(tiny_run_dir, tiny_corpus):
     metrics = train.evaluate_checkpoints(tiny_run_dir, tiny_corpus, num_training_steps=300, timeout_s=5, log=quiet)
     assert metrics["loss"] < 1.5
     assert list((tiny_run_dir / "logs" / "eval").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("extra", ["mixed_precision=true", "jit_compile=true"])
+def test_gpu_speed_options_train_on_cpu_too(tmp_path, tiny_corpus, extra):
+    result = train.train_and_evaluate(tiny_config(extra), tmp_path / "run", tiny_corpus, num_training_steps=12,
+                                      eval_ratio=0.0, summary_frequency=6, progress=False, log=quiet,
+                                      write_curve=False)
+    assert result.step == 12 and math.isfinite(result.metrics["train"]["loss"])
+    import numpy as np
+
+    weights = np.load(tmp_path / "run" / "weights.npz")
+    assert all(weights[k].dtype == np.float32 for k in weights.files if k != "__meta__")
