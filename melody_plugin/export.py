@@ -1,8 +1,9 @@
 """Trained weights -> a TensorFlow SavedModel for TF Serving / TFLite: `export_saved_model(run_dir, out_dir)`.
 
-Signatures: `serving_default` continues token sequences (ids (batch, time) int32, num_tokens, temperature, seed
--> tokens (batch, num_tokens)), the whole loop compiled in one tf.function over the LSTM cells; `logits` returns
-the model's logits for a batch of sequences. `vocab.json` and `config.json` are stored beside it in
+Signatures: `serving_default` continues token sequences by an exact number of grid steps (ids (batch, time) int32
+with the start token first, steps (batch,), temperature, top_k, top_p, seed -> ids (batch, n) padded with -1 and
+their log_likelihoods), with sampler_tf.py's bar-bounded loop compiled in the graph; `logits` returns the model's
+logits for a batch of sequences. `vocab.json` and `config.json` are stored beside it in
 `assets.extra/` so tokens can be decoded.
 """
 
@@ -14,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.quiet import import_tensorflow
+from melody_plugin.quiet import filtered_stderr, import_tensorflow
 
 
 def keras_model_from_generator(gen):
@@ -34,47 +35,40 @@ def keras_model_from_generator(gen):
     return model
 
 
-def _serving_module(tf, model):
-    embedding = model.get_layer("embedding")
-    lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
-    dense = model.get_layer("logits")
+def _serving_module(tf, model, vocab):
+    from melody_plugin import sampler, sampler_tf
+
+    step_fn = sampler_tf.keras_step_fn(model)
+    sample = sampler_tf.compiled_sampler(tf, step_fn)
+    durations_np = vocab.durations()
+    base_np, fillable_np, _, _ = sampler.plan(durations_np, [4096])  # remainders up to 4096 steps (100+ bars)
 
     class MelodyModule(tf.Module):
         def __init__(self):
             super().__init__()
             self.model = model
-
-        def _step(self, ids, states):
-            x = embedding(ids)
-            new_states = []
-            for layer, (h, c) in zip(lstms, states):
-                x, (h, c) = layer.cell(x, [h, c], training=False)
-                new_states.append((h, c))
-            return dense(x), new_states
+            self.durations = tf.constant(durations_np, tf.int32)
+            self.allowed = tf.constant(base_np)
+            self.fillable = tf.constant(fillable_np)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")])
         def logits(self, ids):
             return {"logits": self.model(ids, training=False)}
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids"),
-                                      tf.TensorSpec([], tf.int32, name="num_tokens"),
+                                      tf.TensorSpec([None], tf.int32, name="steps"),
                                       tf.TensorSpec([], tf.float32, name="temperature"),
+                                      tf.TensorSpec([], tf.int32, name="top_k"),
+                                      tf.TensorSpec([], tf.float32, name="top_p"),
                                       tf.TensorSpec([], tf.int64, name="seed")])
-        def continue_tokens(self, ids, num_tokens, temperature, seed):
-            batch, length = tf.shape(ids)[0], tf.shape(ids)[1]
-            states = [(tf.zeros([batch, layer.units]), tf.zeros([batch, layer.units])) for layer in lstms]
-            logits = tf.zeros([batch, dense.units])
-            for t in tf.range(length):  # autograph: one compiled loop over the primer
-                logits, states = self._step(ids[:, t], states)
-            out = tf.TensorArray(tf.int32, size=num_tokens)
-            for i in tf.range(num_tokens):
-                special = tf.one_hot(tf.range(3), dense.units, on_value=-1e9)  # never emit pad/start/unk
-                scaled = (logits + tf.reduce_sum(special, 0)) / tf.maximum(temperature, 1e-6)
-                token = tf.cast(tf.random.stateless_categorical(scaled, 1, seed=tf.stack([seed, tf.cast(i, tf.int64)]))[:, 0],
-                                tf.int32)
-                out = out.write(i, token)
-                logits, states = self._step(token, states)
-            return {"tokens": tf.transpose(out.stack())}
+        def continue_melody(self, ids, steps, temperature, top_k, top_p, seed):
+            """Continues token sequences (start token first) by exactly `steps` grid steps each (<= 4096)."""
+            batch = tf.shape(ids)[0]
+            states = [(tf.zeros([batch, u]), tf.zeros([batch, u])) for u in step_fn.units]
+            for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
+                _, states = step_fn(ids[:, t], states)
+            return sample(states, ids[:, -1], tf.minimum(steps, 4096), self.durations, self.allowed, self.fillable,
+                          temperature, top_k, top_p, seed)
 
     return MelodyModule()
 
@@ -86,12 +80,13 @@ def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
     if target.exists() and not overwrite:
         raise MelodyPluginError(f"{target}: already exists; pass --overwrite to replace it")
     model = keras_model_from_generator(gen)
-    module = _serving_module(tf, model)
+    module = _serving_module(tf, model, gen.vocab)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.continue_tokens,
-                                                          "logits": module.logits})
+        with filtered_stderr():
+            tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.continue_melody,
+                                                              "logits": module.logits})
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
         gen.vocab.save(extra / "vocab.json")

@@ -51,13 +51,14 @@ class Generation:
     total_bars: int
     oov_changes: list[OovChange]
     seed: int
+    continuation: tuple = ()  # the sampled notes (sounding pitches), one per id of continuation_ids
+    unfilled_steps: int = 0  # silence added at the end where no token could fill the last steps (rare)
 
     @property
     def continuation_notes(self) -> list[dict]:
         """Each continuation token with its pitch, duration and log-likelihood (for the sidecar JSON)."""
         notes, step = [], self.primer_steps
-        for note, ll in zip(self.melody.notes[-len(self.log_likelihoods):] if self.log_likelihoods else [],
-                            self.log_likelihoods):
+        for note, ll in zip(self.continuation, self.log_likelihoods):
             notes.append({"pitch": None if note.is_rest else note.pitch, "start_step": step,
                           "duration_steps": note.duration_steps, "log_likelihood": round(ll, 5)})
             step += note.duration_steps
@@ -208,7 +209,7 @@ class MelodyGenerator:
                  top_k: int = 0, top_p: float = 1.0, beam_size: int = 1, branch_factor: int = 1,
                  steps_per_iteration: int = 1, scale=None, pitch_range=None, seed: int = 0,
                  continuation_only: bool = False, qpm: float | None = None, time_signature=(4, 4),
-                 policy: str = "highest") -> list[Generation]:
+                 policy: str = "highest", sampler_backend: str = "numpy") -> list[Generation]:
         """Continues `primer` (a NoteSequence, a Melody, or None to start from the start token).
 
         The output ends exactly on the bar line `num_bars` bars after the primer's last complete bar (an
@@ -219,6 +220,8 @@ class MelodyGenerator:
           pitch_range: (low, high) MIDI pitches, inclusive, or "55:84".
           qpm: tempo of the output; default the primer's (120 without primer).
           time_signature: meter when there is no primer.
+          sampler_backend: "numpy" (default: no TensorFlow import, beam search) or "tf" (one compiled
+            TensorFlow loop for the whole batch; no beam search). Both follow the same bar rules.
         """
         if num_bars < 1:
             raise sampler.SamplingError(f"num_bars must be >= 1, got {num_bars}")
@@ -255,14 +258,19 @@ class MelodyGenerator:
         if isinstance(pitch_range, str):
             pitch_range = sampler.parse_pitch_range(pitch_range)
         allowed = sampler.constraint_mask(self._pitches, pitch_classes, pitch_range, shift=-shift)
-        result = sampler.sample(self._next_logits, state, np.full(num_outputs, sequence[-1]), self._durations,
-                                np.full(num_outputs, end_step - primer_steps), allowed, options, seed)
+        last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
+        if sampler_backend == "tf":
+            result = self._sample_tf(state, last_ids, remaining, allowed, options, seed)
+        elif sampler_backend == "numpy":
+            result = sampler.sample(self._next_logits, state, last_ids, self._durations, remaining, allowed,
+                                    options, seed)
+        else:
+            raise sampler.SamplingError(f"sampler must be numpy or tf, got {sampler_backend!r}")
 
         outputs = []
         for ids, lls, unfilled in zip(result.ids, result.log_likelihoods, result.unfilled_steps):
-            new = self.vocab.decode(ids).transpose(-shift).notes
-            if unfilled:
-                new += (Note(REST, unfilled),)
+            sampled = self.vocab.decode(ids).transpose(-shift).notes
+            new = sampled + ((Note(REST, unfilled),) if unfilled else ())
             if continuation_only:
                 lead = primer_steps % spb  # keeps the bar lines where they were
                 notes = ((Note(REST, lead),) if lead else ()) + new
@@ -272,8 +280,36 @@ class MelodyGenerator:
             out = primer_melody.with_notes(notes)
             ns = melody_lib.melody_to_note_sequence(out)
             outputs.append(Generation(out, ns, kept, list(ids), list(lls), num_bars, out.total_steps // spb,
-                                      changes, seed))
+                                      changes, seed, sampled, unfilled))
         return outputs
+
+
+    def _sample_tf(self, state, last_ids, remaining, allowed, options, seed) -> sampler.SampleResult:
+        """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state."""
+        if options.beam_size > 1 or options.branch_factor > 1 or options.steps_per_iteration > 1:
+            raise sampler.SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
+        from melody_plugin.quiet import import_tensorflow
+
+        tf = import_tensorflow()
+        if getattr(self, "_tf_sampler", None) is None:
+            from melody_plugin import sampler_tf
+            from melody_plugin.export import keras_model_from_generator
+
+            self._tf_sampler = sampler_tf.compiled_sampler(tf, sampler_tf.keras_step_fn(keras_model_from_generator(self)))
+        base, fillable, target, unfilled = sampler.plan(self._durations, remaining, allowed)
+        states = [(tf.constant(state[i]), tf.constant(state[i + 1])) for i in range(0, len(state), 2)]
+        from melody_plugin.quiet import filtered_stderr
+
+        with filtered_stderr():  # oneDNN prints a notice on the first run of the compiled loop
+            out = self._tf_sampler(states, tf.constant(last_ids, tf.int32), tf.constant(target, tf.int32),
+                                   tf.constant(self._durations, tf.int32), tf.constant(base), tf.constant(fillable),
+                                   tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
+                                   tf.constant(float(options.top_p)), tf.constant(int(seed), tf.int64))
+        ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
+        keep = ids >= 0
+        return sampler.SampleResult([row[k].tolist() for row, k in zip(ids, keep)],
+                                    [row[k].astype(float).tolist() for row, k in zip(lls, keep)],
+                                    [int(u) for u in unfilled])
 
 
 # --- Magenta's SequenceGenerator contract

@@ -63,6 +63,7 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
             "bars_generated": gen.num_bars,
             "log_likelihood": round(sum(gen.log_likelihoods), 4),
             "notes": gen.continuation_notes,
+            "unfilled_steps": gen.unfilled_steps,
             "primer_changes": [c.describe() for c in gen.oov_changes],
         })
         atomic.write_json(stem.with_suffix(".json"), record)

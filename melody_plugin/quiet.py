@@ -32,11 +32,12 @@ _TF_NOISE = re.compile(
     r"|To enable the following instructions|rebuild TensorFlow with the appropriate compiler flags"
     r"|cuda_platform\.cc:\d+\] failed call to cuInit|Unable to register cu(DNN|FFT|BLAS) factory"
     r"|computation_placer\.cc|TF-TRT Warning|cuda_executor\.cc|cuda_dnn\.cc|cuda_blas\.cc|cuda_fft\.cc"
-    r"|absl::InitializeLog\(\) is called are written to STDERR")
+    r"|absl::InitializeLog\(\) is called are written to STDERR"
+    r"|oneDNN supports DT_INT32 only on platforms with AVX-512")
 
 
 @contextlib.contextmanager
-def _filtered_stderr():
+def filtered_stderr():
     """Captures fd 2 (C++ writes there directly) and re-emits every line that is not known start-up noise."""
     try:
         sys.stderr.flush()
@@ -66,7 +67,7 @@ def import_tensorflow():
     quiet_third_party()
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
-    with _filtered_stderr():
+    with filtered_stderr():
         import tensorflow as tf
 
         tf.get_logger().setLevel(logging.ERROR)

@@ -171,6 +171,21 @@ def _choose(logits: np.ndarray, valid: np.ndarray, options: SamplingOptions, rng
     return np.minimum(choice, probs.shape[1] - 1)
 
 
+def plan(durations, remaining_steps, allowed=None):
+    """What both samplers need before the loop: the allowed mask (no specials, no zero durations), the table of
+    fillable remainders, and each output's target: its steps, or, where no token sequence can fill them exactly
+    (tiny vocabularies), the most that can be filled; the rest is reported as unfilled silence."""
+    durations = np.asarray(durations, dtype=np.int64)
+    base = np.ones(durations.shape[0], dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool).copy()
+    base[:NUM_SPECIAL] = False
+    base &= durations > 0
+    remaining = np.asarray(remaining_steps, dtype=np.int64)
+    fillable = fillable_steps(durations, base, int(remaining.max(initial=0)))
+    reachable = np.maximum.accumulate(np.where(fillable, np.arange(len(fillable)), 0))
+    target = reachable[remaining]
+    return base, fillable, target, remaining - target
+
+
 def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=None,
            options: SamplingOptions = SamplingOptions(), seed: int = 0) -> SampleResult:
     """Samples continuations that last exactly `remaining_steps` grid steps each.
@@ -191,28 +206,19 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
     """
     rng = np.random.default_rng(seed)
     durations = np.asarray(durations, dtype=np.int64)
-    vocab = durations.shape[0]
-    base = np.ones(vocab, dtype=bool) if allowed is None else np.asarray(allowed, dtype=bool).copy()
-    base[:NUM_SPECIAL] = False
-    base &= durations > 0
-    remaining = np.asarray(remaining_steps, dtype=np.int64)
-    outputs = remaining.shape[0]
-    fillable = fillable_steps(durations, base, int(remaining.max(initial=0)))
+    base, fillable, target, unfilled_steps = plan(durations, remaining_steps, allowed)
+    outputs = target.shape[0]
     beam, branch = options.beam_size, options.branch_factor
 
     # rows = outputs x beam; row r belongs to output r // beam
     rows = np.repeat(np.arange(outputs), beam)
     state = [np.repeat(np.asarray(s), beam, axis=0) for s in state]
     feed = np.repeat(np.asarray(last_ids, dtype=np.int64), beam)
-    # A target no token sequence can fill exactly (tiny vocabularies) is filled as far as it can be; the rest is
-    # left as silence and reported, rather than failing.
-    reachable = np.maximum.accumulate(np.where(fillable, np.arange(len(fillable)), 0))
-    target = reachable[remaining]
     rem = np.repeat(target, beam)
     ids: list[list[int]] = [[] for _ in rows]
     lls: list[list[float]] = [[] for _ in rows]
     score = np.zeros(len(rows))
-    unfilled = np.repeat(remaining - target, beam)
+    unfilled = np.repeat(unfilled_steps, beam)
 
     while (rem > 0).any():
         if branch > 1:  # every beam is extended by `branch` independent samples

@@ -197,3 +197,32 @@ def test_embedded_default_model_loads_and_generates():
     assert out.melody.time_signature == (6, 8)
     assert out.melody.total_steps % out.melody.steps_per_bar == 0
     assert dataclasses.asdict(gen.config)["name"] == "char_lstm"
+
+
+@pytest.mark.parametrize("meter", [(4, 4), (3, 4), (6, 8)])
+def test_compiled_tf_sampler_fills_bars_exactly_and_agrees_with_numpy(tiny_generator, meter):
+    primer = primer_sequence(meter, 1.0)
+    pm = melody_from_note_sequence(primer)
+    complete = pm.total_steps // pm.steps_per_bar
+    outs = tiny_generator.generate(primer, num_bars=3, num_outputs=4, seed=8, sampler_backend="tf")
+    again = tiny_generator.generate(primer, num_bars=3, num_outputs=4, seed=8, sampler_backend="tf")
+    assert [o.continuation_ids for o in outs] == [o.continuation_ids for o in again]
+    for out in outs:
+        assert out.melody.total_steps == (complete + 3) * pm.steps_per_bar
+        assert len(out.log_likelihoods) == len(out.continuation_ids)
+    greedy_tf = tiny_generator.generate(primer, num_bars=3, seed=0, temperature=0.0, sampler_backend="tf")
+    greedy_np = tiny_generator.generate(primer, num_bars=3, seed=0, temperature=0.0, sampler_backend="numpy")
+    assert greedy_tf[0].continuation_ids == greedy_np[0].continuation_ids
+    np_ll, tf_ll = greedy_np[0].log_likelihoods, greedy_tf[0].log_likelihoods
+    assert tf_ll == pytest.approx(np_ll, abs=1e-3)
+
+
+def test_compiled_tf_sampler_respects_constraints(tiny_generator):
+    outs = tiny_generator.generate(None, num_bars=4, num_outputs=4, seed=1, temperature=2.0, top_k=5, top_p=0.9,
+                                   scale="C:major_pentatonic", pitch_range=(60, 72), sampler_backend="tf")
+    for out in outs:
+        assert all(n.is_rest or (n.pitch % 12 in {0, 2, 4, 7, 9} and 60 <= n.pitch <= 72) for n in out.melody.notes)
+    from melody_plugin.sampler import SamplingError
+
+    with pytest.raises(SamplingError, match="beam search runs in the numpy sampler"):
+        tiny_generator.generate(None, num_bars=1, beam_size=2, sampler_backend="tf")

@@ -20,7 +20,7 @@ def main(argv):
 
     gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
     path = export_saved_model(gen, FLAGS.saved_model_dir, FLAGS.overwrite)
-    print(f"wrote SavedModel {path} (signatures: serving_default = continue tokens, logits)")
+    print(f"wrote SavedModel {path} (signatures: serving_default = continue a melody by N grid steps, logits)")
 
 
 def console_entry_point():

@@ -33,6 +33,8 @@ common.define("boolean", "overwrite", False, "Reuse output names from 001 even i
 common.define("string", "key", None, "Only notes of this scale: TONIC:MODE, e.g. D:dorian, A:minor, G:major.")
 common.define("string", "scale", None, "Only these pitch classes, e.g. '0,2,4,7,9' or 'D,E,F#,A,B'.")
 common.define("string", "pitch_range", None, "Only pitches in LOW:HIGH (MIDI numbers), e.g. 55:84.")
+common.define("enum", "sampler", "numpy", ["numpy", "tf"], "numpy: the sampling loop in numpy (no TensorFlow "
+              "import, starts in a second, beam search); tf: one compiled TensorFlow loop for the whole batch.")
 common.define("string", "render", "", "Also write png (piano roll) and/or wav (synthesized audio), e.g. png,wav.")
 
 
@@ -82,7 +84,7 @@ def main(argv):
         top_k=FLAGS.top_k, top_p=FLAGS.top_p, beam_size=FLAGS.beam_size, branch_factor=FLAGS.branch_factor,
         steps_per_iteration=FLAGS.steps_per_iteration, scale=FLAGS.key or FLAGS.scale,
         pitch_range=FLAGS.pitch_range, seed=seed, continuation_only=FLAGS.continuation_only, qpm=FLAGS.qpm,
-        time_signature=meter, policy=policy)
+        time_signature=meter, policy=policy, sampler_backend=FLAGS.sampler)
     for change in generations[0].oov_changes:
         print(f"primer note changed to fit the vocabulary: {change.describe()}", file=sys.stderr)
     sidecar = {
@@ -92,7 +94,7 @@ def main(argv):
         "flags": {name: FLAGS[name].value for name in (
             "num_outputs", "num_bars", "temperature", "top_k", "top_p", "beam_size", "branch_factor",
             "steps_per_iteration", "qpm", "time_signature", "continuation_only", "key", "scale", "pitch_range",
-            "polyphony_policy", "track", "program")},
+            "polyphony_policy", "track", "program", "sampler")},
     }
     paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar)
     elapsed = time.perf_counter() - start
