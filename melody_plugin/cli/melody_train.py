@@ -26,6 +26,9 @@ common.define("enum", "strategy", "auto", ["auto", "default", "one_device", "mir
                   "reads TF_CONFIG.")
 common.define("integer", "num_cpu_devices", 0, "Split the CPU into N logical devices (to run --strategy=mirrored "
                      "with N replicas on a CPU-only machine). Also read from MELODY_PLUGIN_CPU_DEVICES.")
+common.define("integer", "intra_op_threads", 0, "Threads one TensorFlow op may use (0 = auto: 1 on a CPU-only "
+              "machine, where these small LSTMs train faster that way).")
+common.define("integer", "inter_op_threads", 0, "TensorFlow ops run at once (0 = auto: 2 on a CPU-only machine).")
 
 
 def main(argv):
@@ -45,7 +48,8 @@ def main(argv):
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
     result = train.train_and_evaluate(
         config, FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_ratio, FLAGS.summary_frequency,
-        FLAGS.save_checkpoint_steps, FLAGS.num_checkpoints, FLAGS.seed, FLAGS.strategy, FLAGS.progress, log)
+        FLAGS.save_checkpoint_steps, FLAGS.num_checkpoints, FLAGS.seed, FLAGS.strategy, FLAGS.progress, log,
+        threads=(FLAGS.intra_op_threads, FLAGS.inter_op_threads))
     evals = (result.metrics or {}).get("eval") or {}
     print(f"done: step {result.step}, {result.tokens_per_second:.0f} tokens/s"
           + (f", eval bits/note {evals['bits_per_note']:.3f}" if evals else "") + f"; run dir {result.run_dir}")
