@@ -190,9 +190,9 @@ class MelodyGenerator:
             raise PrimerError(f"{path}: {str(e).split(': ', 1)[-1]}") from None
         warnings = [f"{path}: {w}" for w in music.warnings + tuple(extraction.warnings)]
         if len(extraction.melodies) > 1:
+            last = extraction.melodies[-1]
             warnings.append(f"{path}: the meter or tempo changes; continuing its last part "
-                            f"({extraction.melodies[-1].time_signature[0]}/{extraction.melodies[-1].time_signature[1]}, "
-                            f"{extraction.melodies[-1].qpm:g} qpm)")
+                            f"({last.time_signature[0]}/{last.time_signature[1]}, {last.qpm:g} qpm)")
         if extraction.stats.get("notes_snapped_to_grid"):
             warnings.append(f"{path}: {extraction.stats['notes_snapped_to_grid']} notes snapped to the grid")
         return extraction.melodies[-1], warnings
@@ -295,7 +295,8 @@ class MelodyGenerator:
             from melody_plugin import sampler_tf
             from melody_plugin.export import keras_model_from_generator
 
-            self._tf_sampler = sampler_tf.compiled_sampler(tf, sampler_tf.keras_step_fn(keras_model_from_generator(self)))
+            step_fn = sampler_tf.keras_step_fn(keras_model_from_generator(self))
+            self._tf_sampler = sampler_tf.compiled_sampler(tf, step_fn)
         base, fillable, target, unfilled = sampler.plan(self._durations, remaining, allowed)
         states = [(tf.constant(state[i]), tf.constant(state[i + 1])) for i in range(0, len(state), 2)]
         from melody_plugin.quiet import filtered_stderr

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
-import json
 import multiprocessing
 import os
 import time

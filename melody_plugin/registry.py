@@ -59,7 +59,8 @@ class ModelConfig:
             if not ok:
                 raise ConfigError(f"config {self.name!r}: {message}")
 
-        check(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)), f"name must be letters, digits, _.- , got {self.name!r}")
+        check(bool(re.fullmatch(r"[A-Za-z0-9_.-]+", self.name)),
+              f"name must be letters, digits, _.- , got {self.name!r}")
         check(self.embedding_size >= 0, f"embedding_size must be >= 0, got {self.embedding_size}")
         check(len(self.rnn_layer_sizes) >= 1 and all(u > 0 for u in self.rnn_layer_sizes),
               f"rnn_layer_sizes must be one or more positive sizes, got {list(self.rnn_layer_sizes)}")
@@ -74,7 +75,8 @@ class ModelConfig:
         check(self.min_token_count >= 1, f"min_token_count must be >= 1, got {self.min_token_count}")
         check(self.min_notes >= 0, f"min_notes must be >= 0, got {self.min_notes}")
         lo, hi = self.augment_transpositions
-        check(-12 <= lo <= 0 <= hi <= 12, f"augment_transpositions must be (lo<=0, hi>=0) within an octave, got {lo, hi}")
+        check(-12 <= lo <= 0 <= hi <= 12,
+              f"augment_transpositions must be (lo<=0, hi>=0) within an octave, got {lo, hi}")
         check(self.polyphony_policy in ("highest", "lowest", "reject"),
               f"polyphony_policy must be highest, lowest or reject, got {self.polyphony_policy!r}")
 

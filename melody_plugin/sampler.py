@@ -187,7 +187,7 @@ def plan(durations, remaining_steps, allowed=None):
 
 
 def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=None,
-           options: SamplingOptions = SamplingOptions(), seed: int = 0) -> SampleResult:
+           options: SamplingOptions | None = None, seed: int = 0) -> SampleResult:
     """Samples continuations that last exactly `remaining_steps` grid steps each.
 
     Args:
@@ -204,6 +204,7 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
     Returns:
       SampleResult with the best beam of each output.
     """
+    options = options or SamplingOptions()
     rng = np.random.default_rng(seed)
     durations = np.asarray(durations, dtype=np.int64)
     base, fillable, target, unfilled_steps = plan(durations, remaining_steps, allowed)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melody_plugin import atomic, numpy_model, pipelines
+from melody_plugin import numpy_model, pipelines
 from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, make_dataset, read_sequences, write_sequences
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.quiet import import_tensorflow
@@ -80,7 +80,8 @@ def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple[int, int]:
             tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:
         pass  # the runtime already started (a second training in one process keeps the first setting)
-    return tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads()
+    threading = tf.config.threading
+    return threading.get_intra_op_parallelism_threads(), threading.get_inter_op_parallelism_threads()
 
 
 def make_strategy(name: str = "auto"):

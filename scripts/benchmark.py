@@ -113,7 +113,8 @@ def generation_speed(run_dir) -> dict:
         naive_tokens += 1
     naive_tps = naive_tokens / (time.perf_counter() - start)
     tps = tokens / sum(times)
-    return {"ms_per_melody": per_melody_ms, "tf_ms_per_melody": tf_ms, "tokens_per_second": tps, "naive_tokens_per_second": naive_tps,
+    return {"ms_per_melody": per_melody_ms, "tf_ms_per_melody": tf_ms, "tokens_per_second": tps,
+            "naive_tokens_per_second": naive_tps,
             "load_s": load_s, "tokens_per_melody": tokens / 50}
 
 
@@ -155,14 +156,16 @@ def main():
     gen = generation_speed(DEFAULT_MODEL_DIR)
     report(f"generate 10 x 16 bars (batched, {gen['tokens_per_melody']:.0f} tokens each): {gen['ms_per_melody']:.2f} "
            f"ms per melody ({gen['tokens_per_second']:,.0f} tokens/s); naive Keras re-run: "
-           f"{gen['naive_tokens_per_second']:,.1f} tokens/s; ratio {gen['tokens_per_second'] / gen['naive_tokens_per_second']:,.0f}x; "
+           f"{gen['naive_tokens_per_second']:,.1f} tokens/s; "
+           f"ratio {gen['tokens_per_second'] / gen['naive_tokens_per_second']:,.0f}x; "
            f"target <= 10 ms: {'MET' if gen['ms_per_melody'] <= 10 else 'NOT MET'}")
     report(f"generate 10 x 16 bars with the compiled TensorFlow loop (--sampler=tf): {gen['tf_ms_per_melody']:.2f} ms "
            f"per melody once traced; target <= 10 ms: {'MET' if gen['tf_ms_per_melody'] <= 10 else 'NOT MET'}")
 
     # --- whole commands
     bare = wall([sys.executable, "-c", "pass"], 5)
-    load = wall([sys.executable, "-c", "from melody_plugin.generator import MelodyGenerator; MelodyGenerator.default()"])
+    load = wall([sys.executable, "-c",
+                 "from melody_plugin.generator import MelodyGenerator; MelodyGenerator.default()"])
     help_s = wall([str(BIN / "melody_generate"), "--help"], 5)
     out = tmp / "gen"
     gen_s = wall([str(BIN / "melody_generate"), f"--primer_midi={EXAMPLE_PRIMER}", "--num_outputs=10",

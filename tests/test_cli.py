@@ -8,7 +8,7 @@ import wave
 
 import pytest
 
-from conftest import FOLK, VENV_BIN, make_sequence, pattern_notes, run_cli, write_midi
+from conftest import FOLK, make_sequence, run_cli, write_midi
 from melody_plugin.generator import EXAMPLE_PRIMER
 
 
@@ -100,7 +100,8 @@ def test_bad_flags_are_one_line_errors(tmp_path):
 
 def test_help_imports_neither_tensorflow_nor_note_seq():
     code = ("import sys, melody_plugin.cli.melody_generate, melody_plugin.cli.melody_train, "
-            "melody_plugin.cli.melody_evaluate, melody_plugin.cli.melody_create_dataset, melody_plugin.cli.melody_export;"
+            "melody_plugin.cli.melody_evaluate, melody_plugin.cli.melody_create_dataset, "
+            "melody_plugin.cli.melody_export;"
             "print([m for m in ('tensorflow', 'keras', 'note_seq') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -143,7 +144,8 @@ def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):
              "tf.train.Checkpoint(model=m).restore(tf.train.latest_checkpoint(str(r.checkpoint_dir))).expect_partial();"
              f"s = tf.saved_model.load({str(saved)!r}); ids = tf.constant([[1, 4, 5, 6, 7, 8]], tf.int32);"
              "a = m(ids, training=False).numpy(); b = s.signatures['logits'](ids=ids)['logits'].numpy();"
-             "o = s.signatures['serving_default'](ids=ids, steps=tf.constant([48], tf.int32), temperature=tf.constant(1.0),"
+             "o = s.signatures['serving_default'](ids=ids, steps=tf.constant([48], tf.int32),"
+             " temperature=tf.constant(1.0),"
              " top_k=tf.constant(0), top_p=tf.constant(1.0), seed=tf.constant(1, tf.int64));"
              "t = o['ids'].numpy()[0]; t = t[t >= 0]; d = v.durations();"
              "print(float(np.abs(a - b).max()), int(d[t].sum()) == 48, int(t.min()) >= 3)")

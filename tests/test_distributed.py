@@ -82,7 +82,7 @@ def test_multi_worker_job_trains_checkpoints_and_generates(tmp_path, tiny_corpus
         for p in procs:
             if p.poll() is None:
                 p.kill()
-    for code, out, err in outputs:
+    for code, _, err in outputs:
         assert code == 0, err[-3000:]
     assert "done: step 6" in outputs[0][1]
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index"))

@@ -23,7 +23,7 @@ def primer_sequence(meter, quarters_extra=0.0):
 
 def assert_monophonic_and_bounded(ns, end_time):
     ends = sorted((n.start_time, n.end_time) for n in ns.notes)
-    for (s1, e1), (s2, _) in zip(ends, ends[1:]):
+    for (_, e1), (s2, _) in zip(ends, ends[1:]):
         assert e1 <= s2 + 1e-9
     assert max(e for _, e in ends) <= end_time + 1e-9
 

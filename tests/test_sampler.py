@@ -27,7 +27,7 @@ def stub_logits(preferred=None, seed=0):
     return next_logits
 
 
-def run(remaining, options=SamplingOptions(), seed=0, allowed=None, preferred=None, outputs=None):
+def run(remaining, options=None, seed=0, allowed=None, preferred=None):
     remaining = np.asarray(remaining)
     n = len(remaining)
     return sample(stub_logits(preferred), [np.zeros((n, 1))], np.full(n, 1), DURATIONS, remaining, allowed,

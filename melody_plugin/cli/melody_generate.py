@@ -11,7 +11,8 @@ common.define_run_dir()
 common.define_extraction()
 common.define("string", "bundle_file", None, "Generator bundle (.mag) to generate from, instead of --run_dir; with "
                     "--save_generator_bundle, the file to write.")
-common.define("boolean", "save_generator_bundle", False, "Write --run_dir's model as a bundle to --bundle_file and exit.")
+common.define("boolean", "save_generator_bundle", False,
+              "Write --run_dir's model as a bundle to --bundle_file and exit.")
 common.define("string", "bundle_description", "", "Description stored in a saved bundle.")
 common.define("string", "primer_midi", None, "MIDI (or MusicXML/ABC) file whose melody to continue.")
 common.define("string", "primer_melody", None, "Inline primer, e.g. 'C4:1 D4:0.5 E4:0.5 R:1' (pitch or R : quarters).")

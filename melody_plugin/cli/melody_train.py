@@ -15,7 +15,8 @@ common.define("string", "hparams", "", "Overrides, e.g. 'batch_size=64,rnn_layer
                     "batch_size is the GLOBAL batch size: a distributed run splits it over all replicas.")
 common.define("integer", "num_training_steps", 2000, "Train until this global step (counted across resumes).")
 common.define("float", "eval_ratio", 0.1, "Share of input files held out for evaluation.")
-common.define("integer", "summary_frequency", 100, "Steps between TensorBoard summaries, evaluations and progress lines.")
+common.define("integer", "summary_frequency", 100,
+              "Steps between TensorBoard summaries, evaluations and progress lines.")
 common.define("integer", "save_checkpoint_steps", 500, "Steps between checkpoints.")
 common.define("integer", "num_checkpoints", 5, "Checkpoints to keep.")
 common.define("integer", "seed", 0, "Random seed (weights, shuffling, dropout).")
