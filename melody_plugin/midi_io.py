@@ -160,8 +160,12 @@ def _check_midi_structure(path, data: bytes) -> tuple[list[str], bytes]:
     return warnings, data
 
 
-def _check_midi_events(path, data: bytes) -> list[str]:
-    """Parses with mido (memory bounded by the file size) and checks tempo, ticks and notes before pretty_midi."""
+def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes]:
+    """Parses with mido (memory bounded by the file size) and checks tempo, ticks and notes before pretty_midi.
+
+    Returns warnings and the bytes to convert: notes never released are ended at the end of their track (the
+    libraries would silently drop them otherwise).
+    """
     import mido
 
     warnings = []
@@ -188,20 +192,36 @@ def _check_midi_events(path, data: bytes) -> list[str]:
         if tick > MAX_TICK or tick / tpq > MAX_QUARTERS:
             raise InputFileError(
                 path, f"events at tick {tick} ({tick / tpq:.0f} quarter notes) exceed the length limit; refused")
-        unreleased += sum(len(v) for v in sounding.values())
+        open_notes = [(channel, note) for (channel, note), starts in sounding.items() for _ in starts]
+        if open_notes:
+            unreleased += len(open_notes)
+            end = len(track) - 1 if track and track[-1].type == "end_of_track" else len(track)
+            delta = track[end].time if end < len(track) else 0
+            offs = [mido.Message("note_off", channel=c, note=n, velocity=0, time=0) for c, n in open_notes]
+            offs[0].time = delta
+            if end < len(track):
+                track[end] = track[end].copy(time=0)
+            track[end:end] = offs
     if num_notes > MAX_NOTES:
         raise InputFileError(path, f"{num_notes} notes exceed the limit of {MAX_NOTES}")
     if zero_length:
         warnings.append(f"{zero_length} zero-length notes dropped")
     if unreleased:
-        warnings.append(f"{unreleased} notes never released (held to the end of their track)")
-    return warnings
+        warnings.append(f"{unreleased} notes never released; ended at the end of their track")
+        buffer = io.BytesIO()
+        try:
+            mid.save(file=buffer)
+        except Exception as e:
+            raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
+        data = buffer.getvalue()
+    return warnings, data
 
 
 def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):
     """Checks MIDI bytes and converts them with note-seq. Returns (NoteSequence, warnings)."""
     warnings, data = _check_midi_structure(path, data)
-    warnings += _check_midi_events(path, data)
+    event_warnings, data = _check_midi_events(path, data)
+    warnings += event_warnings
     quiet_third_party()
     from note_seq import midi_io as ns_midi_io
 

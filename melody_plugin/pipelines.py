@@ -485,4 +485,10 @@ def format_report(report: dict, max_lines: int = 20) -> str:
             lines.append(f"  {item['file']}: {item['reason']}")
         if len(report["skipped"]) > max_lines:
             lines.append(f"  ... {len(report['skipped']) - max_lines} more in stats.json")
+    if report["changed"]:
+        lines.append(f"changed while reading: {len(report['changed'])} files")
+        for item in report["changed"][:max_lines // 2]:
+            lines.append(f"  {item['file']}: {'; '.join(item['changes'])}")
+        if len(report["changed"]) > max_lines // 2:
+            lines.append(f"  ... {len(report['changed']) - max_lines // 2} more in stats.json")
     return "\n".join(lines)

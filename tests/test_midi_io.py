@@ -120,7 +120,7 @@ def test_silent_misreads_become_warnings(tmp_path):
     path.write_bytes(smf([track], ntracks=3))
     warnings = " ".join(midi_io.read_music_file(path).warnings)
     assert "header says 3 tracks but the file has 1" in warnings
-    assert "1 notes never released" in warnings
+    assert "1 notes never released; ended at the end of their track" in warnings
     assert "1 zero-length notes" in warnings
 
 
@@ -207,6 +207,15 @@ MUSICXML = """<?xml version="1.0" encoding="UTF-8"?>
 <note><pitch><step>B</step><octave>4</octave></pitch><duration>1</duration><type>eighth</type></note>
 <note><pitch><step>D</step><octave>5</octave></pitch><duration>2</duration><type>quarter</type></note>
 </measure></part></score-partwise>"""
+
+
+def test_unreleased_note_is_kept_until_the_end_of_its_track(tmp_path):
+    path = tmp_path / "held.mid"
+    path.write_bytes(smf([b"\x00\x90\x3c\x40" + vlq(480) + b"\x90\x3e\x40" + vlq(960) + b"\xff\x2f\x00"]))
+    music = midi_io.read_music_file(path)
+    notes = [(n.pitch, n.start_time, n.end_time) for n in music.sequences[0].notes]
+    assert notes == [(60, 0.0, pytest.approx(1.5)), (62, 0.5, pytest.approx(1.5))]
+    assert "2 notes never released" in " ".join(music.warnings)
 
 
 def test_musicxml_is_read_with_its_meter_and_key(tmp_path):
