@@ -53,8 +53,14 @@ def piano_roll_png(melody: Melody, path, primer_steps: int = 0, title: str = "")
         ax.axvline(primer_steps / spb, color="#c44e52", linewidth=1.5, linestyle="--")
     ax.set_xlim(0, max(total / spb, 1))
     ax.set_ylim(lo, hi)
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    from melody_plugin.vocab import pitch_name
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: pitch_name(int(value))))
     ax.set_xlabel(f"bar ({melody.time_signature[0]}/{melody.time_signature[1]}, {melody.qpm:g} qpm)")
-    ax.set_ylabel("MIDI pitch")
+    ax.set_ylabel("pitch")
     legend = [plt.Rectangle((0, 0), 1, 1, facecolor="#dd8452", label="continuation")]
     if primer_steps:
         legend.insert(0, plt.Rectangle((0, 0), 1, 1, facecolor="#4c72b0", label="primer"))
