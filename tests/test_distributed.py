@@ -57,38 +57,47 @@ def free_ports(n):
     return ports
 
 
-def test_multi_worker_job_trains_checkpoints_and_generates(tmp_path, tiny_corpus):
+def test_multi_worker_job_trains_checkpoints_resumes_and_generates(tmp_path, tiny_corpus):
     before = {p for p in os.listdir("/tmp") if p.startswith("melody_worker_ckpt_")}
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+
+    def run_job(steps):
+        ports = free_ports(2)
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        procs = []
+        for index in range(2):
+            env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                       TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
+            procs.append(subprocess.Popen(
+                [os.path.join(os.path.dirname(sys.executable), "melody_train"), "--strategy=multi_worker",
+                 f"--input={tiny_corpus}", f"--run_dir={run_dir}", f"--hparams={TINY_HPARAMS}",
+                 f"--num_training_steps={steps}", "--eval_ratio=0", "--summary_frequency=3",
+                 "--save_checkpoint_steps=100"],
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL))
+        deadline = time.time() + 240
+        outputs = []
+        try:
+            for p in procs:
+                out, err = p.communicate(timeout=max(1, deadline - time.time()))
+                outputs.append((p.returncode, out, err))
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+        for code, _, err in outputs:
+            assert code == 0, err[-3000:]
+        return outputs
+
     run_dir = tmp_path / "run"
-    bin_dir = os.path.dirname(sys.executable)
-    procs = []
-    for index in range(2):
-        env = dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                   TF_CPP_MIN_LOG_LEVEL="2")
-        procs.append(subprocess.Popen(
-            [os.path.join(bin_dir, "melody_train"), "--strategy=multi_worker", f"--input={tiny_corpus}",
-             f"--run_dir={run_dir}", f"--hparams={TINY_HPARAMS}", "--num_training_steps=6", "--eval_ratio=0",
-             "--summary_frequency=3", "--save_checkpoint_steps=100"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL))
-    deadline = time.time() + 240
-    outputs = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=max(1, deadline - time.time()))
-            outputs.append((p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-    for code, _, err in outputs:
-        assert code == 0, err[-3000:]
+    outputs = run_job(6)
     assert "done: step 6" in outputs[0][1]
     checkpoints = sorted(p.name for p in (run_dir / "checkpoints").glob("ckpt-*.index"))
     assert checkpoints == ["ckpt-6.index"]  # one real checkpoint, written by the chief
     after = {p for p in os.listdir("/tmp") if p.startswith("melody_worker_ckpt_")}
     assert after == before  # the non-chief worker's temporary checkpoint folder was removed
+    # a multi-worker run resumes like a single one: both workers restore step 6 and go on to 9
+    outputs = run_job(9)
+    assert all("resumed from ckpt-6 at step 6" in out for _, out, _ in outputs)
+    assert (run_dir / "checkpoints" / "ckpt-9.index").is_file()
     # the checkpoint made on 2 workers loads on one CPU, through TensorFlow when the numpy export is absent
     (run_dir / "weights.npz").unlink()
     proc = run_cli("melody_generate", f"--run_dir={run_dir}", "--num_bars=2", f"--output_dir={tmp_path / 'out'}",
