@@ -397,6 +397,8 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
                 save()
         except KeyboardInterrupt:
             bar.close()
+            # Ctrl-C lands once the compiled call returns: the graph's step counter is the truth, not `step`
+            step = int(step_var.numpy())
             save()
             raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved in {run.checkpoint_dir}, "
                                       "run the same command to resume") from None
