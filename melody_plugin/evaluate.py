@@ -27,7 +27,9 @@ def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64) -
     pitch_groups = np.zeros((len(vocab), len(pitch_values)), dtype=np.float64)
     for j, p in enumerate(pitch_values):
         pitch_groups[pitches == p, j] = 1.0
-    pitch_index = {int(p): j for j, p in enumerate(pitch_values)}
+    pitch_column = np.zeros(len(vocab), dtype=np.int64)  # id -> its pitch's column (0 for rests and specials)
+    for j, p in enumerate(pitch_values):
+        pitch_column[pitches == p] = j
     totals = dict(nll=0.0, correct=0, tokens=0, notes=0, note_nll=0.0, pitch_nll=0.0, oov=0)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     for start in range(0, len(order), batch_size):
@@ -50,8 +52,7 @@ def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64) -
         totals["note_nll"] -= float((target_logp * note_mask).sum())
         if note_mask.any():
             pitch_probs = np.exp(logp) @ pitch_groups  # (batch, time, pitches)
-            cols = np.vectorize(lambda t: pitch_index.get(int(pitches[t]), 0))(targets)
-            p = np.take_along_axis(pitch_probs, cols[..., None], -1)[..., 0]
+            p = np.take_along_axis(pitch_probs, pitch_column[targets][..., None], -1)[..., 0]
             totals["pitch_nll"] -= float((np.log(np.maximum(p, 1e-300)) * note_mask).sum())
     tokens, notes = max(totals["tokens"], 1), max(totals["notes"], 1)
     return {

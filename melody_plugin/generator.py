@@ -75,10 +75,10 @@ def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary):
     if latest is None:
         raise ModelLoadError(f"{run.path}: no checkpoint yet; train first with melody_train --run_dir={run.path}")
     from melody_plugin.quiet import import_tensorflow
-    from melody_plugin.train import build_model_for
+    from melody_plugin.model import build_model
 
     tf = import_tensorflow()
-    model = build_model_for(config, len(vocab))
+    model = build_model(config, len(vocab))
     step = tf.Variable(0, dtype=tf.int64)
     tf.train.Checkpoint(model=model, step=step).restore(
         tf.train.latest_checkpoint(str(run.checkpoint_dir))).expect_partial()

@@ -199,6 +199,10 @@ def split_on_time_changes(ns, stats=None) -> list:
     quiet_third_party()
     from note_seq import sequences_lib
 
+    if not ns.notes:
+        raise MelodyError("no_notes", path=ns.filename)
+    if all(n.is_drum for n in ns.notes):
+        raise MelodyError("drums_only", "only drum notes", path=ns.filename)
     try:
         segments = sequences_lib.split_note_sequence_on_time_changes(ns, skip_splits_inside_notes=False)
     except Exception as e:
@@ -292,10 +296,6 @@ def melodies_from_note_sequence(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_Q
         raise MelodyError("bad_policy", f"polyphony policy must be one of {POLICIES}, got {policy!r}")
     path = ns.filename or ""
     stats, warnings = collections.Counter(), []
-    if not ns.notes:
-        raise MelodyError("no_notes", path=path)
-    if all(n.is_drum for n in ns.notes):
-        raise MelodyError("drums_only", "only drum notes", path=path)
     segments = split_on_time_changes(ns, stats)
     if len(segments) > 1:
         warnings.append(f"split into {len(segments)} parts at time-signature/tempo changes")

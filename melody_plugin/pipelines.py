@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import multiprocessing
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from melody_plugin.errors import InputFileError, MelodyPluginError
 from melody_plugin.melody import Melody
 from melody_plugin.quiet import quiet_third_party
 from melody_plugin.registry import ModelConfig, get_config
-from melody_plugin.vocab import START, UNK, Vocabulary, key_shift
+from melody_plugin.vocab import START, Vocabulary, key_shift
 
 
 def _note_sequence_type():
@@ -65,12 +66,6 @@ class TimeChangeSplitter(Pipeline):
         self.input_type = self.output_type = _note_sequence_type()
 
     def transform(self, ns):
-        if not ns.notes:
-            self.count("no_notes")
-            return []
-        if all(n.is_drum for n in ns.notes):
-            self.count("drums_only")
-            return []
         try:
             return melody_lib.split_on_time_changes(ns, self._stats)
         except melody_lib.MelodyError as e:
@@ -368,7 +363,7 @@ def collect_melodies(input_path, config: ModelConfig, eval_ratio: float = 0.1, w
             bar.update()
     else:
         # fork is cheap and safe here: the parent has not imported TensorFlow yet
-        ctx = multiprocessing.get_context("fork" if "tensorflow" not in __import__("sys").modules else "spawn")
+        ctx = multiprocessing.get_context("fork" if "tensorflow" not in sys.modules else "spawn")
         with ctx.Pool(workers, initializer=_init_worker, maxtasksperchild=200) as pool:
             for r in pool.imap(_extract_file, tasks, chunksize=8):
                 results.append(r)
@@ -389,9 +384,7 @@ def encode_all(melodies, vocab: Vocabulary) -> tuple[list[list[int]], dict]:
     encoder = MelodyEncoder(vocab, name="enc")
     sequences = [ids for m in melodies for ids in encoder.transform(m)]
     stats = {k.split("_", 1)[1]: v for k, v in encoder.get_stats().items()}
-    tokens = sum(len(s) - 1 for s in sequences)
-    unknown = sum(int((UNK == __import__("numpy").asarray(s)).sum()) for s in sequences)
-    stats.update(tokens=tokens, unknown_tokens=unknown)
+    stats["tokens"] = sum(len(s) - 1 for s in sequences)  # unknown tokens are counted as oov_notes_unknown
     return sequences, stats
 
 

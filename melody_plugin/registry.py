@@ -11,6 +11,7 @@ a `ModelConfig`, a list of them, or a function returning either.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.metadata
 import importlib.resources
 import json
@@ -92,6 +93,7 @@ class ModelConfig:
         return {k: v for k, v in self.to_json().items() if k in ARCHITECTURE_FIELDS}
 
 
+@functools.cache
 def _field_types() -> dict:
     hints = typing.get_type_hints(ModelConfig)
     return {f.name: hints[f.name] for f in dataclasses.fields(ModelConfig)}

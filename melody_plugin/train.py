@@ -25,6 +25,7 @@ import numpy as np
 from melody_plugin import numpy_model, pipelines
 from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, make_dataset, read_sequences, write_sequences
 from melody_plugin.errors import MelodyPluginError
+from melody_plugin.model import build_model
 from melody_plugin.quiet import import_tensorflow
 from melody_plugin.registry import ModelConfig
 from melody_plugin.rundir import RunDir
@@ -318,7 +319,7 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
                 make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
                              repeat=False, drop_remainder=True))
         with dist.scope():
-            model = build_model_for(config, len(vocab))
+            model = build_model(config, len(vocab))
             optimizer = _make_optimizer(config)
             optimizer.build(model.trainable_variables)
             step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -422,12 +423,6 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
         return TrainResult(step, last_metrics, str(run.path), tokens_per_second, dist.num_replicas_in_sync)
 
 
-def build_model_for(config: ModelConfig, vocab_size: int):
-    from melody_plugin.model import build_model
-
-    return build_model(config, vocab_size)
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -477,7 +472,7 @@ def evaluate_checkpoints(run_dir, input_path=None, num_training_steps: int | Non
     if not eval_seqs:
         raise TrainingError(f"{run.path}: no evaluation data; pass --input or train with --eval_ratio > 0")
     strategy = tf.distribute.get_strategy()
-    model = build_model_for(config, len(vocab))
+    model = build_model(config, len(vocab))
     optimizer = _make_optimizer(config)
     trainer = _Trainer(tf, strategy, model, optimizer, config, vocab)
     eval_ds = make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,

@@ -132,10 +132,6 @@ class Vocabulary:
     def __len__(self) -> int:
         return NUM_SPECIAL + len(self.tokens)
 
-    @property
-    def size(self) -> int:
-        return len(self)
-
     def token_to_id(self, token: tuple[int, int]) -> int:
         return self._index.get(token, UNK)
 
@@ -151,9 +147,6 @@ class Vocabulary:
     def pitches(self) -> np.ndarray:
         """(vocab,) pitch of every id; REST for rests, -2 for the special tokens."""
         return np.array([-2] * NUM_SPECIAL + [p for p, _ in self.tokens], dtype=np.int64)
-
-    def is_rest(self) -> np.ndarray:
-        return self.pitches() == REST
 
     # --- melody <-> ids
 

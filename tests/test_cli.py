@@ -138,9 +138,9 @@ def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):
     saved = tmp_path / "saved"
     run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={saved}", check=True)
     check = ("import numpy as np; from melody_plugin.quiet import import_tensorflow; tf = import_tensorflow();"
-             "from melody_plugin.rundir import RunDir; from melody_plugin.train import build_model_for;"
+             "from melody_plugin.rundir import RunDir; from melody_plugin.model import build_model;"
              f"r = RunDir({str(run_dir)!r}); c = r.load_config(); v = r.load_vocab();"
-             "m = build_model_for(c, len(v));"
+             "m = build_model(c, len(v));"
              "tf.train.Checkpoint(model=m).restore(tf.train.latest_checkpoint(str(r.checkpoint_dir))).expect_partial();"
              f"s = tf.saved_model.load({str(saved)!r}); ids = tf.constant([[1, 4, 5, 6, 7, 8]], tf.int32);"
              "a = m(ids, training=False).numpy(); b = s.signatures['logits'](ids=ids)['logits'].numpy();"

@@ -192,7 +192,9 @@ def test_numpy_inference_matches_keras_logits(tiny_generator):
 
 def test_embedded_default_model_loads_and_generates():
     gen = MelodyGenerator.default()
-    out = gen.generate(gen.primer_from_file(__import__("melody_plugin.generator").generator.EXAMPLE_PRIMER),
+    from melody_plugin.generator import EXAMPLE_PRIMER
+
+    out = gen.generate(gen.primer_from_file(EXAMPLE_PRIMER),
                        num_bars=4, seed=0)[0]
     assert out.melody.time_signature == (6, 8)
     assert out.melody.total_steps % out.melody.steps_per_bar == 0

@@ -43,6 +43,7 @@ def main(argv):
     import secrets
     import sys
     import time
+    from pathlib import Path
 
     from melody_plugin import melody as melody_lib, outputs
     from melody_plugin.generator import MelodyGenerator, PrimerError
@@ -72,7 +73,7 @@ def main(argv):
         primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-        prefix = f"{__import__('pathlib').Path(FLAGS.primer_midi).stem}_cont"
+        prefix = f"{Path(FLAGS.primer_midi).stem}_cont"
     elif FLAGS.primer_melody:
         try:
             primer = melody_lib.melody_from_text(FLAGS.primer_melody, gen.vocab.steps_per_quarter, meter,

@@ -52,7 +52,7 @@ def main(argv):
         FLAGS.save_checkpoint_steps, FLAGS.num_checkpoints, FLAGS.seed, FLAGS.strategy, FLAGS.progress, log,
         threads=(FLAGS.intra_op_threads, FLAGS.inter_op_threads))
     evals = (result.metrics or {}).get("eval") or {}
-    print(f"done: step {result.step}, {result.tokens_per_second:.0f} tokens/s"
+    print(f"done: step {result.step}, {result.tokens_per_second:.0f} tokens/s on average (with start-up, evaluation)"
           + (f", eval bits/note {evals['bits_per_note']:.3f}" if evals else "") + f"; run dir {result.run_dir}")
 
 
