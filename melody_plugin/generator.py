@@ -209,7 +209,8 @@ class MelodyGenerator:
                  top_k: int = 0, top_p: float = 1.0, beam_size: int = 1, branch_factor: int = 1,
                  steps_per_iteration: int = 1, scale=None, pitch_range=None, seed: int = 0,
                  continuation_only: bool = False, qpm: float | None = None, time_signature=(4, 4),
-                 policy: str = "highest", sampler_backend: str = "numpy") -> list[Generation]:
+                 policy: str = "highest", sampler_backend: str = "numpy",
+                 end_step: int | None = None) -> list[Generation]:
         """Continues `primer` (a NoteSequence, a Melody, or None to start from the start token).
 
         The output ends exactly on the bar line `num_bars` bars after the primer's last complete bar (an
@@ -222,6 +223,8 @@ class MelodyGenerator:
           time_signature: meter when there is no primer.
           sampler_backend: "numpy" (default: no TensorFlow import, beam search) or "tf" (one compiled
             TensorFlow loop for the whole batch; no beam search). Both follow the same bar rules.
+          end_step: when given, the output (primer included) ends exactly at this grid step of the primer's
+            grid instead of on a bar line (`num_bars` is then ignored); Magenta's generate sections use it.
         """
         if num_bars < 1:
             raise sampler.SamplingError(f"num_bars must be >= 1, got {num_bars}")
@@ -252,7 +255,10 @@ class MelodyGenerator:
 
         spb = primer_melody.steps_per_bar
         primer_steps = primer_melody.total_steps
-        end_step = (primer_steps // spb + num_bars) * spb
+        if end_step is None:
+            end_step = (primer_steps // spb + num_bars) * spb
+        elif end_step <= primer_steps:
+            raise sampler.SamplingError(f"end_step {end_step} must be after the primer's end (step {primer_steps})")
         pitch_classes = sampler.scale_pitch_classes(scale) if isinstance(scale, str) else (
             frozenset(int(p) % 12 for p in scale) if scale is not None else None)
         if isinstance(pitch_range, str):
