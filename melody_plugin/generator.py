@@ -191,8 +191,8 @@ class MelodyGenerator:
         warnings = [f"{path}: {w}" for w in music.warnings + tuple(extraction.warnings)]
         if len(extraction.melodies) > 1:
             last = extraction.melodies[-1]
-            warnings.append(f"{path}: the meter or tempo changes; continuing its last part "
-                            f"({last.time_signature[0]}/{last.time_signature[1]}, {last.qpm:g} qpm)")
+            warnings.append(f"{path}: the time signature changes; continuing its last part "
+                            f"({last.time_signature[0]}/{last.time_signature[1]})")
         if extraction.stats.get("notes_snapped_to_grid"):
             warnings.append(f"{path}: {extraction.stats['notes_snapped_to_grid']} notes snapped to the grid")
         return extraction.melodies[-1], warnings
@@ -241,7 +241,7 @@ class MelodyGenerator:
             raise PrimerError(f"primer has {primer_melody.steps_per_quarter} steps per quarter, the model "
                               f"{self.vocab.steps_per_quarter}")
         if qpm:
-            primer_melody = dataclasses.replace(primer_melody, qpm=float(qpm))
+            primer_melody = primer_melody.with_tempo(qpm)
 
         # the model works in C major / A minor when the vocabulary was key-normalised
         shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
@@ -281,9 +281,10 @@ class MelodyGenerator:
                 lead = primer_steps % spb  # keeps the bar lines where they were
                 notes = ((Note(REST, lead),) if lead else ()) + new
                 kept = lead
+                out = primer_melody.with_tempo(primer_melody.final_qpm).with_notes(notes)
             else:
                 notes, kept = primer_melody.notes + new, primer_steps
-            out = primer_melody.with_notes(notes)
+                out = primer_melody.with_notes(notes)  # the primer's tempo map; the continuation keeps its last
             ns = melody_lib.melody_to_note_sequence(out)
             outputs.append(Generation(out, ns, kept, list(ids), list(lls), num_bars, out.total_steps // spb,
                                       changes, seed, sampled, unfilled))

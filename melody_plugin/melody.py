@@ -4,13 +4,16 @@ Step of the flow: `NoteSequence` -> `Melody` (a frozen tuple of (pitch, duration
 -> `NoteSequence`. Entry points: `melodies_from_note_sequence(ns, ...) -> Extraction`,
 `melody_from_note_sequence(ns, ...)` for a primer, `melody_to_note_sequence(m)`, `melody_from_text(...)`.
 
-A piece whose time signature or tempo changes is split at each change (note-seq's splitter), so every melody has
-one meter and one tempo and its bar lines are right. Quantization is note-seq's; notes off the grid are snapped
-by it and counted here.
+A piece whose time signature changes is split where the meter changes (at the first bar line of the new meter),
+so every melody has one meter and its bar lines are right. Tempo never moves bar lines: notes are quantized on the
+beat grid through the tempo map (a bar is counted in beats, not seconds), and a melody keeps its tempo changes as
+`tempo_changes`. Notes off the grid are snapped and counted. A melody lasts to the end of its sequence (a MIDI
+file's end-of-track, on the grid), capped at the first bar line after its last note, so trailing rests are kept.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
 import math
@@ -57,6 +60,8 @@ class Melody:
     qpm: float = 120.0
     key: int = 0  # tonic pitch class, C = 0
     minor: bool = False
+    # Tempo changes after the start, as (grid step, qpm) in increasing step order; `qpm` is the tempo at step 0.
+    tempo_changes: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self):
         num, den = self.time_signature
@@ -70,6 +75,12 @@ class Melody:
         for note in self.notes:
             if note.duration_steps <= 0:
                 raise MelodyError("bad_note", f"note durations must be positive, got {note}")
+        last = 0
+        for step, qpm in self.tempo_changes:
+            if step <= last or qpm <= 0 or not math.isfinite(qpm):
+                raise MelodyError("bad_tempo", f"tempo changes must be (step > 0, qpm > 0) in increasing step order, "
+                                  f"got {self.tempo_changes}")
+            last = step
 
     @property
     def steps_per_bar(self) -> int:
@@ -90,7 +101,27 @@ class Melody:
 
     @property
     def seconds_per_step(self) -> float:
+        """Seconds per grid step at the start (see `seconds_at_step` when the tempo changes)."""
         return 60.0 / self.qpm / self.steps_per_quarter
+
+    @property
+    def final_qpm(self) -> float:
+        """The tempo in force at the end (a continuation keeps it)."""
+        return self.tempo_changes[-1][1] if self.tempo_changes else self.qpm
+
+    def seconds_at_step(self, step: float) -> float:
+        """Time of a grid step through the tempo map."""
+        seconds, prev_step, qpm = 0.0, 0, self.qpm
+        for change_step, change_qpm in self.tempo_changes:
+            if change_step >= step:
+                break
+            seconds += (change_step - prev_step) * 60.0 / qpm / self.steps_per_quarter
+            prev_step, qpm = change_step, change_qpm
+        return seconds + (step - prev_step) * 60.0 / qpm / self.steps_per_quarter
+
+    def with_tempo(self, qpm: float) -> "Melody":
+        """The melody at one constant tempo."""
+        return dataclasses.replace(self, qpm=float(qpm), tempo_changes=())
 
     @property
     def key_name(self) -> str:
@@ -147,7 +178,79 @@ def estimate_key(notes, default=(0, False)) -> tuple[int, bool]:
     return best[1], best[2]
 
 
-def _choose_track(notes, track: int | None, program: int | None, stats, path):
+MELODY_TRACK_WORDS = ("melody", "melodie", "soprano", "sopran", "vocal", "voice", "vox", "lead", "tune", "solo",
+                      "canto", "singer", "sing")
+BASS_TRACK_WORDS = ("bass", "basso", "bajo")
+BASS_RANGE_MEDIAN = 55  # a track whose median pitch is below G3 is taken for a bass line
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackSummary:
+    """One pitched instrument of a NoteSequence, as the track choice sees it."""
+
+    instrument: int
+    name: str
+    program: int
+    num_notes: int
+    median_pitch: float
+    overlap_fraction: float  # onsets that start while another note of the track still sounds
+
+    def describe(self) -> str:
+        name = f' "{self.name}"' if self.name else ""
+        return f"{self.instrument}{name} ({self.num_notes} notes, program {self.program})"
+
+
+def summarize_tracks(notes, names: dict[int, str] | None = None) -> list[TrackSummary]:
+    """A `TrackSummary` per pitched instrument, in instrument order."""
+    names = names or {}
+    by_instrument = collections.defaultdict(list)
+    for n in notes:
+        if not n.is_drum:
+            by_instrument[n.instrument].append(n)
+    out = []
+    for instrument in sorted(by_instrument):
+        group = sorted(by_instrument[instrument], key=lambda n: (n.start_time, n.end_time))
+        overlaps, latest_end = 0, -math.inf
+        for n in group:
+            if n.start_time < latest_end - 1e-6:
+                overlaps += 1
+            latest_end = max(latest_end, n.end_time)
+        pitches = sorted(n.pitch for n in group)
+        median = (pitches[(len(pitches) - 1) // 2] + pitches[len(pitches) // 2]) / 2
+        out.append(TrackSummary(instrument, names.get(instrument, ""), group[0].program, len(group), median,
+                                overlaps / len(group)))
+    return out
+
+
+def choose_melody_track(tracks: list[TrackSummary]) -> tuple[TrackSummary, str]:
+    """The track most likely to carry the melody, and why. The score, in order:
+
+    1. a track named like a melody (soprano, melody, vocal, voice, lead, tune, solo...) wins; among several, the
+       higher one;
+    2. otherwise bass-range tracks (median pitch below G3, or named bass) are set aside, and so are polyphonic ones
+       (more than 10% of onsets inside another note), unless that leaves nothing;
+    3. the highest-sounding of the rest (median pitch); ties go to more notes, then the lower instrument index.
+    """
+    def word_in(name, words):
+        return any(w in re.split(r"[^a-z]+", name.lower()) or name.lower().startswith(w) for w in words)
+
+    def highest(candidates):
+        return max(candidates, key=lambda t: (t.median_pitch, t.num_notes, -t.instrument))
+
+    if len(tracks) == 1:
+        return tracks[0], "the only pitched track"
+    named = [t for t in tracks if word_in(t.name, MELODY_TRACK_WORDS)]
+    if named:
+        return highest(named), "named like a melody track"
+    pool = [t for t in tracks if t.median_pitch >= BASS_RANGE_MEDIAN and not word_in(t.name, BASS_TRACK_WORDS)]
+    pool = pool or tracks
+    mono = [t for t in pool if t.overlap_fraction <= 0.1]
+    if mono:
+        return highest(mono), "the highest monophonic line"
+    return highest(pool), "the highest line"
+
+
+def _choose_track(ns, notes, track, program, stats, path, report):
     pitched = [n for n in notes if not n.is_drum]
     if not notes:
         raise MelodyError("no_notes", path=path)
@@ -157,18 +260,28 @@ def _choose_track(notes, track: int | None, program: int | None, stats, path):
         pitched = [n for n in pitched if n.program == program]
         if not pitched:
             raise MelodyError("track_not_found", f"no notes with program {program}", path=path)
-    by_instrument = collections.Counter(n.instrument for n in pitched)
+    names = {info.instrument: info.name for info in getattr(ns, "instrument_infos", ())}
+    tracks = summarize_tracks(pitched, names)
     if track is not None:
-        if track not in by_instrument:
-            raise MelodyError("track_not_found", f"no notes on instrument {track} "
-                              f"(instruments with notes: {sorted(by_instrument)})", path=path)
-        chosen = track
+        chosen = [t for t in tracks if t.instrument == track]
+        if not chosen:
+            raise MelodyError("track_not_found", f"no notes on instrument {track} (instruments with notes: "
+                              f"{[t.instrument for t in tracks]})", path=path)
+        chosen, why = chosen[0], "asked for with --track"
+    elif program is not None and len(tracks) == 1:
+        chosen, why = tracks[0], "asked for with --program"
     else:
-        # Most notes wins; ties go to the lowest instrument index so the choice is stable.
-        chosen = min(by_instrument, key=lambda i: (-by_instrument[i], i))
-    if len(by_instrument) > 1:
-        stats["other_tracks_ignored"] += len(by_instrument) - 1
-    return [n for n in pitched if n.instrument == chosen]
+        chosen, why = choose_melody_track(tracks)
+    if len(tracks) > 1:
+        stats["other_tracks_ignored"] += len(tracks) - 1
+    if report is not None and len(tracks) > 1:
+        others = [t.describe() for t in tracks if t is not chosen]
+        text = f"melody from track {chosen.describe()}: {why}"
+        if others:
+            text += f"; other tracks: {', '.join(others)}; pick one with --track=N"
+        if text not in report:
+            report.append(text)
+    return [n for n in pitched if n.instrument == chosen.instrument]
 
 
 def _resolve_polyphony(qnotes, policy: str, stats, path, seconds_per_step: float):
@@ -194,8 +307,74 @@ def _resolve_polyphony(qnotes, policy: str, stats, path, seconds_per_step: float
     return out
 
 
+
+
+class TempoMap:
+    """Seconds <-> quarter notes through a NoteSequence's tempo events (120 qpm before the first, as in MIDI)."""
+
+    def __init__(self, tempos=()):
+        events: dict[float, float] = {}
+        for t in sorted(tempos, key=lambda t: t.time):
+            if t.qpm > 0 and math.isfinite(t.qpm):
+                events[max(t.time, 0.0)] = t.qpm  # several at one time: the last wins
+        if 0.0 not in events:
+            events[0.0] = 120.0
+        self.times = sorted(events)
+        self.qpms = [events[t] for t in self.times]
+        self.quarters = [0.0]
+        for i in range(1, len(self.times)):
+            self.quarters.append(self.quarters[-1] + (self.times[i] - self.times[i - 1]) * self.qpms[i - 1] / 60.0)
+
+    def quarters_at(self, seconds: float) -> float:
+        i = max(bisect.bisect_right(self.times, seconds) - 1, 0)
+        return self.quarters[i] + (seconds - self.times[i]) * self.qpms[i] / 60.0
+
+    def seconds_at(self, quarters: float) -> float:
+        i = max(bisect.bisect_right(self.quarters, quarters) - 1, 0)
+        return self.times[i] + (quarters - self.quarters[i]) * 60.0 / self.qpms[i]
+
+    def tempo_steps(self, steps_per_quarter: int) -> list[tuple[int, float]]:
+        """(grid step, qpm) of each tempo event, nearest step; several on one step: the last wins."""
+        by_step: dict[int, float] = {}
+        for q, qpm in zip(self.quarters, self.qpms):
+            by_step[_round_half_up(q * steps_per_quarter)] = qpm
+        return sorted(by_step.items())
+
+
+def _round_half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def _meter(ts) -> tuple[int, int]:
+    return (ts.numerator, ts.denominator)
+
+
+def meter_change_times(ns) -> list[float]:
+    """Times (seconds) where the meter really changes; a repeated time signature is no change.
+
+    Before the first time-signature event the meter is MIDI's default 4/4.
+    """
+    by_time: dict[float, tuple[int, int]] = {}
+    for ts in sorted(ns.time_signatures, key=lambda ts: ts.time):
+        by_time[max(ts.time, 0.0)] = _meter(ts)
+    current, changes = (4, 4), []
+    if 0.0 not in by_time and by_time:
+        first = min(by_time)
+        if not any(n.start_time < first - 1e-6 for n in ns.notes):
+            by_time[0.0] = by_time.pop(first)  # nothing sounds before it: it is the piece's meter
+    for time in sorted(by_time):
+        if by_time[time] != current:
+            if time > 1e-6:
+                changes.append(time)
+            current = by_time[time]
+    return changes
+
+
 def split_on_time_changes(ns, stats=None) -> list:
-    """`ns` cut at every time-signature or tempo change (note-seq's splitter); times restart at 0 in each part."""
+    """`ns` cut where the meter changes (never at tempo changes); times restart at 0 in each part.
+
+    Each part starts on the first bar line of its meter, so its bar lines are counted from its start.
+    """
     quiet_third_party()
     from note_seq import sequences_lib
 
@@ -203,55 +382,99 @@ def split_on_time_changes(ns, stats=None) -> list:
         raise MelodyError("no_notes", path=ns.filename)
     if all(n.is_drum for n in ns.notes):
         raise MelodyError("drums_only", "only drum notes", path=ns.filename)
+    changes = meter_change_times(ns)
     try:
-        segments = sequences_lib.split_note_sequence_on_time_changes(ns, skip_splits_inside_notes=False)
+        if changes:
+            segments = sequences_lib.split_note_sequence(ns, changes, skip_splits_inside_notes=False)
+        else:
+            segment = type(ns)()
+            segment.CopyFrom(ns)
+            segments = [segment]
     except Exception as e:
-        raise MelodyError("split_failed", f"cannot split at time changes ({type(e).__name__}: {e})",
+        raise MelodyError("split_failed", f"cannot split at time-signature changes ({type(e).__name__}: {e})",
                           path=ns.filename) from None
     segments = [s for s in segments if any(not n.is_drum for n in s.notes)]
     if stats is not None and len(segments) > 1:
         stats["time_change_splits"] += len(segments) - 1
     for seg in segments:
         seg.filename = ns.filename
+        # the meter in force at the cut is the segment's, from its start
+        if len(seg.time_signatures) > 1:
+            last = sorted(seg.time_signatures, key=lambda ts: ts.time)
+            meters = {_meter(ts) for ts in last}
+            if len(meters) == 1:
+                keep = last[0]
+                del seg.time_signatures[:]
+                seg.time_signatures.add().CopyFrom(keep)
+                seg.time_signatures[0].time = 0.0
     return segments
 
 
 def quantize(seg, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, stats=None):
-    """note-seq's quantization of a one-meter, one-tempo segment; notes moved onto the grid are counted."""
-    quiet_third_party()
-    from note_seq import sequences_lib
+    """A copy of a one-meter sequence with every note on the beat grid, through the tempo map.
 
-    try:
-        quantized = sequences_lib.quantize_note_sequence(seg, steps_per_quarter)
-    except Exception as e:  # MultipleTimeSignatureError, NegativeTimeError, BadTimeSignatureError...
-        raise MelodyError("quantization_failed", f"cannot quantize ({type(e).__name__}: {e})",
-                          path=seg.filename) from None
-    if stats is not None:
-        qpm = seg.tempos[0].qpm if seg.tempos else 120.0
-        steps_per_second = steps_per_quarter * qpm / 60.0
-        for n in quantized.notes:
-            if (abs(n.start_time * steps_per_second - n.quantized_start_step) > 1e-3
-                    or abs(n.end_time * steps_per_second - n.quantized_end_step) > 1e-3):
-                stats["notes_snapped_to_grid"] += 1
-    return quantized
+    Tempo changes are allowed (a bar is counted in beats); `total_quantized_steps` is the sequence's end
+    (`total_time`, e.g. a MIDI file's end-of-track) on the grid. Notes moved onto the grid are counted.
+    """
+    quiet_third_party()
+    from note_seq.protobuf import music_pb2
+
+    path = seg.filename
+    meters = {_meter(ts) for ts in seg.time_signatures}
+    if len(meters) > 1:
+        raise MelodyError("quantization_failed", f"the time signature changes ({sorted(meters)}); split the "
+                          "sequence at meter changes first", path=path)
+    if any(n.start_time < 0 or n.end_time < 0 for n in seg.notes):
+        raise MelodyError("quantization_failed", "notes at negative times", path=path)
+    tempo_map = TempoMap(seg.tempos)
+    qns = music_pb2.NoteSequence()
+    qns.CopyFrom(seg)
+    qns.quantization_info.steps_per_quarter = steps_per_quarter
+    last_end = 0
+    for n in qns.notes:
+        start = tempo_map.quarters_at(n.start_time) * steps_per_quarter
+        end = tempo_map.quarters_at(n.end_time) * steps_per_quarter
+        n.quantized_start_step = _round_half_up(start)
+        n.quantized_end_step = max(_round_half_up(end), n.quantized_start_step + 1)
+        if stats is not None and (abs(start - n.quantized_start_step) > 1e-3
+                                  or abs(end - n.quantized_end_step) > 1e-3):
+            stats["notes_snapped_to_grid"] += 1
+        last_end = max(last_end, n.quantized_end_step)
+    total = _round_half_up(tempo_map.quarters_at(seg.total_time) * steps_per_quarter)
+    qns.total_quantized_steps = max(total, last_end)
+    return qns
+
+
+def melodies_from_quantized(qns, policy: str = "highest", track: int | str | None = None,
+                            program: int | None = None, stats=None, report=None) -> list[Melody]:
+    """The melodies of a quantized one-meter segment: one (the melody track), or one per track for track="all"."""
+    if track != "all":
+        return [melody_from_quantized(qns, policy, track, program, stats, report)]
+    instruments = sorted({n.instrument for n in qns.notes if not n.is_drum
+                          and (program is None or n.program == program)})
+    return [melody_from_quantized(qns, policy, i, None, stats) for i in instruments]
 
 
 def melody_from_quantized(qns, policy: str = "highest", track: int | None = None, program: int | None = None,
-                          stats=None) -> Melody:
-    """The monophonic melody of a quantized one-meter segment: track choice, polyphony policy, rests, key."""
+                          stats=None, report: list[str] | None = None) -> Melody:
+    """The monophonic melody of a quantized one-meter segment: track choice, polyphony policy, rests, key, tempo.
+
+    The melody lasts to the segment's end (`total_quantized_steps`), capped at the first bar line after its last
+    note: trailing rests up to there are kept, a file padded with empty bars is not.
+    `report`, when given, receives a line saying which track was taken and how to pick another.
+    """
     if policy not in POLICIES:
         raise MelodyError("bad_policy", f"polyphony policy must be one of {POLICIES}, got {policy!r}")
     stats = stats if stats is not None else collections.Counter()
     path = qns.filename or ""
     steps_per_quarter = qns.quantization_info.steps_per_quarter
     if qns.time_signatures:
-        ts = qns.time_signatures[0]
-        time_signature = (ts.numerator, ts.denominator)
+        time_signature = _meter(sorted(qns.time_signatures, key=lambda ts: ts.time)[0])
     else:
         time_signature = (4, 4)
-    qpm = qns.tempos[0].qpm if qns.tempos else 120.0
-    melody = Melody((), steps_per_quarter, time_signature, qpm)  # validates meter and grid first
-    notes = _choose_track(list(qns.notes), track, program, stats, path)
+    tempos = TempoMap(qns.tempos).tempo_steps(steps_per_quarter)
+    melody = Melody((), steps_per_quarter, time_signature, tempos[0][1])  # validates meter and grid first
+    notes = _choose_track(qns, list(qns.notes), track, program, stats, path, report)
     qnotes = [(n.quantized_start_step, n.quantized_end_step, n.pitch) for n in notes]
     mono = _resolve_polyphony(qnotes, policy, stats, path, melody.seconds_per_step)
     spb = melody.steps_per_bar
@@ -261,12 +484,22 @@ def melody_from_quantized(qns, policy: str = "highest", track: int | None = None
             events += _split_rest(step, start - step, spb)
         events.append(Note(pitch, end - start))
         step = end
+    bar_after_last_note = -(-step // spb) * spb
+    end = max(step, min(qns.total_quantized_steps, bar_after_last_note))
+    if end > step:
+        events += _split_rest(step, end - step, spb)
+    changes, qpm = [], tempos[0][1]
+    for change_step, change_qpm in tempos[1:]:
+        if change_step < end and change_qpm != qpm:
+            changes.append((change_step, change_qpm))
+            qpm = change_qpm
     if qns.key_signatures:
-        key, minor = qns.key_signatures[0].key % 12, qns.key_signatures[0].mode == 1
+        first_key = sorted(qns.key_signatures, key=lambda k: k.time)[0]
+        key, minor = first_key.key % 12, first_key.mode == 1
     else:
         key, minor = estimate_key(events)
         stats["key_estimated"] += 1
-    return dataclasses.replace(melody, notes=tuple(events), key=key, minor=minor)
+    return dataclasses.replace(melody, notes=tuple(events), key=key, minor=minor, tempo_changes=tuple(changes))
 
 
 SKIPPABLE_REASONS = ("polyphony_rejected", "bad_time_signature", "bad_tempo", "track_not_found",
@@ -274,20 +507,22 @@ SKIPPABLE_REASONS = ("polyphony_rejected", "bad_time_signature", "bad_tempo", "t
 
 
 def melodies_from_note_sequence(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, policy: str = "highest",
-                                track: int | None = None, program: int | None = None,
+                                track: int | str | None = None, program: int | None = None,
                                 min_notes: int = 0) -> Extraction:
-    """Extracts one monophonic melody per constant-meter, constant-tempo segment of `ns`.
+    """Extracts one monophonic melody per constant-meter segment of `ns` (tempo changes are kept inside).
 
     Args:
       ns: a NoteSequence (not modified).
       steps_per_quarter: grid resolution; 12 represents 16ths and triplets exactly.
       policy: "highest" (skyline), "lowest", or "reject" (raise on any overlap).
-      track: instrument index to use; default: the one with most notes.
+      track: instrument index to use, or "all" for one melody per pitched track (Magenta's behaviour);
+        default: the melody track chosen by `choose_melody_track`.
       program: MIDI program to use instead of an index.
       min_notes: segments with fewer pitched notes are dropped (counted as `too_short`).
 
     Returns:
-      An Extraction with the melodies and counters (`time_change_splits`, `notes_snapped_to_grid`, ...).
+      An Extraction with the melodies, counters (`time_change_splits`, `notes_snapped_to_grid`, ...) and
+      warnings, the first of which says which track was taken.
 
     Raises:
       MelodyError: when no melody at all can be had; its `reason` is a counter name.
@@ -298,21 +533,23 @@ def melodies_from_note_sequence(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_Q
     stats, warnings = collections.Counter(), []
     segments = split_on_time_changes(ns, stats)
     if len(segments) > 1:
-        warnings.append(f"split into {len(segments)} parts at time-signature/tempo changes")
+        warnings.append(f"split into {len(segments)} parts where the time signature changes")
     melodies, last_error = [], None
     for seg in segments:
         try:
-            melody = melody_from_quantized(quantize(seg, steps_per_quarter, stats), policy, track, program, stats)
+            found = melodies_from_quantized(quantize(seg, steps_per_quarter, stats), policy, track, program, stats,
+                                            warnings)
         except MelodyError as e:
             if e.reason in SKIPPABLE_REASONS:
                 last_error = e
                 stats[e.reason] += 1
                 continue
             raise
-        if melody.num_pitched < max(min_notes, 1):
-            stats["too_short"] += 1
-            continue
-        melodies.append(melody)
+        for melody in found:
+            if melody.num_pitched < max(min_notes, 1):
+                stats["too_short"] += 1
+                continue
+            melodies.append(melody)
     if not melodies:
         if last_error:
             raise last_error
@@ -328,26 +565,33 @@ def melody_from_note_sequence(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUA
     return melodies_from_note_sequence(ns, steps_per_quarter, policy, track, program).melodies[-1]
 
 
-def melody_to_note_sequence(melody: Melody, velocity: int = 90, program: int = 0, start_step: int = 0):
-    """A NoteSequence with the melody's notes, tempo, time signature and key signature (nothing is mutated)."""
+MIDI_TICKS_PER_QUARTER = 480  # divisible by 12: every grid step (16ths, triplets) is a whole number of ticks
+
+
+def melody_to_note_sequence(melody: Melody, velocity: int = 90, program: int = 0):
+    """A NoteSequence with the melody's notes, tempo map, time signature and key signature (nothing is mutated).
+
+    Times follow the tempo map; `total_time` is the melody's end (its final bar line for generated melodies).
+    """
     quiet_third_party()
     from note_seq.protobuf import music_pb2
 
     ns = music_pb2.NoteSequence()
-    ns.ticks_per_quarter = 220
+    ns.ticks_per_quarter = MIDI_TICKS_PER_QUARTER
     ns.tempos.add(time=0.0, qpm=melody.qpm)
+    for step, qpm in melody.tempo_changes:
+        ns.tempos.add(time=melody.seconds_at_step(step), qpm=qpm)
     ns.time_signatures.add(time=0.0, numerator=melody.time_signature[0], denominator=melody.time_signature[1])
     ns.key_signatures.add(time=0.0, key=melody.key, mode=1 if melody.minor else 0)
-    sps = melody.seconds_per_step
-    step = start_step
+    step = 0
     for note in melody.notes:
         if not note.is_rest:
             ns.notes.add(pitch=note.pitch, velocity=velocity, program=program, instrument=0,
-                         start_time=step * sps, end_time=(step + note.duration_steps) * sps)
+                         start_time=melody.seconds_at_step(step),
+                         end_time=melody.seconds_at_step(step + note.duration_steps))
         step += note.duration_steps
-    ns.total_time = step * sps
+    ns.total_time = melody.seconds_at_step(step)
     return ns
-
 
 _TEXT_NOTE = re.compile(r"^(?P<pitch>R|[A-Ga-g][#b]?-?\d+|\d+):(?P<dur>\d+(?:\.\d+)?(?:/\d+)?)$")
 

@@ -160,11 +160,11 @@ def _check_midi_structure(path, data: bytes) -> tuple[list[str], bytes]:
     return warnings, data
 
 
-def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes]:
+def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes, float]:
     """Parses with mido (memory bounded by the file size) and checks tempo, ticks and notes before pretty_midi.
 
-    Returns warnings and the bytes to convert: notes never released are ended at the end of their track (the
-    libraries would silently drop them otherwise).
+    Returns warnings, the bytes to convert (notes never released are ended at the end of their track: the
+    libraries would silently drop them otherwise) and the file's end (its last end-of-track) in quarter notes.
     """
     import mido
 
@@ -174,7 +174,7 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes]:
     except Exception as e:  # mido raises OSError, EOFError, ValueError, KeyError... on junk
         raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
     tpq = mid.ticks_per_beat
-    num_notes = zero_length = unreleased = 0
+    num_notes = zero_length = unreleased = end_tick = 0
     for track in mid.tracks:
         tick, sounding = 0, {}
         for msg in track:
@@ -189,6 +189,7 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes]:
                 if starts:
                     if starts.pop(0) == tick:
                         zero_length += 1
+        end_tick = max(end_tick, tick)  # the end-of-track event (or the last event) of the longest track
         if tick > MAX_TICK or tick / tpq > MAX_QUARTERS:
             raise InputFileError(
                 path, f"events at tick {tick} ({tick / tpq:.0f} quarter notes) exceed the length limit; refused")
@@ -214,13 +215,13 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes]:
         except Exception as e:
             raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
         data = buffer.getvalue()
-    return warnings, data
+    return warnings, data, end_tick / tpq
 
 
 def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):
     """Checks MIDI bytes and converts them with note-seq. Returns (NoteSequence, warnings)."""
     warnings, data = _check_midi_structure(path, data)
-    event_warnings, data = _check_midi_events(path, data)
+    event_warnings, data, end_quarters = _check_midi_events(path, data)
     warnings += event_warnings
     quiet_third_party()
     from note_seq import midi_io as ns_midi_io
@@ -230,6 +231,10 @@ def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):
     except Exception as e:  # note-seq's MIDIConversionError, or pretty_midi's own errors
         raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
     ns.filename = str(path)
+    # note-seq ends a sequence with its last note; the file lasts to its end-of-track (a final rest is music)
+    from melody_plugin.melody import TempoMap
+
+    ns.total_time = max(ns.total_time, TempoMap(ns.tempos).seconds_at(end_quarters))
     return ns, warnings
 
 
@@ -367,19 +372,33 @@ def write_note_sequence_tfrecord(sequences, path) -> None:
 
 
 def note_sequence_to_midi_bytes(ns) -> bytes:
-    """A NoteSequence as Standard MIDI File bytes, with its tempo, time and key signature events."""
+    """A NoteSequence as Standard MIDI File bytes, with its tempo map, time and key signature events.
+
+    Written at 480 ticks per quarter (unless the sequence's own resolution holds the 12-step grid), so 16ths and
+    triplets fall on whole ticks; every track's end-of-track event is exactly at `total_time` (a melody ending in
+    a rest lasts to its final bar line, so players and DAWs loop it at the right length, and reading it back as a
+    primer continues there).
+    """
     quiet_third_party()
     from note_seq import midi_io as ns_midi_io
 
-    import pretty_midi
+    import mido
 
+    if not ns.ticks_per_quarter or ns.ticks_per_quarter % 12:
+        ns = type(ns).FromString(ns.SerializeToString())
+        ns.ticks_per_quarter = 480
     pm = ns_midi_io.note_sequence_to_pretty_midi(ns)
-    if ns.total_time > pm.get_end_time() + 1e-6:
-        # A melody that ends in a rest still lasts to its final bar line: a marker there sets the end of track,
-        # so players and DAWs loop it at the right length.
-        pm.text_events.append(pretty_midi.Text("end", ns.total_time))
     buffer = io.BytesIO()
     pm.write(buffer)
+    mid = mido.MidiFile(file=io.BytesIO(buffer.getvalue()))
+    end_tick = pm.time_to_tick(max(ns.total_time, 0.0))
+    for track in mid.tracks:
+        if not track or track[-1].type != "end_of_track":
+            continue
+        last_tick = sum(msg.time for msg in track[:-1])  # pretty_midi puts end-of-track one tick after this
+        track[-1] = track[-1].copy(time=max(end_tick - last_tick, 0))
+    buffer = io.BytesIO()
+    mid.save(file=buffer)
     return buffer.getvalue()
 
 

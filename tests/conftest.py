@@ -59,6 +59,63 @@ def write_midi(path, notes, **kwargs) -> Path:
     return Path(path)
 
 
+def write_mido_file(path, notes, tempos=(), time_signatures=((0, 4, 4),), ticks_per_quarter=480, end_tick=None,
+                    track_names=None) -> Path:
+    """A MIDI file written with mido alone (not our writer), in ticks, as other tools write them.
+
+    notes: (pitch, start_tick, end_tick) or (track, pitch, start_tick, end_tick); tempos: (tick, qpm);
+    time_signatures: (tick, numerator, denominator); end_tick: where every track's end-of-track goes (default: the
+    last event). Tempo and meter events go in the first track.
+    """
+    import mido
+
+    notes = [n if len(n) == 4 else (0, *n) for n in notes]
+    num_tracks = max(t for t, *_ in notes) + 1
+    mid = mido.MidiFile(ticks_per_beat=ticks_per_quarter)
+    for index in range(num_tracks):
+        events = []
+        if track_names:
+            events.append((0, 0, mido.MetaMessage("track_name", name=track_names[index])))
+        if index == 0:
+            events += [(tick, 1, mido.MetaMessage("time_signature", numerator=num, denominator=den))
+                       for tick, num, den in time_signatures]
+            events += [(tick, 1, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(qpm))) for tick, qpm in tempos]
+        for track, pitch, start, end in notes:
+            if track == index:
+                events.append((start, 3, mido.Message("note_on", channel=index, note=pitch, velocity=80)))
+                events.append((end, 2, mido.Message("note_off", channel=index, note=pitch, velocity=0)))
+        events.sort(key=lambda e: (e[0], e[1]))
+        track, tick = mido.MidiTrack(), 0
+        for at, _, msg in events:
+            track.append(msg.copy(time=at - tick))
+            tick = at
+        end = tick if end_tick is None else end_tick
+        track.append(mido.MetaMessage("end_of_track", time=max(end - tick, 0)))
+        mid.tracks.append(track)
+    mid.save(path)
+    return Path(path)
+
+
+def midi_ticks(path):
+    """(ticks per quarter, [(pitch, on_tick, off_tick)], {meta type: [ticks]}, end-of-track ticks) read with mido."""
+    import mido
+
+    mid = mido.MidiFile(path)
+    notes, meta, ends = [], {}, []
+    for track in mid.tracks:
+        tick, sounding = 0, {}
+        for msg in track:
+            tick += msg.time
+            if msg.type == "note_on" and msg.velocity > 0:
+                sounding[msg.note] = tick
+            elif msg.type in ("note_on", "note_off") and msg.note in sounding:
+                notes.append((msg.note, sounding.pop(msg.note), tick))
+            elif msg.is_meta:
+                meta.setdefault(msg.type, []).append((tick, msg))
+        ends.append(tick)
+    return mid.ticks_per_beat, sorted(notes, key=lambda n: n[1]), meta, ends
+
+
 def run_cli(name, *args, timeout=300, env=None, check=False):
     """Runs a console script of this venv; returns the CompletedProcess (text)."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")

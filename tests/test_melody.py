@@ -2,6 +2,7 @@
 
 import pytest
 
+import conftest
 from conftest import make_sequence, pattern_notes
 from melody_plugin import midi_io
 from melody_plugin.melody import (REST, Melody, MelodyError, Note, melodies_from_note_sequence,
@@ -47,10 +48,15 @@ def test_midi_tokens_midi_round_trip_keeps_notes_and_bars(tmp_path, meter):
 
 def test_triplet_melody_survives_exactly(tmp_path):
     third = 1 / 3
-    notes = pattern_notes([(60, third), (62, third), (64, third), (65, 1), (67, third), (65, third), (64, third),
-                           (62, 1), (60, 2 * third), (62, third)], repeats=2)
+    pattern = [(60, third), (62, third), (64, third), (65, 1), (67, third), (65, third), (64, third),
+               (62, 1), (60, 2 * third), (62, third)]
+    notes = pattern_notes(pattern, repeats=2)
     path = tmp_path / "triplets.mid"
     midi_io.note_sequence_to_midi_file(make_sequence(notes), path)
+    # the written file, read with mido: every onset and release on a whole tick, exactly at k/3 quarters
+    tpq, written, _, _ = conftest.midi_ticks(path)
+    assert [(p, on, off) for p, on, off in written] == [(p, round(s * tpq), round(e * tpq)) for p, s, e in notes]
+    assert all(abs(s * tpq - round(s * tpq)) < 1e-9 for _, s, _ in notes[:1]) and tpq % 3 == 0
     ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
     m = ex.melodies[0]
     assert ex.stats["notes_snapped_to_grid"] == 0
@@ -83,7 +89,8 @@ def test_polyphony_policies(policy, expected):
 def test_skyline_cuts_held_note_at_next_onset():
     ns = make_sequence([(72, 0, 4), (60, 1, 2), (62, 2, 3)])
     m = melody_from_note_sequence(ns)
-    assert [(n.pitch, n.duration_steps) for n in m.notes] == [(72, 12), (60, 12), (62, 12)]
+    # the piece lasts 4 quarters (the held 72), so the cut melody ends with a one-quarter rest
+    assert [(n.pitch, n.duration_steps) for n in m.notes] == [(72, 12), (60, 12), (62, 12), (-1, 12)]
 
 
 def test_reject_policy_names_the_time():
@@ -127,13 +134,108 @@ def test_time_signature_change_splits_the_piece():
     assert [m.num_bars for m in ex.melodies] == [2, 2]
 
 
-def test_tempo_change_splits_and_keeps_each_tempo():
-    ns = make_sequence(pattern_notes([(60, 1)], repeats=4))
+def test_tempo_change_is_kept_inside_one_melody_not_a_split():
+    ns = make_sequence(pattern_notes([(60, 1)], repeats=4))  # 4 quarters at 120 qpm = 2 s
     ns.tempos.add(time=2.0, qpm=90)
-    ns.notes.add(pitch=64, start_time=2.0, end_time=2.0 + 60 / 90, velocity=80)
+    ns.notes.add(pitch=64, start_time=2.0, end_time=2.0 + 60 / 90, velocity=80)  # one quarter at 90 qpm
     ns.total_time = 2.0 + 60 / 90
     ex = melodies_from_note_sequence(ns)
-    assert [m.qpm for m in ex.melodies] == [120, 90]
+    assert len(ex.melodies) == 1 and ex.stats["time_change_splits"] == 0
+    m = ex.melodies[0]
+    assert [(n.pitch, n.duration_steps) for n in m.notes] == [(60, 12)] * 4 + [(64, 12)]
+    assert m.qpm == 120 and m.tempo_changes == ((48, 90),)
+
+
+def ticks(quarters, tpq=480):
+    return round(quarters * tpq)
+
+
+def test_ritardando_primer_keeps_every_note_and_its_tempo_map(tmp_path):
+    # 4 bars of 4/4 quarters; a set_tempo before each of the last 4 notes (the reproduction)
+    notes = [(60 + i % 5, ticks(i), ticks(i + 1)) for i in range(16)]
+    tempos = [(0, 120), (ticks(12), 100), (ticks(13), 90), (ticks(14), 80), (ticks(15), 70)]
+    path = conftest.write_mido_file(tmp_path / "rit.mid", notes, tempos)
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert len(ex.melodies) == 1
+    m = ex.melodies[0]
+    assert [(n.pitch, n.duration_steps) for n in m.notes] == [(p, 12) for p, _, _ in notes]
+    assert m.total_steps == 4 * 48  # 4 bars, from the ticks: 16 quarters
+    assert m.qpm == 120 and [(s, round(q)) for s, q in m.tempo_changes] == [(144, 100), (156, 90), (168, 80),
+                                                                            (180, 70)]
+
+
+def test_tempo_change_on_beat_3_does_not_move_bar_lines(tmp_path):
+    # 3 bars of 4/4 eighths with a tempo change at beat 3 of bar 2 (quarter 6)
+    notes = [(62 + i % 3, ticks(i / 2), ticks(i / 2 + 0.5)) for i in range(24)]
+    path = conftest.write_mido_file(tmp_path / "change.mid", notes, [(0, 120), (ticks(6), 75)])
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert len(ex.melodies) == 1
+    m = ex.melodies[0]
+    onsets = [sum(n.duration_steps for n in m.notes[:i]) for i in range(len(m.notes))]
+    assert onsets == [i * 6 for i in range(24)]  # eighth notes on the 12-steps-per-quarter grid, from 0
+    assert m.num_bars == 3 and m.tempo_changes == ((72, 75.0),)
+
+
+@pytest.mark.parametrize("first,second", [((4, 4), (3, 4)), ((6, 8), (2, 4))])
+def test_meter_change_splits_exactly_at_the_new_meters_first_bar(tmp_path, first, second):
+    bar1, bar2 = ticks(bar_quarters(first)), ticks(bar_quarters(second))
+    change = 2 * bar1
+    notes = [(60, i * 240, i * 240 + 240) for i in range(change // 240)]
+    notes += [(67, change + i * 240, change + i * 240 + 240) for i in range(3 * bar2 // 240)]
+    path = conftest.write_mido_file(tmp_path / "meters.mid", notes, [(0, 100), (bar1, 80)],
+                                    [(0, *first), (change, *second)])
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert [m.time_signature for m in ex.melodies] == [first, second]
+    assert [m.num_bars for m in ex.melodies] == [2, 3]
+    assert {n.pitch for n in ex.melodies[1].notes} == {67}  # the split is at the change, not a tempo change
+    assert ex.melodies[1].qpm == 80  # the tempo in force where the new meter starts
+
+
+def test_repeated_time_signature_is_not_a_split(tmp_path):
+    notes = [(60, i * 480, i * 480 + 480) for i in range(16)]
+    path = conftest.write_mido_file(tmp_path / "same.mid", notes, [(0, 120)], [(0, 4, 4), (1920, 4, 4), (3840, 4, 4)])
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert len(ex.melodies) == 1 and ex.melodies[0].num_bars == 4
+
+
+@pytest.mark.parametrize("tpq,end_extra,expected_rest_steps", [
+    (480, 480, [12]),         # a quarter rest before the end-of-track: kept
+    (480, 480 * 9, [12]),     # padded with two empty bars: capped at the bar line after the last note
+    (220, 220 + 1, [12]),     # end-of-track one tick after the bar line (an old writer): on the grid
+    (96, 0, []),              # ends with its last note
+])
+def test_trailing_rest_lasts_to_end_of_track(tmp_path, tpq, end_extra, expected_rest_steps):
+    # C D E R C D E R in 4/4: the last quarter of bar 2 is a rest
+    pattern = [(60, 0), (62, 1), (64, 2), (60, 4), (62, 5), (64, 6)]
+    notes = [(p, q * tpq, (q + 1) * tpq) for p, q in pattern]
+    path = conftest.write_mido_file(tmp_path / "rest.mid", notes, [(0, 120)], ticks_per_quarter=tpq,
+                                    end_tick=7 * tpq + end_extra)
+    m = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0]).melodies[0]
+    assert [n.duration_steps for n in m.notes if n.is_rest] == [12] + expected_rest_steps  # the rest at quarter 3
+    assert m.total_steps == 7 * 12 + sum(expected_rest_steps)
+
+
+def test_melody_track_is_chosen_by_name_and_range_and_reported(tmp_path):
+    # a chorale: the tenor has the most notes; the soprano carries the tune
+    parts = {0: ("Soprano", 72, 8), 1: ("Alto", 67, 10), 2: ("Tenor", 60, 12), 3: ("Bass", 48, 9)}
+    notes = [(track, base + i % 3, i * 480 * 8 // count, (i + 1) * 480 * 8 // count)
+             for track, (_, base, count) in parts.items() for i in range(count)]
+    path = conftest.write_mido_file(tmp_path / "chorale.mid", notes, [(0, 100)],
+                                    track_names=[name for name, _, _ in parts.values()])
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert {n.pitch for n in ex.melodies[0].notes if not n.is_rest} == {72, 73, 74}
+    assert "Soprano" in ex.warnings[0] and "--track=N" in ex.warnings[0] and "Tenor" in ex.warnings[0]
+    every = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0], track="all")
+    assert sorted(min(n.pitch for n in m.notes if not n.is_rest) for m in every.melodies) == [48, 60, 67, 72]
+
+
+def test_unnamed_tracks_prefer_the_high_monophonic_line_over_bass_and_chords(tmp_path):
+    tune = [(0, 74 + i % 2, i * 480, i * 480 + 480) for i in range(8)]                      # 8 notes, high
+    bass = [(1, 40 + i % 4, i * 240, i * 240 + 240) for i in range(16)]                     # 16 notes, low
+    chords = [(2, p, i * 960, i * 960 + 960) for i in range(4) for p in (60, 64, 67, 79)]   # 16 notes, chords
+    path = conftest.write_mido_file(tmp_path / "pop.mid", tune + bass + chords, [(0, 120)])
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert {n.pitch for n in ex.melodies[0].notes if not n.is_rest} == {74, 75}
 
 
 def test_key_signature_is_kept_or_estimated():
