@@ -98,6 +98,53 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     assert proc.returncode == 2 and "unknown name(s) units" in proc.stderr and "Traceback" not in proc.stderr
 
 
+BAD_NUMBERS = [
+    ("seed", -1), ("seed", 2**32), ("num_outputs", 0), ("num_bars", 0), ("num_bars", -3), ("temperature", -0.5),
+    ("temperature", float("nan")), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5), ("beam_size", 0),
+    ("branch_factor", 0), ("steps_per_iteration", 0), ("qpm", 0.0), ("qpm", float("inf")), ("track", -1),
+    ("program", 128), ("num_training_steps", 0), ("eval_ratio", -0.1), ("eval_ratio", 1.0),
+    ("summary_frequency", 0), ("save_checkpoint_steps", 0), ("num_checkpoints", 0), ("eval_timeout", 0.0),
+    ("num_cpu_devices", -1), ("intra_op_threads", -1), ("inter_op_threads", -2), ("workers", 0),
+]
+
+
+@pytest.mark.parametrize("name,value", BAD_NUMBERS)
+def test_out_of_range_number_is_one_line_naming_the_flag(name, value):
+    from melody_plugin.cli import flags as common
+
+    message = common.check_limits({name: value})
+    assert message is not None and message.startswith(f"--{name} must be ") and f"got {value}" in message
+    assert "\n" not in message
+
+
+def test_every_numeric_flag_has_limits_and_its_default_and_edges_pass():
+    from absl import flags
+
+    import melody_plugin.cli.melody_create_dataset  # noqa: F401
+    import melody_plugin.cli.melody_generate  # noqa: F401
+    import melody_plugin.cli.melody_train  # noqa: F401
+    from melody_plugin.cli import flags as common
+
+    numeric = {name for name, flag in flags.FLAGS.__flags.items() if flag.flag_type() in ("int", "float")}
+    # validated by the config's own checks (registry), with the config's message
+    assert numeric - {"steps_per_quarter", "min_token_count"} <= set(common.LIMITS)
+    assert common.check_limits({name: flags.FLAGS[name].default for name in numeric}) is None
+    edges = {"seed": 0, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "eval_ratio": 0.0, "program": 127}
+    assert common.check_limits(edges) is None
+    assert common.check_limits({"seed": 2**32 - 1}) is None
+
+
+def test_bad_numbers_exit_2_with_one_line_before_any_work(tmp_path):
+    for command, flag in (("melody_generate", "--seed=-1"), ("melody_train", "--summary_frequency=0")):
+        proc = run_cli(command, flag, f"--run_dir={tmp_path / 'run'}", f"--output_dir={tmp_path / 'out'}"
+                       if command == "melody_generate" else f"--input={tmp_path}", timeout=60)
+        name, value = flag.split("=")
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        assert lines[0].startswith(f"{command}: error: {name} must be ") and lines[0].endswith(f"got {value}")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
 def test_help_imports_neither_tensorflow_nor_note_seq():
     code = ("import sys, melody_plugin.cli.melody_generate, melody_plugin.cli.melody_train, "
             "melody_plugin.cli.melody_evaluate, melody_plugin.cli.melody_create_dataset, "

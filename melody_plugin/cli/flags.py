@@ -5,6 +5,7 @@ Nothing heavy is imported here: `--help` of every command stays fast.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -16,6 +17,53 @@ FLAGS = flags.FLAGS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+SEED_MAX = 2**32 - 1  # numpy's legacy seeding (Keras's set_random_seed uses it) refuses larger seeds
+
+
+def _at_least(low):
+    return (lambda v: v >= low), f">= {low}"
+
+
+# What each numeric flag may be, by name, for every command that defines it. Checked before a command does any
+# work: a bad value is one line and exit 2, not a traceback from deep inside numpy or TensorFlow. None (a flag
+# left unset) is always allowed; floats must also be finite.
+LIMITS = {
+    # melody_generate
+    "num_outputs": _at_least(1),
+    "num_bars": _at_least(1),
+    "temperature": ((lambda v: v >= 0), ">= 0 (0 = greedy)"),
+    "top_k": ((lambda v: v >= 0), ">= 0 (0 = off)"),
+    "top_p": ((lambda v: 0 < v <= 1), "in (0, 1]"),
+    "beam_size": _at_least(1),
+    "branch_factor": _at_least(1),
+    "steps_per_iteration": _at_least(1),
+    "seed": ((lambda v: 0 <= v <= SEED_MAX), f"in [0, {SEED_MAX}]"),
+    "qpm": ((lambda v: v > 0), "> 0"),
+    "track": _at_least(0),
+    "program": ((lambda v: 0 <= v <= 127), "in [0, 127]"),
+    # melody_train (and melody_create_dataset's eval_ratio, workers)
+    "num_training_steps": _at_least(1),
+    "eval_ratio": ((lambda v: 0 <= v < 1), "in [0, 1)"),
+    "summary_frequency": _at_least(1),
+    "save_checkpoint_steps": _at_least(1),
+    "num_checkpoints": _at_least(1),
+    "eval_timeout": ((lambda v: v > 0), "> 0"),
+    "num_cpu_devices": _at_least(0),
+    "intra_op_threads": _at_least(0),
+    "inter_op_threads": _at_least(0),
+    "workers": _at_least(1),
+}
+
+
+def check_limits(values: dict) -> str | None:
+    """The first flag in `values` ({name: value}) outside its LIMITS, as a one-line message; None if all fit."""
+    for name, value in values.items():
+        if value is None or name not in LIMITS:
+            continue
+        ok, allowed = LIMITS[name]
+        if not (ok(value) and (not isinstance(value, float) or math.isfinite(value))):
+            return f"--{name} must be {allowed}, got {value}"
+    return None
 
 
 def define(kind: str, name: str, *args, **kwargs) -> None:
@@ -66,6 +114,9 @@ def guarded(program: str, main):
         from melody_plugin.errors import MelodyPluginError
 
         absl_logging.set_verbosity(absl_logging.WARNING)  # TensorFlow's INFO lines go through absl too
+        problem = check_limits({name: FLAGS[name].value for name in LIMITS if name in FLAGS})
+        if problem:
+            fail(program, problem)
 
         try:
             return main(argv)
