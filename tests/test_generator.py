@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 
+import conftest
 from conftest import PHRASES, make_sequence, pattern_notes
 from melody_plugin import midi_io
 from melody_plugin.generator import MelodyGenerator, MelodySequenceGenerator, PrimerError, get_generator_map
@@ -28,23 +29,72 @@ def assert_monophonic_and_bounded(ns, end_time):
     assert max(e for _, e in ends) <= end_time + 1e-9
 
 
-@pytest.mark.parametrize("meter", [(4, 4), (3, 4), (6, 8)])
+TPQ = 480
+PHRASE_7_8 = [(60, 1), (62, 0.5), (64, 1), (65, 1), (67, 1.5), (64, 1), (None, 1)]  # 7 quarters = 2 bars of 7/8
+
+
+def bar_ticks(meter):
+    return TPQ * 4 * meter[0] // meter[1]
+
+
+def write_primer_file(path, meter, extra_quarters=0.0, tempos=((0, 120),)):
+    """Two bars of the meter's phrase (ending in its rest, if any) written with mido, end-of-track on the bar
+    line, plus an unfinished bar of `extra_quarters` of E4. Returns (path, primer length in ticks)."""
+    phrase = PHRASES.get(meter, PHRASE_7_8)
+    notes, tick = [], 0
+    for pitch, quarters in phrase:
+        if pitch is not None:
+            notes.append((pitch, tick, tick + round(quarters * TPQ)))
+        tick += round(quarters * TPQ)
+    assert tick == 2 * bar_ticks(meter)  # by hand: every phrase is two bars
+    if extra_quarters:
+        notes.append((64, tick, tick + round(extra_quarters * TPQ)))
+        tick += round(extra_quarters * TPQ)
+    conftest.write_mido_file(path, notes, tempos, [(0, *meter)], TPQ, end_tick=tick)
+    return path, tick
+
+
+def output_ticks(out, path):
+    midi_io.note_sequence_to_midi_file(out.note_sequence, path)
+    return conftest.midi_ticks(path)
+
+
+@pytest.mark.parametrize("meter", [(4, 4), (3, 4), (6, 8), (7, 8)])
 @pytest.mark.parametrize("extra", [0.0, 1.0])
-def test_output_is_primer_bars_plus_n_bars_exactly(tiny_generator, meter, extra):
-    primer = primer_sequence(meter, extra)
-    primer_melody = melody_from_note_sequence(primer)
-    complete_bars = primer_melody.total_steps // primer_melody.steps_per_bar
-    outputs = tiny_generator.generate(primer, num_bars=3, num_outputs=3, seed=4)
-    for out in outputs:
-        m = out.melody
-        assert m.time_signature == meter
-        assert m.total_steps == (complete_bars + 3) * m.steps_per_bar
-        assert out.total_bars == complete_bars + 3
-        seconds_per_bar = m.steps_per_bar * m.seconds_per_step
-        assert out.note_sequence.total_time == pytest.approx((complete_bars + 3) * seconds_per_bar)
-        assert_monophonic_and_bounded(out.note_sequence, out.note_sequence.total_time)
-        assert m.notes[:len(primer_melody.notes)] == primer_melody.notes  # primer intact, first note included
-        assert out.primer_steps == primer_melody.total_steps
+def test_output_is_primer_bars_plus_n_bars_exactly(tiny_generator, tmp_path, meter, extra):
+    path, primer_ticks = write_primer_file(tmp_path / "primer.mid", meter, extra)
+    primer = tiny_generator.primer_from_file(path)
+    _, primer_notes, _, _ = conftest.midi_ticks(path)
+    for i, out in enumerate(tiny_generator.generate(primer, num_bars=3, num_outputs=3, seed=4)):
+        tpq, notes, meta, ends = output_ticks(out, tmp_path / f"out{i}.mid")
+        scale = tpq // TPQ if tpq >= TPQ else None
+        assert scale and tpq % TPQ == 0
+        # two complete primer bars (an unfinished third counts as the first new bar), then 3 bars: 5 bars
+        assert set(ends) == {5 * bar_ticks(meter) * scale}
+        assert out.total_bars == 5
+        assert [m.numerator for _, m in meta["time_signature"]] == [meter[0]]
+        assert [(p, on, off) for p, on, off in notes[:len(primer_notes)]] == [
+            (p, on * scale, off * scale) for p, on, off in primer_notes]  # primer intact
+        assert all(on >= primer_ticks * scale for _, on, _ in notes[len(primer_notes):])  # nothing inside it
+        assert all(off <= nxt for (_, _, off), (_, nxt, _) in zip(notes, notes[1:]))  # monophonic
+
+
+@pytest.mark.parametrize("meter", [(4, 4), (3, 4), (6, 8), (7, 8)])
+def test_output_fed_back_as_primer_continues_at_its_final_bar_line(tiny_generator, tmp_path, meter):
+    bar = bar_ticks(meter)
+    # a ritardando inside the primer: the tempo changes on beat 2 of bar 1 and at bar 2
+    path, _ = write_primer_file(tmp_path / "primer.mid", meter, 1.0, tempos=((0, 120), (TPQ, 96), (bar, 72)))
+    first = tiny_generator.generate(tiny_generator.primer_from_file(path), num_bars=2, seed=1)[0]
+    tpq1, notes1, meta1, ends1 = output_ticks(first, tmp_path / "first.mid")
+    k = tpq1 // TPQ
+    assert set(ends1) == {4 * bar * k}  # 2 complete bars + 2
+    second = tiny_generator.generate(tiny_generator.primer_from_file(tmp_path / "first.mid"), num_bars=2, seed=2)[0]
+    tpq2, notes2, meta2, ends2 = output_ticks(second, tmp_path / "second.mid")
+    assert tpq2 == tpq1 and set(ends2) == {6 * bar * k}
+    assert [n for n in notes2 if n[1] < 4 * bar * k] == notes1  # continues exactly at the final bar line
+    tempo1 = [(t, m.tempo) for t, m in meta1["set_tempo"]]
+    assert tempo1 == [(0, 500000), (TPQ * k, 625000), (bar * k, 833333)]  # the primer's tempo map, written
+    assert [(t, m.tempo) for t, m in meta2["set_tempo"]] == tempo1  # and kept; the continuation takes the last
 
 
 def test_generation_continues_exactly_where_a_full_bar_primer_ends(tiny_generator):
@@ -57,13 +107,14 @@ def test_generation_continues_exactly_where_a_full_bar_primer_ends(tiny_generato
     assert out.melody.total_steps == pm.total_steps + 2 * pm.steps_per_bar
 
 
-def test_continuation_only_keeps_bar_lines(tiny_generator):
-    primer = primer_sequence((3, 4), 1.0)
-    pm = melody_from_note_sequence(primer)
-    out = tiny_generator.generate(primer, num_bars=2, seed=2, continuation_only=True)[0]
-    lead = pm.total_steps % pm.steps_per_bar
-    assert out.melody.total_steps == 2 * pm.steps_per_bar
-    assert out.melody.notes[0].is_rest and out.melody.notes[0].duration_steps == lead
+def test_continuation_only_keeps_bar_lines(tiny_generator, tmp_path):
+    path, _ = write_primer_file(tmp_path / "primer.mid", (3, 4), 1.0)  # 2 bars of 3/4 and one quarter more
+    out = tiny_generator.generate(tiny_generator.primer_from_file(path), num_bars=2, seed=2,
+                                  continuation_only=True)[0]
+    tpq, notes, _, ends = output_ticks(out, tmp_path / "cont.mid")
+    assert set(ends) == {2 * 3 * tpq}  # the unfinished bar and one more: 2 bars of 3 quarters
+    assert notes and notes[0][1] >= tpq  # the first quarter (the primer's part of the bar) is silent
+    assert out.melody.notes[0].is_rest and out.melody.notes[0].duration_steps == 12
 
 
 def test_same_seed_gives_same_midi_bytes(tiny_generator):
@@ -190,14 +241,22 @@ def test_numpy_inference_matches_keras_logits(tiny_generator):
     np.testing.assert_allclose(keras_logits, numpy_logits, atol=1e-4)
 
 
-def test_embedded_default_model_loads_and_generates():
+def test_embedded_default_model_loads_and_generates(tmp_path):
     gen = MelodyGenerator.default()
     from melody_plugin.generator import EXAMPLE_PRIMER
 
-    out = gen.generate(gen.primer_from_file(EXAMPLE_PRIMER),
-                       num_bars=4, seed=0)[0]
-    assert out.melody.time_signature == (6, 8)
-    assert out.melody.total_steps % out.melody.steps_per_bar == 0
+    # the example primer's length, from its ticks: 6/8, ends at its end-of-track (capped at the bar line)
+    tpq, notes, meta, ends = conftest.midi_ticks(EXAMPLE_PRIMER)
+    (_, ts), = meta["time_signature"]
+    bar = tpq * 4 * ts.numerator // ts.denominator
+    last_off = max(off for _, _, off in notes)
+    length = max(last_off, min(max(ends), -(-last_off // bar) * bar))
+    expected_bars = length // bar + 4
+    out = gen.generate(gen.primer_from_file(EXAMPLE_PRIMER), num_bars=4, seed=0)[0]
+    _, _, _, out_ends = output_ticks(out, tmp_path / "out.mid")
+    assert (ts.numerator, ts.denominator) == (6, 8) and out.melody.time_signature == (6, 8)
+    assert set(out_ends) == {expected_bars * 3 * conftest.midi_ticks(tmp_path / "out.mid")[0]}
+    assert out.total_bars == expected_bars
     assert dataclasses.asdict(gen.config)["name"] == "char_lstm"
 
 

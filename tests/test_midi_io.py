@@ -10,6 +10,7 @@ import zipfile
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+import conftest
 from conftest import make_sequence, pattern_notes, write_midi
 from melody_plugin import midi_io
 from melody_plugin.errors import InputFileError
@@ -238,3 +239,40 @@ def test_midi_of_a_melody_ending_in_a_rest_lasts_to_its_bar_line(tmp_path):
     midi_io.note_sequence_to_midi_file(melody_to_note_sequence(m), path)
     assert mido.MidiFile(path).length == pytest.approx(2.0, abs=0.01)
     assert midi_io.read_music_file(path).sequences[0].notes[-1].end_time == pytest.approx(1.0)
+
+
+# --- the writer, checked with mido
+
+
+def test_written_midi_has_grid_ticks_tempo_map_and_end_of_track_on_the_final_bar_line(tmp_path):
+    from melody_plugin.melody import REST, Melody, Note, melody_to_note_sequence
+
+    # 2 bars of 3/4: triplet eighths, then a quarter rest at the end; a tempo change at bar 2
+    notes = (Note(60, 4), Note(62, 4), Note(64, 4), Note(65, 12), Note(67, 12),
+             Note(69, 12), Note(67, 12), Note(REST, 12))
+    melody = Melody(notes, 12, (3, 4), 100.0, tempo_changes=((36, 60.0),))
+    path = tmp_path / "out.mid"
+    midi_io.note_sequence_to_midi_file(melody_to_note_sequence(melody), path)
+    tpq, written, meta, ends = conftest.midi_ticks(path)
+    assert tpq % 12 == 0
+    tick = tpq // 12  # ticks per grid step
+    onsets = [0, 4, 8, 12, 24, 36, 48]
+    assert [(p, on, off) for p, on, off in written] == [
+        (n.pitch, s * tick, (s + n.duration_steps) * tick) for n, s in zip(notes, onsets)]
+    assert [(t, round(mido_tempo_to_qpm(m.tempo), 3)) for t, m in meta["set_tempo"]] == [(0, 100.0), (36 * tick, 60.0)]
+    assert set(ends) == {72 * tick}  # 2 bars of 3/4 = 6 quarters, exactly: not one tick more
+
+
+def mido_tempo_to_qpm(tempo):
+    return 60_000_000 / tempo
+
+
+def test_writer_end_of_track_is_read_back_as_the_same_length(tmp_path):
+    # a file that ends in a rest, written by our writer, read by our reader: same length, same rest
+    from melody_plugin.melody import melodies_from_note_sequence, melody_from_text, melody_to_note_sequence
+
+    melody = melody_from_text("C4:1 D4:1 E4:1 R:1 C4:1 D4:1 E4:1 R:1")
+    path = tmp_path / "rests.mid"
+    midi_io.note_sequence_to_midi_file(melody_to_note_sequence(melody), path)
+    back = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0]).melodies[0]
+    assert [(n.pitch, n.duration_steps) for n in back.notes] == [(60, 12), (62, 12), (64, 12), (-1, 12)] * 2
