@@ -15,11 +15,17 @@ PITCHES = np.array([-2] * NUM_SPECIAL + [p for p, _ in TOKENS])
 V = len(DURATIONS)
 
 
-def stub_logits(preferred=None, seed=0):
-    """A fake model: fixed random logits per previous token; the state counts steps."""
+def stub_table(preferred=None, seed=0):
+    """The fake model's logits: row = previous token, column = next token."""
     table = np.random.default_rng(seed).normal(size=(V, V)) * 2
     if preferred is not None:
         table[:, preferred] += 50.0
+    return table
+
+
+def stub_logits(preferred=None, seed=0, table=None):
+    """A fake model: fixed logits per previous token (`stub_table`); the state counts steps."""
+    table = stub_table(preferred, seed) if table is None else table
 
     def next_logits(ids, state):
         return table[ids], [state[0] + 1]
@@ -80,11 +86,33 @@ def test_constraint_mask_limits_pitches_and_keeps_rests():
     assert 71 not in used and 72 not in used
 
 
-def test_constraint_with_shift_applies_to_sounding_pitches():
-    # model space is C; sounding = model + 2 (D). D major contains F#(66)=64+2 but not F(65+2=67 is G: in)
-    allowed = sampler.constraint_mask(PITCHES, sampler.scale_pitch_classes("D:major"), shift=2)
-    sounding = {int(PITCHES[i]) + 2 for i in np.flatnonzero(allowed) if PITCHES[i] >= 0}
-    assert all(p % 12 in {2, 4, 6, 7, 9, 11, 1} for p in sounding)
+# Indices into TOKENS of the allowed tokens, worked out by hand. Model-space pitches by index:
+# 0:60 1:60 2:62 3:64 4:65 5:67 6:R 7:R 8:71 9:72; sounding = model + shift; rests are always allowed.
+@pytest.mark.parametrize("scale,pitch_range,shift,expected", [
+    ("C:major", None, 0, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}),  # every model pitch is in C major
+    ("C:major", None, 1, {3, 6, 7, 8}),  # sounding 61 61 63 65 66 68 72 73: only 65 (from 64) and 72 (from 71)
+    ("C:major", None, -1, {0, 1, 4, 6, 7, 9}),  # sounding 59 59 61 63 64 66 70 71: 59, 64 and 71
+    ("D:major", None, 0, {2, 3, 5, 6, 7, 8}),  # D major has neither C nor F: 60, 65 and 72 go
+    ("D:major", None, 2, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}),  # sounding 62 62 64 66 67 69 73 74: all in D major
+    (None, (62, 70), 2, {0, 1, 2, 3, 4, 5, 6, 7}),  # sounding 73 and 74 are above the range
+    (None, (62, 70), 0, {2, 3, 4, 5, 6, 7}),  # 60 is below, 71 and 72 above
+    ("C:major", (64, 72), 1, {3, 6, 7, 8}),  # 65 and 72 are inside the range too
+])
+def test_constraint_mask_with_shift_judges_sounding_pitches(scale, pitch_range, shift, expected):
+    pitch_classes = sampler.scale_pitch_classes(scale) if scale else None
+    allowed = sampler.constraint_mask(PITCHES, pitch_classes, pitch_range, shift=shift)
+    assert not allowed[:NUM_SPECIAL].any()
+    assert set(np.flatnonzero(allowed[NUM_SPECIAL:]).tolist()) == expected
+
+
+def test_sampled_sounding_pitches_respect_the_scale_under_a_key_shift():
+    # the model thinks in C (transposed to key); the output sounds a semitone higher. The C major constraint
+    # must hold for the sounding notes: model 64 -> 65 (F) and 71 -> 72 (C) only; unshifted, every token is in C
+    shift = 1
+    allowed = sampler.constraint_mask(PITCHES, sampler.scale_pitch_classes("C:major"), shift=shift)
+    result = run([240] * 4, allowed=allowed, seed=3)
+    sounding = [int(PITCHES[i]) + shift for ids in result.ids for i in ids if PITCHES[i] >= 0]
+    assert sounding and set(sounding) <= {65, 72}
 
 
 def test_constraints_that_leave_nothing_are_refused():
@@ -118,20 +146,63 @@ def test_tiny_top_p_is_greedy():
     assert greedy.ids == nucleus.ids
 
 
-def test_beam_search_scores_at_least_as_well_as_greedy():
-    greedy = run([48], SamplingOptions(temperature=0.0))
-    beam = run([48], SamplingOptions(temperature=1.0, beam_size=4, branch_factor=4, steps_per_iteration=2), seed=1)
-    assert sum(DURATIONS[i] for i in beam.ids[0]) == 48
-    assert len(beam.log_likelihoods[0]) == len(beam.ids[0])
-    sampled = run([48], SamplingOptions(temperature=1.0), seed=1)
-    assert beam.total_log_likelihood[0] >= sampled.total_log_likelihood[0]
-    assert greedy.ids[0]
+def _log_softmax_over(row: np.ndarray, columns) -> dict[int, float]:
+    """log p(column) for the given columns of one logits row, renormalised over those columns (written out)."""
+    columns = list(columns)
+    top = max(row[c] for c in columns)
+    log_total = top + np.log(sum(np.exp(row[c] - top) for c in columns))
+    return {c: float(row[c] - log_total) for c in columns}
 
 
-def test_log_likelihoods_are_log_probabilities():
-    result = run([96, 48], seed=2)
-    for lls in result.log_likelihoods:
-        assert all(ll <= 1e-9 for ll in lls)
+def test_beam_search_finds_what_greedy_misses():
+    # Two 6-step notes fill 12 steps. From the start token A (id 3) is likelier than B (id 4), but after A
+    # every note is equally likely, while after B one note (id 5) is almost certain: greedy takes A and pays
+    # log(1/6) for the second note; the best sequence is B, 5.
+    durations = np.array([0] * NUM_SPECIAL + [6] * 6)
+    table = np.zeros((len(durations), len(durations)))
+    table[1, 3:] = [0.5, 0.0, -10, -10, -10, -10]  # after the start token (id 1)
+    table[4, 5] = 10.0  # after B
+    start = _log_softmax_over(table[1], range(NUM_SPECIAL, 9))
+    after_b = _log_softmax_over(table[4], range(NUM_SPECIAL, 9))
+    greedy_expected = start[3] + np.log(1 / 6)
+    best_expected = start[4] + after_b[5]
+    assert best_expected > greedy_expected + 0.5
+
+    def go(options, seed):
+        return sample(stub_logits(table=table), [np.zeros((1, 1))], np.array([1]), durations, np.array([12]),
+                      None, options, seed)
+
+    greedy = go(SamplingOptions(temperature=0.0), 0)
+    assert greedy.ids[0][0] == 3
+    assert greedy.total_log_likelihood[0] == pytest.approx(greedy_expected)
+    for seed in range(3):
+        beam = go(SamplingOptions(beam_size=2, branch_factor=8, steps_per_iteration=2), seed)
+        assert beam.ids[0] == [4, 5]
+        assert beam.total_log_likelihood[0] == pytest.approx(best_expected)
+
+
+def _fillable(steps: int, durations) -> bool:
+    """Can some sequence of these durations last exactly `steps`? (plain recursion, independent of the sampler)"""
+    if steps == 0:
+        return True
+    return any(d <= steps and _fillable(steps - d, durations) for d in durations)
+
+
+def test_log_likelihoods_are_the_models_log_softmax_over_the_tokens_that_fit():
+    table = stub_table(seed=0)
+    remaining = [96, 48]
+    result = run(remaining, seed=2)
+    note_durations = sorted({int(d) for d in DURATIONS[NUM_SPECIAL:]})
+    for ids, lls, steps in zip(result.ids, result.log_likelihoods, remaining):
+        previous = 1  # `run` feeds the start token first
+        assert len(lls) == len(ids)
+        for token, ll in zip(ids, lls):
+            fits = [t for t in range(NUM_SPECIAL, V)
+                    if DURATIONS[t] <= steps and _fillable(steps - int(DURATIONS[t]), note_durations)]
+            assert ll == pytest.approx(_log_softmax_over(table[previous], fits)[token], abs=1e-9)
+            steps -= int(DURATIONS[token])
+            previous = token
+        assert steps == 0
 
 
 def test_bad_options_are_refused():
