@@ -34,9 +34,9 @@ _EXPORTS = {
     "sample": "melody_plugin.sampler",
     "SamplingOptions": "melody_plugin.sampler",
     "MelodyGenerator": "melody_plugin.generator",
-    "MelodySequenceGenerator": "melody_plugin.generator",
-    "get_generator_map": "melody_plugin.generator",
-    "create_dataset": "melody_plugin.pipelines",
+    "MelodySequenceGenerator": "melody_plugin.pipelines",
+    "get_generator_map": "melody_plugin.pipelines",
+    "create_dataset": "melody_plugin.corpus",
     "get_pipeline": "melody_plugin.pipelines",
 }
 
@@ -48,6 +48,7 @@ def __getattr__(name):
 
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    if name in ("pipelines", "registry", "generator", "sampler", "vocab", "melody", "midi_io", "dataset", "train"):
+    if name in ("pipelines", "corpus", "registry", "generator", "sampler", "vocab", "melody", "midi_io", "dataset",
+                "train"):
         return importlib.import_module(f"melody_plugin.{name}")
     raise AttributeError(f"module 'melody_plugin' has no attribute {name!r}")

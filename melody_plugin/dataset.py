@@ -3,6 +3,9 @@
 Step of the flow: `list[int]` -> `tf.train.SequenceExample` (Magenta's `inputs`/`labels` feature lists) -> TFRecord,
 and `make_dataset(sequences, ...) -> tf.data.Dataset` of `(inputs, targets)` windows.
 Entry points: `sequence_to_example`, `example_to_sequence`, `write_sequences`, `read_sequences`, `make_dataset`.
+Two record formats, both read back by `read_sequences`: the plugin's (int64 ids in `inputs` and `labels`) and
+Magenta's (`one_hot_size=len(vocab)`: a float one-hot vector per input step, int64 labels), which Magenta's
+`sequence_example_lib.get_padded_batch(files, batch_size, input_size=len(vocab))` reads.
 
 Every sequence starts with the start token. For training, the sequences of a split are joined into one stream
 (the start tokens mark where a melody begins, as nanoGPT joins documents) and cut into windows with tf.data, so
@@ -28,28 +31,66 @@ class DatasetError(MelodyPluginError):
     """A dataset folder or record that cannot be used."""
 
 
-def sequence_to_example(ids):
-    """[START, t1, ..., tn] -> SequenceExample with inputs [START..t(n-1)] and labels [t1..tn] (int64 per step)."""
+def sequence_to_example(ids, one_hot_size: int | None = None):
+    """[START, t1, ..., tn] -> SequenceExample with inputs [START..t(n-1)] and labels [t1..tn].
+
+    Args:
+      one_hot_size: None for the plugin's format (one int64 per input step); the vocabulary size for Magenta's
+        (each input step a float one-hot vector of that size, as Magenta's encoders write).
+    """
     tf = import_tensorflow()
 
     ids = [int(i) for i in ids]
     if not ids or ids[0] != START:
         ids = [START] + ids
+    if one_hot_size is not None and not all(0 <= i < one_hot_size for i in ids):
+        raise DatasetError(f"ids must be in [0, {one_hot_size}) for one-hot inputs, got {max(ids)}")
 
-    def feature_list(values):
-        return tf.train.FeatureList(feature=[tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
-                                             for v in values])
+    def int_feature(value):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
 
+    def one_hot_feature(value):
+        vector = [0.0] * one_hot_size
+        vector[value] = 1.0
+        return tf.train.Feature(float_list=tf.train.FloatList(value=vector))
+
+    input_feature = int_feature if one_hot_size is None else one_hot_feature
     return tf.train.SequenceExample(feature_lists=tf.train.FeatureLists(feature_list={
-        "inputs": feature_list(ids[:-1]), "labels": feature_list(ids[1:])}))
+        "inputs": tf.train.FeatureList(feature=[input_feature(v) for v in ids[:-1]]),
+        "labels": tf.train.FeatureList(feature=[int_feature(v) for v in ids[1:]])}))
+
+
+def _input_id(feature, step: int) -> int:
+    """The id of one input step: an int64, or the hot index of a float one-hot vector (Magenta's format)."""
+    kind = feature.WhichOneof("kind")
+    if kind == "int64_list" and len(feature.int64_list.value) == 1:
+        return int(feature.int64_list.value[0])
+    if kind == "float_list":
+        values = np.asarray(feature.float_list.value)
+        hot = np.flatnonzero(values)
+        if len(hot) == 1 and values[hot[0]] == 1.0:
+            return int(hot[0])
+        raise DatasetError(f"input step {step} is not a one-hot vector ({len(hot)} non-zero of {len(values)})")
+    raise DatasetError(f"input step {step} holds {kind or 'nothing'}; expected one int64 id or a one-hot float "
+                       "vector")
 
 
 def example_to_sequence(example) -> np.ndarray:
-    """The full id sequence (start token first) of a SequenceExample written by `sequence_to_example`."""
+    """The full id sequence (start token first) of a SequenceExample in either format (see `sequence_to_example`).
+
+    Raises:
+      DatasetError: if the feature lists are missing, empty, or their inputs and labels do not line up.
+    """
     lists = example.feature_lists.feature_list
-    inputs = [f.int64_list.value[0] for f in lists["inputs"].feature]
-    labels = [f.int64_list.value[0] for f in lists["labels"].feature]
-    if not inputs or inputs[1:] != labels[:-1]:
+    if "inputs" not in lists or "labels" not in lists:
+        raise DatasetError(f"SequenceExample needs 'inputs' and 'labels' feature lists, got {sorted(lists)}")
+    inputs = [_input_id(f, i) for i, f in enumerate(lists["inputs"].feature)]
+    labels = []
+    for i, f in enumerate(lists["labels"].feature):
+        if f.WhichOneof("kind") != "int64_list" or len(f.int64_list.value) != 1:
+            raise DatasetError(f"label step {i} is not one int64 id")
+        labels.append(int(f.int64_list.value[0]))
+    if not inputs or len(inputs) != len(labels) or inputs[1:] != labels[:-1]:
         raise DatasetError("SequenceExample inputs and labels do not line up")
     return np.array(inputs + labels[-1:], dtype=np.int32)
 
@@ -67,13 +108,20 @@ def write_examples(examples, path) -> int:
     return count
 
 
-def write_sequences(sequences, path) -> int:
-    """Writes id sequences as SequenceExamples to a TFRecord file, atomically. Returns the count."""
-    return write_examples((sequence_to_example(ids) for ids in sequences), path)
+def write_sequences(sequences, path, one_hot_size: int | None = None) -> int:
+    """Writes id sequences as SequenceExamples to a TFRecord file, atomically. Returns the count.
+
+    `one_hot_size=len(vocab)` writes Magenta's format (see `sequence_to_example`).
+    """
+    return write_examples((sequence_to_example(ids, one_hot_size) for ids in sequences), path)
 
 
 def read_sequences(path) -> list[np.ndarray]:
-    """The id sequences of a TFRecord written by `write_sequences`."""
+    """The id sequences of a TFRecord written by `write_sequences`, in either format.
+
+    Raises:
+      DatasetError: naming the file and the record, for a missing, corrupt or malformed file.
+    """
     tf = import_tensorflow()
 
     path = Path(path)
@@ -81,8 +129,13 @@ def read_sequences(path) -> list[np.ndarray]:
         raise DatasetError(f"{path}: no such dataset file")
     sequences = []
     try:
-        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
-            sequences.append(example_to_sequence(tf.train.SequenceExample.FromString(record)))
+        for i, record in enumerate(tf.data.TFRecordDataset(str(path)).as_numpy_iterator()):
+            try:
+                sequences.append(example_to_sequence(tf.train.SequenceExample.FromString(record)))
+            except DatasetError as e:
+                raise DatasetError(f"{path}: record {i}: {e}") from None
+            except Exception as e:  # not a SequenceExample at all
+                raise DatasetError(f"{path}: record {i} is not a SequenceExample ({type(e).__name__})") from None
     except tf.errors.DataLossError as e:
         raise DatasetError(f"{path}: corrupt TFRecord ({e.message})") from None
     return sequences

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from melody_plugin import pipelines
+from melody_plugin import corpus as corpus_lib
 from melody_plugin.numpy_model import log_softmax
 from melody_plugin.vocab import PAD, START, UNK, Vocabulary
 
@@ -74,8 +74,8 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     of pitched notes; `pitch_bits_per_note` is the NLL of the pitch alone (duration marginalised) per note.
     """
     config, vocab = generator.config, generator.vocab
-    corpus = pipelines.collect_melodies(input_path, config, eval_ratio=0.0, progress=progress)
-    melodies = pipelines.prepare_melodies(corpus.train, config, augment=False)
+    corpus = corpus_lib.collect_melodies(input_path, config, eval_ratio=0.0, progress=progress)
+    melodies = corpus_lib.prepare_melodies(corpus.train, config, augment=False)
     sequences = [[START] + vocab.encode(m, map_oov=False) for m in melodies]
     if not sequences:
         from melody_plugin.errors import MelodyPluginError

@@ -2,8 +2,8 @@
 
 Step of the flow: primer -> melody -> tokens -> model state -> sampler -> tokens -> melody -> NoteSequence.
 Entry points: `MelodyGenerator.from_run_dir(path)`, `.from_bundle(path)`, `.default()` (the embedded model),
-`.generate(primer=..., num_bars=8, ...) -> list[Generation]`, `.save_bundle(path)`; and Magenta's contract:
-`MelodySequenceGenerator.generate(input_sequence, generator_options)` and `get_generator_map()`.
+`.generate(primer=..., num_bars=8, ...) -> list[Generation]`, `.save_bundle(path)`. Magenta's contract
+(`MelodySequenceGenerator`, `get_generator_map()`) is in pipelines.py.
 
 Inference runs on the numpy copy of the weights (numpy_model.py), so generating needs no TensorFlow import.
 The primer is extracted with the training converters; its meter, tempo and key set the output's; the whole
@@ -22,7 +22,7 @@ import numpy as np
 from melody_plugin import melody as melody_lib, numpy_model, sampler
 from melody_plugin.errors import InputFileError, MelodyPluginError
 from melody_plugin.melody import REST, Melody, Note
-from melody_plugin.registry import ModelConfig, get_config, list_configs
+from melody_plugin.registry import ModelConfig
 from melody_plugin.rundir import RunDir
 from melody_plugin.vocab import START, OovChange, Vocabulary, key_shift
 
@@ -132,7 +132,8 @@ class MelodyGenerator:
         bundle = generator_pb2.GeneratorBundle()
         bundle.generator_details.id = self.config.name
         bundle.generator_details.description = self.config.description or self.config.name
-        bundle.bundle_details.description = description or f"melody_plugin {self.config.name} from {self.source}"
+        # no path in the bundle: it travels to other machines, and a path says where the model was trained
+        bundle.bundle_details.description = description or f"melody_plugin {self.config.name} (step {self.step})"
         bundle.checkpoint_file.append(numpy_model.weights_to_bytes(self.weights, {"step": self.step}))
         bundle.metagraph_file = json.dumps({"format": "melody_plugin/1", "config": self.config.to_json(),
                                             "vocab": self.vocab.to_json()}).encode()
@@ -320,86 +321,11 @@ class MelodyGenerator:
                                     [int(u) for u in unfilled])
 
 
-# --- Magenta's SequenceGenerator contract
+# Magenta's SequenceGenerator contract lives in pipelines.py (Magenta's face of the plugin); these names still
+# import from here. Loaded on first use: pipelines.py imports Magenta when it is installed.
+def __getattr__(name):
+    if name in ("MelodySequenceGenerator", "get_generator_map"):
+        from melody_plugin import pipelines
 
-class MelodySequenceGenerator:
-    """Magenta's `SequenceGenerator` interface over a `MelodyGenerator`.
-
-    `generate(input_sequence, generator_options)`: the primer is the part of `input_sequence` before the
-    generate section's start; the section's length is converted to bars of the primer's meter and tempo.
-    `args` understood: temperature, beam_size, branch_factor, steps_per_iteration, top_k, top_p, seed.
-    """
-
-    def __init__(self, model: MelodyGenerator):
-        self.model = model
-
-    @property
-    def details(self):
-        from note_seq.protobuf import generator_pb2
-
-        return generator_pb2.GeneratorDetails(id=self.model.config.name,
-                                              description=self.model.config.description or self.model.config.name)
-
-    @property
-    def bundle_details(self):
-        from note_seq.protobuf import generator_pb2
-
-        return generator_pb2.GeneratorBundle.BundleDetails(description=f"melody_plugin model from {self.model.source}")
-
-    def create_bundle_file(self, bundle_file, bundle_description=None) -> None:
-        self.model.save_bundle(bundle_file, bundle_description or "")
-
-    def generate(self, input_sequence, generator_options):
-        from note_seq import sequences_lib
-
-        if len(generator_options.generate_sections) != 1:
-            raise sampler.SamplingError("exactly one generate section is supported")
-        section = generator_options.generate_sections[0]
-        args = generator_options.args
-
-        def arg(name, default):
-            if name not in args:
-                return default
-            value = args[name]
-            kind = value.WhichOneof("kind")
-            return type(default)(getattr(value, kind)) if kind else default
-
-        primer = None
-        if input_sequence.notes and section.start_time > 0:
-            primer_ns = sequences_lib.extract_subsequence(input_sequence, 0.0, section.start_time)
-            if primer_ns.notes:
-                primer = self.model.primer_from_note_sequence(primer_ns)
-        if primer is not None:
-            meter, qpm = primer.time_signature, primer.qpm
-        else:
-            meter = ((input_sequence.time_signatures[0].numerator, input_sequence.time_signatures[0].denominator)
-                     if input_sequence.time_signatures else (4, 4))
-            qpm = input_sequence.tempos[0].qpm if input_sequence.tempos else 120.0
-        seconds_per_bar = meter[0] * 4 / meter[1] * 60.0 / qpm
-        num_bars = max(1, round((section.end_time - section.start_time) / seconds_per_bar))
-        outputs = self.model.generate(
-            primer, num_bars=num_bars, temperature=arg("temperature", 1.0), beam_size=arg("beam_size", 1),
-            branch_factor=arg("branch_factor", 1), steps_per_iteration=arg("steps_per_iteration", 1),
-            top_k=arg("top_k", 0), top_p=arg("top_p", 1.0), seed=arg("seed", 0), qpm=qpm, time_signature=meter)
-        return outputs[0].note_sequence
-
-
-def get_generator_map() -> dict:
-    """{config name: factory} for every registered config, as Magenta's melody_rnn exposes.
-
-    A factory takes `checkpoint=RUN_DIR` or `bundle=PATH` and returns a `MelodySequenceGenerator`; the model
-    found there must have been trained with that config.
-    """
-    def factory_for(name):
-        def factory(checkpoint=None, bundle=None):
-            if (checkpoint is None) == (bundle is None):
-                raise ModelLoadError("pass exactly one of checkpoint (a run dir) or bundle")
-            model = MelodyGenerator.from_bundle(bundle) if bundle else MelodyGenerator.from_run_dir(checkpoint)
-            if model.config.name != name:
-                raise ModelLoadError(f"{bundle or checkpoint}: trained with config {model.config.name!r}, "
-                                     f"not {name!r}")
-            return MelodySequenceGenerator(model)
-        factory.config = get_config(name)
-        return factory
-
-    return {name: factory_for(name) for name in list_configs()}
+        return getattr(pipelines, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,30 +1,168 @@
-"""Magenta-style pipelines: typed transforms from NoteSequence to SequenceExample, and dataset creation.
+"""Magenta's face of the plugin: pipeline units, the dataset graph, and the sequence generator.
 
-Step of the flow: NoteSequence -> (split at time changes) -> quantized NoteSequence -> Melody -> token ids ->
-`tf.train.SequenceExample`. Each `Pipeline` has an `input_type`, an `output_type`, `transform(item) -> list`
-and counters (`get_stats()`) named like Magenta's, saying why data was dropped. `Chain` composes them and
-`PartitionedPipeline` adds the train/eval split; `get_pipeline(config_name, eval_ratio, vocab)` returns the whole
-graph of a registered config and `run_pipeline_serial` runs it from a NoteSequence TFRecord to SequenceExample
-TFRecords. `create_dataset(...)`, behind `melody_create_dataset`, runs the same transforms in worker processes.
+Step of the flow: NoteSequence -> (split, quantize) -> Melody -> token ids -> `tf.train.SequenceExample`, as units
+that go into Magenta's `dag_pipeline.DAGPipeline` next to Magenta's own; and a run dir or bundle ->
+`MelodySequenceGenerator`, Magenta's `BaseSequenceGenerator` contract. With Magenta importable, `Pipeline` *is*
+`magenta.pipelines.pipeline.Pipeline`, statistics are Magenta's `statistics.Counter`s (fresh each call, so they
+merge) and the generator is a `BaseSequenceGenerator`; without it, look-alikes with the same interface stand in.
+Only this module looks for Magenta; nothing below it imports this module.
+Entry points: the units, `get_pipeline(config, eval_ratio)`, `run_pipeline_serial`, `MelodySequenceGenerator`,
+`get_generator_map()`, `melody_from_note_seq_melody`.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
+import copy
 import dataclasses
-import hashlib
-import multiprocessing
+import importlib.util
+import inspect
+import json
+import math
 import os
-import sys
-import time
+import secrets
+import warnings
+from fractions import Fraction
 from pathlib import Path
 
-from melody_plugin import atomic, melody as melody_lib, midi_io
-from melody_plugin.errors import InputFileError, MelodyPluginError
-from melody_plugin.melody import Melody
-from melody_plugin.quiet import quiet_third_party
-from melody_plugin.registry import ModelConfig, get_config
-from melody_plugin.vocab import START, Vocabulary, key_shift
+from melody_plugin import corpus, melody as melody_lib
+from melody_plugin.errors import MelodyPluginError
+from melody_plugin.generator import DEFAULT_MODEL_DIR, MelodyGenerator, ModelLoadError
+from melody_plugin.melody import REST, Melody, Note
+from melody_plugin.quiet import import_tensorflow, quiet_third_party
+from melody_plugin.registry import ModelConfig, get_config, list_configs
+from melody_plugin.vocab import Vocabulary
+
+MAGENTA_IMPORT_ERROR = ""
+_magenta_pipeline = _magenta_statistics = _magenta_sequence_generator = None
+
+
+def _magenta_installed() -> bool:
+    try:
+        return importlib.util.find_spec("magenta") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["magenta"] = None, to hide it
+        return False
+
+
+if _magenta_installed():
+    try:  # Magenta's own base classes, so the units pass its isinstance and type checks
+        import_tensorflow()  # first, so its start-up lines are filtered
+        with warnings.catch_warnings():  # Magenta's imports pull in TensorFlow Probability's distutils warnings
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from magenta.models.shared import sequence_generator as _magenta_sequence_generator
+            from magenta.pipelines import pipeline as _magenta_pipeline, statistics as _magenta_statistics
+    except Exception as e:  # a half-installed Magenta must not break the plugin
+        MAGENTA_IMPORT_ERROR = f"{type(e).__name__}: {e}"
+        _magenta_pipeline = _magenta_statistics = _magenta_sequence_generator = None
+MAGENTA = _magenta_pipeline is not None
+
+TRAINING, EVAL = "training_melodies", "eval_melodies"  # Magenta's melody_rnn dataset names
+
+
+class GridError(MelodyPluginError):
+    """A melody on a grid the vocabulary cannot take (not a whole multiple of the melody's)."""
+
+
+# --- Magenta's pipeline interface, and look-alikes for when Magenta is absent
+
+
+class _Counter:
+    """Magenta's `statistics.Counter`: a named count that merges with others of its name."""
+
+    def __init__(self, name: str, start_value: int = 0):
+        self.name, self.count = name, start_value
+
+    def increment(self, inc: int = 1) -> None:
+        self.count += inc
+
+    def merge_from(self, other) -> None:
+        if not isinstance(other, _Counter) or other.name != self.name:
+            raise MelodyPluginError(f"cannot merge {other!r} into counter {self.name!r}")
+        self.count += other.count
+
+    def copy(self):
+        return copy.copy(self)
+
+    def __str__(self):
+        return f"{self.name}: {self.count}"
+
+
+def _merge_statistics(stats_list) -> list:
+    """Magenta's `statistics.merge_statistics`: one statistic per name (the first of each is merged into)."""
+    by_name = {}
+    for stat in stats_list:
+        if stat.name in by_name:
+            by_name[stat.name].merge_from(stat)
+        else:
+            by_name[stat.name] = stat
+    return list(by_name.values())
+
+
+class _PipelineKey:
+    """`pipeline[key]`: one output of a pipeline whose output type is a dict."""
+
+    def __init__(self, unit, key):
+        if not isinstance(unit.output_type, dict) or key not in unit.output_type:
+            raise KeyError(f"{unit.name} has no output {key!r} (output type {unit.output_type})")
+        self.unit, self.key, self.output_type = unit, key, unit.output_type[key]
+
+
+class _Pipeline:
+    """Magenta's `pipeline.Pipeline` interface: typed `transform`, and `get_stats()` of the last call."""
+
+    def __init__(self, input_type, output_type, name=None):
+        for label, sig in (("input_type", input_type), ("output_type", output_type)):
+            classes = sig.values() if isinstance(sig, dict) else [sig]
+            if not all(inspect.isclass(c) for c in classes):
+                raise MelodyPluginError(f"{label} {sig} must be a class or a dict of classes")
+        self._name = name or type(self).__name__
+        self._input_type, self._output_type = input_type, output_type
+        self._stats = []
+
+    def __getitem__(self, key):
+        return _PipelineKey(self, key)
+
+    input_type = property(lambda self: self._input_type)
+    output_type = property(lambda self: self._output_type)
+    name = property(lambda self: self._name)
+
+    @property
+    def output_type_as_dict(self) -> dict:
+        return self._output_type if isinstance(self._output_type, dict) else {"dataset": self._output_type}
+
+    def transform(self, input_object):
+        raise NotImplementedError
+
+    def _set_stats(self, stats) -> None:
+        copies = []
+        for stat in stats:
+            stat = stat.copy()
+            stat.name = f"{self._name}_{stat.name}"
+            copies.append(stat)
+        self._stats = copies
+
+    def get_stats(self) -> list:
+        return list(self._stats)
+
+
+if MAGENTA:
+    Pipeline = _magenta_pipeline.Pipeline
+    Counter = _magenta_statistics.Counter
+    merge_statistics = _magenta_statistics.merge_statistics
+else:
+    Pipeline, Counter, merge_statistics = _Pipeline, _Counter, _merge_statistics
+
+
+def statistics_dict(stats) -> dict:
+    """Statistics as plain values: a counter's count; a histogram's non-empty buckets."""
+    out = {}
+    for stat in sorted(stats, key=lambda s: s.name):
+        if hasattr(stat, "count"):
+            out[stat.name] = stat.count
+        elif hasattr(stat, "counters"):
+            out[stat.name] = {str(k): v for k, v in stat.counters.items() if v}
+    return out
 
 
 def _note_sequence_type():
@@ -34,454 +172,722 @@ def _note_sequence_type():
     return music_pb2.NoteSequence
 
 
-class Pipeline:
-    """A typed transform: `transform(item)` returns a list of outputs (empty = dropped, and counted)."""
+def _note_seq_melody_type():
+    quiet_third_party()
+    from note_seq import melodies_lib
 
-    input_type: type | str = object
-    output_type: type | str = object
-
-    def __init__(self, name: str | None = None):
-        self.name = name or type(self).__name__
-        self._stats: collections.Counter = collections.Counter()
-
-    def transform(self, item) -> list:
-        raise NotImplementedError
-
-    def count(self, stat: str, n: int = 1) -> None:
-        self._stats[stat] += n
-
-    def get_stats(self) -> dict[str, int]:
-        """Counters of this pipeline, named `<pipeline>_<counter>` like Magenta's statistics."""
-        return {f"{self.name}_{k}": v for k, v in sorted(self._stats.items())}
-
-    def reset_stats(self) -> None:
-        self._stats.clear()
+    return melodies_lib.Melody
 
 
-class TimeChangeSplitter(Pipeline):
-    """NoteSequence -> NoteSequences, one per constant time signature and tempo."""
+# --- Magenta's note_seq.Melody -> the plugin's Melody
+
+
+def _rests(start_step: int, steps: int, steps_per_bar: int) -> list[Note]:
+    """A rest cut at bar lines (as training melodies have them)."""
+    out, step, end = [], start_step, start_step + steps
+    while step < end:
+        stop = min(end, (step // steps_per_bar + 1) * steps_per_bar)
+        out.append(Note(REST, stop - step))
+        step = stop
+    return out
+
+
+def melody_from_note_seq_melody(melody, steps_per_quarter: int | None = None, qpm: float = 120.0) -> Melody:
+    """A note-seq `Melody` (what Magenta's `MelodyExtractor` outputs) as the plugin's `Melody`.
+
+    A pitch event starts a note, NOTE_OFF starts a rest, NO_EVENT holds either; rests are cut at bar lines. The
+    meter is the bar's length (a 6/8 bar reads as 3/4: the same bar and grid). The key is estimated.
+
+    Args:
+      steps_per_quarter: the grid wanted; a whole multiple of the melody's (default: the melody's own).
+      qpm: the tempo (a note-seq Melody has none).
+
+    Raises:
+      GridError: when the melody's grid does not fit `steps_per_quarter`.
+    """
+    quiet_third_party()
+    from note_seq.constants import MELODY_NO_EVENT, MELODY_NOTE_OFF
+
+    source_spq, source_spb = melody.steps_per_quarter, melody.steps_per_bar
+    target = steps_per_quarter or source_spq
+    if target % source_spq:
+        raise GridError(f"a note-seq Melody on {source_spq} steps per quarter does not fit a grid of {target}; "
+                        f"quantize with steps_per_quarter={target} (e.g. Magenta's Quantizer)")
+    scale = target // source_spq
+    quarters_per_bar = Fraction(source_spb, source_spq)
+    meter = (quarters_per_bar.numerator, 4 * quarters_per_bar.denominator)
+    try:
+        shell = Melody((), target, meter, qpm)
+    except melody_lib.MelodyError as e:
+        raise GridError(f"a note-seq Melody of {source_spb} steps per bar at {source_spq} per quarter: {e}") from None
+    spb = shell.steps_per_bar
+    notes, step = [], (melody.start_step % source_spb) * scale  # keep the bar phase
+    if step:
+        notes += _rests(0, step, spb)
+    pitch, length = REST, 0
+
+    def flush():
+        nonlocal step
+        if length:
+            notes.extend(_rests(step, length, spb) if pitch == REST else [Note(pitch, length)])
+            step += length
+
+    for event in melody:
+        if event == MELODY_NO_EVENT:
+            length += scale
+            continue
+        flush()
+        pitch, length = (REST if event == MELODY_NOTE_OFF else int(event)), scale
+    flush()
+    key, minor = melody_lib.estimate_key(notes)
+    return dataclasses.replace(shell, notes=tuple(notes), key=key, minor=minor)
+
+
+def _on_grid(item, steps_per_quarter: int, stats) -> Melody:
+    """The plugin Melody of `item` (a Melody or a note-seq Melody) on `steps_per_quarter`, or GridError."""
+    if not isinstance(item, Melody):
+        stats["note_seq_melodies_converted"] += 1
+        return melody_from_note_seq_melody(item, steps_per_quarter)
+    if item.steps_per_quarter == steps_per_quarter:
+        return item
+    if steps_per_quarter % item.steps_per_quarter:
+        raise GridError(f"a melody on {item.steps_per_quarter} steps per quarter does not fit the vocabulary's grid "
+                        f"of {steps_per_quarter}; quantize with steps_per_quarter={steps_per_quarter}")
+    k = steps_per_quarter // item.steps_per_quarter
+    stats["melodies_regridded"] += 1
+    return dataclasses.replace(item, steps_per_quarter=steps_per_quarter,
+                               notes=tuple(Note(n.pitch, n.duration_steps * k) for n in item.notes),
+                               tempo_changes=tuple((s * k, q) for s, q in item.tempo_changes))
+
+
+def _melody_input_type(input_type):
+    if input_type is None or input_type is Melody:
+        return Melody
+    if input_type is _note_seq_melody_type():
+        return input_type
+    raise MelodyPluginError(f"input_type must be melody_plugin's Melody or note_seq.Melody, got {input_type}")
+
+
+# --- the units
+
+
+class _Unit(Pipeline):
+    """A plugin unit: counters are gathered in a `collections.Counter` during one call, then set as statistics."""
+
+    def _set_counts(self, counts) -> None:
+        self._set_stats([Counter(name, n) for name, n in sorted(counts.items()) if n])
+
+
+class TimeChangeSplitter(_Unit):
+    """NoteSequence -> NoteSequences, one per time signature (tempo changes stay inside: the grid counts beats)."""
 
     def __init__(self, name=None):
-        super().__init__(name)
-        self.input_type = self.output_type = _note_sequence_type()
+        ns = _note_sequence_type()
+        super().__init__(ns, ns, name)
 
-    def transform(self, ns):
+    def transform(self, input_object):
+        counts = collections.Counter()
         try:
-            return melody_lib.split_on_time_changes(ns, self._stats)
+            out = melody_lib.split_on_time_changes(input_object, counts)
         except melody_lib.MelodyError as e:
-            self.count(e.reason)
-            return []
-
-
-class Quantizer(Pipeline):
-    """NoteSequence -> quantized NoteSequence (note-seq's quantizer); notes moved onto the grid are counted."""
-
-    def __init__(self, steps_per_quarter: int, name=None):
-        super().__init__(name)
-        self.steps_per_quarter = steps_per_quarter
-        self.input_type = self.output_type = _note_sequence_type()
-
-    def transform(self, ns):
-        try:
-            return [melody_lib.quantize(ns, self.steps_per_quarter, self._stats)]
-        except melody_lib.MelodyError as e:
-            self.count(e.reason)
-            return []
-
-
-class MelodyExtractor(Pipeline):
-    """Quantized NoteSequence -> Melody (track choice, polyphony policy, rests, key)."""
-
-    output_type = Melody
-
-    def __init__(self, policy="highest", track=None, program=None, min_notes=0, name=None):
-        super().__init__(name)
-        self.policy, self.track, self.program, self.min_notes = policy, track, program, min_notes
-        self.input_type = _note_sequence_type()
-
-    def transform(self, qns):
-        try:
-            m = melody_lib.melody_from_quantized(qns, self.policy, self.track, self.program, self._stats)
-        except melody_lib.MelodyError as e:
-            self.count(e.reason)
-            return []
-        if m.num_pitched < max(self.min_notes, 1):
-            self.count("too_short")
-            return []
-        self.count("melodies")
-        return [m]
-
-
-class KeyTransposer(Pipeline):
-    """Melody -> Melody moved to C major / A minor (when `to_key`) and its augmentation copies."""
-
-    input_type = output_type = Melody
-
-    def __init__(self, to_key: bool = False, transpositions: tuple[int, int] = (0, 0), name=None):
-        super().__init__(name)
-        self.to_key, self.transpositions = to_key, tuple(transpositions)
-
-    def transform(self, m):
-        if self.to_key:
-            m = m.transpose(key_shift(m))
-        lo, hi = self.transpositions
-        out = [m.transpose(s) for s in range(lo, hi + 1)
-               if all(n.is_rest or 0 <= n.pitch + s <= 127 for n in m.notes)]
-        self.count("transposed_copies", len(out) - 1)
+            counts[e.reason] += 1
+            out = []
+        self._set_counts(counts)
         return out
 
 
-class MelodyEncoder(Pipeline):
-    """Melody -> token ids (start token first); notes outside the vocabulary are mapped and counted."""
+class Quantizer(_Unit):
+    """NoteSequence -> quantized NoteSequence on the beat grid (through its tempo map); snapped notes counted."""
 
-    input_type, output_type = Melody, list
+    def __init__(self, steps_per_quarter: int, name=None):
+        ns = _note_sequence_type()
+        super().__init__(ns, ns, name)
+        self.steps_per_quarter = steps_per_quarter
 
-    def __init__(self, vocab: Vocabulary, name=None):
-        super().__init__(name)
+    def transform(self, input_object):
+        counts = collections.Counter()
+        try:
+            out = [melody_lib.quantize(input_object, self.steps_per_quarter, counts)]
+        except melody_lib.MelodyError as e:
+            counts[e.reason] += 1
+            out = []
+        self._set_counts(counts)
+        return out
+
+
+class MelodyExtractor(_Unit):
+    """Quantized NoteSequence (this module's Quantizer or Magenta's) -> Melody: track, polyphony policy, rests, key.
+
+    `track="all"` gives one melody per pitched track, as Magenta's extractor does.
+    """
+
+    def __init__(self, policy="highest", track=None, program=None, min_notes=0, name=None):
+        super().__init__(_note_sequence_type(), Melody, name)
+        self.policy, self.track, self.program, self.min_notes = policy, track, program, min_notes
+
+    def transform(self, input_object):
+        counts = collections.Counter()
+        try:
+            found = melody_lib.melodies_from_quantized(input_object, self.policy, self.track, self.program, counts)
+        except melody_lib.MelodyError as e:
+            counts[e.reason] += 1
+            found = []
+        out = [m for m in found if m.num_pitched >= max(self.min_notes, 1)]
+        counts["too_short"] += len(found) - len(out)
+        counts["melodies"] += len(out)
+        self._set_counts(counts)
+        return out
+
+
+class KeyTransposer(_Unit):
+    """Melody -> Melody moved to C major / A minor (when `to_key`) and its transposition copies.
+
+    `input_type=note_seq.Melody` puts it after Magenta's `MelodyExtractor` (melodies are converted).
+    """
+
+    def __init__(self, to_key: bool = False, transpositions: tuple[int, int] = (0, 0), input_type=None, name=None):
+        super().__init__(_melody_input_type(input_type), Melody, name)
+        self.to_key, self.transpositions = to_key, tuple(transpositions)
+
+    def transform(self, input_object):
+        counts = collections.Counter()
+        m = input_object
+        if not isinstance(m, Melody):
+            m = melody_from_note_seq_melody(m)
+            counts["note_seq_melodies_converted"] += 1
+        out = corpus.transposed_copies(m, self.to_key, self.transpositions)
+        counts["transposed_copies"] += len(out) - 1
+        self._set_counts(counts)
+        return out
+
+
+class MelodyEncoder(_Unit):
+    """Melody -> token ids (start token first); notes outside the vocabulary are mapped and counted.
+
+    `input_type=note_seq.Melody` puts it after Magenta's `MelodyExtractor`. A melody on a coarser grid that
+    divides the vocabulary's is moved onto it (counted); any other grid raises GridError.
+    """
+
+    def __init__(self, vocab: Vocabulary, input_type=None, name=None):
+        super().__init__(_melody_input_type(input_type), list, name)
         self.vocab = vocab
 
-    def transform(self, m):
-        ids, changes = self.vocab.encode_with_report(m)
-        self.count("notes", len(m.notes))
-        self.count("oov_notes_mapped", sum(1 for c in changes if c.replacement))
-        self.count("oov_notes_unknown", sum(1 for c in changes if not c.replacement))
-        return [[START] + ids]
+    def transform(self, input_object):
+        counts = collections.Counter()
+        m = _on_grid(input_object, self.vocab.steps_per_quarter, counts)
+        ids = corpus.encode_melody(m, self.vocab, counts)
+        self._set_counts(counts)
+        return [ids]
 
 
-class SequenceExampleMaker(Pipeline):
-    """Token ids -> tf.train.SequenceExample with `inputs`/`labels` feature lists."""
+class SequenceExampleMaker(_Unit):
+    """Token ids -> tf.train.SequenceExample (`one_hot_size=len(vocab)`: Magenta's float one-hot inputs)."""
 
-    input_type, output_type = list, "tf.train.SequenceExample"
+    def __init__(self, one_hot_size: int | None = None, name=None):
+        tf = import_tensorflow()
+        super().__init__(list, tf.train.SequenceExample, name)
+        self.one_hot_size = one_hot_size
 
-    def transform(self, ids):
+    def transform(self, input_object):
         from melody_plugin.dataset import sequence_to_example
 
-        return [sequence_to_example(ids)]
+        self._set_counts({"examples": 1})
+        return [sequence_to_example(input_object, self.one_hot_size)]
+
+
+class FilePartition(_Unit):
+    """NoteSequence -> {"eval_melodies": [...], "training_melodies": [...]}, keyed on the file name.
+
+    The deterministic stand-in for Magenta's `RandomPartition`: a file always lands in the same split, the same
+    one as `melody_create_dataset` and `melody_train` give it (corpus.split_key).
+    """
+
+    def __init__(self, eval_ratio: float, name=None):
+        if not 0 <= eval_ratio < 1:
+            raise MelodyPluginError(f"eval_ratio must be in [0, 1), got {eval_ratio}")
+        ns = _note_sequence_type()
+        super().__init__(ns, {EVAL: ns, TRAINING: ns}, name)
+        self.eval_ratio = eval_ratio
+
+    def partition_of(self, ns) -> str:
+        return EVAL if corpus.is_eval(corpus.split_key(ns), self.eval_ratio) else TRAINING
+
+    def transform(self, input_object):
+        name = self.partition_of(input_object)
+        self._set_counts({f"{name}_count": 1})
+        return {EVAL: [input_object] if name == EVAL else [], TRAINING: [input_object] if name == TRAINING else []}
 
 
 class Chain(Pipeline):
-    """Pipelines run one after the other; each output of one is fed to the next."""
+    """Units run one after the other, each output of one fed to the next; statistics of all, for the last call."""
 
     def __init__(self, pipelines, name="Chain"):
-        super().__init__(name)
         self.pipelines = list(pipelines)
         for a, b in zip(self.pipelines, self.pipelines[1:]):
-            if a.output_type is not b.input_type and b.input_type is not object:
+            if a.output_type is not b.input_type:
                 raise MelodyPluginError(f"pipeline {a.name} outputs {a.output_type}, but {b.name} takes "
                                         f"{b.input_type}")
-        self.input_type, self.output_type = self.pipelines[0].input_type, self.pipelines[-1].output_type
+        super().__init__(self.pipelines[0].input_type, self.pipelines[-1].output_type, name)
+        self._last_stats = []
 
-    def transform(self, item):
-        items = [item]
-        for p in self.pipelines:
-            items = [out for x in items for out in p.transform(x)]
+    def transform(self, input_object):
+        items, stats = [input_object], []
+        for unit in self.pipelines:
+            produced = []
+            for item in items:
+                produced += unit.transform(item)
+                stats += [s.copy() for s in unit.get_stats()]
+            items = produced
+        self._last_stats = merge_statistics(stats)
         return items
 
-    def get_stats(self):
-        stats = {}
-        for p in self.pipelines:
-            stats.update(p.get_stats())
-        return stats
-
-    def reset_stats(self):
-        for p in self.pipelines:
-            p.reset_stats()
-
-
-def eval_fraction(key: str) -> float:
-    """A stable number in [0, 1) from a file name: the same file always falls in the same split."""
-    return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:12], 16) / float(16 ** 12)
+    def get_stats(self) -> list:
+        return list(self._last_stats)
 
 
 class PartitionedPipeline(Pipeline):
-    """NoteSequence -> {"training": [...], "eval": [...]}: a deterministic split by file, then the chain."""
+    """NoteSequence -> {"eval_melodies": [...], "training_melodies": [...]}: a FilePartition, then one chain each."""
 
-    def __init__(self, chain: Pipeline, eval_ratio: float, name="Partition"):
-        super().__init__(name)
-        if not 0 <= eval_ratio < 1:
-            raise MelodyPluginError(f"eval_ratio must be in [0, 1), got {eval_ratio}")
-        self.chain, self.eval_ratio = chain, eval_ratio
-        self.input_type, self.output_type = chain.input_type, dict
+    def __init__(self, partition: FilePartition, chains: dict, name="MelodyDatasetPipeline"):
+        if set(chains) != set(partition.output_type):
+            raise MelodyPluginError(f"chains {sorted(chains)} do not match partitions {sorted(partition.output_type)}")
+        self.partition, self.chains = partition, dict(chains)
+        self.chain = self.chains[TRAINING]
+        super().__init__(partition.input_type, {k: c.output_type for k, c in self.chains.items()}, name)
+        self._last_stats = []
 
     def partition_of(self, ns) -> str:
-        key = ns.filename or ns.id or ns.SerializeToString().hex()[:64]
-        return "eval" if eval_fraction(key) < self.eval_ratio else "training"
+        return self.partition.partition_of(ns)
 
-    def transform(self, ns):
-        name = self.partition_of(ns)
-        self.count(f"{name}_sequences")
-        return {name: self.chain.transform(ns), ("eval" if name == "training" else "training"): []}
+    def transform(self, input_object):
+        parts = self.partition.transform(input_object)
+        stats = [s.copy() for s in self.partition.get_stats()]
+        out = {}
+        for mode, chain in self.chains.items():
+            out[mode] = []
+            for item in parts[mode]:
+                out[mode] += chain.transform(item)
+                stats += [s.copy() for s in chain.get_stats()]
+        self._last_stats = merge_statistics(stats)
+        return out
 
-    def get_stats(self):
-        return {**super().get_stats(), **self.chain.get_stats()}
+    def get_stats(self) -> list:
+        return list(self._last_stats)
 
 
-def melody_pipeline(config: ModelConfig, track=None, program=None) -> Chain:
+def melody_pipeline(config: ModelConfig, track=None, program=None, suffix: str = "") -> Chain:
     """The NoteSequence -> Melody half of the graph (it needs no vocabulary)."""
     return Chain([
-        TimeChangeSplitter(name="TimeChangeSplitter"),
-        Quantizer(config.steps_per_quarter, name="Quantizer"),
-        MelodyExtractor(config.polyphony_policy, track, program, config.min_notes, name="MelodyExtractor"),
-    ], name="MelodyPipeline")
+        TimeChangeSplitter(name=f"TimeChangeSplitter{suffix}"),
+        Quantizer(config.steps_per_quarter, name=f"Quantizer{suffix}"),
+        MelodyExtractor(config.polyphony_policy, track, program, config.min_notes, name=f"MelodyExtractor{suffix}"),
+    ], name=f"MelodyPipeline{suffix}")
 
 
-def get_pipeline(config_name: str | ModelConfig, eval_ratio: float, vocab: Vocabulary,
-                 augment: bool = True) -> PartitionedPipeline:
-    """The whole graph of a registered config: NoteSequence -> {"training"/"eval": [SequenceExample]}.
-
-    Transposition copies are made for the training partition only when `augment` is set; the eval partition
-    of this graph is built without them (Magenta's pipelines do the same by running one graph per split).
-    """
-    config = config_name if isinstance(config_name, ModelConfig) else get_config(config_name)
-    front = melody_pipeline(config).pipelines
-    transposer = KeyTransposer(config.transpose_to_key, config.augment_transpositions if augment else (0, 0),
-                               name="KeyTransposer")
-    chain = Chain(front + [transposer, MelodyEncoder(vocab, name="MelodyEncoder"),
-                           SequenceExampleMaker(name="SequenceExampleMaker")], name="MelodyDatasetPipeline")
-    return PartitionedPipeline(chain, eval_ratio)
+def load_vocabulary(vocab=None) -> Vocabulary:
+    """A Vocabulary from a Vocabulary, a run dir, a vocab.json path, or None: the shipped model's vocabulary."""
+    if isinstance(vocab, Vocabulary):
+        return vocab
+    path = Path(vocab) if vocab is not None else DEFAULT_MODEL_DIR
+    return Vocabulary.load(path / "vocab.json" if path.is_dir() else path)
 
 
-def run_pipeline_serial(pipeline: Pipeline, note_sequence_tfrecord, output_dir) -> dict:
-    """Runs a pipeline over a NoteSequence TFRecord and writes one SequenceExample TFRecord per partition.
+def get_pipeline(config, eval_ratio: float = 0.0, vocab=None, augment: bool = True,
+                 sequence_format: str = "plugin") -> PartitionedPipeline:
+    """The dataset graph of a config, with Magenta's signature: NoteSequence -> {"eval_melodies",
+    "training_melodies": [tf.train.SequenceExample]}.
 
-    Returns the pipeline's statistics plus the number of records written per output file.
-    """
-    from melody_plugin.dataset import write_examples
-
-    outputs = collections.defaultdict(list)
-    for ns in midi_io.read_note_sequence_tfrecord(note_sequence_tfrecord):
-        result = pipeline.transform(ns)
-        for name, items in (result.items() if isinstance(result, dict) else [("output", result)]):
-            outputs[name].extend(items)
-    stats = dict(pipeline.get_stats())
-    output_dir = Path(output_dir)
-    for name, items in sorted(outputs.items()):
-        stats[f"written_{name}"] = write_examples(items, output_dir / f"{name}.tfrecord")
-    return stats
-
-
-# --- dataset creation: the same transforms, run over files in worker processes
-
-FAILURE_REASONS = ("no_notes", "drums_only", "polyphony_rejected", "too_short", "quantization_failed",
-                   "split_failed", "bad_time_signature", "bad_tempo", "track_not_found")
-
-
-@dataclasses.dataclass
-class FileResult:
-    path: str
-    melodies: list
-    stats: dict
-    warnings: list
-    error: str = ""  # why the file was skipped
-
-
-def _extract_file(args) -> FileResult:
-    """Worker: one file (or serialized NoteSequence) -> melodies, via the same MelodyPipeline."""
-    source, config_json, track, program = args
-    config = ModelConfig.from_json(config_json)
-    chain = melody_pipeline(config, track, program)
-    if isinstance(source, tuple):  # (name, serialized NoteSequence) from a TFRecord
-        name, data = source
-        ns_type = _note_sequence_type()
-        files = [midi_io.MusicFile(name, (ns_type.FromString(data),))]
-    else:
-        name = source
-        try:
-            files = [midi_io.read_music_file(source)]
-        except InputFileError as e:
-            return FileResult(name, [], {}, [], e.reason)
-        except Exception as e:  # anything a library throws on hostile input: skip and report, never crash the run
-            return FileResult(name, [], {}, [], f"unreadable ({type(e).__name__}: {e})")
-    melodies, warnings = [], list(files[0].warnings)
-    try:
-        for ns in files[0].sequences:
-            melodies += chain.transform(ns)
-    except Exception as e:
-        return FileResult(name, [], {}, warnings, f"conversion failed ({type(e).__name__}: {e})")
-    stats = {k.split("_", 1)[1]: v for k, v in chain.get_stats().items()}
-    if not melodies:
-        reasons = [r for r in FAILURE_REASONS if stats.get(r)]
-        return FileResult(name, [], stats, warnings, (reasons[0] if reasons else "no_notes").replace("_", " "))
-    if stats.get("time_change_splits"):
-        warnings.append(f"split into {len(melodies)} melodies at time-signature/tempo changes")
-    if stats.get("notes_snapped_to_grid"):
-        warnings.append(f"{stats['notes_snapped_to_grid']} notes snapped to the grid")
-    if stats.get("polyphony_resolved"):
-        warnings.append(f"{stats['polyphony_resolved']} overlapping notes resolved ({config.polyphony_policy})")
-    return FileResult(name, melodies, stats, warnings)
-
-
-def _init_worker():
-    quiet_third_party()
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
-
-
-def _sources(input_path):
-    """File paths, or (name, bytes) NoteSequences when the input is a TFRecord."""
-    if midi_io.is_tfrecord(input_path) and "*" not in str(input_path):
-        return [(f"{Path(input_path).name}#{i}:{ns.filename or ns.id}", ns.SerializeToString())
-                for i, ns in enumerate(midi_io.read_note_sequence_tfrecord(input_path))]
-    return [str(p) for p in midi_io.list_music_files(input_path)]
-
-
-@dataclasses.dataclass
-class Corpus:
-    """Melodies of a folder split by file into train and eval, and what happened to every file."""
-
-    train: list
-    eval: list
-    results: list
-    elapsed_s: float
-
-
-def default_input() -> Path:
-    """The example corpus shipped inside the package (about 100 folk tunes)."""
-    return Path(__file__).parent / "data" / "corpus"
-
-
-def collect_melodies(input_path, config: ModelConfig, eval_ratio: float = 0.1, workers: int | None = None,
-                     track=None, program=None, progress: bool | None = None) -> Corpus:
-    """Reads every file of `input_path` in worker processes and extracts melodies, skipping bad files.
+    Args:
+      config: a registered config name or a ModelConfig.
+      eval_ratio: share of files held out, keyed on the file name (not random, unlike Magenta's).
+      vocab: a Vocabulary, a run dir, or a vocab.json path. Default: the shipped model's vocabulary
+        (melody_plugin/data/default_model/vocab.json, the folk set's tokens on a grid of 12 per quarter).
+      augment: make the config's transposition copies in the training partition (never in eval).
+      sequence_format: "plugin" (int64 ids) or "magenta" (float one-hot inputs, int64 labels).
 
     Raises:
-      InputFileError: only if `input_path` names nothing readable at all.
+      GridError: if the vocabulary's grid is not the config's.
     """
-    from tqdm import tqdm
-
-    start = time.perf_counter()
-    sources = _sources(input_path if input_path else default_input())
-    workers = workers or min(len(sources), os.cpu_count() or 1)
-    config_json = config.to_json()
-    tasks = [(s, config_json, track, program) for s in sources]
-    bar = tqdm(total=len(tasks), desc="reading", unit="file", disable=None if progress is None else not progress)
-    results = []
-    if workers <= 1 or len(tasks) < 8:
-        for t in tasks:
-            results.append(_extract_file(t))
-            bar.update()
-    else:
-        # fork is cheap and safe here: the parent has not imported TensorFlow yet
-        ctx = multiprocessing.get_context("fork" if "tensorflow" not in sys.modules else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, maxtasksperchild=200) as pool:
-            for r in pool.imap(_extract_file, tasks, chunksize=8):
-                results.append(r)
-                bar.update()
-    bar.close()
-    train, eval_ = [], []
-    for r in results:
-        (eval_ if eval_fraction(Path(r.path).name) < eval_ratio else train).extend(r.melodies)
-    return Corpus(train, eval_, results, time.perf_counter() - start)
+    config = config if isinstance(config, ModelConfig) else get_config(config)
+    vocab = load_vocabulary(vocab)
+    if vocab.steps_per_quarter != config.steps_per_quarter:
+        raise GridError(f"the vocabulary is on {vocab.steps_per_quarter} steps per quarter, config {config.name} "
+                        f"on {config.steps_per_quarter}")
+    if sequence_format not in ("plugin", "magenta"):
+        raise MelodyPluginError(f"sequence_format must be plugin or magenta, got {sequence_format!r}")
+    one_hot_size = len(vocab) if sequence_format == "magenta" else None
+    chains = {}
+    for mode, label in ((EVAL, "eval"), (TRAINING, "training")):
+        shifts = config.augment_transpositions if (augment and mode == TRAINING) else (0, 0)
+        chains[mode] = Chain(melody_pipeline(config, suffix=f"_{label}").pipelines + [
+            KeyTransposer(config.transpose_to_key, shifts, name=f"KeyTransposer_{label}"),
+            MelodyEncoder(vocab, name=f"MelodyEncoder_{label}"),
+            SequenceExampleMaker(one_hot_size, name=f"SequenceExampleMaker_{label}"),
+        ], name=f"MelodyDatasetPipeline_{label}")
+    return PartitionedPipeline(FilePartition(eval_ratio, name="FilePartition"), chains)
 
 
-def prepare_melodies(melodies, config: ModelConfig, augment: bool) -> list[Melody]:
-    transposer = KeyTransposer(config.transpose_to_key, config.augment_transpositions if augment else (0, 0))
-    return [out for m in melodies for out in transposer.transform(m)]
+def _note_sequences(source):
+    """NoteSequences of a TFRecord path, sharded name or glob (`corpus.input_files` rules)."""
+    from melody_plugin import midi_io
+
+    for path in corpus.input_files(source):
+        if not corpus.is_tfrecord_name(path):
+            raise MelodyPluginError(f"{path}: not a NoteSequence TFRecord (convert music files with "
+                                    "convert_dir_to_note_sequences, or use melody_create_dataset)")
+        yield from midi_io.read_note_sequence_tfrecord(path)
 
 
-def encode_all(melodies, vocab: Vocabulary) -> tuple[list[list[int]], dict]:
-    encoder = MelodyEncoder(vocab, name="enc")
-    sequences = [ids for m in melodies for ids in encoder.transform(m)]
-    stats = {k.split("_", 1)[1]: v for k, v in encoder.get_stats().items()}
-    stats["tokens"] = sum(len(s) - 1 for s in sequences)  # unknown tokens are counted as oov_notes_unknown
-    return sequences, stats
+def run_pipeline_serial(pipeline, input_iterator, output_dir, output_file_base=None) -> dict:
+    """Magenta's `run_pipeline_serial`: runs `pipeline` on each input and writes one TFRecord per output.
 
+    Args:
+      pipeline: a unit or graph of this module, or any Magenta pipeline (a `DAGPipeline` too) whose outputs
+        have `SerializeToString`.
+      input_iterator: NoteSequences, or a NoteSequence TFRecord path, sharded name or glob.
+      output_dir: gets `<name>.tfrecord` per output (`<output_file_base>_<name>.tfrecord`), as Magenta names them.
 
-def _reason_kind(reason: str) -> str:
-    """A reason without its particulars, to count alike failures together ("events at tick N exceed ...")."""
-    import re
-
-    return re.sub(r"\d+", "N", re.sub(r"\s*\([^)]*\)", "", reason)).strip()
-
-
-def corpus_report(corpus: Corpus, vocab: Vocabulary, train_stats: dict, eval_stats: dict, input_path) -> dict:
-    skipped = [{"file": r.path, "reason": r.error} for r in corpus.results if r.error]
-    changed = [{"file": r.path, "changes": r.warnings} for r in corpus.results if not r.error and r.warnings]
-    reasons = collections.Counter(_reason_kind(r.error) for r in corpus.results if r.error)
-    totals = collections.Counter()
-    for r in corpus.results:
-        totals.update(r.stats)
-    def coverage(stats):
-        notes = stats.get("notes", 0)
-        exact = notes - stats.get("oov_notes_mapped", 0) - stats.get("oov_notes_unknown", 0)
-        return round(exact / notes, 4) if notes else None
-    return {
-        "input": str(input_path or default_input()),
-        "files_read": len(corpus.results),
-        "files_used": sum(1 for r in corpus.results if not r.error),
-        "files_skipped": len(skipped),
-        "skipped_by_reason": dict(reasons),
-        "melodies_train": len(corpus.train),
-        "melodies_eval": len(corpus.eval),
-        "notes_train": sum(m.num_pitched for m in corpus.train),
-        "notes_eval": sum(m.num_pitched for m in corpus.eval),
-        "tokens_train": train_stats.get("tokens", 0),
-        "tokens_eval": eval_stats.get("tokens", 0),
-        "vocab_size": len(vocab),
-        "coverage_train": coverage(train_stats),
-        "coverage_eval": coverage(eval_stats),
-        "oov_eval": {k: eval_stats.get(k, 0) for k in ("oov_notes_mapped", "oov_notes_unknown")},
-        "conversion": {k: totals[k] for k in ("time_change_splits", "notes_snapped_to_grid", "polyphony_resolved",
-                                              "key_estimated", "other_tracks_ignored", "too_short")},
-        "seconds": round(corpus.elapsed_s, 2),
-        "skipped": skipped,
-        "changed": changed,
-    }
-
-
-def build_vocabulary(train_melodies, config: ModelConfig) -> Vocabulary:
-    return Vocabulary.build(prepare_melodies(train_melodies, config, augment=True), config.min_token_count,
-                            config.transpose_to_key, config.augment_transpositions)
-
-
-def create_dataset(input_path, output_dir, config: ModelConfig, eval_ratio: float = 0.1, workers=None,
-                   track=None, program=None, progress=None) -> dict:
-    """Files -> train/eval SequenceExample TFRecords, vocab.json and stats.json in `output_dir`.
-
-    Returns the report (also written as stats.json). Bad files are skipped and listed, never fatal.
+    Returns:
+      The statistics merged over every call (`statistics_dict`), plus `written_<name>` record counts.
     """
-    from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, write_sequences
+    from melody_plugin import atomic
 
-    corpus = collect_melodies(input_path, config, eval_ratio, workers, track, program, progress)
-    if not corpus.train:
-        raise MelodyPluginError(f"{input_path}: no usable melody in the training split "
-                                f"({len(corpus.results)} files read, all skipped or in eval)")
-    vocab = build_vocabulary(corpus.train, config)
-    train_seqs, train_stats = encode_all(prepare_melodies(corpus.train, config, augment=True), vocab)
-    eval_seqs, eval_stats = encode_all(prepare_melodies(corpus.eval, config, augment=False), vocab)
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_sequences(train_seqs, output_dir / TRAIN_FILE)
-    write_sequences(eval_seqs, output_dir / EVAL_FILE)
-    vocab.save(output_dir / "vocab.json")
-    report = corpus_report(corpus, vocab, train_stats, eval_stats, input_path)
-    report["config"] = config.to_json()
-    atomic.write_json(output_dir / "stats.json", report)
-    return report
+    tf = import_tensorflow()
+    outputs = pipeline.output_type_as_dict
+    for name, type_ in outputs.items():
+        if not hasattr(type_, "SerializeToString"):
+            raise MelodyPluginError(f"pipeline output {name!r} of type {type_} cannot be written "
+                                    "(no SerializeToString)")
+    if isinstance(input_iterator, (str, os.PathLike)):
+        input_iterator = _note_sequences(input_iterator)
+    default_name = next(iter(outputs))
+    stats, written = [], collections.Counter()
+    with contextlib.ExitStack() as stack:
+        writers = {}
+        for name in outputs:
+            file_name = f"{output_file_base}_{name}.tfrecord" if output_file_base else f"{name}.tfrecord"
+            tmp = stack.enter_context(atomic.atomic_path(Path(output_dir) / file_name))
+            writers[name] = stack.enter_context(tf.io.TFRecordWriter(str(tmp)))
+        for item in input_iterator:
+            result = pipeline.transform(item)
+            for name, items in (result if isinstance(result, dict) else {default_name: result}).items():
+                for output in items:
+                    writers[name].write(output.SerializeToString())
+                written[name] += len(items)
+            stats = merge_statistics(stats + [s.copy() for s in pipeline.get_stats()])
+    return {**statistics_dict(stats), **{f"written_{name}": written[name] for name in outputs}}
 
 
-def format_report(report: dict, max_lines: int = 20) -> str:
-    """The readable terminal summary of a dataset report."""
-    lines = [
-        f"files read: {report['files_read']}, used: {report['files_used']}, skipped: {report['files_skipped']}"
-        f" in {report['seconds']} s",
-        f"melodies: {report['melodies_train']} train / {report['melodies_eval']} eval; notes: "
-        f"{report['notes_train']} / {report['notes_eval']}; tokens: {report['tokens_train']} / {report['tokens_eval']}",
-        f"vocabulary: {report['vocab_size']} tokens; coverage: train {report['coverage_train']}, "
-        f"eval {report['coverage_eval']}",
-        "conversion: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report["conversion"].items() if v),
-    ]
-    if report["skipped"]:
-        lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in report["skipped_by_reason"].items()))
-        for item in report["skipped"][:max_lines]:
-            lines.append(f"  {item['file']}: {item['reason']}")
-        if len(report["skipped"]) > max_lines:
-            lines.append(f"  ... {len(report['skipped']) - max_lines} more in stats.json")
-    if report["changed"]:
-        lines.append(f"changed while reading: {len(report['changed'])} files")
-        for item in report["changed"][:max_lines // 2]:
-            lines.append(f"  {item['file']}: {'; '.join(item['changes'])}")
-        if len(report["changed"]) > max_lines // 2:
-            lines.append(f"  ... {len(report['changed']) - max_lines // 2} more in stats.json")
-    return "\n".join(lines)
+# --- Magenta's sequence generator contract
+
+_GeneratorBase = _magenta_sequence_generator.BaseSequenceGenerator if MAGENTA else object
+_ErrorBases = ((MelodyPluginError, _magenta_sequence_generator.SequenceGeneratorError) if MAGENTA
+               else (MelodyPluginError,))
+
+
+class SequenceGeneratorError(*_ErrorBases):
+    """A generate request the model cannot serve (Magenta's `SequenceGeneratorError` too, when installed)."""
+
+
+def _run_dir_of(checkpoint) -> Path:
+    """The run dir of a checkpoint argument: the run dir itself, a folder in it (Magenta passes run_dir/train),
+    or a checkpoint file in its checkpoints/ folder."""
+    path = Path(checkpoint).expanduser()
+    for candidate in (path, path.parent, path.parent.parent):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise ModelLoadError(f"{checkpoint}: not a melody_plugin run dir nor inside one (no config.json)")
+
+
+def _bundle_proto(bundle):
+    """A GeneratorBundle from a proto or a .mag path."""
+    quiet_third_party()
+    from note_seq.protobuf import generator_pb2
+
+    if isinstance(bundle, generator_pb2.GeneratorBundle):
+        return bundle
+    from melody_plugin.midi_io import read_guarded_bytes
+
+    try:
+        return generator_pb2.GeneratorBundle.FromString(read_guarded_bytes(bundle, max_bytes=1 << 30))
+    except MelodyPluginError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(f"{bundle}: not a generator bundle ({type(e).__name__})") from None
+
+
+def _bundle_meta(bundle) -> dict:
+    try:
+        meta = json.loads(bundle.metagraph_file.decode())
+        if meta.get("format") != "melody_plugin/1":
+            raise ValueError("not a melody_plugin bundle")
+        return meta
+    except Exception as e:
+        raise ModelLoadError(f"bundle {bundle.generator_details.id!r}: not a melody_plugin generator bundle "
+                             f"({type(e).__name__}: {e})") from None
+
+
+def _generator_from_bundle(bundle) -> MelodyGenerator:
+    from melody_plugin import numpy_model
+
+    meta = _bundle_meta(bundle)
+    source = f"bundle {bundle.generator_details.id}"
+    try:
+        weights, wmeta = numpy_model.weights_from_bytes(bundle.checkpoint_file[0])
+        config, vocab = ModelConfig.from_json(meta["config"]), Vocabulary.from_json(meta["vocab"], source)
+    except MelodyPluginError:
+        raise
+    except Exception as e:
+        raise ModelLoadError(f"{source}: unreadable weights or vocabulary ({type(e).__name__}: {e})") from None
+    return MelodyGenerator(config, vocab, weights, source, wmeta.get("step"))
+
+
+def _generate_args(args) -> dict:
+    """GeneratorOptions.args understood here, with their types; others are ignored, as Magenta does."""
+    kinds = {"temperature": float, "beam_size": int, "branch_factor": int, "steps_per_iteration": int,
+             "top_k": int, "top_p": float, "seed": int, "snap_to_bar": bool}
+    out = {}
+    for name, kind in kinds.items():
+        if name not in args:
+            continue
+        value = args[name]
+        field = value.WhichOneof("kind")
+        if field is None:
+            continue
+        raw = getattr(value, field)
+        if kind is bool and isinstance(raw, (str, bytes)):
+            raw = (raw.decode() if isinstance(raw, bytes) else raw).lower() in ("1", "true", "yes")
+        out[name] = kind(raw)
+    return out
+
+
+def _cut(notes, steps: int) -> list[Note]:
+    """The first `steps` steps of `notes` (the last note shortened)."""
+    out, step = [], 0
+    for n in notes:
+        if step >= steps:
+            break
+        out.append(Note(n.pitch, min(n.duration_steps, steps - step)))
+        step += out[-1].duration_steps
+    return out
+
+
+class MelodySequenceGenerator(_GeneratorBase):
+    """Magenta's `BaseSequenceGenerator` contract over a `MelodyGenerator` (and one, when Magenta is installed).
+
+    `generate(input_sequence, generator_options)` continues the melody of `input_sequence` (or of its one input
+    section) from the grid step of the generate section's `start_time` (a rest fills the gap) to its
+    `end_time` quantized down; the output's `total_time` is `end_time`. `snap_to_bar` (constructor, or
+    `args["snap_to_bar"]`) ends it on the last bar line at or before `end_time` instead. Default: not snapped.
+    `args` read: temperature, beam_size, branch_factor, steps_per_iteration (Magenta's), top_k, top_p, seed
+    (default: a fresh one per call), snap_to_bar.
+    """
+
+    def __init__(self, model: MelodyGenerator | None = None, details=None, checkpoint=None, bundle=None,
+                 snap_to_bar: bool = False):
+        """Args:
+          model: a loaded MelodyGenerator; or leave None and give exactly one of:
+          checkpoint: a run dir, a folder in it (Magenta's run_dir/train) or a checkpoint file in it; its
+            latest checkpoint is loaded by `initialize()`.
+          bundle: a GeneratorBundle proto (what Magenta's `read_bundle_file` returns) or a .mag path.
+          details: a GeneratorDetails; default: the model's config name and description.
+        """
+        if model is None and checkpoint is None and bundle is None:
+            raise SequenceGeneratorError("Either checkpoint or bundle must be set")
+        if checkpoint is not None and bundle is not None:
+            raise SequenceGeneratorError("Checkpoint and bundle cannot both be set")
+        quiet_third_party()
+        from note_seq.protobuf import generator_pb2
+
+        from melody_plugin.rundir import RunDir
+
+        self._model, self._owns_model = model, model is None
+        self._checkpoint = _run_dir_of(checkpoint) if checkpoint is not None else None
+        self._bundle = _bundle_proto(bundle) if bundle is not None else None
+        if model is not None:
+            self.config = model.config
+        elif self._checkpoint is not None:
+            self.config = RunDir(self._checkpoint).load_config()
+        else:
+            self.config = ModelConfig.from_json(_bundle_meta(self._bundle)["config"])
+        self._details = details or generator_pb2.GeneratorDetails(
+            id=self.config.name, description=self.config.description or self.config.name)
+        if self._bundle is not None and self._bundle.generator_details.id != self._details.id:
+            raise SequenceGeneratorError(f"Generator id in bundle ({self._bundle.generator_details.id}) does not "
+                                         f"match this generator's id ({self._details.id})")
+        self.snap_to_bar = snap_to_bar
+        self._initialized = model is not None
+
+    @property
+    def details(self):
+        return self._details
+
+    @property
+    def bundle_details(self):
+        """The bundle's BundleDetails, or None when loaded from a checkpoint (as Magenta's)."""
+        return self._bundle.bundle_details if self._bundle is not None else None
+
+    @property
+    def steps_per_quarter(self) -> int:
+        return self._model.vocab.steps_per_quarter if self._model else self.config.steps_per_quarter
+
+    @property
+    def model(self) -> MelodyGenerator:
+        self.initialize()
+        return self._model
+
+    def initialize(self) -> None:
+        """Loads the weights (numpy; no TensorFlow session). A no-op when already loaded."""
+        if self._initialized:
+            return
+        if self._checkpoint is not None:
+            self._model = MelodyGenerator.from_run_dir(self._checkpoint)
+        else:
+            self._model = _generator_from_bundle(self._bundle)
+        self._initialized = True
+
+    def close(self) -> None:
+        """Drops weights loaded from a checkpoint or bundle (a model passed in is kept)."""
+        if self._initialized and self._owns_model:
+            self._model, self._initialized = None, False
+
+    def __enter__(self):
+        self.initialize()
+        return self
+
+    def __exit__(self, *args):
+        self.close()
+
+    def create_bundle_file(self, bundle_file, bundle_description=None) -> None:
+        if not bundle_file:
+            raise SequenceGeneratorError("Bundle file location not specified.")
+        self.initialize()
+        self._model.save_bundle(bundle_file, bundle_description or "")
+
+    def generate(self, input_sequence, generator_options):
+        """Magenta's `generate`: initializes, then continues `input_sequence` over the one generate section.
+
+        Raises:
+          SequenceGeneratorError: for more than one input section, not exactly one generate section, a section
+            that ends before it starts or holds no grid step, a start before the primer's last note ends, an
+            input section overlapping the generate section, or a meter change before `start_time`.
+        """
+        self.initialize()
+        return self._generate(input_sequence, generator_options)
+
+    def _generate(self, input_sequence, generator_options):
+        quiet_third_party()
+        from note_seq import sequences_lib
+        from note_seq.protobuf import music_pb2
+
+        options = generator_options
+        if len(options.input_sections) > 1:
+            raise SequenceGeneratorError(f"This model supports at most one input_sections message, but got "
+                                         f"{len(options.input_sections)}")
+        if len(options.generate_sections) != 1:
+            raise SequenceGeneratorError(f"This model supports only 1 generate_sections message, but got "
+                                         f"{len(options.generate_sections)}")
+        section = options.generate_sections[0]
+        start_time, end_time = section.start_time, section.end_time
+        if not end_time > start_time:
+            raise SequenceGeneratorError(f"generate section ends at {end_time} s, not after its start "
+                                         f"({start_time} s)")
+        primer_ns = music_pb2.NoteSequence()
+        if input_sequence is not None:
+            primer_ns.CopyFrom(input_sequence)
+        if options.input_sections:
+            inp = options.input_sections[0]
+            if inp.end_time > start_time + 1e-9 and inp.start_time < end_time:
+                raise SequenceGeneratorError(f"input section {inp.start_time}-{inp.end_time} s overlaps the generate "
+                                             f"section {start_time}-{end_time} s; this model can only extend sequences")
+            primer_ns = sequences_lib.trim_note_sequence(primer_ns, inp.start_time, inp.end_time)
+        last_end = max((n.end_time for n in primer_ns.notes), default=0.0)
+        if last_end > start_time:
+            raise SequenceGeneratorError(
+                "Got GenerateSection request for section that is before the end of the NoteSequence. This model "
+                f"can only extend sequences. Requested start time: {start_time}, Final note end time: {last_end}")
+        # the primer is what comes before start_time; later tempo and meter events belong to the generated part
+        for events in (primer_ns.tempos, primer_ns.time_signatures, primer_ns.key_signatures):
+            kept = [e for e in events if e.time < start_time or e.time == 0]
+            del events[:]
+            events.extend(kept)
+        primer_ns.total_time = min(primer_ns.total_time, start_time)
+        changes = melody_lib.meter_change_times(primer_ns)
+        if changes:
+            raise SequenceGeneratorError(f"the time signature changes at {changes[-1]:.3f} s, before the generate "
+                                         "section; give an input section after the change")
+
+        args = _generate_args(options.args)
+        snap = args.get("snap_to_bar", self.snap_to_bar)
+        spq = self.steps_per_quarter
+        tempo_map = melody_lib.TempoMap(primer_ns.tempos)
+        start_step = math.ceil(tempo_map.quarters_at(start_time) * spq - 1e-6)  # no new note before start_time
+        end_step = math.floor(tempo_map.quarters_at(end_time) * spq + 1e-6)
+        primer = self._primer(primer_ns, start_step, tempo_map)
+        if snap:
+            end_step -= end_step % primer.steps_per_bar
+        if end_step <= start_step:
+            raise SequenceGeneratorError(f"generate section {start_time}-{end_time} s holds no grid step"
+                                         f"{' up to a bar line' if snap else ''} after its start (step {start_step} "
+                                         f"of {spq} per quarter)")
+        generation = self._model.generate(
+            primer, end_step=end_step, temperature=args.get("temperature", 1.0), beam_size=args.get("beam_size", 1),
+            branch_factor=args.get("branch_factor", 1), steps_per_iteration=args.get("steps_per_iteration", 1),
+            top_k=args.get("top_k", 0), top_p=args.get("top_p", 1.0),
+            seed=args.get("seed", secrets.randbelow(2**31)))[0]
+        ns = generation.note_sequence
+        end = ns.total_time if snap else end_time
+        for note in ns.notes:  # float steps must not poke past the end
+            note.end_time = min(note.end_time, end)
+        ns.total_time = end
+        return ns
+
+    def _primer(self, primer_ns, start_step: int, tempo_map) -> Melody:
+        """The primer's melody on the model's grid, lasting exactly to `start_step` (a rest fills the gap)."""
+        spq = self.steps_per_quarter
+        try:
+            melody = self._model.primer_from_note_sequence(primer_ns, "highest")
+        except melody_lib.MelodyError as e:
+            if e.reason not in ("no_notes", "drums_only"):
+                raise
+            ts = sorted(primer_ns.time_signatures, key=lambda t: t.time)
+            meter = (ts[0].numerator, ts[0].denominator) if ts else (4, 4)
+            melody = Melody((), spq, meter)
+        notes = list(melody.notes)
+        if melody.total_steps > start_step:
+            notes = _cut(notes, start_step)
+        elif melody.total_steps < start_step:
+            notes += _rests(melody.total_steps, start_step - melody.total_steps, melody.steps_per_bar)
+        # the tempo map up to start_step, rests included (the melody keeps only the changes up to its end)
+        tempos = tempo_map.tempo_steps(spq)
+        qpm, changes = tempos[0][1], []
+        for step, change_qpm in tempos[1:]:
+            if 0 < step < start_step and change_qpm != (changes[-1][1] if changes else qpm):
+                changes.append((step, change_qpm))
+        return dataclasses.replace(melody, notes=tuple(notes), qpm=qpm, tempo_changes=tuple(changes))
+
+
+def get_generator_map() -> dict:
+    """{config name: factory} for every registered config, like Magenta's melody_rnn `get_generator_map()`.
+
+    A factory takes `checkpoint=` (a run dir, or a folder or checkpoint in it) or `bundle=` (a GeneratorBundle
+    proto or a .mag path), and optionally `snap_to_bar=True`, and returns a `MelodySequenceGenerator`; the model
+    there must have been trained with that config.
+    """
+    quiet_third_party()
+    from note_seq.protobuf import generator_pb2
+
+    def factory_for(name):
+        config = get_config(name)
+
+        def create_sequence_generator(checkpoint=None, bundle=None, snap_to_bar=False):
+            details = generator_pb2.GeneratorDetails(id=name, description=config.description or name)
+            generator = MelodySequenceGenerator(None, details, checkpoint, bundle, snap_to_bar)
+            if generator.config.name != name:
+                raise ModelLoadError(f"{checkpoint}: trained with config {generator.config.name!r}, not {name!r}")
+            return generator
+
+        create_sequence_generator.config = config
+        return create_sequence_generator
+
+    return {name: factory_for(name) for name in list_configs()}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melody_plugin import numpy_model, pipelines
+from melody_plugin import corpus as corpus_lib, numpy_model
 from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, make_dataset, read_sequences, write_sequences
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.model import build_model
@@ -142,18 +142,18 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
         eval_path = Path(input_path) / EVAL_FILE
         eval_ = read_sequences(eval_path) if eval_path.is_file() else []
         return train, eval_, data_vocab
-    corpus = pipelines.collect_melodies(input_path, config, eval_ratio, progress=progress)
+    corpus = corpus_lib.collect_melodies(input_path, config, eval_ratio, progress=progress)
     if not corpus.train:
-        raise TrainingError(f"{input_path or pipelines.default_input()}: no usable melody "
+        raise TrainingError(f"{input_path or corpus_lib.default_input()}: no usable melody "
                             f"({len(corpus.results)} files read)")
     skipped = [r for r in corpus.results if r.error]
     log(f"read {len(corpus.results)} files in {corpus.elapsed_s:.1f} s: {len(corpus.train)} train / "
         f"{len(corpus.eval)} eval melodies, {len(skipped)} files skipped")
     for r in skipped[:10]:
         log(f"  skipped {r.path}: {r.error}")
-    vocab = vocab or pipelines.build_vocabulary(corpus.train, config)
-    train, _ = pipelines.encode_all(pipelines.prepare_melodies(corpus.train, config, augment=True), vocab)
-    eval_, _ = pipelines.encode_all(pipelines.prepare_melodies(corpus.eval, config, augment=False), vocab)
+    vocab = vocab or corpus_lib.build_vocabulary(corpus.train, config)
+    train, _ = corpus_lib.encode_all(corpus_lib.prepare_melodies(corpus.train, config, augment=True), vocab)
+    eval_, _ = corpus_lib.encode_all(corpus_lib.prepare_melodies(corpus.eval, config, augment=False), vocab)
     return [np.asarray(s, np.int32) for s in train], [np.asarray(s, np.int32) for s in eval_], vocab
 
 
@@ -463,8 +463,8 @@ def evaluate_checkpoints(run_dir, input_path=None, num_training_steps: int | Non
     if input_path and _is_dataset_dir(input_path):
         eval_seqs = read_sequences(Path(input_path) / EVAL_FILE)
     elif input_path:  # every melody of the input is evaluation data
-        corpus = pipelines.collect_melodies(input_path, config, eval_ratio=0.0, progress=False)
-        eval_seqs, _ = pipelines.encode_all(pipelines.prepare_melodies(corpus.train, config, augment=False), vocab)
+        corpus = corpus_lib.collect_melodies(input_path, config, eval_ratio=0.0, progress=False)
+        eval_seqs, _ = corpus_lib.encode_all(corpus_lib.prepare_melodies(corpus.train, config, augment=False), vocab)
     elif (run.data_dir / EVAL_FILE).is_file():
         eval_seqs = read_sequences(run.data_dir / EVAL_FILE)
     else:

@@ -1,14 +1,19 @@
-"""Pipelines and datasets: typed transforms with counters, the train/eval graph, TFRecords, dataset creation."""
+"""Pipeline units, the dataset graph, record formats and bundles, with or without Magenta installed.
 
-import json
+The tests of Magenta's own code running the plugin are in test_magenta_interop.py.
+"""
+
+import hashlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import PHRASES, make_sequence, pattern_notes, write_midi
+from conftest import PHRASES, ROOT, make_sequence, pattern_notes
 from melody_plugin import dataset, midi_io, pipelines, registry
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.melody import Melody, Note
+from melody_plugin.melody import REST, Melody, Note
 from melody_plugin.vocab import START, Vocabulary
 
 
@@ -16,12 +21,68 @@ def config(**kw):
     return registry.with_hparams(registry.get_config("char_lstm"), {"min_notes": 2, **kw})
 
 
-def test_sequence_example_round_trip():
+def melody_of(pattern, repeats=1, steps_per_quarter=12, time_signature=(4, 4)) -> Melody:
+    """The Melody a (pitch or None, quarters) pattern should give, rests cut at bar lines, written out by hand."""
+    spb = time_signature[0] * steps_per_quarter * 4 // time_signature[1]
+    notes, step = [], 0
+    for _ in range(repeats):
+        for pitch, quarters in pattern:
+            steps = int(quarters * steps_per_quarter)
+            if pitch is None:
+                while steps:
+                    part = min(steps, spb - step % spb)
+                    notes.append(Note(REST, part))
+                    step, steps = step + part, steps - part
+            else:
+                notes.append(Note(pitch, steps))
+                step += steps
+    return Melody(tuple(notes), steps_per_quarter, time_signature)
+
+
+def in_eval(name: str, ratio: float) -> bool:
+    """The documented split rule, computed here: sha1 of the file name, first 12 hex digits / 16**12 < ratio."""
+    return int(hashlib.sha1(name.encode()).hexdigest()[:12], 16) / 16**12 < ratio
+
+
+def counts(stats) -> dict:
+    return {s.name: s.count for s in stats}
+
+
+# --- record formats
+
+
+def test_sequence_example_round_trip_in_both_formats():
     example = dataset.sequence_to_example([START, 5, 6, 7])
     lists = example.feature_lists.feature_list
     assert [f.int64_list.value[0] for f in lists["inputs"].feature] == [START, 5, 6]
     assert [f.int64_list.value[0] for f in lists["labels"].feature] == [5, 6, 7]
     assert dataset.example_to_sequence(example).tolist() == [START, 5, 6, 7]
+
+    magenta = dataset.sequence_to_example([START, 5, 6, 7], one_hot_size=9)
+    lists = magenta.feature_lists.feature_list
+    inputs = [list(f.float_list.value) for f in lists["inputs"].feature]
+    assert inputs == [[1.0 if i == t else 0.0 for i in range(9)] for t in (START, 5, 6)]
+    assert [f.int64_list.value[0] for f in lists["labels"].feature] == [5, 6, 7]
+    assert dataset.example_to_sequence(magenta).tolist() == [START, 5, 6, 7]
+
+
+def test_magenta_format_files_read_back_and_bad_records_are_clear_errors(tmp_path):
+    seqs = [[START, 3, 4, 5], [START, 8, 2]]
+    assert dataset.write_sequences(seqs, tmp_path / "m.tfrecord", one_hot_size=10) == 2
+    assert [s.tolist() for s in dataset.read_sequences(tmp_path / "m.tfrecord")] == seqs
+
+    import tensorflow as tf
+
+    two_hot = dataset.sequence_to_example([START, 3], one_hot_size=5)
+    two_hot.feature_lists.feature_list["inputs"].feature[0].float_list.value[4] = 1.0
+    no_labels = tf.train.SequenceExample()
+    no_labels.feature_lists.feature_list["inputs"].feature.add().int64_list.value.append(1)
+    for name, example in (("two_hot", two_hot), ("no_labels", no_labels)):
+        dataset.write_examples([example], tmp_path / f"{name}.tfrecord")
+        with pytest.raises(dataset.DatasetError, match=rf"{name}.tfrecord: record 0: "):
+            dataset.read_sequences(tmp_path / f"{name}.tfrecord")
+    with pytest.raises(dataset.DatasetError, match="ids must be in"):
+        dataset.sequence_to_example([START, 12], one_hot_size=5)
 
 
 def test_make_dataset_windows_are_shifted_by_one():
@@ -37,18 +98,47 @@ def test_make_dataset_windows_are_shifted_by_one():
         dataset.make_dataset([np.array([START, 5])], window_size=4, batch_size=2)
 
 
+# --- units
+
+
 def test_chain_checks_types():
     vocab = Vocabulary.build([Melody((Note(60, 12),))])
     with pytest.raises(MelodyPluginError, match="outputs .* but MelodyExtractor takes"):
         pipelines.Chain([pipelines.MelodyEncoder(vocab), pipelines.MelodyExtractor()])
 
 
+def test_units_are_typed_with_classes_and_partition_outputs_are_a_dict_of_classes():
+    import tensorflow as tf
+    from note_seq.protobuf import music_pb2
+
+    graph = pipelines.get_pipeline(config(), 0.2)
+    assert graph.input_type is music_pb2.NoteSequence
+    assert graph.output_type == {"eval_melodies": tf.train.SequenceExample,
+                                 "training_melodies": tf.train.SequenceExample}
+    assert graph.output_type_as_dict == graph.output_type
+    assert graph.partition["training_melodies"].output_type is music_pb2.NoteSequence
+    assert pipelines.MelodyExtractor().output_type is Melody
+
+
+def test_statistics_are_counters_of_the_last_call_and_merge_to_the_sum():
+    extractor = pipelines.MelodyExtractor(min_notes=2, name="X")
+    quantizer = pipelines.Quantizer(12)
+    tune = quantizer.transform(make_sequence(pattern_notes(PHRASES[(4, 4)], 2)))[0]
+    drums = quantizer.transform(make_sequence([(36, 0, 1)], is_drum=True))[0]
+    merged = []
+    for qns, expected in ((tune, {"X_melodies": 1}), (drums, {"X_drums_only": 1}), (tune, {"X_melodies": 1})):
+        assert len(extractor.transform(qns)) == expected.get("X_melodies", 0)
+        stats = extractor.get_stats()
+        assert all(isinstance(s, pipelines.Counter) for s in stats)
+        assert {k: v for k, v in counts(stats).items() if k in ("X_melodies", "X_drums_only")} == expected
+        merged = pipelines.merge_statistics(merged + [s.copy() for s in stats])
+    assert counts(merged)["X_melodies"] == 2 and counts(merged)["X_drums_only"] == 1
+
+
 def test_pipeline_graph_turns_note_sequence_tfrecord_into_sequence_examples(tmp_path):
-    sequences = []
-    for i in range(10):
-        sequences.append(make_sequence(pattern_notes(PHRASES[(4, 4)], 2), filename=f"tune{i}.mid"))
+    names = [f"tune{i}.mid" for i in range(10)]
+    sequences = [make_sequence(pattern_notes(PHRASES[(4, 4)], 2), filename=n) for n in names]
     sequences.append(make_sequence([(36, 0, 1)], is_drum=True, filename="drums.mid"))
-    sequences.append(make_sequence([], filename="empty.mid"))
     sequences.append(make_sequence([(60, 0, 2), (64, 1, 2)], filename="poly.mid"))
     split = make_sequence(pattern_notes([(60, 1)], 8), filename="split.mid")
     split.time_signatures.add(time=4.0, numerator=3, denominator=4)
@@ -59,30 +149,32 @@ def test_pipeline_graph_turns_note_sequence_tfrecord_into_sequence_examples(tmp_
     source = tmp_path / "notesequences.tfrecord"
     midi_io.write_note_sequence_tfrecord(sequences, source)
     cfg = config(polyphony_policy="reject")
-    melodies = [m for ns in sequences for m in pipelines.melody_pipeline(cfg).transform(ns)]
-    vocab = Vocabulary.build(melodies)
+    vocab = Vocabulary.build([melody_of(PHRASES[(4, 4)], 2), melody_of([(60, 1)], 8),
+                              Melody((Note(67, 6), Note(69, 6)), time_signature=(3, 4))])
     graph = pipelines.get_pipeline(cfg, eval_ratio=0.3, vocab=vocab)
     stats = pipelines.run_pipeline_serial(graph, source, tmp_path / "out")
-    assert stats["TimeChangeSplitter_drums_only"] == 1
-    assert stats["TimeChangeSplitter_no_notes"] == 1
-    assert stats["TimeChangeSplitter_time_change_splits"] == 1
-    assert stats["MelodyExtractor_polyphony_rejected"] == 1
-    assert stats["MelodyExtractor_melodies"] == 12  # 10 tunes + 2 parts of the split one
-    written = stats["written_training"] + stats["written_eval"]
-    assert written == 12 and stats["written_eval"] >= 1
-    assert stats["Partition_training_sequences"] + stats["Partition_eval_sequences"] == len(sequences)
-    back = dataset.read_sequences(tmp_path / "out" / "training.tfrecord")
-    assert all(s[0] == START for s in back)
-    decoded = vocab.decode(back[0])
-    assert decoded.num_pitched > 0
+
+    def total(unit, stat):  # units are named per partition, as in Magenta's melody_rnn graph
+        return stats.get(f"{unit}_training_{stat}", 0) + stats.get(f"{unit}_eval_{stat}", 0)
+
+    assert total("TimeChangeSplitter", "drums_only") == 1
+    assert total("TimeChangeSplitter", "time_change_splits") == 1
+    assert total("MelodyExtractor", "polyphony_rejected") == 1
+    assert total("MelodyExtractor", "melodies") == 12  # 10 tunes + 2 parts of the split one
+    evals = [n for n in names + ["split.mid"] if in_eval(n, 0.3)]
+    assert stats["written_eval_melodies"] == len(evals) + ("split.mid" in evals)
+    assert stats["written_training_melodies"] + stats["written_eval_melodies"] == 12
+    assert stats["FilePartition_eval_melodies_count"] + stats["FilePartition_training_melodies_count"] == 13
+    back = dataset.read_sequences(tmp_path / "out" / "training_melodies.tfrecord")
+    expected = [START] + vocab.encode(melody_of(PHRASES[(4, 4)], 2))
+    assert expected in [s.tolist() for s in back]
 
 
-def test_partition_is_deterministic_by_file():
-    graph = pipelines.get_pipeline(config(), 0.5, Vocabulary.build([Melody((Note(60, 12),))]))
-    names = [f"file{i}.mid" for i in range(40)]
+def test_partition_is_deterministic_by_file_name():
+    graph = pipelines.get_pipeline(config(), 0.5)
+    names = [f"dir/file{i}.mid" for i in range(40)]
     parts = [graph.partition_of(make_sequence([(60, 0, 1)], filename=n)) for n in names]
-    assert parts == [graph.partition_of(make_sequence([(60, 0, 1)], filename=n)) for n in names]
-    assert 5 < parts.count("eval") < 35
+    assert parts == ["eval_melodies" if in_eval(n.split("/")[1], 0.5) else "training_melodies" for n in names]
 
 
 def test_transposition_and_key_normalisation():
@@ -92,57 +184,75 @@ def test_transposition_and_key_normalisation():
     assert out[1].key == 0
 
 
-def test_create_dataset_report_is_accurate_with_broken_files(tmp_path):
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
-    for i in range(6):
-        write_midi(corpus / f"good{i}.mid", pattern_notes(PHRASES[(3, 4)], 3), time_signature=(3, 4))
-    (corpus / "empty.mid").write_bytes(b"")
-    (corpus / "text.mid").write_text("hello, I am not a MIDI file\n")
-    (corpus / "random.MID").write_bytes(bytes(range(256)) * 3)
-    write_midi(corpus / "drums.mid", [(36, 0, 1), (38, 1, 2)], is_drum=True, instrument=9)
-    write_midi(corpus / "short.mid", [(60, 0, 1)])
-    report = pipelines.create_dataset(corpus, tmp_path / "ds", config(min_notes=4), eval_ratio=0.2,
-                                      progress=False)
-    assert report["files_read"] == 11
-    assert report["files_used"] == 6 and report["files_skipped"] == 5
-    reasons = {item["file"].rsplit("/", 1)[-1]: item["reason"] for item in report["skipped"]}
-    assert reasons["empty.mid"] == "empty file"
-    assert "it is text" in reasons["text.mid"]
-    assert "not a MIDI file" in reasons["random.MID"]
-    assert reasons["drums.mid"] == "drums only"
-    assert reasons["short.mid"] == "too short"
-    assert report["melodies_train"] + report["melodies_eval"] == 6
-    assert report["coverage_train"] == 1.0
-    assert report["vocab_size"] == len(Vocabulary.load(tmp_path / "ds" / "vocab.json"))
-    saved = json.loads((tmp_path / "ds" / "stats.json").read_text())
-    assert saved["files_skipped"] == 5
-    train = dataset.read_sequences(tmp_path / "ds" / "train.tfrecord")
-    assert len(train) == report["melodies_train"]
-    assert sum(len(s) - 1 for s in train) == report["tokens_train"]
-    text = pipelines.format_report(report)
-    assert "skipped: 5" in text and "empty.mid: empty file" in text
+def test_note_seq_melody_converts_onto_the_vocabulary_grid():
+    from note_seq import melodies_lib
+
+    # 4 steps per quarter, 4/4: C for a quarter, rest of 1.5 bars (crosses a bar line), D for a 16th, held E
+    events = [60, -2, -2, -2, -1] + [-2] * 19 + [62, 64, -2]
+    ns_melody = melodies_lib.Melody(events, steps_per_quarter=4, steps_per_bar=16)
+    expected = (Note(60, 12), Note(REST, 36), Note(REST, 24), Note(62, 3), Note(64, 6))
+    melody = pipelines.melody_from_note_seq_melody(ns_melody, steps_per_quarter=12)
+    assert melody.notes == expected and melody.time_signature == (4, 4)
+    vocab = Vocabulary.build([Melody(expected)])
+    encoder = pipelines.MelodyEncoder(vocab, input_type=melodies_lib.Melody)
+    assert encoder.input_type is melodies_lib.Melody
+    assert encoder.transform(ns_melody) == [[START] + vocab.encode(Melody(expected))]
+    assert counts(encoder.get_stats())["MelodyEncoder_note_seq_melodies_converted"] == 1
+    with pytest.raises(pipelines.GridError, match="5 steps per quarter does not fit a grid of 12"):
+        encoder.transform(melodies_lib.Melody([60, -2], steps_per_quarter=5, steps_per_bar=20))
+    six_eight = melodies_lib.Melody([60, -2, -2], steps_per_quarter=4, steps_per_bar=12)
+    assert pipelines.melody_from_note_seq_melody(six_eight).steps_per_bar == 12
 
 
-def test_create_dataset_reads_a_note_sequence_tfrecord(tmp_path):
-    source = tmp_path / "ns.tfrecord"
-    midi_io.write_note_sequence_tfrecord(
-        [make_sequence(pattern_notes(PHRASES[(6, 8)], 3), time_signature=(6, 8), filename=f"t{i}") for i in range(5)],
-        source)
-    report = pipelines.create_dataset(source, tmp_path / "ds", config(), eval_ratio=0.0, progress=False)
-    assert report["files_read"] == 5 and report["melodies_train"] == 5
+def test_get_pipeline_has_magentas_signature_and_a_shipped_default_vocabulary(tmp_path):
+    from melody_plugin.generator import DEFAULT_MODEL_DIR
+
+    shipped = Vocabulary.load(DEFAULT_MODEL_DIR / "vocab.json")
+    graph = pipelines.get_pipeline("char_lstm", 0.1)
+    assert graph.chain.pipelines[-2].vocab == shipped
+    own = Vocabulary.build([Melody((Note(60, 12),))])
+    own.save(tmp_path / "vocab.json")
+    assert pipelines.get_pipeline("char_lstm", 0.1, vocab=tmp_path).chain.pipelines[-2].vocab == own
+    coarse = Vocabulary.build([Melody((Note(60, 4),), steps_per_quarter=4)])
+    with pytest.raises(pipelines.GridError, match="4 steps per quarter, config char_lstm on 12"):
+        pipelines.get_pipeline("char_lstm", 0.1, vocab=coarse)
 
 
-def test_augmentation_only_in_training_split(tmp_path):
-    corpus = tmp_path / "c"
-    corpus.mkdir()
-    for i in range(12):
-        write_midi(corpus / f"t{i}.mid", pattern_notes(PHRASES[(4, 4)], 2))
-    report = pipelines.create_dataset(corpus, tmp_path / "ds", config(augment_transpositions="[-2,2]"),
-                                      eval_ratio=0.3, progress=False)
-    train = dataset.read_sequences(tmp_path / "ds" / "train.tfrecord")
-    evals = dataset.read_sequences(tmp_path / "ds" / "eval.tfrecord")
-    assert len(train) == 5 * report["melodies_train"]
-    assert len(evals) == report["melodies_eval"]
-    vocab = json.loads((tmp_path / "ds" / "vocab.json").read_text())
-    assert vocab["augment_transpositions"] == [-2, 2]
+def test_the_package_works_without_magenta(tmp_path):
+    code = f"""
+import sys
+sys.modules["magenta"] = None  # as if not installed
+from melody_plugin import pipelines
+from melody_plugin.generator import MelodyGenerator, get_generator_map
+sys.path.insert(0, {str(ROOT / 'tests')!r})
+from conftest import PHRASES, make_sequence, pattern_notes
+assert not pipelines.MAGENTA and pipelines.Pipeline is pipelines._Pipeline
+graph = pipelines.get_pipeline("char_lstm", 0.0)
+out = graph.transform(make_sequence(pattern_notes(PHRASES[(4, 4)], 2), filename="a.mid"))
+assert len(out["training_melodies"]) == 1 and out["eval_melodies"] == []
+stats = {{s.name: s.count for s in graph.get_stats()}}
+assert stats["MelodyExtractor_training_melodies"] == 1, stats
+assert isinstance(get_generator_map()["char_lstm"], object)
+print("ok", "magenta" in [m.split(".")[0] for m in sys.modules if sys.modules[m] is not None])
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok False")
+
+
+# --- bundles
+
+
+def test_bundle_holds_no_path_and_saving_one_needs_a_run_dir(tiny_generator, tiny_run_dir, tmp_path):
+    from note_seq.protobuf import generator_pb2
+
+    from conftest import run_cli
+
+    path = tmp_path / "tiny.mag"
+    tiny_generator.save_bundle(path)
+    bundle = generator_pb2.GeneratorBundle.FromString(path.read_bytes())
+    assert str(tiny_run_dir) not in bundle.SerializeToString().decode("latin-1")
+    assert "/" not in bundle.bundle_details.description
+    proc = run_cli("melody_generate", "--save_generator_bundle", f"--bundle_file={tmp_path / 'x.mag'}", timeout=120)
+    assert proc.returncode != 0 and "--save_generator_bundle needs --run_dir" in proc.stderr
+    assert not (tmp_path / "x.mag").exists()

@@ -20,10 +20,13 @@ common.define("integer", "min_token_count", None, "Tokens seen fewer times are l
 common.define("boolean", "transpose_to_key", None, "Transpose every melody to C major / A minor.")
 common.define("string", "augment_transpositions", None, "Semitone range of transposed copies, e.g. '-3:3'.")
 common.define("integer", "workers", None, "Worker processes (default: one per core).")
+common.define("enum", "sequence_format", "plugin", ["plugin", "magenta"],
+              "Record format: plugin (int64 ids) or magenta (float one-hot inputs, int64 labels, as Magenta's "
+              "get_padded_batch reads them); melody_train reads both.")
 
 
 def main(argv):
-    from melody_plugin import pipelines, registry
+    from melody_plugin import corpus, registry
 
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
     overrides = {}
@@ -37,9 +40,9 @@ def main(argv):
         overrides["augment_transpositions"] = f"[{lo},{hi or lo}]"
     if overrides:
         config = registry.with_hparams(config, ",".join(f"{k}={v}" for k, v in overrides.items()))
-    report = pipelines.create_dataset(FLAGS.input, FLAGS.output_dir, config, FLAGS.eval_ratio, FLAGS.workers,
-                                      FLAGS.track, FLAGS.program, FLAGS.progress)
-    print(pipelines.format_report(report))
+    report = corpus.create_dataset(FLAGS.input, FLAGS.output_dir, config, FLAGS.eval_ratio, FLAGS.workers,
+                                   FLAGS.track, FLAGS.program, FLAGS.progress, FLAGS.sequence_format)
+    print(corpus.format_report(report))
     print(f"wrote {FLAGS.output_dir}/{{train,eval}}.tfrecord, vocab.json, stats.json")
 
 

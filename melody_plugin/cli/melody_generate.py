@@ -52,6 +52,8 @@ def main(argv):
     if FLAGS.save_generator_bundle:
         if not FLAGS.bundle_file:
             common.fail("melody_generate", "--save_generator_bundle needs --bundle_file")
+        if not FLAGS.run_dir:  # never bundle the shipped model by accident
+            common.fail("melody_generate", "--save_generator_bundle needs --run_dir (the model to bundle)")
         gen = MelodyGenerator.load(FLAGS.run_dir)
         gen.save_bundle(FLAGS.bundle_file, FLAGS.bundle_description)
         print(f"wrote bundle {FLAGS.bundle_file} ({gen.config.name}, {len(gen.vocab)} tokens)")

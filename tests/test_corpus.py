@@ -1,0 +1,124 @@
+"""The shared data path: files and NoteSequence TFRecords -> split melodies -> datasets and their report."""
+
+import hashlib
+import json
+
+import pytest
+
+from conftest import PHRASES, pattern_notes, write_midi
+from melody_plugin import corpus, dataset, midi_io, registry
+from melody_plugin.errors import InputFileError
+from melody_plugin.vocab import Vocabulary
+
+
+def config(**kw):
+    return registry.with_hparams(registry.get_config("char_lstm"), {"min_notes": 2, **kw})
+
+
+def in_eval(name: str, ratio: float) -> bool:
+    """The documented split rule, computed here: sha1 of the file name, first 12 hex digits / 16**12 < ratio."""
+    return int(hashlib.sha1(name.encode()).hexdigest()[:12], 16) / 16**12 < ratio
+
+
+def distinct_tunes(folder, count):
+    """`count` files whose melodies differ (tune i is the 4/4 phrase moved up i semitones)."""
+    folder.mkdir()
+    for i in range(count):
+        notes = [(p + i, s, e) for p, s, e in pattern_notes(PHRASES[(4, 4)], 2)]
+        write_midi(folder / f"tune_{i:02d}.mid", notes)
+    return folder
+
+
+def test_create_dataset_report_is_accurate_with_broken_files(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for i in range(6):
+        write_midi(folder / f"good{i}.mid", pattern_notes(PHRASES[(3, 4)], 3), time_signature=(3, 4))
+    (folder / "empty.mid").write_bytes(b"")
+    (folder / "text.mid").write_text("hello, I am not a MIDI file\n")
+    (folder / "random.MID").write_bytes(bytes(range(256)) * 3)
+    write_midi(folder / "drums.mid", [(36, 0, 1), (38, 1, 2)], is_drum=True, instrument=9)
+    write_midi(folder / "short.mid", [(60, 0, 1)])
+    report = corpus.create_dataset(folder, tmp_path / "ds", config(min_notes=4), eval_ratio=0.2, progress=False)
+    assert report["files_read"] == 11
+    assert report["files_used"] == 6 and report["files_skipped"] == 5
+    reasons = {item["file"].rsplit("/", 1)[-1]: item["reason"] for item in report["skipped"]}
+    assert reasons["empty.mid"] == "empty file"
+    assert "it is text" in reasons["text.mid"]
+    assert "not a MIDI file" in reasons["random.MID"]
+    assert reasons["drums.mid"] == "drums only"
+    assert reasons["short.mid"] == "too short"
+    assert report["melodies_train"] + report["melodies_eval"] == 6
+    assert report["melodies_eval"] == sum(in_eval(f"good{i}.mid", 0.2) for i in range(6))
+    assert report["coverage_train"] == 1.0
+    assert report["vocab_size"] == len(Vocabulary.load(tmp_path / "ds" / "vocab.json"))
+    saved = json.loads((tmp_path / "ds" / "stats.json").read_text())
+    assert saved["files_skipped"] == 5
+    train = dataset.read_sequences(tmp_path / "ds" / "train.tfrecord")
+    assert len(train) == report["melodies_train"]
+    assert sum(len(s) - 1 for s in train) == report["tokens_train"]
+    text = corpus.format_report(report)
+    assert "skipped: 5" in text and "empty.mid: empty file" in text
+
+
+def test_augmentation_only_in_training_split(tmp_path):
+    folder = tmp_path / "c"
+    folder.mkdir()
+    for i in range(12):
+        write_midi(folder / f"t{i}.mid", pattern_notes(PHRASES[(4, 4)], 2))
+    report = corpus.create_dataset(folder, tmp_path / "ds", config(augment_transpositions="[-2,2]"),
+                                   eval_ratio=0.3, progress=False)
+    train = dataset.read_sequences(tmp_path / "ds" / "train.tfrecord")
+    evals = dataset.read_sequences(tmp_path / "ds" / "eval.tfrecord")
+    assert len(train) == 5 * report["melodies_train"]
+    assert len(evals) == report["melodies_eval"] == sum(in_eval(f"t{i}.mid", 0.3) for i in range(12))
+    vocab = json.loads((tmp_path / "ds" / "vocab.json").read_text())
+    assert vocab["augment_transpositions"] == [-2, 2]
+
+
+def test_tfrecord_splits_by_each_note_sequences_file_name_like_the_folder(tmp_path):
+    folder = distinct_tunes(tmp_path / "tunes", 30)
+    sequences = []
+    for path in sorted(folder.iterdir()):
+        ns = midi_io.read_music_file(path).sequences[0]
+        ns.filename = f"sub/{path.name}"  # a relative path, as convert_dir_to_note_sequences writes it
+        sequences.append(ns)
+    midi_io.write_note_sequence_tfrecord(sequences, tmp_path / "ns.tfrecord")
+    by_folder = corpus.create_dataset(folder, tmp_path / "a", config(), eval_ratio=0.1, progress=False)
+    by_record = corpus.create_dataset(tmp_path / "ns.tfrecord", tmp_path / "b", config(), eval_ratio=0.1,
+                                      progress=False)
+    expected_eval = sum(in_eval(f"tune_{i:02d}.mid", 0.1) for i in range(30))
+    assert 0 < expected_eval < 30
+    assert (by_record["melodies_train"], by_record["melodies_eval"]) == (30 - expected_eval, expected_eval)
+    assert (by_folder["melodies_train"], by_folder["melodies_eval"]) == (30 - expected_eval, expected_eval)
+    for name in ("train.tfrecord", "eval.tfrecord"):
+        a = sorted(s.tolist() for s in dataset.read_sequences(tmp_path / "a" / name))
+        b = sorted(s.tolist() for s in dataset.read_sequences(tmp_path / "b" / name))
+        assert a == b
+
+
+@pytest.mark.parametrize("names, pattern", [
+    (["ns-00000-of-00002.tfrecord", "ns-00001-of-00002.tfrecord"], "ns-*-of-*.tfrecord"),
+    (["ns.tfrecord-00000-of-00002", "ns.tfrecord-00001-of-00002"], "ns.tfrecord-*"),
+])
+def test_sharded_tfrecords_and_globs_are_read(tmp_path, names, pattern):
+    from conftest import make_sequence
+
+    for shard, name in enumerate(names):
+        midi_io.write_note_sequence_tfrecord(
+            [make_sequence(pattern_notes(PHRASES[(4, 4)], 2), filename=f"s{shard}_{i}.mid") for i in range(3)],
+            tmp_path / name)
+    assert len(corpus.collect_melodies(tmp_path / names[1], config(), 0.0, progress=False).train) == 3
+    assert len(corpus.collect_melodies(str(tmp_path / pattern), config(), 0.0, progress=False).train) == 6
+    with pytest.raises(InputFileError, match="no MIDI, MusicXML, ABC or TFRecord files match"):
+        corpus.collect_melodies(str(tmp_path / "nothing-*.tfrecord"), config(), progress=False)
+
+
+def test_magenta_format_dataset_trains_the_same_ids(tmp_path, tiny_corpus):
+    plugin = corpus.create_dataset(tiny_corpus, tmp_path / "p", config(), eval_ratio=0.0, progress=False)
+    magenta = corpus.create_dataset(tiny_corpus, tmp_path / "m", config(), eval_ratio=0.0, progress=False,
+                                    sequence_format="magenta")
+    assert magenta["sequence_format"] == "magenta" and plugin["tokens_train"] == magenta["tokens_train"]
+    a = [s.tolist() for s in dataset.read_sequences(tmp_path / "p" / "train.tfrecord")]
+    b = [s.tolist() for s in dataset.read_sequences(tmp_path / "m" / "train.tfrecord")]
+    assert a == b
