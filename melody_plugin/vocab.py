@@ -37,6 +37,16 @@ def pitch_name(pitch: int) -> str:
     return f"{names[pitch % 12]}{pitch // 12 - 1}"
 
 
+def _fewest_tokens(lengths, max_steps: int) -> list[list[int] | None]:
+    """fill[s]: the fewest of `lengths` (longest first) adding up to exactly s steps, or None; s in 0..max_steps."""
+    lengths = sorted(set(lengths), reverse=True)
+    fill: list = [[]] + [None] * max_steps
+    for s in range(1, max_steps + 1):
+        options = [fill[s - d] + [d] for d in lengths if d <= s and fill[s - d] is not None]
+        fill[s] = sorted(min(options, key=len), reverse=True) if options else None
+    return fill
+
+
 def key_shift(melody: Melody) -> int:
     """Semitones that move the melody's key to C major / A minor, in [-6, 5]."""
     target = 9 if melody.minor else 0
@@ -163,9 +173,11 @@ class Vocabulary:
     def encode_with_report(self, melody: Melody) -> tuple[list[int], list[OovChange]]:
         """Token ids of a melody, mapping notes the vocabulary lacks, and the list of changes made.
 
-        Policy, in order: a rest is split into rests the vocabulary has; a note keeps its pitch and onset with the
-        longest duration that fits, the rest of its time becoming rests; then the same duration an octave
-        (or more) up or down; then the nearest duration of the same pitch; otherwise `<unk>`.
+        Policy, in order, exact decompositions first (pitch, onset and length kept): a rest is split into rests
+        the vocabulary has; a note becomes its longest shorter duration plus rests ("shortened, rest added"), or
+        else tied notes of its pitch, re-struck, sounding as long as possible, plus rests if needed ("tied
+        notes"). Then approximations: the same duration an octave (or more) up or down; the nearest duration of
+        the same pitch; otherwise `<unk>`.
         """
         if melody.steps_per_quarter != self.steps_per_quarter:
             raise VocabularyError(f"melody has {melody.steps_per_quarter} steps per quarter, the vocabulary "
@@ -183,15 +195,8 @@ class Vocabulary:
 
     def _rest_fill(self, steps: int) -> list[tuple[int, int]] | None:
         """Rest tokens that add up to exactly `steps` (fewest tokens), or None."""
-        rests = sorted({d for p, d in self.tokens if p == REST}, reverse=True)
-        if steps == 0:
-            return []
-        best: list = [None] * (steps + 1)
-        best[0] = []
-        for s in range(1, steps + 1):
-            options = [best[s - d] + [d] for d in rests if d <= s and best[s - d] is not None]
-            best[s] = min(options, key=len) if options else None
-        return None if best[steps] is None else [(REST, d) for d in sorted(best[steps], reverse=True)]
+        fill = _fewest_tokens([d for p, d in self.tokens if p == REST], steps)[steps]
+        return None if fill is None else [(REST, d) for d in fill]
 
     def _map_oov(self, note: Note):
         if note.is_rest:
@@ -199,23 +204,34 @@ class Vocabulary:
             if fill is not None:
                 return fill, "rest split"
         same_pitch = sorted(d for p, d in self.tokens if p == note.pitch)
-        for d in reversed(same_pitch):
-            if d < note.duration_steps:
-                fill = self._rest_fill(note.duration_steps - d)
-                if fill is not None:
-                    return [(note.pitch, d)] + fill, "shortened, rest added"
-                break
         if not note.is_rest:
-            pitched = [p for p, d in self.tokens if p != REST]
-            if pitched:
-                for octaves in (1, -1, 2, -2, 3, -3, 4, -4):
-                    candidate = (note.pitch + 12 * octaves, note.duration_steps)
-                    if candidate in self._index:
-                        return [candidate], "octave shift"
+            # exact decompositions keep pitch, onset and every bar line; only then approximate
+            exact = self._exact_split(note.pitch, same_pitch, note.duration_steps)
+            if exact is not None:
+                return exact
+            for octaves in (1, -1, 2, -2, 3, -3, 4, -4):
+                candidate = (note.pitch + 12 * octaves, note.duration_steps)
+                if candidate in self._index:
+                    return [candidate], "octave shift"
         if same_pitch:
             d = min(same_pitch, key=lambda d: (abs(d - note.duration_steps), d))
             return [(note.pitch, d)], "nearest duration"
         return [], "unknown"
+
+    def _exact_split(self, pitch: int, same_pitch: list[int], steps: int):
+        """Tokens of `pitch`, then rests, lasting exactly `steps`, with how; None if none fit."""
+        rests = _fewest_tokens([d for p, d in self.tokens if p == REST], steps)
+        # one shorter note plus rests: a single attack, as long as possible
+        for d in reversed(same_pitch):
+            if d < steps and rests[steps - d] is not None:
+                return [(pitch, d)] + [(REST, r) for r in rests[steps - d]], "shortened, rest added"
+        # tied notes of the pitch (the token stream re-strikes them), sounding as long as possible, then rests
+        notes = _fewest_tokens(same_pitch, steps)
+        for sounding in range(steps, 0, -1):
+            if notes[sounding] is not None and rests[steps - sounding] is not None:
+                how = "tied notes" if sounding == steps else "tied notes, rest added"
+                return [(pitch, d) for d in notes[sounding]] + [(REST, r) for r in rests[steps - sounding]], how
+        return None
 
     def decode(self, ids, time_signature=(4, 4), qpm: float = 120.0, key: int = 0, minor: bool = False,
                strict: bool = True) -> Melody:

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import assume, given, settings, strategies as st
 
 from melody_plugin.melody import REST, Melody, Note
 from melody_plugin.vocab import NUM_SPECIAL, START, UNK, Vocabulary, VocabularyError, key_shift
@@ -90,3 +90,71 @@ def test_malformed_vocab_file_is_a_clear_error(tmp_path):
     path.write_text(json.dumps({"format_version": 1}))
     with pytest.raises(VocabularyError, match="malformed"):
         Vocabulary.load(path)
+
+
+# --- exact decompositions before approximations (issue 12, item 6)
+
+D4 = 62
+SMALL = Vocabulary(((REST, 3), (D4, 4), (D4, 6)), 4)
+
+
+def _mapped(vocab, note):
+    ids, changes = vocab.encode_with_report(Melody((note,), vocab.steps_per_quarter))
+    return [("<unk>", 0) if i == UNK else vocab.id_to_token(i) for i in ids], changes
+
+
+def test_oov_duration_becomes_note_plus_rest_when_that_is_exact():
+    tokens, changes = _mapped(SMALL, Note(D4, 7))
+    assert tokens == [(D4, 4), (REST, 3)]  # 4 + 3 = 7 steps, onset and pitch kept
+    assert changes[0].how == "shortened, rest added"
+    assert "D4/7 steps) -> D4/4 + R/3" in changes[0].describe()
+
+
+def test_oov_duration_becomes_tied_notes_when_no_rest_fits():
+    tokens, changes = _mapped(SMALL, Note(D4, 8))  # 8 - 6 = 2 and 8 - 4 = 4: no rests of 2 or 4 steps
+    assert tokens == [(D4, 4), (D4, 4)]
+    assert changes[0].how == "tied notes"
+    tokens, changes = _mapped(SMALL, Note(D4, 11))  # 11 = 4 + 4 + 3
+    assert tokens == [(D4, 4), (D4, 4), (REST, 3)]
+    assert changes[0].how == "tied notes, rest added"
+
+
+def test_oov_duration_is_approximated_only_when_nothing_is_exact():
+    tokens, changes = _mapped(SMALL, Note(D4, 5))  # 5 is no sum of 4, 6 (D4) then 3 (rests)
+    assert tokens == [(D4, 4)] and changes[0].how == "nearest duration"
+    tokens, changes = _mapped(Vocabulary(((REST, 3), (D4, 7), (D4 + 12, 4)), 4), Note(D4 + 12, 7))
+    assert tokens == [(D4 + 12, 4), (REST, 3)]  # exact beats the octave shift to D4/7
+
+
+def _exact_decomposition_exists(vocab, pitch, steps):
+    """Brute force, independent of vocab.py: same-pitch tokens, then rests, adding up to `steps`."""
+    note_lengths = [d for p, d in vocab.tokens if p == pitch]
+    rest_lengths = [d for p, d in vocab.tokens if p == REST]
+    after_notes = {0}
+    frontier = {0}
+    while frontier:
+        frontier = {s + d for s in frontier for d in note_lengths if s + d <= steps} - after_notes
+        after_notes |= frontier
+    after_rests = set(after_notes - {0})
+    frontier = set(after_rests)
+    while frontier:
+        frontier = {s + d for s in frontier for d in rest_lengths if s + d <= steps} - after_rests
+        after_rests |= frontier
+    return steps in after_rests
+
+
+@settings(max_examples=200, deadline=None)
+@given(lengths=st.lists(st.tuples(st.sampled_from([REST, 60, 72]), st.integers(1, 12)), min_size=1, max_size=6,
+                        unique=True),
+       steps=st.integers(1, 30))
+def test_oov_note_is_mapped_exactly_whenever_an_exact_split_exists(lengths, steps):
+    assume((60, steps) not in lengths)
+    vocab = Vocabulary(tuple(sorted(lengths)), 4)
+    tokens, changes = _mapped(vocab, Note(60, steps))
+    if _exact_decomposition_exists(vocab, 60, steps):
+        assert sum(d for _, d in tokens) == steps
+        rests = [p == REST for p, _ in tokens]
+        assert tokens[0][0] == 60 and rests == sorted(rests)  # C4 first, rests only after its notes
+        assert {p for p, _ in tokens} <= {60, REST}
+    else:
+        assert changes[0].how in ("octave shift", "nearest duration", "unknown")
