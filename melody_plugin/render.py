@@ -1,7 +1,7 @@
 """Pictures and sound: piano-roll PNGs, WAV files, and the training curve.
 
-Entry points: `piano_roll_png(melody, path, primer_steps=...)`, `wav_file(note_sequence, path)`,
-`training_curve(metrics_jsonl, path)`. matplotlib draws (Agg backend, no screen needed); pretty_midi's
+Entry points: `piano_roll_png(melody, path, primer_steps=...)` (drawn by `piano_roll_figure`),
+`wav_file(note_sequence, path)`, `training_curve(metrics_jsonl, path)`. matplotlib draws (Agg backend, no screen needed); pretty_midi's
 synthesizer makes the sound. Every file is written atomically.
 """
 
@@ -28,46 +28,82 @@ def _pyplot():
 
 def _save(fig, path) -> None:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")  # keeps a legend beside the axes
     _pyplot().close(fig)
     atomic.write_bytes(path, buffer.getvalue())
 
 
 def piano_roll_png(melody: Melody, path, primer_steps: int = 0, title: str = "") -> None:
-    """Draws the melody as a piano roll: primer in grey-blue, continuation in orange, bar lines, meter."""
+    """Draws the melody as a piano roll (see `piano_roll_figure`) and writes it as a PNG."""
+    _save(piano_roll_figure(melody, primer_steps, title), path)
+
+
+BLACK_KEYS = (1, 3, 6, 8, 10)
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+PRIMER_COLOR, CONTINUATION_COLOR = "#4c72b0", "#dd8452"
+
+
+def describe(melody: Melody) -> str:
+    """Key, meter and tempo in words: "D major, 6/8, 120 qpm" (or "120-90 qpm" when the tempo changes)."""
+    num, den = melody.time_signature
+    tempo = f"{melody.qpm:g}" if not melody.tempo_changes else f"{melody.qpm:g}-{melody.final_qpm:g}"
+    return f"{melody.key_name}, {num}/{den}, {tempo} qpm"
+
+
+def piano_roll_figure(melody: Melody, primer_steps: int = 0, title: str = ""):
+    """A matplotlib figure of the melody: one row per semitone, primer in blue, continuation in orange.
+
+    Rows are shaded like a keyboard's black keys, a darker line marks each octave (below every C), C rows are
+    labelled with their octave (C4 = MIDI 60) and the others with their note name. Bar lines are vertical; the
+    title names the key, meter and tempo; the legend sits outside the axes so it never covers a note.
+    """
     plt = _pyplot()
-    spb, total = melody.steps_per_bar, max(melody.total_steps, 1)
-    fig, ax = plt.subplots(figsize=(min(4 + total / spb * 0.9, 24), 4))
-    step, pitches = 0, []
-    for note in melody.notes:
-        if not note.is_rest:
-            color = "#4c72b0" if step < primer_steps else "#dd8452"
-            ax.add_patch(plt.Rectangle((step / spb, note.pitch - 0.4), note.duration_steps / spb, 0.8,
-                                       facecolor=color, edgecolor="black", linewidth=0.4))
-            pitches.append(note.pitch)
-        step += note.duration_steps
-    lo, hi = (min(pitches) - 2, max(pitches) + 2) if pitches else (58, 74)
-    for bar in range(int(np.ceil(total / spb)) + 1):
-        ax.axvline(bar, color="black" if bar % 4 == 0 else "#999999", linewidth=0.8 if bar % 4 == 0 else 0.5)
-    if primer_steps:
-        ax.axvline(primer_steps / spb, color="#c44e52", linewidth=1.5, linestyle="--")
-    ax.set_xlim(0, max(total / spb, 1))
-    ax.set_ylim(lo, hi)
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.patches import Patch, Rectangle
 
     from melody_plugin.vocab import pitch_name
 
-    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: pitch_name(int(value))))
-    ax.set_xlabel(f"bar ({melody.time_signature[0]}/{melody.time_signature[1]}, {melody.qpm:g} qpm)")
-    ax.set_ylabel("pitch")
-    legend = [plt.Rectangle((0, 0), 1, 1, facecolor="#dd8452", label="continuation")]
+    spb, total = melody.steps_per_bar, max(melody.total_steps, 1)
+    notes, step = [], 0
+    for note in melody.notes:
+        if not note.is_rest:
+            notes.append((step, note))
+        step += note.duration_steps
+    pitches = [n.pitch for _, n in notes]
+    lo, hi = (min(pitches) - 2, max(pitches) + 2) if pitches else (58, 74)
+    rows = hi - lo + 1
+    fig, ax = plt.subplots(figsize=(min(4 + total / spb * 0.9, 24), min(1.6 + rows * 0.17, 16)))
+    for pitch in range(lo, hi + 1):
+        if pitch % 12 in BLACK_KEYS:
+            ax.axhspan(pitch - 0.5, pitch + 0.5, facecolor="#eeeeee", linewidth=0, zorder=0)
+        octave = pitch % 12 == 0
+        ax.axhline(pitch - 0.5, color="#777777" if octave else "#dddddd", linewidth=0.9 if octave else 0.4, zorder=1)
+    for bar in range(int(np.ceil(total / spb)) + 1):
+        ax.axvline(bar, color="black" if bar % 4 == 0 else "#999999", linewidth=0.8 if bar % 4 == 0 else 0.5,
+                   zorder=2)
+    for start, note in notes:
+        color = PRIMER_COLOR if start < primer_steps else CONTINUATION_COLOR
+        ax.add_patch(Rectangle((start / spb, note.pitch - 0.4), note.duration_steps / spb, 0.8, facecolor=color,
+                               edgecolor="black", linewidth=0.4, zorder=3))
     if primer_steps:
-        legend.insert(0, plt.Rectangle((0, 0), 1, 1, facecolor="#4c72b0", label="primer"))
-    ax.legend(handles=legend, loc="upper right", fontsize=8)
-    ax.set_title(title or f"{melody.time_signature[0]}/{melody.time_signature[1]} in {melody.key_name}")
+        ax.axvline(primer_steps / spb, color="#c44e52", linewidth=1.5, linestyle="--", zorder=4)
+    ax.set_xlim(0, max(total / spb, 1))
+    ax.set_ylim(lo - 0.5, hi + 0.5)
+    ax.set_yticks(range(lo, hi + 1))
+    ax.set_yticklabels([pitch_name(p) if p % 12 == 0 else NOTE_NAMES[p % 12] for p in range(lo, hi + 1)], fontsize=7)
+    for label, pitch in zip(ax.get_yticklabels(), range(lo, hi + 1)):
+        if pitch % 12 == 0:
+            label.set_fontweight("bold")
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlabel("bar")
+    ax.set_ylabel("pitch")
+    legend = [Patch(facecolor=CONTINUATION_COLOR, edgecolor="black", label="continuation")]
+    if primer_steps:
+        legend.insert(0, Patch(facecolor=PRIMER_COLOR, edgecolor="black", label="primer"))
+    # outside the axes, right of the plot: a legend inside may land on notes
+    ax.legend(handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8)
+    ax.set_title(f"{title}: {describe(melody)}" if title else describe(melody), fontsize=10)
     fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
 def wav_bytes(note_sequence, sample_rate: int = 22050) -> bytes:
