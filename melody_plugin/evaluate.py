@@ -16,43 +16,65 @@ from melody_plugin.numpy_model import log_softmax
 from melody_plugin.vocab import PAD, START, UNK, Vocabulary
 
 LN2 = math.log(2.0)
+UNKNOWN_PITCH = 128  # an <unk> note's pitch when only ids are given: outside MIDI, so in no vocabulary
 
 
-def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64) -> dict:
-    """Scores id sequences (each starting with the start token) with a `NumpyLSTM`-like model."""
+def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_pitches=None) -> dict:
+    """Scores id sequences (each starting with the start token) with a `NumpyLSTM`-like model.
+
+    Args:
+      model: has `.run(ids (batch, time)) -> (logits (batch, time, vocab), state)`.
+      sequences: lists of ids, the start token first.
+      vocab: the model's vocabulary.
+      batch_size: sequences per model call.
+      target_pitches: for each sequence, the true pitch (REST for rests) of every id after the start token, so
+        that an `<unk>` target is known to be a note or a rest, and of which pitch. Without it an `<unk>` target
+        counts as a note of a pitch the vocabulary lacks.
+
+    Returns:
+      bits_per_note (all token NLL / pitched notes, `<unk>` notes included), bits_per_token, perplexity,
+      accuracy, pitch_bits_per_note (pitch NLL per note: the marginal of the note's pitch over its durations, or
+      the `<unk>` probability for a pitch the vocabulary lacks), notes, unk_notes, tokens, oov_tokens.
+    """
     pitches = vocab.pitches()
-    pitched = pitches >= 0
     # pitch marginal: sum the probabilities of every duration of a pitch
-    pitch_values = np.unique(pitches[pitched])
+    pitch_values = np.unique(pitches[pitches >= 0])
     pitch_groups = np.zeros((len(vocab), len(pitch_values)), dtype=np.float64)
     for j, p in enumerate(pitch_values):
         pitch_groups[pitches == p, j] = 1.0
-    pitch_column = np.zeros(len(vocab), dtype=np.int64)  # id -> its pitch's column (0 for rests and specials)
-    for j, p in enumerate(pitch_values):
-        pitch_column[pitches == p] = j
-    totals = dict(nll=0.0, correct=0, tokens=0, notes=0, note_nll=0.0, pitch_nll=0.0, oov=0)
+    totals = dict(nll=0.0, correct=0, tokens=0, notes=0, unk_notes=0, pitch_nll=0.0, oov=0)
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     for start in range(0, len(order), batch_size):
-        batch = [np.asarray(sequences[i]) for i in order[start:start + batch_size]]
-        length = max(len(s) for s in batch)
-        ids = np.full((len(batch), length), PAD, dtype=np.int64)
-        for r, s in enumerate(batch):
-            ids[r, :len(s)] = s
-        logits, _ = model.run(ids[:, :-1])
-        logp = log_softmax(logits.astype(np.float64))  # (batch, time, vocab)
+        rows = order[start:start + batch_size]
+        length = max(len(sequences[i]) for i in rows)
+        ids = np.full((len(rows), length), PAD, dtype=np.int64)
+        true_pitch = np.full((len(rows), length - 1), -2, dtype=np.int64)  # of each target; -2 under padding
+        for r, i in enumerate(rows):
+            ids[r, :len(sequences[i])] = sequences[i]
+            if target_pitches is not None:
+                true_pitch[r, :len(sequences[i]) - 1] = target_pitches[i]
         targets = ids[:, 1:]
         mask = targets != PAD
+        if target_pitches is None:
+            true_pitch = np.where(targets == UNK, UNKNOWN_PITCH, pitches[targets])
+        logits, _ = model.run(ids[:, :-1])
+        logp = log_softmax(logits.astype(np.float64))  # (batch, time, vocab)
         target_logp = np.take_along_axis(logp, targets[..., None], -1)[..., 0]
         totals["nll"] -= float((target_logp * mask).sum())
         totals["correct"] += int(((logp.argmax(-1) == targets) & mask).sum())
         totals["tokens"] += int(mask.sum())
         totals["oov"] += int(((targets == UNK) & mask).sum())
-        note_mask = mask & pitched[targets] & (targets != UNK)
+        note_mask = mask & (true_pitch >= 0)
         totals["notes"] += int(note_mask.sum())
-        totals["note_nll"] -= float((target_logp * note_mask).sum())
+        totals["unk_notes"] += int((note_mask & (targets == UNK)).sum())
         if note_mask.any():
+            # a pitch the vocabulary has is scored by its marginal (even as <unk>: only its duration is new);
+            # any other pitch can only come through <unk>
+            column = np.clip(np.searchsorted(pitch_values, true_pitch), 0, max(len(pitch_values) - 1, 0))
+            known = (pitch_values[column] == true_pitch) if len(pitch_values) else np.zeros_like(note_mask)
             pitch_probs = np.exp(logp) @ pitch_groups  # (batch, time, pitches)
-            p = np.take_along_axis(pitch_probs, pitch_column[targets][..., None], -1)[..., 0]
+            p_known = np.take_along_axis(pitch_probs, column[..., None], -1)[..., 0] if len(pitch_values) else 0.0
+            p = np.where(known, p_known, np.exp(logp[..., UNK]))
             totals["pitch_nll"] -= float((np.log(np.maximum(p, 1e-300)) * note_mask).sum())
     tokens, notes = max(totals["tokens"], 1), max(totals["notes"], 1)
     return {
@@ -62,6 +84,7 @@ def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64) -
         "accuracy": totals["correct"] / tokens,
         "pitch_bits_per_note": totals["pitch_nll"] / LN2 / notes,
         "notes": totals["notes"],
+        "unk_notes": totals["unk_notes"],
         "tokens": totals["tokens"],
         "oov_tokens": totals["oov"],
     }
@@ -71,17 +94,19 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     """Reads every file of `input_path` with the model's converters and scores its melodies.
 
     `bits_per_note` divides the NLL of every token (rests included, as the model must predict them) by the number
-    of pitched notes; `pitch_bits_per_note` is the NLL of the pitch alone (duration marginalised) per note.
+    of pitched notes, those outside the vocabulary (`unk_notes`, scored through `<unk>`) included;
+    `pitch_bits_per_note` is the NLL of the pitch alone (duration marginalised) per note.
     """
     config, vocab = generator.config, generator.vocab
     corpus = corpus_lib.collect_melodies(input_path, config, eval_ratio=0.0, progress=progress)
     melodies = corpus_lib.prepare_melodies(corpus.train, config, augment=False)
-    sequences = [[START] + vocab.encode(m, map_oov=False) for m in melodies]
+    sequences = [[START] + vocab.encode(m, map_oov=False) for m in melodies]  # one id per note
+    target_pitches = [[n.pitch for n in m.notes] for m in melodies]
     if not sequences:
         from melody_plugin.errors import MelodyPluginError
 
         raise MelodyPluginError(f"{input_path}: no melody to score ({len(corpus.results)} files, all skipped)")
-    scores = score_sequences(generator.model, sequences, vocab)
+    scores = score_sequences(generator.model, sequences, vocab, target_pitches=target_pitches)
     scores["files"] = sum(1 for r in corpus.results if not r.error)
     scores["skipped"] = sum(1 for r in corpus.results if r.error)
     scores["melodies"] = len(sequences)
