@@ -1,9 +1,10 @@
 """Trained weights -> a TensorFlow SavedModel for TF Serving / TFLite: `export_saved_model(run_dir, out_dir)`.
 
 Signatures: `serving_default` continues token sequences by an exact number of grid steps (ids (batch, time) int32
-with the start token first, steps (batch,), temperature, top_k, top_p, seed -> ids (batch, n) padded with -1 and
-their log_likelihoods), with sampler_tf.py's bar-bounded loop compiled in the graph; `logits` returns the model's
-logits for a batch of sequences. `vocab.json` and `config.json` are stored beside it in
+with the start token first, steps (batch,) in [0, 4096], temperature, top_k, top_p, seed -> ids (batch, n) padded
+with -1, their log_likelihoods and unfilled_steps, planned as the in-process samplers plan; other step counts
+fail with InvalidArgumentError), with sampler_tf.py's bar-bounded loop compiled in the graph; `logits` returns
+the model's logits for a batch of sequences. `vocab.json` and `config.json` are stored beside it in
 `assets.extra/` so tokens can be decoded.
 """
 
@@ -14,8 +15,13 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.quiet import filtered_stderr, import_tensorflow
+
+MAX_SERVING_STEPS = 4096  # per request: 85 bars of 4/4 at 12 steps per quarter; the plan's table is this long
+STEPS_MESSAGE = f"serving_default: steps must be in [0, {MAX_SERVING_STEPS}] grid steps per sequence"
 
 
 def keras_model_from_generator(gen):
@@ -41,7 +47,9 @@ def _serving_module(tf, model, vocab):
     step_fn = sampler_tf.keras_step_fn(model)
     sample = sampler_tf.compiled_sampler(tf, step_fn)
     durations_np = vocab.durations()
-    base_np, fillable_np, _, _ = sampler.plan(durations_np, [4096])  # remainders up to 4096 steps (100+ bars)
+    # the in-process samplers' plan for every request up front: target[s] is the most of s steps that tokens
+    # can fill exactly (s itself unless the vocabulary is tiny)
+    base_np, fillable_np, target_np, _ = sampler.plan(durations_np, np.arange(MAX_SERVING_STEPS + 1))
 
     class MelodyModule(tf.Module):
         def __init__(self):
@@ -50,6 +58,7 @@ def _serving_module(tf, model, vocab):
             self.durations = tf.constant(durations_np, tf.int32)
             self.allowed = tf.constant(base_np)
             self.fillable = tf.constant(fillable_np)
+            self.targets = tf.constant(target_np, tf.int32)
 
         @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")])
         def logits(self, ids):
@@ -62,13 +71,25 @@ def _serving_module(tf, model, vocab):
                                       tf.TensorSpec([], tf.float32, name="top_p"),
                                       tf.TensorSpec([], tf.int64, name="seed")])
         def continue_melody(self, ids, steps, temperature, top_k, top_p, seed):
-            """Continues token sequences (start token first) by exactly `steps` grid steps each (<= 4096)."""
+            """Continues token sequences (start token first) by `steps` grid steps each, planned as sampler.plan.
+
+            Returns ids (batch, n) padded with -1, their log_likelihoods, and unfilled_steps (batch,): steps no
+            token sequence can fill exactly (tiny vocabularies; normally 0), left as silence at the end, so
+            each row lasts steps - unfilled_steps. A step count outside [0, MAX_SERVING_STEPS] fails the call
+            with InvalidArgumentError "serving_default: steps must be in [0, 4096] ...".
+            """
+            checks = [tf.debugging.assert_non_negative(steps, message=STEPS_MESSAGE),
+                      tf.debugging.assert_less_equal(steps, MAX_SERVING_STEPS, message=STEPS_MESSAGE)]
+            with tf.control_dependencies(checks):  # before the table lookup, whose own error is obscure
+                target = tf.gather(self.targets, steps)
             batch = tf.shape(ids)[0]
             states = [(tf.zeros([batch, u]), tf.zeros([batch, u])) for u in step_fn.units]
             for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
                 _, states = step_fn(ids[:, t], states)
-            return sample(states, ids[:, -1], tf.minimum(steps, 4096), self.durations, self.allowed, self.fillable,
-                          temperature, top_k, top_p, seed)
+            out = sample(states, ids[:, -1], target, self.durations, self.allowed, self.fillable,
+                         temperature, top_k, top_p, seed)
+            out["unfilled_steps"] = steps - target
+            return out
 
     return MelodyModule()
 

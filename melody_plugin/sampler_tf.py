@@ -74,6 +74,10 @@ def compiled_sampler(tf, step_fn):
                       for (nh, nc), (h, c) in zip(new_states, states)]
             feed = tf.where(active, choice, feed)
             t += 1
-        return {"ids": tf.transpose(ids_out.stack()), "log_likelihoods": tf.transpose(ll_out.stack())}
+        # nothing to fill (steps 0, or fewer than the shortest token): an empty stack has no shape, so build one
+        batch = tf.shape(last_ids)[0]
+        ids = tf.cond(t > 0, lambda: tf.transpose(ids_out.stack()), lambda: tf.zeros([batch, 0], tf.int32))
+        lls = tf.cond(t > 0, lambda: tf.transpose(ll_out.stack()), lambda: tf.zeros([batch, 0], tf.float32))
+        return {"ids": ids, "log_likelihoods": lls}
 
     return sample
