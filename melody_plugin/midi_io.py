@@ -21,6 +21,7 @@ import signal
 import stat
 import struct
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -39,6 +40,10 @@ MAX_NOTES = 200_000
 MAX_QUARTERS = 200_000  # about 28 hours at 120 qpm
 MAX_TICK = 100_000_000
 READ_TIMEOUT_S = 20.0
+ABC_SECONDS_PER_TUNE = 1.0  # a tunebook's time limit grows with its tunes
+MAX_ABC_TUNES = 5_000
+READERS = ("auto", "note_seq", "music21")  # who reads ABC and MusicXML; see read_music_file
+READER_ENV = "MELODY_PLUGIN_READER"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,15 +62,19 @@ def _music_pb2():
     return music_pb2
 
 
+class ReadTimeout(InputFileError):
+    """Reading a file ran past its time limit (readers that skip a bad tune must not skip this)."""
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float, path):
-    """Raises InputFileError if the body runs longer than `seconds` (main thread only; elsewhere a no-op)."""
+    """Raises ReadTimeout if the body runs longer than `seconds` (main thread only; elsewhere a no-op)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
 
     def on_alarm(signum, frame):
-        raise InputFileError(path, f"reading took longer than {seconds:g} s; refused")
+        raise ReadTimeout(path, f"reading took longer than {seconds:g} s; refused")
 
     previous = signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -246,76 +255,257 @@ def _check_xml_bytes(path, xml: bytes) -> None:
         raise InputFileError(path, "XML entity declarations are not accepted (possible entity bomb)")
 
 
-def _read_musicxml(path, data: bytes):
-    quiet_third_party()
-    from note_seq import musicxml_reader
-
-    if data[:2] == b"PK":
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                total = sum(info.file_size for info in zf.infolist())
-                if total > MAX_UNCOMPRESSED_BYTES:
-                    raise InputFileError(path, f"archive unpacks to {total} bytes, over the limit (zip bomb?)")
-                for info in zf.infolist():
-                    if info.filename.lower().endswith((".xml", ".musicxml")):
-                        _check_xml_bytes(path, zf.read(info))
-        except zipfile.BadZipFile as e:
-            raise InputFileError(path, f"corrupt .mxl archive ({e})") from None
-    else:
+def _musicxml_score_bytes(path, data: bytes) -> bytes:
+    """The score's XML (unpacked from an .mxl archive), refused if it declares entities or unpacks too big."""
+    if data[:2] != b"PK":
         _check_xml_bytes(path, data)
+        return data
     try:
-        ns = musicxml_reader.musicxml_file_to_sequence_proto(str(path))
-    except InputFileError:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            total = sum(info.file_size for info in zf.infolist())
+            if total > MAX_UNCOMPRESSED_BYTES:
+                raise InputFileError(path, f"archive unpacks to {total} bytes, over the limit (zip bomb?)")
+            scores = {}
+            for info in zf.infolist():
+                if info.filename.lower().endswith((".xml", ".musicxml")):
+                    scores[info.filename] = zf.read(info)
+                    _check_xml_bytes(path, scores[info.filename])
+    except zipfile.BadZipFile as e:
+        raise InputFileError(path, f"corrupt .mxl archive ({e})") from None
+    # META-INF/container.xml names the score; without it, the first XML file outside META-INF is the score
+    root = re.search(rb'full-path="([^"]+)"', scores.get("META-INF/container.xml", b""))
+    names = [n for n in scores if not n.startswith("META-INF/")]
+    name = root.group(1).decode("utf-8", "replace") if root else (names[0] if names else "")
+    if name not in scores:
+        raise InputFileError(path, "the .mxl archive holds no MusicXML score")
+    return scores[name]
+
+
+def _read_musicxml(path, data: bytes, reader: str = "auto"):
+    from melody_plugin import music21_io
+
+    xml = _musicxml_score_bytes(path, data)
+    refusal = ""
+    if reader != "music21":
+        quiet_third_party()
+        from note_seq import musicxml_reader
+
+        try:
+            return [musicxml_reader.musicxml_file_to_sequence_proto(str(path))], []
+        except InputFileError:
+            raise
+        except Exception as e:
+            refusal = f"unreadable MusicXML ({type(e).__name__}: {e})"
+        if reader == "note_seq":
+            raise InputFileError(path, refusal)
+        if not music21_io.available():
+            raise InputFileError(path, f"{refusal}; the music21 reader may read it: {music21_io.INSTALL_HINT}")
+    try:
+        ns = music21_io.musicxml_to_note_sequence(xml, str(path))
+    except ReadTimeout:
         raise
-    except Exception as e:
-        raise InputFileError(path, f"unreadable MusicXML ({type(e).__name__}: {e})") from None
-    return [ns]
+    except InputFileError as e:
+        raise InputFileError(path, f"{refusal}; {e.reason}" if refusal else e.reason) from None
+    return [ns], [f"read by music21 (note-seq: {refusal})"] if refusal else []
 
 
-def _read_abc(path, data: bytes):
-    quiet_third_party()
+_ABC_CHARSET = re.compile(rb"^(?:%%?|I:)[ \t]*abc-charset[ \t]+([A-Za-z0-9_.:-]+)", re.M)
+
+
+def abc_bytes_to_text(path, data: bytes) -> tuple[str, list[str]]:
+    """Decodes an ABC file: the charset it declares (`%abc-charset`, `I:abc-charset`), else UTF-8, else
+    Windows-1252 (a superset of Latin-1). Returns the text and what was noticed."""
+    declared = _ABC_CHARSET.search(data)
+    if declared:
+        name = declared.group(1).decode("ascii")
+        try:
+            return data.decode(name), []
+        except LookupError:
+            warning = f"unknown abc-charset {name!r} ignored"
+        except UnicodeDecodeError as e:
+            return data.decode(name, "replace"), [f"bytes not valid in its abc-charset {name} replaced ({e.reason})"]
+    else:
+        warning = ""
+    warnings = [warning] if warning else []
+    try:
+        return data.decode("utf-8-sig"), warnings
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), warnings + ["not UTF-8 and no abc-charset: read as Windows-1252/Latin-1"]
+    except UnicodeDecodeError:
+        return data.decode("latin-1"), warnings + ["not UTF-8 and no abc-charset: read as Latin-1"]
+
+
+@dataclasses.dataclass(frozen=True)
+class AbcTune:
+    """One tune of a tunebook: its `X:` number (None without one), first `T:` title and lines, header first."""
+
+    number: str | None
+    title: str
+    lines: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        """`X:3 'Title'`, as reports name a tune."""
+        number = f"X:{self.number}" if self.number is not None else "the tune"
+        return f"{number} {self.title!r}" if self.title else number
+
+
+def split_abc_tunebook(text: str) -> list[AbcTune]:
+    """Splits a tunebook as the ABC standard does: a tune runs from its `X:` line to the next empty line; the
+    file header (the first block, when it has no `X:`) is put before every tune; free text is left out.
+    A file without any `X:` line is one tune."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    if not any(line.startswith("X:") for line in lines):
+        body = tuple(line for line in lines if line.strip())
+        title = next((line[2:].strip() for line in body if line.startswith("T:")), "")
+        return [AbcTune(None, title, body)] if body else []
+    header, start = [], 0
+    while start < len(lines) and not lines[start].strip():
+        start += 1
+    while start < len(lines) and lines[start].strip() and not lines[start].startswith("X:"):
+        if re.match(r"[A-Za-z]:|%", lines[start]):  # fields, directives and comments; not free text
+            header.append(lines[start])
+        start += 1
+    tunes, current = [], None
+    for line in lines[start:] + [""]:
+        if current is None:
+            if line.startswith("X:"):
+                current = [line]
+        elif line.strip():
+            current.append(line)
+        else:
+            title = next((x[2:].strip() for x in current if x.startswith("T:")), "")
+            tunes.append(AbcTune(current[0][2:].strip(), title, tuple(header + current)))
+            current = None
+    return tunes
+
+
+def _abc_tune_with_note_seq(tune: AbcTune):
     from note_seq import abc_parser
 
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        text = data.decode("latin-1")
-    try:
-        tunes, exceptions = abc_parser.parse_abc_tunebook(text)
-    except Exception as e:
-        raise InputFileError(path, f"undecodable ABC ({type(e).__name__}: {e})") from None
+    tunes, exceptions = abc_parser.parse_abc_tunebook("\n".join(tune.lines))
+    if exceptions:
+        raise exceptions[0]
+    if len(tunes) != 1:
+        raise ValueError("no tune")
+    return next(iter(tunes.values()))
+
+
+def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool):
+    """(NoteSequence or None, whether music21 read it, why not)."""
+    from melody_plugin import music21_io
+
+    refusal = ""
+    if reader != "music21":
+        try:
+            return _abc_tune_with_note_seq(tune), False, ""
+        except ReadTimeout:
+            raise
+        except Exception as e:  # note-seq's ABCParseError says what it refuses; anything else needs its type
+            refusal = str(e) if type(e).__module__ == "note_seq.abc_parser" else f"{type(e).__name__}: {e}"
+    if use_music21:
+        try:
+            return music21_io.abc_tune_to_note_sequence("\n".join(tune.lines), name), True, ""
+        except ReadTimeout:
+            raise
+        except InputFileError as e:
+            refusal = f"{refusal}; {e.reason}" if refusal else e.reason
+    return None, False, refusal
+
+
+def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_TIMEOUT_S):
+    """An ABC tunebook, tune by tune: each tune is read by note-seq, or music21 when note-seq refuses it (or
+    always, by `reader`); a tune neither reads is skipped with its number and reason.
+
+    Each tune gets `timeout_s`; the whole file `timeout_s` plus ABC_SECONDS_PER_TUNE per tune (music21 takes
+    about 0.2 s a tune, and a tunebook holds hundreds).
+    """
+    from melody_plugin import music21_io
+
+    quiet_third_party()
+    text, warnings = abc_bytes_to_text(path, data)
+    tunes = split_abc_tunebook(text)
     if not tunes:
-        why = f": {exceptions[0]}" if exceptions else ""
-        raise InputFileError(path, f"no readable ABC tune{why}")
-    sequences = []
-    for index in sorted(tunes):
-        ns = tunes[index]
-        ns.filename = f"{path}#{index}"
+        raise InputFileError(path, "no ABC tune in the file")
+    if len(tunes) > MAX_ABC_TUNES:
+        raise InputFileError(path, f"{len(tunes)} tunes, over the limit of {MAX_ABC_TUNES}; split the tunebook")
+    use_music21 = reader != "note_seq" and music21_io.available()
+    if reader == "music21" and not use_music21:
+        raise InputFileError(path, f"the music21 reader is not installed ({music21_io.INSTALL_HINT})")
+    budget_s = timeout_s + ABC_SECONDS_PER_TUNE * len(tunes)
+    deadline = time.monotonic() + budget_s
+    sequences, skipped, by_music21 = [], [], []
+    for tune in tunes:
+        name = f"{path}#X:{tune.number}" if tune.number is not None else str(path)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            skipped.append((tune, f"not read: the file's {budget_s:g} s were used up"))
+            continue
+        try:
+            with time_limit(min(timeout_s, left), name):
+                ns, read_by_music21, refusal = _read_abc_tune(tune, name, reader, use_music21)
+        except ReadTimeout as e:
+            ns, read_by_music21, refusal = None, False, e.reason
+        if read_by_music21:
+            by_music21.append(tune)
+        if ns is None:
+            skipped.append((tune, refusal))
+            continue
+        ns.filename = name
+        if tune.number is not None and tune.number.isdigit():
+            ns.reference_number = int(tune.number)
+        if tune.title and not ns.sequence_metadata.title:
+            ns.sequence_metadata.title = tune.title
         sequences.append(ns)
-    return sequences, [f"ABC tune skipped: {e}" for e in exceptions]
+    hint = (f"the music21 reader may read {'them' if len(skipped) > 1 else 'it'}: {music21_io.INSTALL_HINT}"
+            if skipped and reader == "auto" and not use_music21 else "")
+    if not sequences:
+        first, reason = skipped[0]
+        more = f" (and {len(skipped) - 1} more tunes)" if len(skipped) > 1 else ""
+        reason = f"{first.label}: {reason}" if first.number is not None else reason
+        raise InputFileError(path, f"no readable ABC tune: {reason}{more}" + (f"; {hint}" if hint else ""))
+    if by_music21 and reader != "music21":
+        labels = ", ".join(f"X:{t.number}" for t in by_music21[:10]) + (", ..." if len(by_music21) > 10 else "")
+        warnings.append(f"music21 read {len(by_music21)} tune(s) note-seq refuses: {labels}")
+    warnings += [f"ABC tune {tune.label} skipped: {reason}" for tune, reason in skipped]
+    if hint:
+        warnings.append(f"{len(skipped)} tune(s) skipped; {hint}")
+    return sequences, warnings
 
 
-def read_music_file(path, timeout_s: float | None = None) -> MusicFile:
+def read_music_file(path, timeout_s: float | None = None, reader: str | None = None) -> MusicFile:
     """Reads one MIDI, MusicXML or ABC file into NoteSequences, bounded in size, time and memory.
+
+    Args:
+      path: the file.
+      timeout_s: wall-clock limit for parsing (default READ_TIMEOUT_S).
+      reader: for ABC and MusicXML: "auto" (note-seq, then music21 for what note-seq refuses, when the music21
+        extra is installed), "note_seq" or "music21". Default: $MELODY_PLUGIN_READER, else "auto".
 
     Raises:
       InputFileError: with the file and the reason, for anything that is not readable music.
     """
     path = Path(path)
     timeout_s = timeout_s or READ_TIMEOUT_S
+    reader = reader or os.environ.get(READER_ENV) or "auto"
+    if reader not in READERS:
+        raise InputFileError(path, f"reader must be one of {READERS}, got {reader!r}")
     data = read_guarded_bytes(path)
     suffix = path.suffix.lower()
-    with time_limit(timeout_s, path):
-        try:
+    try:
+        if suffix in ABC_EXTENSIONS:  # a tunebook is timed tune by tune
+            sequences, warnings = _read_abc(path, data, reader, timeout_s)
+            return MusicFile(str(path), tuple(sequences), tuple(warnings))
+        with time_limit(timeout_s, path):
             if suffix in MUSICXML_EXTENSIONS:
-                return MusicFile(str(path), tuple(_read_musicxml(path, data)))
-            if suffix in ABC_EXTENSIONS:
-                sequences, warnings = _read_abc(path, data)
+                sequences, warnings = _read_musicxml(path, data, reader)
                 return MusicFile(str(path), tuple(sequences), tuple(warnings))
             ns, warnings = midi_bytes_to_note_sequence(data, path)
             return MusicFile(str(path), (ns,), tuple(warnings))
-        except (MemoryError, RecursionError) as e:
-            raise InputFileError(path, f"file too complex to read ({type(e).__name__})") from None
+    except (MemoryError, RecursionError) as e:
+        raise InputFileError(path, f"file too complex to read ({type(e).__name__})") from None
 
 
 def is_tfrecord(path) -> bool:

@@ -1,0 +1,244 @@
+"""The music21 reader: ABC and MusicXML that note-seq refuses, read tune by tune into exact melodies.
+
+Every expected melody is counted by hand from the ABC/MusicXML written here, on the 12-steps-per-quarter grid:
+a quarter is 12 steps, an eighth 6, a 16th 3, an eighth-note triplet 4, a quarter-note triplet 8.
+"""
+
+import time
+
+import pytest
+
+from melody_plugin import midi_io, music21_io
+from melody_plugin.errors import InputFileError
+from melody_plugin.melody import REST, melodies_from_note_sequence
+
+R = REST
+
+
+@pytest.fixture
+def music21():
+    return pytest.importorskip("music21", reason='needs the music21 extra: pip install -e ".[music21]"')
+
+
+def write(tmp_path, name, text, encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def melody_notes(ns):
+    """(pitch, duration_steps) of the one melody of a sequence, on the 12-steps-per-quarter grid."""
+    extraction = melodies_from_note_sequence(ns, 12)
+    assert len(extraction.melodies) == 1
+    return [(n.pitch, n.duration_steps) for n in extraction.melodies[0].notes]
+
+
+def onsets(notes):
+    out, step = [], 0
+    for _, duration in notes:
+        out.append(step)
+        step += duration
+    return out
+
+
+TRIPLETS = """X:1
+T:Triplets
+M:2/4
+L:1/8
+Q:1/4=120
+K:C
+(3cde f2|g4|
+"""
+
+
+@pytest.mark.parametrize("reader", ["auto", "music21"])
+def test_eighth_note_triplets_are_exact(tmp_path, music21, reader):
+    music = midi_io.read_music_file(write(tmp_path, "triplets.abc", TRIPLETS), reader=reader)
+    notes = melody_notes(music.sequences[0])
+    # (3cde: three eighths in the time of two, 4 steps each; f2 a quarter; g4 a half
+    assert notes == [(72, 4), (74, 4), (76, 4), (77, 12), (79, 24)]
+    assert onsets(notes) == [0, 4, 8, 12, 24]
+    ts = music.sequences[0].time_signatures[0]
+    assert (ts.numerator, ts.denominator) == (2, 4)
+    if reader == "auto":
+        assert "music21 read 1 tune(s) note-seq refuses: X:1" in music.warnings
+
+
+def test_parts_and_variant_endings_are_read_once_in_written_order(tmp_path, music21):
+    abc = """X:2
+T:Parts
+M:3/4
+L:1/4
+P:AB
+K:G
+P:A
+|:G A B|1 c3:|2 d3|]
+P:B
+e d c|B3|]
+"""
+    music = midi_io.read_music_file(write(tmp_path, "parts.abc", abc))
+    # repeats and P: orders are not expanded: first ending, then second ending, then part B
+    assert melody_notes(music.sequences[0]) == [(67, 12), (69, 12), (71, 12), (72, 36), (74, 36),
+                                                 (76, 12), (74, 12), (72, 12), (71, 36)]
+
+
+def test_grace_notes_take_no_time(tmp_path, music21):
+    abc = "X:3\nT:Graces\nM:4/4\nL:1/8\nK:D\n{g}A2 B2 {ag}c2 d2|\n"
+    music = midi_io.read_music_file(write(tmp_path, "graces.abc", abc))
+    # K:D makes c a C#; the graces g and ag are dropped
+    assert melody_notes(music.sequences[0]) == [(69, 12), (71, 12), (73, 12), (74, 12)]
+
+
+def test_broken_rhythm_across_different_lengths(tmp_path, music21):
+    abc = "X:4\nT:Broken\nM:4/4\nL:1/8\nK:C\nA2>B c/ d2 e2|\n"
+    music = midi_io.read_music_file(write(tmp_path, "broken.abc", abc))
+    # A2>B: A2 (12 steps) dotted to 18, B (6) halved to 3; c/ a 16th (3); d2, e2 quarters: 48 steps, one bar
+    notes = melody_notes(music.sequences[0])
+    assert notes == [(69, 18), (71, 3), (72, 3), (74, 12), (76, 12)]
+    assert onsets(notes) == [0, 18, 21, 24, 36]
+
+
+def test_a_pickup_bar_keeps_the_bar_lines_where_the_score_has_them(tmp_path, music21):
+    abc = "X:5\nT:Pickup\nM:3/4\nL:1/4\nK:C\nG|c2 e|g3|\n"
+    music = midi_io.read_music_file(write(tmp_path, "pickup.abc", abc), reader="music21")
+    # G is the last beat of a 3/4 bar: two quarters of rest come first
+    assert melody_notes(music.sequences[0]) == [(R, 24), (67, 12), (72, 24), (76, 12), (79, 36)]
+
+
+def test_ties_merge_and_fermata_shorthand_and_slurs_keep_the_timing(tmp_path, music21):
+    abc = "X:6\nT:Ties\nM:4/4\nL:1/8\nK:C\nc4- c2 Hd2|e>(fe) d4|\n"
+    music = midi_io.read_music_file(write(tmp_path, "ties.abc", abc), reader="music21")
+    # c4-c2 is one note of 6 eighths; Hd2 a quarter with a fermata; e>(f e): e dotted (9), f halved (3)
+    assert melody_notes(music.sequences[0]) == [(72, 36), (74, 12), (76, 9), (77, 3), (76, 6), (74, 24)]
+
+
+BOOK = """%abc-2.1
+% a tunebook: one tune note-seq reads, one it refuses, one nobody reads
+M:2/4
+L:1/8
+
+X:1
+T:Good one
+K:C
+CDEF|G4|
+
+X:2
+T:Corrupt
+K:C
+C/0 D E F|G4|
+
+X:3
+T:Triplets too
+K:G
+(3GAB c2|d4|
+"""
+
+
+def test_a_tunebook_yields_one_sequence_per_tune_and_skips_only_the_bad_one(tmp_path, music21):
+    path = write(tmp_path, "book.abc", BOOK)
+    music = midi_io.read_music_file(path)
+    assert [ns.filename for ns in music.sequences] == [f"{path}#X:1", f"{path}#X:3"]
+    assert [ns.sequence_metadata.title for ns in music.sequences] == ["Good one", "Triplets too"]
+    assert [ns.reference_number for ns in music.sequences] == [1, 3]
+    assert melody_notes(music.sequences[0]) == [(60, 6), (62, 6), (64, 6), (65, 6), (67, 24)]
+    # the header's M:2/4 and L:1/8 hold for every tune
+    assert melody_notes(music.sequences[1]) == [(67, 4), (69, 4), (71, 4), (72, 12), (74, 24)]
+    skipped = [w for w in music.warnings if "skipped" in w]
+    assert len(skipped) == 1 and skipped[0].startswith("ABC tune X:2 'Corrupt' skipped: ")
+    assert "music21 read 1 tune(s) note-seq refuses: X:3" in music.warnings
+
+
+def test_a_latin1_tunebook_is_read_with_the_charset_it_declares(tmp_path):
+    abc = "%abc-charset iso-8859-1\n\nX:1\nT:Señor Café\nM:2/4\nL:1/8\nK:C\nCDEF|G4|\n"
+    path = write(tmp_path, "latin1.abc", abc, encoding="latin-1")
+    music = midi_io.read_music_file(path, reader="note_seq")
+    assert music.sequences[0].sequence_metadata.title == "Señor Café"
+    assert music.warnings == ()
+    undeclared = write(tmp_path, "cp1252.abc", abc.split("\n", 2)[2], encoding="cp1252")
+    music = midi_io.read_music_file(undeclared, reader="note_seq")
+    assert music.sequences[0].sequence_metadata.title == "Señor Café"
+    assert any("Windows-1252" in w for w in music.warnings)
+
+
+def test_without_the_extra_the_refusal_says_the_extra_would_read_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(music21_io, "available", lambda: False)
+    path = write(tmp_path, "triplets.abc", TRIPLETS)
+    with pytest.raises(InputFileError, match=r'X:1 \'Triplets\': Tuplets are not supported.*melody_plugin\[music21\]'):
+        midi_io.read_music_file(path)
+    with pytest.raises(InputFileError, match="music21 reader is not installed"):
+        midi_io.read_music_file(path, reader="music21")
+    book = midi_io.read_music_file(write(tmp_path, "book.abc", BOOK))
+    assert len(book.sequences) == 1
+    assert "2 tune(s) skipped; the music21 reader may read them" in book.warnings[-1]
+
+
+def test_the_reader_can_be_chosen_by_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv(midi_io.READER_ENV, "note_seq")
+    with pytest.raises(InputFileError, match="Tuplets are not supported") as refused:
+        midi_io.read_music_file(write(tmp_path, "triplets.abc", TRIPLETS))
+    assert "music21" not in str(refused.value)
+    with pytest.raises(InputFileError, match="reader must be one of"):
+        midi_io.read_music_file(write(tmp_path, "t.abc", TRIPLETS), reader="pretty_midi")
+
+
+def test_a_tune_over_the_time_limit_is_skipped_and_the_rest_read(tmp_path, monkeypatch):
+    def slow(text, name):
+        time.sleep(5)
+
+    monkeypatch.setattr(music21_io, "available", lambda: True)
+    monkeypatch.setattr(music21_io, "abc_tune_to_note_sequence", slow)
+    start = time.perf_counter()
+    music = midi_io.read_music_file(write(tmp_path, "book.abc", BOOK), timeout_s=0.5)
+    assert time.perf_counter() - start < 3
+    assert [ns.reference_number for ns in music.sequences] == [1]
+    assert any("X:3 'Triplets too' skipped: reading took longer than 0.5 s" in w for w in music.warnings)
+
+
+def test_bombs_are_refused_before_music21_sees_them(tmp_path):
+    bomb = write(tmp_path, "bomb.musicxml", '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">]>'
+                 "<score-partwise>&lol;</score-partwise>")
+    with pytest.raises(InputFileError, match="entity"):
+        midi_io.read_music_file(bomb, reader="music21")
+
+
+MUSICXML_TUPLETS = """<?xml version="1.0" encoding="UTF-8"?>
+<score-partwise version="3.1">
+  <part-list><score-part id="P1"><part-name>Flute</part-name></score-part></part-list>
+  <part id="P1">
+    <measure number="1">
+      <attributes><divisions>3</divisions><key><fifths>0</fifths></key>
+        <time><beats>3</beats><beat-type>4</beat-type></time></attributes>
+      <direction><direction-type><metronome><beat-unit>quarter</beat-unit><per-minute>90</per-minute></metronome>
+        </direction-type><sound tempo="90"/></direction>
+      {triplet_eighths}
+      <note><pitch><step>F</step><octave>4</octave></pitch><duration>3</duration><type>quarter</type></note>
+      <note><pitch><step>G</step><octave>4</octave></pitch><duration>3</duration><type>quarter</type></note>
+    </measure>
+    <measure number="2">
+      {triplet_quarters}
+      <note><rest/><duration>3</duration><type>quarter</type></note>
+    </measure>
+  </part>
+</score-partwise>
+"""
+
+
+def _tuplet_notes(steps, duration, kind):
+    return "\n".join(
+        f"<note><pitch><step>{step}</step><octave>{octave}</octave></pitch><duration>{duration}</duration>"
+        f"<type>{kind}</type><time-modification><actual-notes>3</actual-notes><normal-notes>2</normal-notes>"
+        f"</time-modification></note>" for step, octave in steps)
+
+
+@pytest.mark.parametrize("reader", ["note_seq", "music21"])
+def test_musicxml_tuplets_are_exact(tmp_path, music21, reader):
+    xml = MUSICXML_TUPLETS.format(triplet_eighths=_tuplet_notes([("C", 4), ("D", 4), ("E", 4)], 1, "eighth"),
+                                  triplet_quarters=_tuplet_notes([("B", 4), ("C", 5), ("D", 5)], 2, "quarter"))
+    music = midi_io.read_music_file(write(tmp_path, "tuplets.musicxml", xml), reader=reader)
+    ns = music.sequences[0]
+    notes = melody_notes(ns)
+    # eighth triplets 4 steps each, quarters 12, quarter triplets 8 each, a quarter rest 12: two 3/4 bars
+    assert notes == [(60, 4), (62, 4), (64, 4), (65, 12), (67, 12), (71, 8), (72, 8), (74, 8), (R, 12)]
+    assert onsets(notes) == [0, 4, 8, 12, 24, 36, 44, 52, 60]
+    assert ns.tempos[0].qpm == pytest.approx(90)
+    assert ns.notes[1].start_time == pytest.approx(1 / 3 * 60 / 90)
