@@ -30,7 +30,11 @@ setup(
         "matplotlib>=3.7,<4",
         "tqdm>=4.60,<5",
     ],
-    extras_require={"test": ["pytest>=8", "hypothesis>=6.100"]},
+    extras_require={
+        "test": ["pytest>=8", "hypothesis>=6.100"],
+        # reads the ABC and MusicXML note-seq refuses (tuplets, parts, variant endings, grace notes...)
+        "music21": ["music21>=9.1,<11"],
+    },
     entry_points={
         "console_scripts": [
             "melody_create_dataset=melody_plugin.cli.melody_create_dataset:console_entry_point",
