@@ -1,8 +1,8 @@
 """Pictures and sound: piano-roll PNGs, WAV files, and the training curve.
 
 Entry points: `piano_roll_png(melody, path, primer_steps=...)` (drawn by `piano_roll_figure`),
-`wav_file(note_sequence, path)`, `training_curve(metrics_jsonl, path)`. matplotlib draws (Agg backend, no screen needed); pretty_midi's
-synthesizer makes the sound. Every file is written atomically.
+`wav_file(note_sequence, path)`, `training_curve(metrics_jsonl, path)`. matplotlib draws (Agg backend, no screen
+needed); pretty_midi's synthesizer makes the sound. Every file is written atomically.
 """
 
 from __future__ import annotations
@@ -39,7 +39,15 @@ def piano_roll_png(melody: Melody, path, primer_steps: int = 0, title: str = "")
 
 
 BLACK_KEYS = (1, 3, 6, 8, 10)
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+FLAT_MAJOR_KEYS = (5, 10, 3, 8, 1, 6)  # F, Bb, Eb, Ab, Db, Gb major (and their relative minors)
+
+
+def _note_names(melody: Melody) -> tuple[str, ...]:
+    """Row names spelled as the key signature spells them (Bb in G minor, A# in B major)."""
+    major_tonic = (melody.key + 3) % 12 if melody.minor else melody.key
+    return FLAT_NAMES if major_tonic in FLAT_MAJOR_KEYS else SHARP_NAMES
 PRIMER_COLOR, CONTINUATION_COLOR = "#4c72b0", "#dd8452"
 
 
@@ -54,8 +62,9 @@ def piano_roll_figure(melody: Melody, primer_steps: int = 0, title: str = ""):
     """A matplotlib figure of the melody: one row per semitone, primer in blue, continuation in orange.
 
     Rows are shaded like a keyboard's black keys, a darker line marks each octave (below every C), C rows are
-    labelled with their octave (C4 = MIDI 60) and the others with their note name. Bar lines are vertical; the
-    title names the key, meter and tempo; the legend sits outside the axes so it never covers a note.
+    labelled with their octave (C4 = MIDI 60) and the others with their note name, spelled as the key is. Bar
+    lines are vertical; the title names the key, meter and tempo; the legend sits outside the axes, so it never
+    covers a note.
     """
     plt = _pyplot()
     from matplotlib.patches import Patch, Rectangle
@@ -89,7 +98,8 @@ def piano_roll_figure(melody: Melody, primer_steps: int = 0, title: str = ""):
     ax.set_xlim(0, max(total / spb, 1))
     ax.set_ylim(lo - 0.5, hi + 0.5)
     ax.set_yticks(range(lo, hi + 1))
-    ax.set_yticklabels([pitch_name(p) if p % 12 == 0 else NOTE_NAMES[p % 12] for p in range(lo, hi + 1)], fontsize=7)
+    names = _note_names(melody)
+    ax.set_yticklabels([pitch_name(p) if p % 12 == 0 else names[p % 12] for p in range(lo, hi + 1)], fontsize=7)
     for label, pitch in zip(ax.get_yticklabels(), range(lo, hi + 1)):
         if pitch % 12 == 0:
             label.set_fontweight("bold")

@@ -85,3 +85,15 @@ def test_piano_roll_png_writes_the_picture_with_its_legend(tmp_path):
     width = int.from_bytes(data[16:20], "big")
     figure_width = render.piano_roll_figure(melody).get_size_inches()[0] * 110
     assert width > figure_width * 0.9  # the legend beside the axes was kept, not cropped off
+
+
+def test_rows_are_spelled_as_the_key_signature_spells_them():
+    import matplotlib.pyplot as plt
+
+    notes = tuple(Note(p, 12) for p in (67, 70, 69, 66, 67))  # G Bb A F# G
+    for key, minor, expected in ((7, True, "Bb"), (10, False, "Bb"), (11, False, "A#"), (2, False, "A#")):
+        fig = render.piano_roll_figure(Melody(notes, 12, (4, 4), 120.0, key=key, minor=minor))
+        ax = fig.axes[0]
+        labels = dict(zip((int(t) for t in ax.get_yticks()), (t.get_text() for t in ax.get_yticklabels())))
+        assert labels[70] == expected, (key, minor)
+        plt.close(fig)
