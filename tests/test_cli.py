@@ -12,6 +12,14 @@ from conftest import FOLK, make_sequence, run_cli, write_midi
 from melody_plugin.generator import EXAMPLE_PRIMER
 
 
+def primer_meter(path) -> str:
+    """The first time signature of a MIDI file, read with mido (not with the package)."""
+    import mido
+
+    msg = next(m for track in mido.MidiFile(path).tracks for m in track if m.type == "time_signature")
+    return f"{msg.numerator}/{msg.denominator}"
+
+
 def midi_events(path):
     import mido
 
@@ -33,6 +41,9 @@ def test_generate_with_embedded_model_writes_midi_png_and_wav(tmp_path):
     assert sidecar["total_bars"] == 8 and sidecar["seed"] == 7
     assert seconds == pytest.approx(8 * 3 * 0.5, abs=1.0)  # 8 bars of 6/8 at 120 qpm, plus release tail
     assert sidecar["primer_midi"] == str(EXAMPLE_PRIMER)
+    meter = primer_meter(EXAMPLE_PRIMER)
+    assert meter != "4/4"  # the flag's default: the sidecar must say what the primer's meter was
+    assert sidecar["flags"]["time_signature"] == meter and sidecar["time_signature"] == list(map(int, meter.split("/")))
     assert all("log_likelihood" in n for n in sidecar["notes"])
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
 

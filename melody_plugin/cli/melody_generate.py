@@ -100,6 +100,9 @@ def main(argv):
             "steps_per_iteration", "qpm", "time_signature", "continuation_only", "key", "scale", "pitch_range",
             "polyphony_policy", "track", "program", "sampler")},
     }
+    # record what was used, not what was typed: a primer's meter wins over --time_signature
+    num, den = generations[0].melody.time_signature
+    sidecar["flags"].update(time_signature=f"{num}/{den}", polyphony_policy=policy)
     paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar)
     elapsed = time.perf_counter() - start
     bars = generations[0].total_bars
