@@ -58,18 +58,25 @@ def _quiet():
         yield
 
 
-_ABC_BODY_TOKEN = re.compile(r'"[^"\n]*"|![^!\n]*!|\+[^+\n]*\+|\[[A-Za-z]:[^\]\n]*\]|[Hx)]|\((?!\d)')
-_ABC_REWRITE = {"H": "!fermata!", "x": "z", "(": "", ")": ""}
+_ABC_BODY_TOKEN = re.compile(
+    r'"[^"\n]*"|![^!\n]*!|\+[^+\n]*\+|\[[A-Za-z]:[^\]\n]*\]|\{[^}\n]*\}|[Hx).uv]|\((?!\d)')
+
+
+def _rewrite_for_music21(token: str) -> str:
+    if token[0] in "{(.)uv":  # grace notes (dropped anyway), slurs, staccato and bowings change no timing
+        return ""
+    return {"H": "!fermata!", "x": "z"}.get(token, token)
 
 
 def _abc_for_music21(text: str) -> str:
-    """Works around three music21 slips, each of which puts every later note off by a note's length: it drops a
-    note written with the fermata shorthand (`Hg3`) and an invisible rest (`x2`), and ignores a broken rhythm
-    before a slur (`a>(fe)`). The long forms read right; slurs are left out (they change no timing)."""
+    """Works around music21 slips that put every later note off by a note's length: it drops a note written
+    with the fermata shorthand (`Hg3`) and an invisible rest (`x2`), and ignores a broken rhythm when a slur,
+    staccato, bowing or grace note comes between (`a>(fe)`, `A>.B`, `A>uB`, `A>{g}B`). The long forms read right;
+    what changes no timing is left out."""
     lines, in_body = [], False
     for line in text.splitlines():
         if in_body and not re.match(r"[A-Za-z+]:|%", line):
-            line = _ABC_BODY_TOKEN.sub(lambda m: _ABC_REWRITE.get(m.group(), m.group()), line)
+            line = _ABC_BODY_TOKEN.sub(lambda m: _rewrite_for_music21(m.group()), line)
         in_body = in_body or line.startswith("K:")
         lines.append(line)
     return "\n".join(lines)

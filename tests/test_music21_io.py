@@ -105,11 +105,13 @@ def test_a_pickup_bar_keeps_the_bar_lines_where_the_score_has_them(tmp_path, mus
     assert melody_notes(music.sequences[0]) == [(R, 24), (67, 12), (72, 24), (76, 12), (79, 36)]
 
 
-def test_ties_merge_and_fermata_shorthand_and_slurs_keep_the_timing(tmp_path, music21):
-    abc = "X:6\nT:Ties\nM:4/4\nL:1/8\nK:C\nc4- c2 Hd2|e>(fe) d4|\n"
+def test_ties_merge_and_decorations_keep_the_timing(tmp_path, music21):
+    abc = "X:6\nT:Ties\nM:4/4\nL:1/8\nK:C\nc4- c2 Hd2|e>(fe) d>.c B>uA G|\n"
     music = midi_io.read_music_file(write(tmp_path, "ties.abc", abc), reader="music21")
-    # c4-c2 is one note of 6 eighths; Hd2 a quarter with a fermata; e>(f e): e dotted (9), f halved (3)
-    assert melody_notes(music.sequences[0]) == [(72, 36), (74, 12), (76, 9), (77, 3), (76, 6), (74, 24)]
+    # c4-c2 is one note of 6 eighths; Hd2 a quarter with a fermata; in bar 2 each > dots the first note (9 steps)
+    # and halves the second (3) across a slur, a staccato and a bowing; e and G eighths (6)
+    assert melody_notes(music.sequences[0]) == [(72, 36), (74, 12), (76, 9), (77, 3), (76, 6), (74, 9), (72, 3),
+                                                 (71, 9), (69, 3), (67, 6)]
 
 
 BOOK = """%abc-2.1
