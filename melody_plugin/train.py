@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -257,6 +258,54 @@ def export_weights(model, run: RunDir, step: int, config: ModelConfig) -> None:
                              {"step": step, "config": config.name})
 
 
+class _StopSignals:
+    """SIGINT and SIGTERM during `train_and_evaluate`: raised as KeyboardInterrupt, and remembered.
+
+    The flag is the safety net: a KeyboardInterrupt raised inside library code can be swallowed there (a Cython
+    module loaded by TensorFlow's import writes it off as "unraisable"), so the loop checks the flag as well.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def __enter__(self):
+        self.requested = False
+        if _main_thread():  # only the main thread may set handlers; elsewhere Ctrl-C is the caller's business
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc_info):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
+
+    def _on_signal(self, signum, frame):
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        """Raises KeyboardInterrupt if a signal came, even if its KeyboardInterrupt was swallowed."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+_STOP = _StopSignals()
+
+
+def _stops_on_signals(fn):
+    """Runs `fn` with SIGINT and SIGTERM handled by _STOP (restored afterwards)."""
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with _STOP:
+            return fn(*args, **kwargs)
+
+    return wrapped
+
+
+@_stops_on_signals
 def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_training_steps: int = 2000,
                        eval_ratio: float = 0.1, summary_frequency: int = 100, save_checkpoint_steps: int = 500,
                        num_checkpoints: int = 5, seed: int = 0, strategy: str = "auto", progress=None,
@@ -271,6 +320,7 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
       TrainingInterrupted: Ctrl-C; a checkpoint was saved first.
     """
     tf = import_tensorflow()
+    _STOP.check()  # a Ctrl-C during the import may have been swallowed there
     import keras
 
     # --- threads and strategy first: both must be set before any other TensorFlow op runs
@@ -353,9 +403,9 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
         interval_start = run_start = time.perf_counter()
         interval_tokens = 0.0
         bar = _progress_bar(progress, step, num_training_steps)
-        previous_sigterm = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
         try:
             while step < num_training_steps:
+                _STOP.check()
                 # Run up to the next summary/checkpoint boundary in one call (at most 50 steps): fewer Python
                 # round trips; a NaN is still caught before any checkpoint is written.
                 n = min(num_training_steps - step, summary_frequency - step % summary_frequency,
@@ -405,8 +455,6 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
                                       "run the same command to resume") from None
         finally:
             bar.close()
-            if previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, previous_sigterm)
             for w in writers.values():
                 w.close()
             if not chief:
@@ -421,10 +469,6 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_traini
             except Exception as e:  # a missing plot must never fail a finished training
                 log(f"warning: no training curve ({type(e).__name__}: {e})")
         return TrainResult(step, last_metrics, str(run.path), tokens_per_second, dist.num_replicas_in_sync)
-
-
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
 
 
 def _main_thread() -> bool:

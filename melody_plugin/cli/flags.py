@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 
@@ -17,6 +18,7 @@ FLAGS = flags.FLAGS
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+STOP_GRACE_S = 5.0  # after Ctrl-C or SIGTERM, the longest a command runs on, wherever the signal lands
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding (Keras's set_random_seed uses it) refuses larger seeds
 
 
@@ -103,6 +105,71 @@ def fail(program: str, message: str, code: int = EXIT_USER_ERROR):
     sys.exit(code)
 
 
+def _stop_now(program: str, message: str, stderr_fd: int = 2, tidy: bool = True):
+    """One line, then exit 130 without the interpreter's teardown (TensorFlow's can take seconds, or crash, after
+    an interrupt). Nothing is lost: every file is written atomically. `tidy` (the main thread) first unlinks the
+    semaphores of a finished worker pool, or multiprocessing's resource tracker prints a warning about them."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os.write(stderr_fd, f"{program}: error: {message}\n".encode())
+    mp_util = sys.modules.get("multiprocessing.util")
+    if tidy and mp_util is not None:
+        try:
+            mp_util._run_finalizers(0)  # what atexit would run first; a stuck one is cut off by the watchdog
+        except Exception:
+            pass
+    os._exit(EXIT_INTERRUPTED)
+
+
+def stop_on_signals(program: str) -> None:
+    """Ctrl-C and SIGTERM stop the command within STOP_GRACE_S seconds, whatever it is doing.
+
+    The first signal raises KeyboardInterrupt in the main thread: training saves a checkpoint, and the command
+    prints one line and exits 130. But Python runs that handler only between two bytecodes of the main thread, and
+    library code can swallow the KeyboardInterrupt (a Cython module that TensorFlow's import loads writes it off
+    as "unraisable"). So a watchdog thread hears of the signal too, through the wakeup fd that the C-level handler
+    writes at once, and ends the process if it still runs STOP_GRACE_S seconds later; a second signal ends it at
+    once. Ending anywhere is safe: files are written atomically, and a checkpoint is complete or not listed.
+    """
+    import select
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    stderr_fd = os.dup(2)  # TensorFlow's import points fd 2 elsewhere for a while; the last word must show
+    signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+
+    def raise_interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    stops = (signal.SIGINT, signal.SIGTERM)
+    for sig in stops:
+        signal.signal(sig, raise_interrupt)
+
+    def watchdog():
+        first = None
+        while True:
+            wait = None if first is None else max(0.0, first + STOP_GRACE_S - time.monotonic())
+            if not select.select([read_fd], [], [], wait)[0]:
+                _stop_now(program, f"interrupted; forced to stop after {STOP_GRACE_S:g} s (no file is left "
+                                   "half-written; training keeps its last complete checkpoint)", stderr_fd,
+                          tidy=False)
+            if not any(byte in stops for byte in os.read(read_fd, 512)):
+                continue  # another signal with a Python handler (SIGALRM of a reading time limit)
+            if first is None:
+                first = time.monotonic()
+            elif time.monotonic() - first > 0.5:  # a second Ctrl-C, not one signal seen by several processes
+                _stop_now(program, "interrupted twice; stopped at once", stderr_fd, tidy=False)
+
+    threading.Thread(target=watchdog, name="stop-watchdog", daemon=True).start()
+
+
 def guarded(program: str, main):
     """Wraps an absl `main`: our errors become one line and exit status 2, Ctrl-C exits 130."""
 
@@ -121,10 +188,11 @@ def guarded(program: str, main):
         try:
             return main(argv)
         except MelodyPluginError as e:
-            interrupted = type(e).__name__ == "TrainingInterrupted"
-            fail(program, str(e), EXIT_INTERRUPTED if interrupted else EXIT_USER_ERROR)
+            if type(e).__name__ == "TrainingInterrupted":
+                _stop_now(program, str(e))
+            fail(program, str(e))
         except KeyboardInterrupt:
-            fail(program, "interrupted", EXIT_INTERRUPTED)
+            _stop_now(program, "interrupted")
         except OSError as e:  # disk full, permission denied while writing outputs
             fail(program, f"{getattr(e, 'filename', '') or ''}: {e.strerror or e}".lstrip(": "), 1)
 
@@ -133,6 +201,14 @@ def guarded(program: str, main):
 
 def run(program: str, main, module_name: str) -> None:
     """app.run for a console script, with its flags listed by --help (absl only lists the main module's)."""
+    stop_on_signals(program)
+    try:
+        _run(program, main, module_name)
+    except KeyboardInterrupt:  # while absl starts up, before `guarded` runs
+        _stop_now(program, "interrupted")
+
+
+def _run(program: str, main, module_name: str) -> None:
     from absl import app
 
     for name in (module_name, __name__):
