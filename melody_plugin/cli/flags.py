@@ -78,6 +78,9 @@ def define_input():
     define("string", "input", None, "MIDI/MusicXML/ABC folder (searched recursively), glob, single file, "
                         "NoteSequence TFRecord, or a melody_create_dataset folder. Omitted: the example corpus "
                         "shipped with the package.")
+    define("enum", "music_reader", None, ["auto", "note_seq", "music21"],
+           "Who reads ABC and MusicXML: auto (note-seq, then music21 for what it refuses, when the music21 extra is "
+           "installed), note_seq or music21. Default: $MELODY_PLUGIN_READER, else auto.")
 
 
 def define_run_dir(required: bool = False):
@@ -181,6 +184,8 @@ def guarded(program: str, main):
         from melody_plugin.errors import MelodyPluginError
 
         absl_logging.set_verbosity(absl_logging.WARNING)  # TensorFlow's INFO lines go through absl too
+        if "music_reader" in FLAGS and FLAGS.music_reader:  # read by midi_io, in the worker processes too
+            os.environ["MELODY_PLUGIN_READER"] = FLAGS.music_reader
         problem = check_limits({name: FLAGS[name].value for name in LIMITS if name in FLAGS})
         if problem:
             fail(program, problem)
