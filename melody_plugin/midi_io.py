@@ -7,6 +7,8 @@ Entry points: `read_music_file(path) -> MusicFile`, `list_music_files(input)`,
 Reading is bounded before the libraries see a byte: regular files only (never blocks on a FIFO), a size limit,
 a structural check of MIDI chunks, and limits on ticks, tempo and note counts that would otherwise make
 pretty_midi allocate gigabytes or divide by zero. Parsing runs under a wall-clock limit.
+ABC tunebooks are read tune by tune, and what note-seq refuses goes to `music21_io` when the music21 extra is
+installed (`reader=`, `$MELODY_PLUGIN_READER`).
 """
 
 from __future__ import annotations
