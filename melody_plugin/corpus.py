@@ -116,6 +116,11 @@ def _init_worker():
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
+    # a forked worker inherits the CLI's stop handling: its SIGTERM handler and the wakeup pipe it shares with the
+    # parent. The pool ends its workers with SIGTERM, which must neither raise here nor reach the parent's
+    # watchdog (it would stop the command).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
 
 
 def input_files(input_path) -> list[Path]:
