@@ -12,10 +12,9 @@ import math
 import numpy as np
 
 from melody_plugin import corpus as corpus_lib
-from melody_plugin.numpy_model import log_softmax
+from melody_plugin.numpy_model import LN2, log_softmax
 from melody_plugin.vocab import PAD, START, UNK, Vocabulary
 
-LN2 = math.log(2.0)
 UNKNOWN_PITCH = 128  # an <unk> note's pitch when only ids are given: outside MIDI, so in no vocabulary
 
 

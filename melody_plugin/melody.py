@@ -25,7 +25,16 @@ from melody_plugin.quiet import quiet_third_party
 REST = -1
 POLICIES = ("highest", "lowest", "reject")
 DEFAULT_STEPS_PER_QUARTER = 12  # 16ths are 3 steps, 8th triplets 4, 16th triplets 2: all exact
-KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")  # how keys are named
+SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name (60 -> "C4"), or "R" for a rest."""
+    if pitch == REST:
+        return "R"
+    return f"{SHARP_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 class MelodyError(MelodyPluginError):

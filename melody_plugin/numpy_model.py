@@ -9,6 +9,7 @@ Entry points: `weights_from_keras(model)`, `save_weights(weights, path)`, `load_
 from __future__ import annotations
 
 import io
+import math
 import json
 
 import numpy as np
@@ -110,6 +111,10 @@ class NumpyLSTM:
         return np.stack(outputs, axis=1), state
 
 
+LN2 = math.log(2.0)  # nats -> bits
+
+
 def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log(softmax(logits)) over the last axis, stable for large logits."""
     logits = logits - logits.max(axis=-1, keepdims=True)
     return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))

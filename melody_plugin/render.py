@@ -14,7 +14,7 @@ import wave
 import numpy as np
 
 from melody_plugin import atomic
-from melody_plugin.melody import Melody
+from melody_plugin.melody import FLAT_NAMES, SHARP_NAMES, Melody, pitch_name
 
 
 def _pyplot():
@@ -39,8 +39,6 @@ def piano_roll_png(melody: Melody, path, primer_steps: int = 0, title: str = "")
 
 
 BLACK_KEYS = (1, 3, 6, 8, 10)
-SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 FLAT_MAJOR_KEYS = (5, 10, 3, 8, 1, 6)  # F, Bb, Eb, Ab, Db, Gb major (and their relative minors)
 
 
@@ -69,7 +67,6 @@ def piano_roll_figure(melody: Melody, primer_steps: int = 0, title: str = ""):
     plt = _pyplot()
     from matplotlib.patches import Patch, Rectangle
 
-    from melody_plugin.vocab import pitch_name
 
     spb, total = melody.steps_per_bar, max(melody.total_steps, 1)
     notes, step = [], 0

@@ -19,6 +19,7 @@ import re
 import numpy as np
 
 from melody_plugin.errors import MelodyPluginError
+from melody_plugin.numpy_model import log_softmax
 from melody_plugin.vocab import NUM_SPECIAL
 
 NEG_INF = -1e30
@@ -140,12 +141,6 @@ def fillable_steps(durations: np.ndarray, allowed: np.ndarray, max_steps: int) -
 
 # --- sampling
 
-def _log_softmax(x: np.ndarray) -> np.ndarray:
-    m = x.max(axis=-1, keepdims=True)
-    z = x - m
-    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
-
-
 def _choose(logits: np.ndarray, valid: np.ndarray, options: SamplingOptions, rng) -> np.ndarray:
     """One token per row from masked logits with temperature, top-k and top-p."""
     masked = np.where(valid, logits, NEG_INF)
@@ -155,7 +150,7 @@ def _choose(logits: np.ndarray, valid: np.ndarray, options: SamplingOptions, rng
     if options.top_k:
         kth = -np.sort(-scaled, axis=-1)[:, min(options.top_k, scaled.shape[1]) - 1:][:, :1]
         scaled = np.where(scaled >= kth, scaled, NEG_INF)
-    probs = np.exp(_log_softmax(scaled))
+    probs = np.exp(log_softmax(scaled))
     probs = np.where(valid, probs, 0.0)
     if options.top_p < 1:
         order = np.argsort(-probs, axis=-1)
@@ -238,7 +233,7 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
             assert valid[active].any(axis=1).all(), "fillable targets always leave a valid token"
             valid[~active] = True  # finished rows draw a dummy token that is thrown away
             choice = _choose(logits, valid, options, rng)
-            token_ll = np.take_along_axis(_log_softmax(np.where(valid, logits, NEG_INF)), choice[:, None], 1)[:, 0]
+            token_ll = np.take_along_axis(log_softmax(np.where(valid, logits, NEG_INF)), choice[:, None], 1)[:, 0]
             for r in np.flatnonzero(active):
                 ids[r].append(int(choice[r]))
                 lls[r].append(float(token_ll[r]))

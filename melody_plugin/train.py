@@ -33,7 +33,6 @@ from melody_plugin.rundir import RunDir
 from melody_plugin.vocab import Vocabulary
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
-LN2 = math.log(2.0)
 
 
 class TrainingError(MelodyPluginError):
@@ -184,7 +183,8 @@ def summarize(sums: dict) -> dict:
     tokens = max(sums["tokens"], 1.0)
     loss = sums["nll"] / tokens
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": sums["correct"] / tokens,
-            "bits_per_token": loss / LN2, "bits_per_note": sums["nll"] / LN2 / max(sums["notes"], 1.0)}
+            "bits_per_token": loss / numpy_model.LN2,
+            "bits_per_note": sums["nll"] / numpy_model.LN2 / max(sums["notes"], 1.0)}
 
 
 class _Trainer:

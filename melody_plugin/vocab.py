@@ -18,7 +18,7 @@ import numpy as np
 
 from melody_plugin import atomic
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.melody import REST, Melody, Note
+from melody_plugin.melody import REST, Melody, Note, pitch_name  # noqa: F401 (pitch_name is re-exported)
 
 PAD, START, UNK = 0, 1, 2
 SPECIAL_TOKENS = ("<pad>", "<start>", "<unk>")
@@ -28,13 +28,6 @@ FORMAT_VERSION = 1
 
 class VocabularyError(MelodyPluginError):
     """A vocabulary file that is missing or malformed, or ids that cannot be decoded."""
-
-
-def pitch_name(pitch: int) -> str:
-    if pitch == REST:
-        return "R"
-    names = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-    return f"{names[pitch % 12]}{pitch // 12 - 1}"
 
 
 def _fewest_tokens(lengths, max_steps: int) -> list[list[int] | None]:
