@@ -7,7 +7,18 @@ from __future__ import annotations
 
 
 class MelodyPluginError(Exception):
-    """Base class of every error this package raises on purpose (bad input, bad config, bad run dir)."""
+    """Base class of every error this package raises on purpose (bad input, bad config, bad run dir).
+
+    `exit_code` is what a command exits with when the error reaches it: 2 for bad input (the default).
+    """
+
+    exit_code = 2
+
+
+class Interrupted(MelodyPluginError):
+    """Ctrl-C or SIGTERM ended the work; what was finished is saved. Commands exit 130."""
+
+    exit_code = 130
 
 
 class InputFileError(MelodyPluginError):

@@ -13,7 +13,12 @@ import numpy as np
 
 from melody_plugin import corpus as corpus_lib
 from melody_plugin.numpy_model import LN2, log_softmax
+from melody_plugin.errors import MelodyPluginError
 from melody_plugin.vocab import PAD, START, UNK, Vocabulary
+
+
+class EvaluationError(MelodyPluginError):
+    """Nothing to score: every input file was skipped."""
 
 UNKNOWN_PITCH = 128  # an <unk> note's pitch when only ids are given: outside MIDI, so in no vocabulary
 
@@ -102,9 +107,8 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     sequences = [[START] + vocab.encode(m, map_oov=False) for m in melodies]  # one id per note
     target_pitches = [[n.pitch for n in m.notes] for m in melodies]
     if not sequences:
-        from melody_plugin.errors import MelodyPluginError
 
-        raise MelodyPluginError(f"{input_path}: no melody to score ({len(corpus.results)} files, all skipped)")
+        raise EvaluationError(f"{input_path}: no melody to score ({len(corpus.results)} files, all skipped)")
     scores = score_sequences(generator.model, sequences, vocab, target_pitches=target_pitches)
     scores["files"] = sum(1 for r in corpus.results if not r.error)
     scores["skipped"] = sum(1 for r in corpus.results if r.error)

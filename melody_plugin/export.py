@@ -20,6 +20,10 @@ import numpy as np
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.quiet import filtered_stderr, import_tensorflow
 
+
+class ExportError(MelodyPluginError):
+    """A SavedModel that cannot be written where asked (the folder exists and --overwrite was not given)."""
+
 MAX_SERVING_STEPS = 4096  # per request: 85 bars of 4/4 at 12 steps per quarter; the plan's table is this long
 STEPS_MESSAGE = f"serving_default: steps must be in [0, {MAX_SERVING_STEPS}] grid steps per sequence"
 
@@ -99,7 +103,7 @@ def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
     tf = import_tensorflow()
     target = Path(saved_model_dir)
     if target.exists() and not overwrite:
-        raise MelodyPluginError(f"{target}: already exists; pass --overwrite to replace it")
+        raise ExportError(f"{target}: already exists; pass --overwrite to replace it")
     model = keras_model_from_generator(gen)
     module = _serving_module(tf, model, gen.vocab)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,10 @@ from pathlib import Path
 from melody_plugin import atomic, midi_io
 from melody_plugin.errors import MelodyPluginError
 
+
+class OutputError(MelodyPluginError):
+    """A bad output request: unknown render kinds, an output that would overwrite a user's file."""
+
 RENDER_KINDS = ("png", "wav")
 
 
@@ -19,7 +23,7 @@ def parse_render(text: str) -> tuple[str, ...]:
     kinds = tuple(k.strip().lower() for k in (text or "").split(",") if k.strip())
     bad = [k for k in kinds if k not in RENDER_KINDS]
     if bad:
-        raise MelodyPluginError(f"--render: unknown kind(s) {', '.join(bad)}; choose from {', '.join(RENDER_KINDS)}")
+        raise OutputError(f"--render: unknown kind(s) {', '.join(bad)}; choose from {', '.join(RENDER_KINDS)}")
     return kinds
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from melody_plugin import corpus as corpus_lib, numpy_model
 from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, make_dataset, read_sequences, write_sequences
-from melody_plugin.errors import MelodyPluginError
+from melody_plugin.errors import Interrupted, MelodyPluginError
 from melody_plugin.model import build_model
 from melody_plugin.quiet import import_tensorflow
 from melody_plugin.registry import ModelConfig
@@ -39,7 +39,7 @@ class TrainingError(MelodyPluginError):
     """Training cannot go on: a NaN loss, no data, a bad strategy."""
 
 
-class TrainingInterrupted(MelodyPluginError):
+class TrainingInterrupted(Interrupted):
     """Ctrl-C: a checkpoint was saved and the run can be resumed."""
 
 

@@ -108,7 +108,7 @@ def fail(program: str, message: str, code: int = EXIT_USER_ERROR):
     sys.exit(code)
 
 
-def _stop_now(program: str, message: str, stderr_fd: int = 2, tidy: bool = True):
+def _stop_now(program: str, message: str, stderr_fd: int = 2, tidy: bool = True, prefix: str = ""):
     """One line, then exit 130 without the interpreter's teardown (TensorFlow's can take seconds, or crash, after
     an interrupt). Nothing is lost: every file is written atomically. `tidy` (the main thread) first unlinks the
     semaphores of a finished worker pool, or multiprocessing's resource tracker prints a warning about them."""
@@ -117,7 +117,7 @@ def _stop_now(program: str, message: str, stderr_fd: int = 2, tidy: bool = True)
             stream.flush()
         except (OSError, ValueError):
             pass
-    os.write(stderr_fd, f"{program}: error: {message}\n".encode())
+    os.write(stderr_fd, f"{program}: {prefix}{message}\n".encode())
     mp_util = sys.modules.get("multiprocessing.util")
     if tidy and mp_util is not None:
         try:
@@ -193,9 +193,9 @@ def guarded(program: str, main):
         try:
             return main(argv)
         except MelodyPluginError as e:
-            if type(e).__name__ == "TrainingInterrupted":
+            if e.exit_code == EXIT_INTERRUPTED:  # an orderly stop, not a mistake: "interrupted at step N; ..."
                 _stop_now(program, str(e))
-            fail(program, str(e))
+            fail(program, str(e), e.exit_code)
         except KeyboardInterrupt:
             _stop_now(program, "interrupted")
         except OSError as e:  # disk full, permission denied while writing outputs
