@@ -31,7 +31,7 @@ setup(
         "tqdm>=4.60,<5",
     ],
     extras_require={
-        "test": ["pytest>=8", "hypothesis>=6.100"],
+        "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.4"],
         # reads the ABC and MusicXML note-seq refuses (tuplets, parts, variant endings, grace notes...)
         "music21": ["music21>=9.1,<11"],
         # What Magenta 2.1.4's Python code needs to import here (tests/test_magenta_interop.py, the pipelines in
