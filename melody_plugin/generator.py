@@ -181,6 +181,9 @@ class MelodyGenerator:
         """Like `primer_from_file`, also returning what the reader noticed (each warning names the file)."""
         from melody_plugin import midi_io
 
+        if track == "all":
+            raise PrimerError(f"{path}: --track=all is for training folders; a primer continues one track "
+                              "(pass --track=N)")
         try:
             music = midi_io.read_music_file(path)
             extraction = melody_lib.melodies_from_note_sequence(music.sequences[0], self.vocab.steps_per_quarter,

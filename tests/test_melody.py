@@ -266,3 +266,13 @@ def test_conversions_do_not_mutate_input():
     before = ns.SerializeToString()
     melodies_from_note_sequence(ns)
     assert ns.SerializeToString() == before
+
+
+def test_track_flag_takes_an_index_or_all():
+    from melody_plugin.cli import flags as cli_flags
+
+    parser = cli_flags.TrackParser()
+    assert parser.parse("all") == "all" and parser.parse("2") == 2
+    with pytest.raises(ValueError, match="instrument index or 'all'"):
+        parser.parse("soprano")
+    assert cli_flags.check_limits({"track": -1}) == "--track must be >= 0 or all, got -1"

@@ -41,7 +41,7 @@ LIMITS = {
     "steps_per_iteration": _at_least(1),
     "seed": ((lambda v: 0 <= v <= SEED_MAX), f"in [0, {SEED_MAX}]"),
     "qpm": ((lambda v: v > 0), "> 0"),
-    "track": _at_least(0),
+    "track": ((lambda v: v == "all" or v >= 0), ">= 0 or all"),
     "program": ((lambda v: 0 <= v <= 127), "in [0, 127]"),
     # melody_train (and melody_create_dataset's eval_ratio, workers)
     "num_training_steps": _at_least(1),
@@ -90,11 +90,33 @@ def define_run_dir(required: bool = False):
         flags.mark_flag_as_required("run_dir")
 
 
+class TrackParser(flags.ArgumentParser):
+    """--track: an instrument index or "all"."""
+
+    def parse(self, argument):
+        if isinstance(argument, int) or argument is None:
+            return argument
+        text = str(argument).strip().lower()
+        if text == "all":
+            return "all"
+        try:
+            return int(text)
+        except ValueError:
+            raise ValueError(f"expected an instrument index or 'all', got {argument!r}") from None
+
+    def flag_type(self):
+        return "int or 'all'"
+
+
 def define_extraction():
     define("enum", "polyphony_policy", None, ["highest", "lowest", "reject"],
                       "How overlapping notes become one melody line: highest (skyline), lowest, or reject. "
                       "Default: the config's (highest).")
-    define("integer", "track", None, "Instrument index of the melody track (default: the one with most notes).")
+    if "track" not in FLAGS:
+        flags.DEFINE(TrackParser(), "track", None,
+                     "Instrument index of the melody track, or 'all' for one melody per pitched track (training "
+                     "folders, as Magenta does). Default: the melody track by name (soprano, melody, vocal, lead...), "
+                     "else the highest monophonic line that is not a bass line; the choice is always reported.")
     define("integer", "program", None, "MIDI program of the melody track, instead of --track.")
 
 
