@@ -464,10 +464,10 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
     hint = (f"the music21 reader may read {'them' if len(skipped) > 1 else 'it'}: {music21_io.INSTALL_HINT}"
             if skipped and reader == "auto" and not use_music21 else "")
     if not sequences:
+        # the tune's name in parentheses: reports count alike reasons together without them
         first, reason = skipped[0]
-        more = f" (and {len(skipped) - 1} more tunes)" if len(skipped) > 1 else ""
-        reason = f"{first.label}: {reason}" if first.number is not None else reason
-        raise InputFileError(path, f"no readable ABC tune: {reason}{more}" + (f"; {hint}" if hint else ""))
+        which = first.label + (f", and {len(skipped) - 1} more tunes" if len(skipped) > 1 else "")
+        raise InputFileError(path, f"no readable ABC tune: {reason} ({which})" + (f"; {hint}" if hint else ""))
     if by_music21 and reader != "music21":
         labels = ", ".join(f"X:{t.number}" for t in by_music21[:10]) + (", ..." if len(by_music21) > 10 else "")
         warnings.append(f"music21 read {len(by_music21)} tune(s) note-seq refuses: {labels}")
