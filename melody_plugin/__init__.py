@@ -31,6 +31,7 @@ _EXPORTS = {
     "with_hparams": "melody_plugin.registry",
     "build_model": "melody_plugin.model",
     "train_and_evaluate": "melody_plugin.train",
+    "TrainOptions": "melody_plugin.train",
     "sample": "melody_plugin.sampler",
     "SamplingOptions": "melody_plugin.sampler",
     "MelodyGenerator": "melody_plugin.generator",

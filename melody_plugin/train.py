@@ -4,7 +4,7 @@ The loop reads top to bottom: run dir and data, strategy, model and optimizer in
 then compiled train steps with TensorBoard summaries, checkpoints (tf.train.CheckpointManager) and a progress
 line. The batch size is global; each replica's loss is summed over its tokens and divided by the global token
 count, so the summed replica gradients equal single-device training on the same global batch.
-Entry points: `train_and_evaluate`, `evaluate_checkpoints`, `load_training_data`, `make_strategy`.
+Entry points: `train_and_evaluate` (with `TrainOptions`), `evaluate_checkpoints`, `load_training_data`, `make_strategy`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import shutil
 import signal
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,34 @@ class TrainResult:
     run_dir: str
     tokens_per_second: float
     replicas: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainOptions:
+    """How one training runs; the model and its optimizer are the `ModelConfig`.
+
+    `num_training_steps` counts across resumes. `summary_frequency` steps between TensorBoard summaries,
+    evaluations and progress lines; `save_checkpoint_steps` between checkpoints, of which `num_checkpoints` are
+    kept. `threads` is (intra_op, inter_op), 0 = auto. `progress`: the tqdm bar (None: when on a terminal); without
+    a bar the progress lines go to `log`.
+    """
+
+    num_training_steps: int = 2000
+    eval_ratio: float = 0.1
+    summary_frequency: int = 100
+    save_checkpoint_steps: int = 500
+    num_checkpoints: int = 5
+    seed: int = 0
+    strategy: str = "auto"
+    threads: tuple[int, int] = (0, 0)
+    progress: bool | None = None
+    write_curve: bool = True
+    log: Callable[..., object] = dataclasses.field(default=print, compare=False)
+
+    def __post_init__(self):
+        for name in ("summary_frequency", "save_checkpoint_steps"):
+            if getattr(self, name) < 1:
+                raise TrainingError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 # --- distribution
@@ -191,7 +220,8 @@ class _Trainer:
     """Builds the compiled train and eval steps of one model under one strategy."""
 
     def __init__(self, tf, strategy, model, optimizer, config, vocab):
-        self.tf, self.strategy, self.model, self.optimizer = tf, strategy, model, optimizer
+        self.tf, self.strategy, self.model, self.optimizer, self.config = tf, strategy, model, optimizer, config
+        self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.global_tokens = float(config.batch_size * config.window_size)
         self.is_note = tf.constant((vocab.pitches() >= 0).astype(np.float32))
         self.mixed = config.mixed_precision
@@ -199,6 +229,10 @@ class _Trainer:
         self.eval_step = tf.function(self._eval_step)
         if config.jit_compile:
             self._replica_train = tf.function(self._replica_train, jit_compile=True)
+
+    @property
+    def step(self) -> int:
+        return int(self.step_var.numpy())
 
     def _replica_train(self, x, y):
         tf = self.tf
@@ -242,6 +276,21 @@ class _Trainer:
             for k, v in self.eval_step(batch).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
         return summarize(totals) if totals else None
+
+
+def _build_trainer(tf, strategy, config: ModelConfig, vocab: Vocabulary, mixed_precision: bool) -> _Trainer:
+    """Model, optimizer and step counter, made in the strategy's scope (mixed_float16 for the build only)."""
+    import keras
+
+    if mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    with strategy.scope():  # everything that creates variables
+        model = build_model(config, len(vocab))
+        optimizer = _make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+        trainer = _Trainer(tf, strategy, model, optimizer, config, vocab)
+    keras.mixed_precision.set_global_policy("float32")
+    return trainer
 
 
 def _write_summaries(tf, writer, step: int, metrics: dict) -> None:
@@ -306,169 +355,250 @@ def _stops_on_signals(fn):
 
 
 @_stops_on_signals
-def train_and_evaluate(config: ModelConfig, run_dir, input_path=None, num_training_steps: int = 2000,
-                       eval_ratio: float = 0.1, summary_frequency: int = 100, save_checkpoint_steps: int = 500,
-                       num_checkpoints: int = 5, seed: int = 0, strategy: str = "auto", progress=None,
-                       log=print, write_curve: bool = True, threads: tuple[int, int] = (0, 0)) -> TrainResult:
-    """Trains `config` into `run_dir` until `num_training_steps` (total, across resumes), evaluating as it goes.
+def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
+                       options: TrainOptions | None = None) -> TrainResult:
+    """Trains `config` into `run_dir` until `options.num_training_steps` (total, across resumes), evaluating as it goes.
 
     Re-running on the same run dir resumes from its latest checkpoint (step and optimizer state).
+
+    Args:
+      config: the model and its optimizer settings.
+      run_dir: where config, vocabulary, data, checkpoints, logs and weights go.
+      input_path: a dataset folder, MIDI folder/glob or TFRecord; None on a resume reuses the run dir's data.
+      options: how to train (steps, frequencies, seed, strategy, ...); `TrainOptions()` when None.
 
     Raises:
       RunDirError: run dir in use, or made with an incompatible config or vocabulary.
       TrainingError: NaN/inf loss (the last good checkpoint is kept), no data.
-      TrainingInterrupted: Ctrl-C; a checkpoint was saved first.
+      TrainingInterrupted: Ctrl-C or SIGTERM; a checkpoint was saved first.
     """
+    opts = options or TrainOptions()
     tf = import_tensorflow()
     _STOP.check()  # a Ctrl-C during the import may have been swallowed there
-    import keras
-
-    # --- threads and strategy first: both must be set before any other TensorFlow op runs
-    configure_threads(*threads)
-    dist = make_strategy(strategy)
+    dist = _start_strategy(config, opts)  # threads and strategy come before any other TensorFlow op
     chief = _is_chief(dist)
-    keras.utils.set_random_seed(seed)
-    if dist.num_replicas_in_sync > 1:
-        log(f"{type(dist).__name__} with {dist.num_replicas_in_sync} replicas; global batch {config.batch_size} "
-            f"= {config.batch_size // dist.num_replicas_in_sync} per replica")
-        if config.batch_size % dist.num_replicas_in_sync:
-            raise TrainingError(f"batch_size {config.batch_size} does not split over "
-                                f"{dist.num_replicas_in_sync} replicas")
     run = RunDir(run_dir)
     run.check_compatible(config)
     # Only the chief locks and writes the run dir; the other workers of a multi-worker job read it.
     with run.lock() if chief else contextlib.nullcontext():
         # --- data
-        old_vocab = run.load_vocab() if run.vocab_file.is_file() else None
-        if input_path is None and (run.data_dir / TRAIN_FILE).is_file():
-            train_seqs = read_sequences(run.data_dir / TRAIN_FILE)
-            eval_seqs = read_sequences(run.data_dir / EVAL_FILE) if (run.data_dir / EVAL_FILE).is_file() else []
-            vocab = old_vocab
-        else:
-            train_seqs, eval_seqs, vocab = load_training_data(input_path, config, eval_ratio, old_vocab, progress,
-                                                              log)
-            run.check_compatible(config, vocab)
-            if chief:
-                write_sequences(train_seqs, run.data_dir / TRAIN_FILE)
-                write_sequences(eval_seqs, run.data_dir / EVAL_FILE)
-        if chief:
-            if old_vocab is None:
-                vocab.save(run.vocab_file)
-            run.save_config(config)
-
-        # --- model
-        if config.mixed_precision:
-            keras.mixed_precision.set_global_policy("mixed_float16")
+        train_seqs, eval_seqs, vocab = _prepare_data(run, config, input_path, opts, chief)
         resume_step = run.latest_checkpoint_step() or 0  # reseeds the shuffle: a resumed run sees new batches
-        train_ds = dist.experimental_distribute_dataset(
-            make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride,
-                         seed=seed + resume_step))
-        eval_ds = None
-        if eval_seqs and sum(len(s) for s in eval_seqs) > config.window_size + 1:
-            eval_ds = dist.experimental_distribute_dataset(
-                make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
-                             repeat=False, drop_remainder=True))
-        with dist.scope():
-            model = build_model(config, len(vocab))
-            optimizer = _make_optimizer(config)
-            optimizer.build(model.trainable_variables)
-            step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-            trainer = _Trainer(tf, dist, model, optimizer, config, vocab)
-        keras.mixed_precision.set_global_policy("float32")
-
+        train_ds, eval_ds = _distribute_datasets(dist, config, train_seqs, eval_seqs, opts.seed + resume_step)
+        # --- model
+        trainer = _build_trainer(tf, dist, config, vocab, config.mixed_precision)
         # --- restore
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
-        # Non-chief workers of a multi-worker job save to a temporary place that is removed afterwards.
-        ckpt_dir = run.checkpoint_dir if chief else Path(tempfile.mkdtemp(prefix="melody_worker_ckpt_"))
-        manager = tf.train.CheckpointManager(checkpoint, str(ckpt_dir), max_to_keep=num_checkpoints)
-        latest = tf.train.latest_checkpoint(str(run.checkpoint_dir))
-        if latest:
-            checkpoint.restore(latest).expect_partial()
-            # the optimizer state comes back, but a learning rate given with --hparams on this run wins
-            getattr(optimizer, "inner_optimizer", optimizer).learning_rate.assign(config.learning_rate)
-            log(f"resumed from {Path(latest).name} at step {int(step_var.numpy())}")
-
-        def save():
-            manager.save(checkpoint_number=int(step_var.numpy()))
-            if chief:
-                export_weights(model, run, int(step_var.numpy()), config)
-
+        ckpts = _Checkpoints(trainer, run, opts.num_checkpoints, chief)
+        resumed = ckpts.restore_latest(config.learning_rate, opts.log)
         # --- fit
-        writers = {}
-        if chief:
-            writers = {k: tf.summary.create_file_writer(str(run.logs_dir / k)) for k in ("train", "eval")}
+        report = _Report(trainer, run, chief, opts)
         iterator = iter(train_ds)
-        step = int(step_var.numpy())
-        start_step, sums, last_metrics = step, {}, {}
-        interval_start = run_start = time.perf_counter()
-        interval_tokens = 0.0
-        bar = _progress_bar(progress, step, num_training_steps)
+        start_step, run_start = trainer.step, time.perf_counter()
+        report.start(start_step)
         try:
-            while step < num_training_steps:
-                _STOP.check()
-                # Run up to the next summary/checkpoint boundary in one call (at most 50 steps): fewer Python
-                # round trips; a NaN is still caught before any checkpoint is written.
-                n = min(num_training_steps - step, summary_frequency - step % summary_frequency,
-                        save_checkpoint_steps - step % save_checkpoint_steps, 50)
-                out = trainer.train_step(iterator, tf.constant(n), step_var).numpy()
-                step += n
-                batch = dict(zip(_Trainer.SUM_KEYS, (float(v) for v in out)))
-                if not math.isfinite(batch["nll"]):
-                    raise TrainingError(f"loss became {batch['nll']} at step {step}; stopped. The last good "
-                                        f"checkpoint is kept in {run.checkpoint_dir}; try a lower learning_rate")
-                for k, v in batch.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                interval_tokens += batch["tokens"]
-                bar.update(n)
-                if step % summary_frequency == 0 or step == num_training_steps:
-                    elapsed = time.perf_counter() - interval_start
-                    metrics = summarize(sums)
-                    metrics["tokens_per_second"] = interval_tokens / max(elapsed, 1e-9)
-                    metrics["learning_rate"] = float(keras.ops.convert_to_numpy(
-                        getattr(optimizer, "inner_optimizer", optimizer).learning_rate))
-                    _write_summaries(tf, writers.get("train"), step, metrics)
-                    eval_metrics = trainer.evaluate(eval_ds)
-                    if eval_metrics:
-                        _write_summaries(tf, writers.get("eval"), step, eval_metrics)
-                    last_metrics = {"train": metrics, "eval": eval_metrics}
-                    if chief:
-                        _append_metrics(run, step, metrics, eval_metrics)
-                    line = (f"step {step}/{num_training_steps} loss {metrics['loss']:.3f} "
-                            f"bits/note {metrics['bits_per_note']:.2f} acc {metrics['accuracy']:.3f}"
-                            + (f" | eval loss {eval_metrics['loss']:.3f} bits/note {eval_metrics['bits_per_note']:.2f}"
-                               if eval_metrics else "")
-                            + f" | {metrics['tokens_per_second']:.0f} tokens/s")
-                    bar.set_postfix_str(f"loss {metrics['loss']:.3f}, {metrics['tokens_per_second']:.0f} tok/s")
-                    if bar.disable:
-                        log(line)
-                    sums, interval_tokens, interval_start = {}, 0.0, time.perf_counter()
-                if step % save_checkpoint_steps == 0 and step < num_training_steps:
-                    save()
-            if step > start_step or not latest:
-                save()
+            step, last_metrics = _fit(trainer, iterator, eval_ds, ckpts, report, opts)
+            if step > start_step or not resumed:
+                ckpts.save()
         except KeyboardInterrupt:
-            bar.close()
-            # Ctrl-C lands once the compiled call returns: the graph's step counter is the truth, not `step`
-            step = int(step_var.numpy())
-            save()
+            report.bar.close()
+            step = trainer.step  # Ctrl-C lands once the compiled call returns: the graph's counter is the truth
+            ckpts.save()
             raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved in {run.checkpoint_dir}, "
                                       "run the same command to resume") from None
         finally:
-            bar.close()
-            for w in writers.values():
-                w.close()
-            if not chief:
-                shutil.rmtree(ckpt_dir, ignore_errors=True)
-        total = time.perf_counter() - run_start
-        tokens_per_second = (step - start_step) * config.batch_size * config.window_size / max(total, 1e-9)
-        if chief and write_curve:
-            try:
-                from melody_plugin import render
-
-                render.training_curve(run.metrics_file, run.curve_file)
-            except Exception as e:  # a missing plot must never fail a finished training
-                log(f"warning: no training curve ({type(e).__name__}: {e})")
+            report.close()
+            ckpts.close()
+        total_s = time.perf_counter() - run_start
+        tokens_per_second = (step - start_step) * config.batch_size * config.window_size / max(total_s, 1e-9)
+        if chief and opts.write_curve:
+            _write_curve(run, opts.log)
         return TrainResult(step, last_metrics, str(run.path), tokens_per_second, dist.num_replicas_in_sync)
+
+
+def _start_strategy(config: ModelConfig, opts: TrainOptions):
+    """Thread pools, the strategy and the seed; checks that the global batch splits over the replicas."""
+    import keras
+
+    configure_threads(*opts.threads)
+    dist = make_strategy(opts.strategy)
+    keras.utils.set_random_seed(opts.seed)
+    replicas = dist.num_replicas_in_sync
+    if replicas > 1:
+        opts.log(f"{type(dist).__name__} with {replicas} replicas; global batch {config.batch_size} "
+                 f"= {config.batch_size // replicas} per replica")
+        if config.batch_size % replicas:
+            raise TrainingError(f"batch_size {config.batch_size} does not split over {replicas} replicas")
+    return dist
+
+
+def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptions, chief: bool):
+    """(train, eval, vocab): the run dir's own data on a resume without input, else the input's.
+
+    The chief writes the data, the vocabulary and the config into the run dir.
+    """
+    old_vocab = run.load_vocab() if run.vocab_file.is_file() else None
+    if input_path is None and (run.data_dir / TRAIN_FILE).is_file():
+        train_seqs = read_sequences(run.data_dir / TRAIN_FILE)
+        eval_seqs = read_sequences(run.data_dir / EVAL_FILE) if (run.data_dir / EVAL_FILE).is_file() else []
+        vocab = old_vocab
+    else:
+        train_seqs, eval_seqs, vocab = load_training_data(input_path, config, opts.eval_ratio, old_vocab,
+                                                          opts.progress, opts.log)
+        run.check_compatible(config, vocab)
+        if chief:
+            write_sequences(train_seqs, run.data_dir / TRAIN_FILE)
+            write_sequences(eval_seqs, run.data_dir / EVAL_FILE)
+    if chief:
+        if old_vocab is None:
+            vocab.save(run.vocab_file)
+        run.save_config(config)
+    return train_seqs, eval_seqs, vocab
+
+
+def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed: int):
+    """(train, eval) distributed datasets: shuffled, repeated global batches; eval None when too short."""
+    train_ds = dist.experimental_distribute_dataset(
+        make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride, seed=seed))
+    eval_ds = None
+    if eval_seqs and sum(len(s) for s in eval_seqs) > config.window_size + 1:
+        eval_ds = dist.experimental_distribute_dataset(
+            make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
+                         repeat=False, drop_remainder=True))
+    return train_ds, eval_ds
+
+
+def _fit(trainer: _Trainer, iterator, eval_ds, ckpts: _Checkpoints, report: _Report, opts: TrainOptions):
+    """Compiled calls up to `opts.num_training_steps`: (the step reached, the last summary's metrics)."""
+    total, every_summary, every_save = opts.num_training_steps, opts.summary_frequency, opts.save_checkpoint_steps
+    step, last_metrics = trainer.step, {}
+    while step < total:
+        _STOP.check()
+        # Run up to the next summary/checkpoint boundary in one call (at most 50 steps): fewer Python
+        # round trips; a NaN is still caught before any checkpoint is written.
+        n = min(total - step, every_summary - step % every_summary, every_save - step % every_save, 50)
+        out = trainer.train_step(iterator, trainer.tf.constant(n), trainer.step_var).numpy()
+        step += n
+        batch = dict(zip(_Trainer.SUM_KEYS, (float(v) for v in out)))
+        if not math.isfinite(batch["nll"]):
+            raise TrainingError(f"loss became {batch['nll']} at step {step}; stopped. The last good "
+                                f"checkpoint is kept in {ckpts.run.checkpoint_dir}; try a lower learning_rate")
+        report.add(batch, n)
+        if step % every_summary == 0 or step == total:
+            last_metrics = report.summary(step, eval_ds)
+        if step % every_save == 0 and step < total:
+            ckpts.save()
+    return step, last_metrics
+
+
+class _Checkpoints:
+    """A run's checkpoints: restore the latest, save one (the chief also exports the numpy weights)."""
+
+    def __init__(self, trainer: _Trainer, run: RunDir, max_to_keep: int, chief: bool):
+        tf = trainer.tf
+        self.trainer, self.run, self.chief = trainer, run, chief
+        # Non-chief workers of a multi-worker job save to a temporary place that is removed afterwards.
+        self.ckpt_dir = run.checkpoint_dir if chief else Path(tempfile.mkdtemp(prefix="melody_worker_ckpt_"))
+        self.checkpoint = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer, step=trainer.step_var)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.ckpt_dir), max_to_keep=max_to_keep)
+
+    def restore_latest(self, learning_rate: float, log) -> str | None:
+        """Restores the run's latest checkpoint, if any, and returns its path."""
+        latest = self.trainer.tf.train.latest_checkpoint(str(self.run.checkpoint_dir))
+        if latest:
+            step = _restore(self.checkpoint, latest, self.trainer)
+            # the optimizer state comes back, but a learning rate given with --hparams on this run wins
+            _inner(self.trainer.optimizer).learning_rate.assign(learning_rate)
+            log(f"resumed from {Path(latest).name} at step {step}")
+        return latest
+
+    def save(self) -> None:
+        step = self.trainer.step
+        self.manager.save(checkpoint_number=step)
+        if self.chief:
+            export_weights(self.trainer.model, self.run, step, self.trainer.config)
+
+    def close(self) -> None:
+        if not self.chief:
+            shutil.rmtree(self.ckpt_dir, ignore_errors=True)
+
+
+def _restore(checkpoint, path, trainer: _Trainer) -> int:
+    """Loads checkpoint `path` (extra objects in it are fine) and returns its step."""
+    checkpoint.restore(path).expect_partial()
+    return trainer.step
+
+
+def _inner(optimizer):
+    return getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer wraps the real one
+
+
+class _Report:
+    """TensorBoard summaries, metrics.jsonl (chief only), the progress bar and the progress line."""
+
+    def __init__(self, trainer: _Trainer, run: RunDir, chief: bool, opts: TrainOptions):
+        tf = trainer.tf
+        self.trainer, self.run, self.chief, self.opts = trainer, run, chief, opts
+        self.writers = {k: tf.summary.create_file_writer(str(run.logs_dir / k)) for k in ("train", "eval")} \
+            if chief else {}
+        self.bar = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums, self.tokens, self.interval_start = {}, 0.0, time.perf_counter()
+
+    def start(self, step: int) -> None:
+        """Opens the progress bar at `step` and starts the first interval."""
+        self.bar = _progress_bar(self.opts.progress, step, self.opts.num_training_steps)
+        self._reset()
+
+    def add(self, batch: dict, num_steps: int) -> None:
+        for k, v in batch.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.tokens += batch["tokens"]
+        self.bar.update(num_steps)
+
+    def summary(self, step: int, eval_ds) -> dict:
+        """Writes the interval's metrics, evaluates, writes the progress line; returns {"train": ..., "eval": ...}."""
+        import keras
+
+        tf = self.trainer.tf
+        metrics = summarize(self.sums)
+        metrics["tokens_per_second"] = self.tokens / max(time.perf_counter() - self.interval_start, 1e-9)
+        metrics["learning_rate"] = float(keras.ops.convert_to_numpy(_inner(self.trainer.optimizer).learning_rate))
+        _write_summaries(tf, self.writers.get("train"), step, metrics)
+        eval_metrics = self.trainer.evaluate(eval_ds)
+        if eval_metrics:
+            _write_summaries(tf, self.writers.get("eval"), step, eval_metrics)
+        if self.chief:
+            _append_metrics(self.run, step, metrics, eval_metrics)
+        self.bar.set_postfix_str(f"loss {metrics['loss']:.3f}, {metrics['tokens_per_second']:.0f} tok/s")
+        if self.bar.disable:
+            self.opts.log(_progress_line(step, self.opts.num_training_steps, metrics, eval_metrics))
+        self._reset()
+        return {"train": metrics, "eval": eval_metrics}
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        for w in self.writers.values():
+            w.close()
+
+
+def _progress_line(step: int, total: int, metrics: dict, eval_metrics: dict | None) -> str:
+    return (f"step {step}/{total} loss {metrics['loss']:.3f} "
+            f"bits/note {metrics['bits_per_note']:.2f} acc {metrics['accuracy']:.3f}"
+            + (f" | eval loss {eval_metrics['loss']:.3f} bits/note {eval_metrics['bits_per_note']:.2f}"
+               if eval_metrics else "")
+            + f" | {metrics['tokens_per_second']:.0f} tokens/s")
+
+
+def _write_curve(run: RunDir, log) -> None:
+    try:
+        from melody_plugin import render
+
+        render.training_curve(run.metrics_file, run.curve_file)
+    except Exception as e:  # a missing plot must never fail a finished training
+        log(f"warning: no training curve ({type(e).__name__}: {e})")
 
 
 def _main_thread() -> bool:
@@ -498,12 +628,38 @@ def evaluate_checkpoints(run_dir, input_path=None, num_training_steps: int | Non
     """
     tf = import_tensorflow()
     run = RunDir(run_dir)
+    _wait_for_run(run, timeout_s)  # the training job may not have written its config yet
+    config, vocab = run.load_config(), run.load_vocab()
+    eval_seqs = _eval_data(run, config, vocab, input_path)
+    # float32, as ever: the eval job does not take the training's mixed precision
+    trainer = _build_trainer(tf, tf.distribute.get_strategy(), config, vocab, mixed_precision=False)
+    eval_ds = make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
+                           repeat=False, drop_remainder=False)
+    writer = tf.summary.create_file_writer(str(run.logs_dir / "eval"))
+    checkpoint = tf.train.Checkpoint(model=trainer.model, step=trainer.step_var)  # the optimizer state is not needed
+    metrics = None
+    for path in tf.train.checkpoints_iterator(str(run.checkpoint_dir), timeout=timeout_s):
+        step = _restore(checkpoint, path, trainer)
+        metrics = trainer.evaluate(eval_ds, max_batches=10_000)
+        _write_summaries(tf, writer, step, metrics)
+        log(f"eval step {step}: loss {metrics['loss']:.3f} bits/note {metrics['bits_per_note']:.2f} "
+            f"acc {metrics['accuracy']:.3f}")
+        if num_training_steps and step >= num_training_steps:
+            break
+    writer.close()
+    return metrics
+
+
+def _wait_for_run(run: RunDir, timeout_s: float) -> None:
     deadline = time.time() + timeout_s
-    while not run.exists():  # the training job may not have written its config yet
+    while not run.exists():
         if time.time() > deadline:
             raise TrainingError(f"{run.path}: no training job appeared within {timeout_s:.0f} s")
         time.sleep(1)
-    config, vocab = run.load_config(), run.load_vocab()
+
+
+def _eval_data(run: RunDir, config: ModelConfig, vocab: Vocabulary, input_path) -> list:
+    """The eval job's sequences: a dataset folder's eval split, every melody of other input, or the run's own."""
     if input_path and _is_dataset_dir(input_path):
         eval_seqs = read_sequences(Path(input_path) / EVAL_FILE)
     elif input_path:  # every melody of the input is evaluation data
@@ -515,24 +671,4 @@ def evaluate_checkpoints(run_dir, input_path=None, num_training_steps: int | Non
         eval_seqs = []
     if not eval_seqs:
         raise TrainingError(f"{run.path}: no evaluation data; pass --input or train with --eval_ratio > 0")
-    strategy = tf.distribute.get_strategy()
-    model = build_model(config, len(vocab))
-    optimizer = _make_optimizer(config)
-    trainer = _Trainer(tf, strategy, model, optimizer, config, vocab)
-    eval_ds = make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
-                           repeat=False, drop_remainder=False)
-    writer = tf.summary.create_file_writer(str(run.logs_dir / "eval"))
-    step_var = tf.Variable(0, dtype=tf.int64)
-    checkpoint = tf.train.Checkpoint(model=model, step=step_var)
-    metrics = None
-    for path in tf.train.checkpoints_iterator(str(run.checkpoint_dir), timeout=timeout_s):
-        checkpoint.restore(path).expect_partial()
-        step = int(step_var.numpy())
-        metrics = trainer.evaluate(eval_ds, max_batches=10_000)
-        _write_summaries(tf, writer, step, metrics)
-        log(f"eval step {step}: loss {metrics['loss']:.3f} bits/note {metrics['bits_per_note']:.2f} "
-            f"acc {metrics['accuracy']:.3f}")
-        if num_training_steps and step >= num_training_steps:
-            break
-    writer.close()
-    return metrics
+    return eval_seqs

@@ -42,9 +42,9 @@ def train_speed(config_name, data_dir, steps, run_root) -> dict:
 
     config = registry.get_config(config_name)
     run_dir = Path(run_root) / config_name
-    result = train.train_and_evaluate(config, run_dir, data_dir, num_training_steps=steps,
-                                      summary_frequency=max(steps // 5, 1), save_checkpoint_steps=steps * 10,
-                                      progress=False, log=lambda *a: None, write_curve=False)
+    result = train.train_and_evaluate(config, run_dir, data_dir, train.TrainOptions(
+        num_training_steps=steps, summary_frequency=max(steps // 5, 1), save_checkpoint_steps=steps * 10,
+        progress=False, log=lambda *a: None, write_curve=False))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steady = statistics.median(r["train"]["tokens_per_second"] for r in rows[1:])  # skip tracing/warm-up
     notes_share = sum(r["train"]["bits_per_token"] / max(r["train"]["bits_per_note"], 1e-9) for r in rows) / len(rows)

@@ -32,9 +32,9 @@ def main():
     config = registry.with_hparams(registry.get_config(args.config), args.hparams)
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="default_model_"))
     start = time.perf_counter()
-    result = train.train_and_evaluate(config, run_dir, args.folk, num_training_steps=args.steps,
-                                      summary_frequency=1000, save_checkpoint_steps=5000, seed=args.seed,
-                                      progress=False)
+    result = train.train_and_evaluate(config, run_dir, args.folk, train.TrainOptions(
+        num_training_steps=args.steps, summary_frequency=1000, save_checkpoint_steps=5000, seed=args.seed,
+        progress=False))
     run = RunDir(run_dir)
     out = ROOT / "melody_plugin" / "data" / "default_model"
     out.mkdir(parents=True, exist_ok=True)

@@ -155,9 +155,9 @@ def tiny_run_dir(tmp_path_factory, tiny_corpus) -> Path:
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     config = registry.with_hparams(registry.get_config("char_lstm"), TINY_HPARAMS)
-    result = train.train_and_evaluate(config, run_dir, tiny_corpus, num_training_steps=300, eval_ratio=0.0,
-                                      summary_frequency=100, save_checkpoint_steps=300, progress=False,
-                                      log=lambda *a: None, write_curve=False)
+    result = train.train_and_evaluate(config, run_dir, tiny_corpus, train.TrainOptions(
+        num_training_steps=300, eval_ratio=0.0, summary_frequency=100, save_checkpoint_steps=300, progress=False,
+        log=lambda *a: None, write_curve=False))
     assert result.step == 300
     return run_dir
 

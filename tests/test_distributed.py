@@ -19,9 +19,9 @@ config = registry.with_hparams(registry.get_config("char_lstm"), sys.argv[3])
 out = {}
 for name in ("default", "mirrored"):
     run_dir = f"{sys.argv[2]}/{name}"
-    result = train.train_and_evaluate(config, run_dir, sys.argv[1], num_training_steps=8, eval_ratio=0.0,
-                                      summary_frequency=1, save_checkpoint_steps=8, seed=3, strategy=name,
-                                      progress=False, log=lambda *a: None, write_curve=False)
+    result = train.train_and_evaluate(config, run_dir, sys.argv[1], train.TrainOptions(
+        num_training_steps=8, eval_ratio=0.0, summary_frequency=1, save_checkpoint_steps=8, seed=3, strategy=name,
+        progress=False, log=lambda *a: None, write_curve=False))
     out[name] = [json.loads(l)["train"]["loss"] for l in open(f"{run_dir}/metrics.jsonl")]
     out[name + "_replicas"] = result.replicas
 print(json.dumps(out))

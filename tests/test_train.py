@@ -21,6 +21,11 @@ def quiet(*args):
     pass
 
 
+def options(**kwargs):
+    """TrainOptions for a test: no progress bar, no output."""
+    return train.TrainOptions(**{"progress": False, "log": quiet, **kwargs})
+
+
 def test_tiny_model_learns_repeated_pattern_well_below_uniform(tiny_run_dir):
     rows = [json.loads(line) for line in (tiny_run_dir / "metrics.jsonl").read_text().splitlines()]
     vocab = RunDir(tiny_run_dir).load_vocab()
@@ -48,15 +53,15 @@ def test_resume_continues_from_saved_step_with_optimizer_state(tmp_path, tiny_co
     tf = import_tensorflow()
     run_dir = tmp_path / "run"
     config = tiny_config()
-    train.train_and_evaluate(config, run_dir, tiny_corpus, num_training_steps=40, save_checkpoint_steps=40,
-                             summary_frequency=20, progress=False, log=quiet, write_curve=False)
+    train.train_and_evaluate(config, run_dir, tiny_corpus, options(num_training_steps=40, save_checkpoint_steps=40,
+                                                                   summary_frequency=20, write_curve=False))
     first = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "ckpt-40"))
     names = first.get_variable_to_shape_map()
     iteration_key = next(k for k in names if k.startswith("optimizer/") and "iterations" in k)
     assert first.get_tensor(iteration_key) == 40
     lines = []
-    result = train.train_and_evaluate(config, run_dir, None, num_training_steps=60, save_checkpoint_steps=1000,
-                                      summary_frequency=20, progress=False, log=lines.append, write_curve=False)
+    result = train.train_and_evaluate(config, run_dir, None, options(
+        num_training_steps=60, save_checkpoint_steps=1000, summary_frequency=20, log=lines.append, write_curve=False))
     assert "resumed from ckpt-40 at step 40" in lines
     assert result.step == 60
     second = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "ckpt-60"))
@@ -68,11 +73,11 @@ def test_resume_continues_from_saved_step_with_optimizer_state(tmp_path, tiny_co
 
 def test_incompatible_config_or_vocabulary_is_refused(tiny_run_dir, tmp_path):
     with pytest.raises(RunDirError, match="incompatible config .*rnn_layer_sizes"):
-        train.train_and_evaluate(tiny_config("rnn_layer_sizes=[64]"), tiny_run_dir, None, num_training_steps=1,
-                                 progress=False, log=quiet)
+        train.train_and_evaluate(tiny_config("rnn_layer_sizes=[64]"), tiny_run_dir, None,
+                                 options(num_training_steps=1))
     with pytest.raises(RunDirError, match="incompatible config \\(config 'char_lstm' vs 'folk_lstm'\\)"):
-        train.train_and_evaluate(registry.get_config("folk_lstm"), tiny_run_dir, None, num_training_steps=1,
-                                 progress=False, log=quiet)
+        train.train_and_evaluate(registry.get_config("folk_lstm"), tiny_run_dir, None,
+                                 options(num_training_steps=1))
     # a dataset folder with another vocabulary
     from conftest import pattern_notes, write_midi
     from melody_plugin import pipelines
@@ -83,8 +88,8 @@ def test_incompatible_config_or_vocabulary_is_refused(tiny_run_dir, tmp_path):
         write_midi(other / f"t{i}.mid", pattern_notes([(70, 0.75), (72, 0.25)], repeats=12))
     pipelines.create_dataset(other, tmp_path / "ds", tiny_config(), eval_ratio=0.0, progress=False)
     with pytest.raises(RunDirError, match="vocabulary .* differs from the dataset's"):
-        train.train_and_evaluate(tiny_config(), tiny_run_dir, tmp_path / "ds", num_training_steps=301,
-                                 progress=False, log=quiet)
+        train.train_and_evaluate(tiny_config(), tiny_run_dir, tmp_path / "ds",
+                                 options(num_training_steps=301))
 
 
 def test_two_trainings_on_one_run_dir_are_refused(tmp_path):
@@ -110,8 +115,8 @@ def test_two_trainings_on_one_run_dir_are_refused(tmp_path):
 def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path, tiny_corpus, monkeypatch):
     run_dir = tmp_path / "nan"
     config = tiny_config()
-    train.train_and_evaluate(config, run_dir, tiny_corpus, num_training_steps=10, save_checkpoint_steps=10,
-                             progress=False, log=quiet, write_curve=False)
+    train.train_and_evaluate(config, run_dir, tiny_corpus,
+                             options(num_training_steps=10, save_checkpoint_steps=10, write_curve=False))
     real_sums = train._step_sums
 
     def poisoned(tf, logits, targets, is_note):  # the loss turns NaN, as a diverging run's would
@@ -120,8 +125,8 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path, t
 
     monkeypatch.setattr(train, "_step_sums", poisoned)
     with pytest.raises(train.TrainingError, match="loss became nan at step 11; stopped. The last good checkpoint"):
-        train.train_and_evaluate(config, run_dir, None, num_training_steps=400, save_checkpoint_steps=1,
-                                 progress=False, log=quiet, write_curve=False)
+        train.train_and_evaluate(config, run_dir, None,
+                                 options(num_training_steps=400, save_checkpoint_steps=1, write_curve=False))
     assert RunDir(run_dir).latest_checkpoint_step() == 10  # no NaN checkpoint was written
     from melody_plugin.generator import MelodyGenerator
 
@@ -139,9 +144,8 @@ def test_eval_only_job_follows_checkpoints(tiny_run_dir, tiny_corpus):
 
 @pytest.mark.parametrize("extra", ["mixed_precision=true", "jit_compile=true"])
 def test_gpu_speed_options_train_on_cpu_too(tmp_path, tiny_corpus, extra):
-    result = train.train_and_evaluate(tiny_config(extra), tmp_path / "run", tiny_corpus, num_training_steps=12,
-                                      eval_ratio=0.0, summary_frequency=6, progress=False, log=quiet,
-                                      write_curve=False)
+    result = train.train_and_evaluate(tiny_config(extra), tmp_path / "run", tiny_corpus, options(
+        num_training_steps=12, eval_ratio=0.0, summary_frequency=6, write_curve=False))
     assert result.step == 12 and math.isfinite(result.metrics["train"]["loss"])
     import numpy as np
 

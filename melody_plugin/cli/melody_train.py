@@ -47,13 +47,21 @@ def main(argv):
         train.evaluate_checkpoints(FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_timeout, log)
         return
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
-    result = train.train_and_evaluate(
-        config, FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_ratio, FLAGS.summary_frequency,
-        FLAGS.save_checkpoint_steps, FLAGS.num_checkpoints, FLAGS.seed, FLAGS.strategy, FLAGS.progress, log,
-        threads=(FLAGS.intra_op_threads, FLAGS.inter_op_threads))
+    result = train.train_and_evaluate(config, FLAGS.run_dir, FLAGS.input, train_options(log))
     evals = (result.metrics or {}).get("eval") or {}
     print(f"done: step {result.step}, {result.tokens_per_second:.0f} tokens/s on average (with start-up, evaluation)"
           + (f", eval bits/note {evals['bits_per_note']:.3f}" if evals else "") + f"; run dir {result.run_dir}")
+
+
+def train_options(log):
+    """The flags' one `TrainOptions` value."""
+    from melody_plugin import train
+
+    return train.TrainOptions(
+        num_training_steps=FLAGS.num_training_steps, eval_ratio=FLAGS.eval_ratio,
+        summary_frequency=FLAGS.summary_frequency, save_checkpoint_steps=FLAGS.save_checkpoint_steps,
+        num_checkpoints=FLAGS.num_checkpoints, seed=FLAGS.seed, strategy=FLAGS.strategy,
+        threads=(FLAGS.intra_op_threads, FLAGS.inter_op_threads), progress=FLAGS.progress, log=log)
 
 
 def console_entry_point():
