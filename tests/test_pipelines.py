@@ -240,6 +240,15 @@ print("ok", "magenta" in [m.split(".")[0] for m in sys.modules if sys.modules[m]
     assert proc.stdout.strip().endswith("ok False")
 
 
+def test_only_the_adapter_imports_magenta():
+    code = ("import sys; import melody_plugin.corpus, melody_plugin.train, melody_plugin.evaluate, "
+            "melody_plugin.generator, melody_plugin.dataset; print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'magenta', 'melody_plugin.pipelines'}), 'melody_plugin.pipelines' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["[]", "False"]
+
+
 # --- bundles
 
 
