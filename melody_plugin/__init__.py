@@ -34,6 +34,7 @@ _EXPORTS = {
     "TrainOptions": "melody_plugin.train",
     "sample": "melody_plugin.sampler",
     "SamplingOptions": "melody_plugin.sampler",
+    "Constraints": "melody_plugin.sampler",
     "MelodyGenerator": "melody_plugin.generator",
     "MelodySequenceGenerator": "melody_plugin.pipelines",
     "get_generator_map": "melody_plugin.pipelines",

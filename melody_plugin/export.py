@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from melody_plugin import numpy_model
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.quiet import filtered_stderr, import_tensorflow
 
@@ -26,23 +27,6 @@ class ExportError(MelodyPluginError):
 
 MAX_SERVING_STEPS = 4096  # per request: 85 bars of 4/4 at 12 steps per quarter; the plan's table is this long
 STEPS_MESSAGE = f"serving_default: steps must be in [0, {MAX_SERVING_STEPS}] grid steps per sequence"
-
-
-def keras_model_from_generator(gen):
-    """A Keras model with a MelodyGenerator's weights (numpy -> Keras, the inverse of weights_from_keras)."""
-    from melody_plugin.model import build_model
-
-    model = build_model(gen.config, len(gen.vocab))
-    w, i = gen.weights, 0
-    for layer in model.layers:
-        if layer.name == "embedding":
-            layer.set_weights([w["embedding"]])
-        elif layer.name.startswith("lstm_"):
-            layer.set_weights([w[f"lstm_{i}/kernel"], w[f"lstm_{i}/recurrent_kernel"], w[f"lstm_{i}/bias"]])
-            i += 1
-        elif layer.name == "logits":
-            layer.set_weights([w["logits/kernel"], w["logits/bias"]])
-    return model
 
 
 def _serving_module(tf, model, vocab):
@@ -104,7 +88,7 @@ def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
     target = Path(saved_model_dir)
     if target.exists() and not overwrite:
         raise ExportError(f"{target}: already exists; pass --overwrite to replace it")
-    model = keras_model_from_generator(gen)
+    model = numpy_model.keras_model_from_weights(gen.config, gen.weights)
     module = _serving_module(tf, model, gen.vocab)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))

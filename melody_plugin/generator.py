@@ -2,7 +2,8 @@
 
 Step of the flow: primer -> melody -> tokens -> model state -> sampler -> tokens -> melody -> NoteSequence.
 Entry points: `MelodyGenerator.from_run_dir(path)`, `.from_bundle(path)`, `.default()` (the embedded model),
-`.generate(primer=..., num_bars=8, ...) -> list[Generation]`, `.save_bundle(path)`. Magenta's contract
+`.generate(primer, num_bars=8, sampling=SamplingOptions(...), constraints=Constraints.parse(...)) ->
+list[Generation]`, `.primer_from_text("C4:1 D4:0.5")`, `.save_bundle(path)`. Magenta's contract
 (`MelodySequenceGenerator`, `get_generator_map()`) is in pipelines.py.
 
 Inference runs on the numpy copy of the weights (numpy_model.py), so generating needs no TensorFlow import.
@@ -83,6 +84,16 @@ def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary):
     tf.train.Checkpoint(model=model, step=step).restore(
         tf.train.latest_checkpoint(str(run.checkpoint_dir))).expect_partial()
     return numpy_model.weights_from_keras(model), int(step.numpy())
+
+
+def _continued(primer: Melody, new: tuple[Note, ...], continuation_only: bool) -> tuple[Melody, int]:
+    """The output melody and how many of its steps come before `new` (the primer, or a leading rest)."""
+    if continuation_only:
+        lead = primer.total_steps % primer.steps_per_bar  # keeps the bar lines where they were
+        notes = ((Note(REST, lead),) if lead else ()) + new
+        return primer.with_tempo(primer.final_qpm).with_notes(notes), lead
+    # the primer's tempo map; the continuation keeps its last
+    return primer.with_notes(primer.notes + new), primer.total_steps
 
 
 class MelodyGenerator:
@@ -204,58 +215,58 @@ class MelodyGenerator:
     def primer_from_note_sequence(self, ns, policy: str = "highest", track=None, program=None) -> Melody:
         return melody_lib.melody_from_note_sequence(ns, self.vocab.steps_per_quarter, policy, track, program)
 
+    def primer_from_text(self, text: str, time_signature=(4, 4), qpm: float | None = None) -> Melody:
+        """An inline primer such as "C4:1 D4:0.5 E4:0.5 R:1" on the model's grid (see `melody.melody_from_text`).
+
+        Raises:
+          PrimerError: naming the note that cannot be read.
+        """
+        try:
+            return melody_lib.melody_from_text(text, self.vocab.steps_per_quarter, time_signature, qpm or 120.0)
+        except melody_lib.MelodyError as e:
+            raise PrimerError(f"primer melody: {e}") from None
+
     # --- generation
 
     def _next_logits(self, ids, state):
         return self.model.step(ids, state)
 
-    def generate(self, primer=None, num_bars: int = 8, num_outputs: int = 1, temperature: float = 1.0,
-                 top_k: int = 0, top_p: float = 1.0, beam_size: int = 1, branch_factor: int = 1,
-                 steps_per_iteration: int = 1, scale=None, pitch_range=None, seed: int = 0,
+    def generate(self, primer=None, num_bars: int = 8, num_outputs: int = 1,
+                 sampling: sampler.SamplingOptions | None = None, constraints: sampler.Constraints | None = None,
                  continuation_only: bool = False, qpm: float | None = None, time_signature=(4, 4),
-                 policy: str = "highest", sampler_backend: str = "numpy",
                  end_step: int | None = None) -> list[Generation]:
-        """Continues `primer` (a NoteSequence, a Melody, or None to start from the start token).
+        """Continues `primer` (a Melody, a NoteSequence read with policy "highest", or None: the start token).
 
         The output ends exactly on the bar line `num_bars` bars after the primer's last complete bar (an
         unfinished primer bar is completed first, and counts as the first of those bars).
 
         Args:
-          scale: pitch classes (iterable of ints) or text such as "D:dorian"; None = no constraint.
-          pitch_range: (low, high) MIDI pitches, inclusive, or "55:84".
+          sampling: temperature, top-k/top-p, beam search, seed and backend ("numpy": no TensorFlow import,
+            beam search; "tf": one compiled TensorFlow loop for the batch, no beam search). Default: plain
+            sampling at temperature 1 with seed 0.
+          constraints: the scale and pitch range notes must keep to, e.g. `Constraints.parse(scale="D:dorian",
+            pitch_range="55:84")`; default none.
           qpm: tempo of the output; default the primer's (120 without primer).
           time_signature: meter when there is no primer.
-          sampler_backend: "numpy" (default: no TensorFlow import, beam search) or "tf" (one compiled
-            TensorFlow loop for the whole batch; no beam search). Both follow the same bar rules.
           end_step: when given, the output (primer included) ends exactly at this grid step of the primer's
             grid instead of on a bar line (`num_bars` is then ignored); Magenta's generate sections use it.
+
+        Raises:
+          PrimerError, sampler.SamplingError: a primer off the model's grid, bad counts, impossible constraints.
         """
+        sampling = sampling or sampler.SamplingOptions()
+        constraints = constraints or sampler.Constraints()
         if num_bars < 1:
             raise sampler.SamplingError(f"num_bars must be >= 1, got {num_bars}")
         if num_outputs < 1:
             raise sampler.SamplingError(f"num_outputs must be >= 1, got {num_outputs}")
-        options = sampler.SamplingOptions(temperature, top_k, top_p, beam_size, branch_factor, steps_per_iteration)
-        if primer is None:
-            primer_melody = Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
-        elif isinstance(primer, Melody):
-            primer_melody = primer
-        else:
-            primer_melody = self.primer_from_note_sequence(primer, policy)
-        if primer_melody.steps_per_quarter != self.vocab.steps_per_quarter:
-            raise PrimerError(f"primer has {primer_melody.steps_per_quarter} steps per quarter, the model "
-                              f"{self.vocab.steps_per_quarter}")
-        if qpm:
-            primer_melody = primer_melody.with_tempo(qpm)
+        primer_melody = self._primer_melody(primer, qpm, time_signature)
 
         # the model works in C major / A minor when the vocabulary was key-normalised
         shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
         sequence = [START] + model_ids
-        if len(sequence) > 1:
-            _, state = self.model.run(np.asarray([sequence[:-1]]))
-        else:
-            state = self.model.initial_state(1)
-        state = [np.repeat(s, num_outputs, axis=0) for s in state]
+        state = self._primer_state(sequence, num_outputs)
 
         spb = primer_melody.steps_per_bar
         primer_steps = primer_melody.total_steps
@@ -263,39 +274,42 @@ class MelodyGenerator:
             end_step = (primer_steps // spb + num_bars) * spb
         elif end_step <= primer_steps:
             raise sampler.SamplingError(f"end_step {end_step} must be after the primer's end (step {primer_steps})")
-        pitch_classes = sampler.scale_pitch_classes(scale) if isinstance(scale, str) else (
-            frozenset(int(p) % 12 for p in scale) if scale is not None else None)
-        if isinstance(pitch_range, str):
-            pitch_range = sampler.parse_pitch_range(pitch_range)
-        allowed = sampler.constraint_mask(self._pitches, pitch_classes, pitch_range, shift=-shift)
+        allowed = constraints.mask(self._pitches, shift=-shift)
         last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
-        if sampler_backend == "tf":
-            result = self._sample_tf(state, last_ids, remaining, allowed, options, seed)
-        elif sampler_backend == "numpy":
-            result = sampler.sample(self._next_logits, state, last_ids, self._durations, remaining, allowed,
-                                    options, seed)
+        if sampling.backend == "tf":
+            result = self._sample_tf(state, last_ids, remaining, allowed, sampling)
         else:
-            raise sampler.SamplingError(f"sampler must be numpy or tf, got {sampler_backend!r}")
+            result = sampler.sample(self._next_logits, state, last_ids, self._durations, remaining, allowed,
+                                    sampling)
 
         outputs = []
         for ids, lls, unfilled in zip(result.ids, result.log_likelihoods, result.unfilled_steps):
             sampled = self.vocab.decode(ids).transpose(-shift).notes
-            new = sampled + ((Note(REST, unfilled),) if unfilled else ())
-            if continuation_only:
-                lead = primer_steps % spb  # keeps the bar lines where they were
-                notes = ((Note(REST, lead),) if lead else ()) + new
-                kept = lead
-                out = primer_melody.with_tempo(primer_melody.final_qpm).with_notes(notes)
-            else:
-                notes, kept = primer_melody.notes + new, primer_steps
-                out = primer_melody.with_notes(notes)  # the primer's tempo map; the continuation keeps its last
-            ns = melody_lib.melody_to_note_sequence(out)
-            outputs.append(Generation(out, ns, kept, list(ids), list(lls), num_bars, out.total_steps // spb,
-                                      changes, seed, sampled, unfilled))
+            out, kept = _continued(primer_melody, sampled + ((Note(REST, unfilled),) if unfilled else ()),
+                                   continuation_only)
+            outputs.append(Generation(out, melody_lib.melody_to_note_sequence(out), kept, list(ids), list(lls),
+                                      num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled))
         return outputs
 
+    def _primer_state(self, sequence: list[int], num_outputs: int) -> list[np.ndarray]:
+        """The model state after all but the last token of `sequence` (the whole primer), one row per output."""
+        state = self.model.run(np.asarray([sequence[:-1]]))[1] if len(sequence) > 1 else self.model.initial_state(1)
+        return [np.repeat(s, num_outputs, axis=0) for s in state]
 
-    def _sample_tf(self, state, last_ids, remaining, allowed, options, seed) -> sampler.SampleResult:
+    def _primer_melody(self, primer, qpm: float | None, time_signature) -> Melody:
+        """The primer as a Melody on the model's grid, at `qpm` when given."""
+        if primer is None:
+            primer_melody = Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
+        elif isinstance(primer, Melody):
+            primer_melody = primer
+        else:
+            primer_melody = self.primer_from_note_sequence(primer)
+        if primer_melody.steps_per_quarter != self.vocab.steps_per_quarter:
+            raise PrimerError(f"primer has {primer_melody.steps_per_quarter} steps per quarter, the model "
+                              f"{self.vocab.steps_per_quarter}")
+        return primer_melody.with_tempo(qpm) if qpm else primer_melody
+
+    def _sample_tf(self, state, last_ids, remaining, allowed, options) -> sampler.SampleResult:
         """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state."""
         if options.beam_size > 1 or options.branch_factor > 1 or options.steps_per_iteration > 1:
             raise sampler.SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
@@ -304,9 +318,8 @@ class MelodyGenerator:
         tf = import_tensorflow()
         if getattr(self, "_tf_sampler", None) is None:
             from melody_plugin import sampler_tf
-            from melody_plugin.export import keras_model_from_generator
 
-            step_fn = sampler_tf.keras_step_fn(keras_model_from_generator(self))
+            step_fn = sampler_tf.keras_step_fn(numpy_model.keras_model_from_weights(self.config, self.weights))
             self._tf_sampler = sampler_tf.compiled_sampler(tf, step_fn)
         base, fillable, target, unfilled = sampler.plan(self._durations, remaining, allowed)
         states = [(tf.constant(state[i]), tf.constant(state[i + 1])) for i in range(0, len(state), 2)]
@@ -316,7 +329,7 @@ class MelodyGenerator:
             out = self._tf_sampler(states, tf.constant(last_ids, tf.int32), tf.constant(target, tf.int32),
                                    tf.constant(self._durations, tf.int32), tf.constant(base), tf.constant(fillable),
                                    tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
-                                   tf.constant(float(options.top_p)), tf.constant(int(seed), tf.int64))
+                                   tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64))
         ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
         keep = ids >= 0
         return sampler.SampleResult([row[k].tolist() for row, k in zip(ids, keep)],

@@ -602,6 +602,20 @@ def melody_to_note_sequence(melody: Melody, velocity: int = 90, program: int = 0
     ns.total_time = melody.seconds_at_step(step)
     return ns
 
+
+def parse_time_signature(text: str) -> tuple[int, int]:
+    """(numerator, denominator) of "6/8". The Melody that uses it checks that the meter is playable.
+
+    Raises:
+      MelodyError: text that is not N/D.
+    """
+    num, _, den = text.partition("/")
+    try:
+        return int(num), int(den)
+    except ValueError:
+        raise MelodyError("bad_time_signature", f"time signature must look like 6/8, got {text!r}") from None
+
+
 _TEXT_NOTE = re.compile(r"^(?P<pitch>R|[A-Ga-g][#b]?-?\d+|\d+):(?P<dur>\d+(?:\.\d+)?(?:/\d+)?)$")
 
 

@@ -1,6 +1,7 @@
 """Trained weights -> a next-token function in plain numpy: generation and scoring without TensorFlow.
 
-Entry points: `weights_from_keras(model)`, `save_weights(weights, path)`, `load_weights(path)`,
+Entry points: `weights_from_keras(model)` and its inverse `keras_model_from_weights(config, weights)` (the one
+place that knows how Keras layers map to arrays), `save_weights(weights, path)`, `load_weights(path)`,
 `NumpyLSTM(weights)` with `.initial_state(batch)`, `.step(ids, state) -> (logits, state)` and
 `.log_probs(sequences)`. It computes exactly what the Keras model computes (tests compare the logits), so
 `melody_generate` and `melody_evaluate` start in a second instead of paying TensorFlow's import.
@@ -34,6 +35,26 @@ def weights_from_keras(model) -> dict[str, np.ndarray]:
         elif layer.name == "logits":
             weights["logits/kernel"], weights["logits/bias"] = arrays
     return weights
+
+
+def keras_model_from_weights(config, weights: dict[str, np.ndarray]):
+    """A `model.build_model` network carrying `weights` (numpy -> Keras, the inverse of `weights_from_keras`).
+
+    Keras is imported here, on first use, so generating and scoring never pay TensorFlow's import.
+    """
+    from melody_plugin.model import build_model
+
+    model = build_model(config, weights["logits/bias"].shape[0])
+    lstm_index = 0
+    for layer in model.layers:
+        if layer.name == "embedding":
+            layer.set_weights([weights["embedding"]])
+        elif layer.name.startswith("lstm_"):
+            layer.set_weights([weights[f"lstm_{lstm_index}/{name}"] for name in ("kernel", "recurrent_kernel", "bias")])
+            lstm_index += 1
+        elif layer.name == "logits":
+            layer.set_weights([weights["logits/kernel"], weights["logits/bias"]])
+    return model
 
 
 def weights_to_bytes(weights: dict[str, np.ndarray], meta: dict | None = None) -> bytes:

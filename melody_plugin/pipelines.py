@@ -833,11 +833,13 @@ class MelodySequenceGenerator(_GeneratorBase):
             raise SequenceGeneratorError(f"generate section {start_time}-{end_time} s holds no grid step"
                                          f"{' up to a bar line' if snap else ''} after its start (step {start_step} "
                                          f"of {spq} per quarter)")
-        generation = self._model.generate(
-            primer, end_step=end_step, temperature=args.get("temperature", 1.0), beam_size=args.get("beam_size", 1),
+        from melody_plugin.sampler import SamplingOptions
+
+        sampling = SamplingOptions(
+            temperature=args.get("temperature", 1.0), beam_size=args.get("beam_size", 1),
             branch_factor=args.get("branch_factor", 1), steps_per_iteration=args.get("steps_per_iteration", 1),
-            top_k=args.get("top_k", 0), top_p=args.get("top_p", 1.0),
-            seed=args.get("seed", secrets.randbelow(2**31)))[0]
+            top_k=args.get("top_k", 0), top_p=args.get("top_p", 1.0), seed=args.get("seed", secrets.randbelow(2**31)))
+        generation = self._model.generate(primer, end_step=end_step, sampling=sampling)[0]
         ns = generation.note_sequence
         end = ns.total_time if snap else end_time
         for note in ns.notes:  # float steps must not poke past the end

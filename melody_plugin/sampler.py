@@ -1,8 +1,8 @@
 """Next-token logits -> token ids that fill an exact number of grid steps: bar-bounded decoding.
 
 Step of the flow: model (as a `next_logits` callable) -> sampler -> token ids. Entry points:
-`sample(next_logits, state, last_ids, durations, remaining_steps, ...)`, `SamplingOptions`,
-`scale_pitch_classes("D:dorian")`, `constraint_mask(...)`.
+`sample(next_logits, state, last_ids, durations, remaining_steps, ...)`, `SamplingOptions` (how to sample),
+`Constraints.parse(scale="D:dorian", pitch_range="55:84")` (what may be sampled), `constraint_mask(...)`.
 
 The sampler is a pure function over `next_logits(ids, state) -> (logits, state)`; it never imports Keras. At every
 step, tokens that would overshoot the end, or leave a remainder no allowed durations can fill, are masked out
@@ -29,14 +29,22 @@ class SamplingError(MelodyPluginError):
     """Bad sampling options or constraints that leave nothing to sample."""
 
 
+BACKENDS = ("numpy", "tf")
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingOptions:
+    """How to sample: temperature, top-k/top-p, Magenta's beam search, the seed, and which loop runs it."""
+
     temperature: float = 1.0  # 0 = greedy
     top_k: int = 0  # 0 = off
     top_p: float = 1.0  # 1 = off
     beam_size: int = 1
     branch_factor: int = 1
     steps_per_iteration: int = 1
+    seed: int = 0  # the same seed, inputs and options give the same ids
+    # "numpy": this module's loop (no TensorFlow import, beam search); "tf": sampler_tf.py's compiled loop
+    backend: str = "numpy"
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -48,6 +56,8 @@ class SamplingOptions:
         for name in ("beam_size", "branch_factor", "steps_per_iteration"):
             if getattr(self, name) < 1:
                 raise SamplingError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.backend not in BACKENDS:
+            raise SamplingError(f"sampler must be numpy or tf, got {self.backend!r}")
 
 
 @dataclasses.dataclass
@@ -107,6 +117,39 @@ def parse_pitch_range(text: str) -> tuple[int, int]:
     if not m or not 0 <= int(m.group(1)) <= int(m.group(2)) <= 127:
         raise SamplingError(f"pitch range must be LOW:HIGH within 0-127, got {text!r}")
     return int(m.group(1)), int(m.group(2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraints:
+    """What may be sampled: sounding pitch classes and an inclusive (low, high) MIDI range; None = no limit.
+
+    Rests are always allowed. Build it from text with `Constraints.parse(scale="D:dorian", pitch_range="55:84")`.
+    """
+
+    pitch_classes: frozenset[int] | None = None
+    pitch_range: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if self.pitch_classes is not None:  # any iterable of pitches in, pitch classes 0-11 out
+            object.__setattr__(self, "pitch_classes", frozenset(int(p) % 12 for p in self.pitch_classes))
+        if self.pitch_range is not None:
+            object.__setattr__(self, "pitch_range", tuple(self.pitch_range))
+
+    @classmethod
+    def parse(cls, scale=None, pitch_range=None) -> Constraints:
+        """From what users type ("D:dorian", "0,2,4,7,9", "55:84") or from parsed values (pitches, (low, high)).
+
+        Raises:
+          SamplingError: an unreadable scale or range.
+        """
+        pitch_classes = scale_pitch_classes(scale) if isinstance(scale, str) else scale
+        if isinstance(pitch_range, str):
+            pitch_range = parse_pitch_range(pitch_range)
+        return cls(pitch_classes, pitch_range)
+
+    def mask(self, pitches: np.ndarray, shift: int = 0) -> np.ndarray:
+        """(vocab,) bool: see `constraint_mask`."""
+        return constraint_mask(pitches, self.pitch_classes, self.pitch_range, shift)
 
 
 def constraint_mask(pitches: np.ndarray, pitch_classes=None, pitch_range=None, shift: int = 0) -> np.ndarray:
@@ -182,7 +225,7 @@ def plan(durations, remaining_steps, allowed=None):
 
 
 def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=None,
-           options: SamplingOptions | None = None, seed: int = 0) -> SampleResult:
+           options: SamplingOptions | None = None, seed: int | None = None) -> SampleResult:
     """Samples continuations that last exactly `remaining_steps` grid steps each.
 
     Args:
@@ -193,14 +236,14 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
       durations: (vocab,) duration in steps of each id (0 for special tokens).
       remaining_steps: (outputs,) steps to fill.
       allowed: (vocab,) bool mask of tokens that may be produced (key/scale/range); specials are always excluded.
-      options: temperature, top-k, top-p and beam search settings.
-      seed: the same seed, inputs and options give the same ids.
+      options: temperature, top-k, top-p, beam search settings and the seed (`backend` is the caller's business).
+      seed: overrides `options.seed` when given; the same seed, inputs and options give the same ids.
 
     Returns:
       SampleResult with the best beam of each output.
     """
     options = options or SamplingOptions()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(options.seed if seed is None else seed)
     durations = np.asarray(durations, dtype=np.int64)
     base, fillable, target, unfilled_steps = plan(durations, remaining_steps, allowed)
     outputs = target.shape[0]

@@ -78,31 +78,32 @@ def generation_speed(run_dir) -> dict:
     import numpy as np
 
     from melody_plugin.generator import EXAMPLE_PRIMER, MelodyGenerator
+    from melody_plugin.sampler import SamplingOptions
 
     start = time.perf_counter()
     gen = MelodyGenerator.from_run_dir(run_dir)
     load_s = time.perf_counter() - start
     primer = gen.primer_from_file(EXAMPLE_PRIMER)
-    gen.generate(primer, num_bars=16, num_outputs=10, seed=0)  # warm-up
+    gen.generate(primer, num_bars=16, num_outputs=10)  # warm-up (seed 0)
     times, tokens = [], 0
     for seed in range(5):
         start = time.perf_counter()
-        outs = gen.generate(primer, num_bars=16, num_outputs=10, seed=seed)
+        outs = gen.generate(primer, num_bars=16, num_outputs=10, sampling=SamplingOptions(seed=seed))
         times.append(time.perf_counter() - start)
         tokens += sum(len(o.continuation_ids) for o in outs)
     per_melody_ms = statistics.median(times) / 10 * 1000
-    gen.generate(primer, num_bars=16, num_outputs=10, seed=0, sampler_backend="tf")  # trace once
+    gen.generate(primer, num_bars=16, num_outputs=10, sampling=SamplingOptions(backend="tf"))  # trace once
     tf_times = []
     for seed in range(5):
         start = time.perf_counter()
-        gen.generate(primer, num_bars=16, num_outputs=10, seed=seed, sampler_backend="tf")
+        gen.generate(primer, num_bars=16, num_outputs=10, sampling=SamplingOptions(seed=seed, backend="tf"))
         tf_times.append(time.perf_counter() - start)
     tf_ms = statistics.median(tf_times) / 10 * 1000
     # baseline: re-run the Keras model on the whole growing sequence for every new token (the tutorial's way)
-    from melody_plugin.export import keras_model_from_generator
+    from melody_plugin.numpy_model import keras_model_from_weights
     from melody_plugin.vocab import START
 
-    model = keras_model_from_generator(gen)
+    model = keras_model_from_weights(gen.config, gen.weights)
     seq = [START] + gen.vocab.encode(primer)
     rng = np.random.default_rng(0)
     start, naive_tokens = time.perf_counter(), 0

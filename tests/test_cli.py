@@ -103,6 +103,8 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     assert proc.returncode == 2 and "pitch range must be LOW:HIGH" in proc.stderr
     proc = run_cli("melody_generate", "--key=H:major", f"--output_dir={tmp_path}")
     assert proc.returncode == 2 and "not a note name" in proc.stderr
+    proc = run_cli("melody_generate", "--time_signature=6-8", f"--output_dir={tmp_path}")
+    assert proc.returncode == 2 and "time signature must look like 6/8, got '6-8'" in proc.stderr
     proc = run_cli("melody_generate", "--run_dir=/nonexistent/run")
     assert proc.returncode == 2 and "/nonexistent/run: no such run directory" in proc.stderr
     proc = run_cli("melody_train", "--run_dir", str(tmp_path / "r"), "--hparams=units=3")

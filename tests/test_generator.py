@@ -9,6 +9,7 @@ from conftest import PHRASES, make_sequence, pattern_notes
 from melody_plugin import midi_io
 from melody_plugin.generator import MelodyGenerator, MelodySequenceGenerator, PrimerError, get_generator_map
 from melody_plugin.melody import melody_from_note_sequence
+from melody_plugin.sampler import Constraints, SamplingOptions
 
 
 def primer_sequence(meter, quarters_extra=0.0):
@@ -65,7 +66,8 @@ def test_output_is_primer_bars_plus_n_bars_exactly(tiny_generator, tmp_path, met
     path, primer_ticks = write_primer_file(tmp_path / "primer.mid", meter, extra)
     primer = tiny_generator.primer_from_file(path)
     _, primer_notes, _, _ = conftest.midi_ticks(path)
-    for i, out in enumerate(tiny_generator.generate(primer, num_bars=3, num_outputs=3, seed=4)):
+    outputs = tiny_generator.generate(primer, num_bars=3, num_outputs=3, sampling=SamplingOptions(seed=4))
+    for i, out in enumerate(outputs):
         tpq, notes, meta, ends = output_ticks(out, tmp_path / f"out{i}.mid")
         scale = tpq // TPQ if tpq >= TPQ else None
         assert scale and tpq % TPQ == 0
@@ -84,11 +86,13 @@ def test_output_fed_back_as_primer_continues_at_its_final_bar_line(tiny_generato
     bar = bar_ticks(meter)
     # a ritardando inside the primer: the tempo changes on beat 2 of bar 1 and at bar 2
     path, _ = write_primer_file(tmp_path / "primer.mid", meter, 1.0, tempos=((0, 120), (TPQ, 96), (bar, 72)))
-    first = tiny_generator.generate(tiny_generator.primer_from_file(path), num_bars=2, seed=1)[0]
+    first = tiny_generator.generate(tiny_generator.primer_from_file(path), num_bars=2,
+                                    sampling=SamplingOptions(seed=1))[0]
     tpq1, notes1, meta1, ends1 = output_ticks(first, tmp_path / "first.mid")
     k = tpq1 // TPQ
     assert set(ends1) == {4 * bar * k}  # 2 complete bars + 2
-    second = tiny_generator.generate(tiny_generator.primer_from_file(tmp_path / "first.mid"), num_bars=2, seed=2)[0]
+    second = tiny_generator.generate(tiny_generator.primer_from_file(tmp_path / "first.mid"), num_bars=2,
+                                     sampling=SamplingOptions(seed=2))[0]
     tpq2, notes2, meta2, ends2 = output_ticks(second, tmp_path / "second.mid")
     assert tpq2 == tpq1 and set(ends2) == {6 * bar * k}
     assert [n for n in notes2 if n[1] < 4 * bar * k] == notes1  # continues exactly at the final bar line
@@ -101,7 +105,7 @@ def test_generation_continues_exactly_where_a_full_bar_primer_ends(tiny_generato
     primer = primer_sequence((4, 4))
     pm = melody_from_note_sequence(primer)
     assert pm.total_steps % pm.steps_per_bar == 0  # the primer fills its last bar to the end
-    out = tiny_generator.generate(primer, num_bars=2, seed=1)[0]
+    out = tiny_generator.generate(primer, num_bars=2, sampling=SamplingOptions(seed=1))[0]
     first_new = out.melody.notes[len(pm.notes)]
     assert out.continuation_ids and tiny_generator.vocab.decode(out.continuation_ids[:1]).notes[0] == first_new
     assert out.melody.total_steps == pm.total_steps + 2 * pm.steps_per_bar
@@ -109,7 +113,7 @@ def test_generation_continues_exactly_where_a_full_bar_primer_ends(tiny_generato
 
 def test_continuation_only_keeps_bar_lines(tiny_generator, tmp_path):
     path, _ = write_primer_file(tmp_path / "primer.mid", (3, 4), 1.0)  # 2 bars of 3/4 and one quarter more
-    out = tiny_generator.generate(tiny_generator.primer_from_file(path), num_bars=2, seed=2,
+    out = tiny_generator.generate(tiny_generator.primer_from_file(path), num_bars=2, sampling=SamplingOptions(seed=2),
                                   continuation_only=True)[0]
     tpq, notes, _, ends = output_ticks(out, tmp_path / "cont.mid")
     assert set(ends) == {2 * 3 * tpq}  # the unfinished bar and one more: 2 bars of 3 quarters
@@ -119,9 +123,9 @@ def test_continuation_only_keeps_bar_lines(tiny_generator, tmp_path):
 
 def test_same_seed_gives_same_midi_bytes(tiny_generator):
     primer = primer_sequence((6, 8))
-    a = tiny_generator.generate(primer, num_bars=4, num_outputs=2, seed=11)
-    b = tiny_generator.generate(primer, num_bars=4, num_outputs=2, seed=11)
-    c = tiny_generator.generate(primer, num_bars=4, num_outputs=2, seed=12, temperature=1.5)
+    a = tiny_generator.generate(primer, num_bars=4, num_outputs=2, sampling=SamplingOptions(seed=11))
+    b = tiny_generator.generate(primer, num_bars=4, num_outputs=2, sampling=SamplingOptions(seed=11))
+    c = tiny_generator.generate(primer, num_bars=4, num_outputs=2, sampling=SamplingOptions(temperature=1.5, seed=12))
     bytes_a = [midi_io.note_sequence_to_midi_bytes(o.note_sequence) for o in a]
     assert bytes_a == [midi_io.note_sequence_to_midi_bytes(o.note_sequence) for o in b]
     assert [o.continuation_ids for o in a] != [o.continuation_ids for o in c]
@@ -129,21 +133,24 @@ def test_same_seed_gives_same_midi_bytes(tiny_generator):
 
 def test_scale_constraint_yields_only_in_scale_pitches(tiny_generator):
     primer = primer_sequence((4, 4))
-    outputs = tiny_generator.generate(primer, num_bars=8, num_outputs=4, seed=3, temperature=2.0,
-                                      scale="C:major_pentatonic")
+    outputs = tiny_generator.generate(primer, num_bars=8, num_outputs=4,
+                                      sampling=SamplingOptions(temperature=2.0, seed=3),
+                                      constraints=Constraints.parse(scale="C:major_pentatonic"))
     for out in outputs:
         new = out.melody.notes[len(melody_from_note_sequence(primer).notes):]
         assert all(n.is_rest or n.pitch % 12 in {0, 2, 4, 7, 9} for n in new)
 
 
 def test_pitch_range_constraint(tiny_generator):
-    outputs = tiny_generator.generate(None, num_bars=8, num_outputs=4, seed=3, temperature=2.0, pitch_range="60:64")
+    outputs = tiny_generator.generate(None, num_bars=8, num_outputs=4,
+                                      sampling=SamplingOptions(temperature=2.0, seed=3),
+                                      constraints=Constraints.parse(pitch_range="60:64"))
     for out in outputs:
         assert all(n.is_rest or 60 <= n.pitch <= 64 for n in out.melody.notes)
 
 
 def test_no_primer_starts_from_start_token_in_the_requested_meter(tiny_generator):
-    out = tiny_generator.generate(None, num_bars=4, seed=0, time_signature=(3, 4), qpm=90)[0]
+    out = tiny_generator.generate(None, num_bars=4, time_signature=(3, 4), qpm=90)[0]
     assert out.melody.time_signature == (3, 4) and out.melody.qpm == 90
     assert out.melody.total_steps == 4 * out.melody.steps_per_bar
 
@@ -151,14 +158,14 @@ def test_no_primer_starts_from_start_token_in_the_requested_meter(tiny_generator
 def test_the_tiny_model_continues_its_learned_phrase(tiny_generator):
     # trained on the 4/4 phrase repeated; greedy decoding after one phrase should repeat it
     primer = primer_sequence((4, 4))
-    out = tiny_generator.generate(primer, num_bars=2, temperature=0.0, seed=0)[0]
+    out = tiny_generator.generate(primer, num_bars=2, sampling=SamplingOptions(temperature=0.0))[0]
     pm = melody_from_note_sequence(primer)
     assert out.melody.notes[len(pm.notes):] == pm.notes[:len(out.melody.notes) - len(pm.notes)]
 
 
 def test_out_of_vocabulary_primer_notes_are_mapped_and_reported(tiny_generator):
     primer = make_sequence(pattern_notes([(60, 1), (62, 1), (64, 1), (65, 1), (67 + 24, 2), (None, 1), (64, 1)]))
-    out = tiny_generator.generate(primer, num_bars=1, seed=0)[0]
+    out = tiny_generator.generate(primer, num_bars=1)[0]
     assert any(c.how == "octave shift" for c in out.oov_changes)
     assert out.melody.notes[4].pitch == 91  # the output keeps the primer as written
 
@@ -171,6 +178,15 @@ def test_bad_primers_raise_primer_error(tiny_generator, tmp_path):
     midi_io.note_sequence_to_midi_file(make_sequence([(36, 0, 1)], is_drum=True, instrument=9), drums)
     with pytest.raises(PrimerError, match="drums.mid: only drum notes"):
         tiny_generator.primer_from_file(drums)
+    with pytest.raises(PrimerError, match="primer melody: cannot read 'C4'"):
+        tiny_generator.primer_from_text("C4")
+
+
+def test_inline_primer_is_on_the_model_grid_in_the_given_meter(tiny_generator):
+    primer = tiny_generator.primer_from_text("D4:0.5 E4:0.5 R:1", (3, 4), qpm=90)
+    spq = tiny_generator.vocab.steps_per_quarter
+    assert [(n.pitch, n.duration_steps) for n in primer.notes][:2] == [(62, spq // 2), (64, spq // 2)]
+    assert primer.time_signature == (3, 4) and primer.qpm == 90 and primer.steps_per_quarter == spq
 
 
 def test_bundle_round_trip_gives_identical_output(tiny_generator, tmp_path):
@@ -179,8 +195,8 @@ def test_bundle_round_trip_gives_identical_output(tiny_generator, tmp_path):
     loaded = MelodyGenerator.from_bundle(bundle)
     assert loaded.config == tiny_generator.config and loaded.vocab == tiny_generator.vocab
     primer = primer_sequence((3, 4))
-    a = tiny_generator.generate(primer, num_bars=4, num_outputs=2, seed=5)
-    b = loaded.generate(primer, num_bars=4, num_outputs=2, seed=5)
+    a = tiny_generator.generate(primer, num_bars=4, num_outputs=2, sampling=SamplingOptions(seed=5))
+    b = loaded.generate(primer, num_bars=4, num_outputs=2, sampling=SamplingOptions(seed=5))
     assert [o.continuation_ids for o in a] == [o.continuation_ids for o in b]
     from note_seq.protobuf import generator_pb2
 
@@ -232,9 +248,9 @@ def test_generator_map_has_every_config_and_loads_run_dirs(tiny_run_dir):
 def test_numpy_inference_matches_keras_logits(tiny_generator):
     import numpy as np
 
-    from melody_plugin.export import keras_model_from_generator
+    from melody_plugin.numpy_model import keras_model_from_weights
 
-    model = keras_model_from_generator(tiny_generator)
+    model = keras_model_from_weights(tiny_generator.config, tiny_generator.weights)
     ids = np.array([[1, 5, 6, 7, 8, 5, 6, 7, 8, 9, 10, 5]])
     keras_logits = np.asarray(model(ids, training=False))
     numpy_logits, _ = tiny_generator.model.run(ids)
@@ -252,7 +268,7 @@ def test_embedded_default_model_loads_and_generates(tmp_path):
     last_off = max(off for _, _, off in notes)
     length = max(last_off, min(max(ends), -(-last_off // bar) * bar))
     expected_bars = length // bar + 4
-    out = gen.generate(gen.primer_from_file(EXAMPLE_PRIMER), num_bars=4, seed=0)[0]
+    out = gen.generate(gen.primer_from_file(EXAMPLE_PRIMER), num_bars=4)[0]
     _, _, _, out_ends = output_ticks(out, tmp_path / "out.mid")
     assert (ts.numerator, ts.denominator) == (6, 8) and out.melody.time_signature == (6, 8)
     assert set(out_ends) == {expected_bars * 3 * conftest.midi_ticks(tmp_path / "out.mid")[0]}
@@ -265,25 +281,26 @@ def test_compiled_tf_sampler_fills_bars_exactly_and_agrees_with_numpy(tiny_gener
     primer = primer_sequence(meter, 1.0)
     pm = melody_from_note_sequence(primer)
     complete = pm.total_steps // pm.steps_per_bar
-    outs = tiny_generator.generate(primer, num_bars=3, num_outputs=4, seed=8, sampler_backend="tf")
-    again = tiny_generator.generate(primer, num_bars=3, num_outputs=4, seed=8, sampler_backend="tf")
+    outs = tiny_generator.generate(primer, num_bars=3, num_outputs=4, sampling=SamplingOptions(seed=8, backend="tf"))
+    again = tiny_generator.generate(primer, num_bars=3, num_outputs=4, sampling=SamplingOptions(seed=8, backend="tf"))
     assert [o.continuation_ids for o in outs] == [o.continuation_ids for o in again]
     for out in outs:
         assert out.melody.total_steps == (complete + 3) * pm.steps_per_bar
         assert len(out.log_likelihoods) == len(out.continuation_ids)
-    greedy_tf = tiny_generator.generate(primer, num_bars=3, seed=0, temperature=0.0, sampler_backend="tf")
-    greedy_np = tiny_generator.generate(primer, num_bars=3, seed=0, temperature=0.0, sampler_backend="numpy")
+    greedy_tf = tiny_generator.generate(primer, num_bars=3, sampling=SamplingOptions(temperature=0.0, backend="tf"))
+    greedy_np = tiny_generator.generate(primer, num_bars=3, sampling=SamplingOptions(temperature=0.0, backend="numpy"))
     assert greedy_tf[0].continuation_ids == greedy_np[0].continuation_ids
     np_ll, tf_ll = greedy_np[0].log_likelihoods, greedy_tf[0].log_likelihoods
     assert tf_ll == pytest.approx(np_ll, abs=1e-3)
 
 
 def test_compiled_tf_sampler_respects_constraints(tiny_generator):
-    outs = tiny_generator.generate(None, num_bars=4, num_outputs=4, seed=1, temperature=2.0, top_k=5, top_p=0.9,
-                                   scale="C:major_pentatonic", pitch_range=(60, 72), sampler_backend="tf")
+    sampling = SamplingOptions(temperature=2.0, top_k=5, top_p=0.9, seed=1, backend="tf")
+    constraints = Constraints.parse(scale="C:major_pentatonic", pitch_range=(60, 72))
+    outs = tiny_generator.generate(None, num_bars=4, num_outputs=4, sampling=sampling, constraints=constraints)
     for out in outs:
         assert all(n.is_rest or (n.pitch % 12 in {0, 2, 4, 7, 9} and 60 <= n.pitch <= 72) for n in out.melody.notes)
     from melody_plugin.sampler import SamplingError
 
     with pytest.raises(SamplingError, match="beam search runs in the numpy sampler"):
-        tiny_generator.generate(None, num_bars=1, beam_size=2, sampler_backend="tf")
+        tiny_generator.generate(None, num_bars=1, sampling=SamplingOptions(beam_size=2, backend="tf"))

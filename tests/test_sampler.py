@@ -212,3 +212,18 @@ def test_bad_options_are_refused():
         SamplingOptions(top_p=0)
     with pytest.raises(SamplingError, match="beam_size"):
         SamplingOptions(beam_size=0)
+    with pytest.raises(SamplingError, match="numpy or tf"):
+        SamplingOptions(backend="jax")
+
+
+def test_options_seed_is_the_default_seed():
+    assert run([96, 96], SamplingOptions(seed=5), seed=None).ids == run([96, 96], seed=5).ids
+
+
+@pytest.mark.parametrize("scale, pitch_range", [("C:major", "60:67"), ((0, 14, 4, 5, 7, 9, 11), (60, 67))])
+def test_constraints_parse_text_or_values_to_the_same_mask(scale, pitch_range):
+    constraints = sampler.Constraints.parse(scale=scale, pitch_range=pitch_range)
+    assert constraints == sampler.Constraints(frozenset({0, 2, 4, 5, 7, 9, 11}), (60, 67))
+    expected = sampler.constraint_mask(PITCHES, sampler.scale_pitch_classes("C:major"), (60, 67))
+    np.testing.assert_array_equal(constraints.mask(PITCHES), expected)
+    assert sampler.Constraints().mask(PITCHES).sum() == sampler.constraint_mask(PITCHES).sum()

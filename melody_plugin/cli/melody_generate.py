@@ -39,6 +39,18 @@ common.define("enum", "sampler", "numpy", ["numpy", "tf"], "numpy: the sampling 
 common.define("string", "render", "", "Also write png (piano roll) and/or wav (synthesized audio), e.g. png,wav.")
 
 
+def _save_bundle():
+    if not FLAGS.bundle_file:
+        common.fail("melody_generate", "--save_generator_bundle needs --bundle_file")
+    if not FLAGS.run_dir:  # never bundle the shipped model by accident
+        common.fail("melody_generate", "--save_generator_bundle needs --run_dir (the model to bundle)")
+    from melody_plugin.generator import MelodyGenerator
+
+    gen = MelodyGenerator.load(FLAGS.run_dir)
+    gen.save_bundle(FLAGS.bundle_file, FLAGS.bundle_description)
+    print(f"wrote bundle {FLAGS.bundle_file} ({gen.config.name}, {len(gen.vocab)} tokens)")
+
+
 def main(argv):
     import secrets
     import sys
@@ -46,68 +58,54 @@ def main(argv):
     from pathlib import Path
 
     from melody_plugin import melody as melody_lib, outputs
-    from melody_plugin.generator import MelodyGenerator, PrimerError
+    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.sampler import Constraints, SamplingOptions
 
     start = time.perf_counter()
     if FLAGS.save_generator_bundle:
-        if not FLAGS.bundle_file:
-            common.fail("melody_generate", "--save_generator_bundle needs --bundle_file")
-        if not FLAGS.run_dir:  # never bundle the shipped model by accident
-            common.fail("melody_generate", "--save_generator_bundle needs --run_dir (the model to bundle)")
-        gen = MelodyGenerator.load(FLAGS.run_dir)
-        gen.save_bundle(FLAGS.bundle_file, FLAGS.bundle_description)
-        print(f"wrote bundle {FLAGS.bundle_file} ({gen.config.name}, {len(gen.vocab)} tokens)")
-        return
+        return _save_bundle()
     if FLAGS.primer_midi and FLAGS.primer_melody:
         common.fail("melody_generate", "give --primer_midi or --primer_melody, not both")
     if FLAGS.key and FLAGS.scale:
         common.fail("melody_generate", "give --key or --scale, not both")
+    # --- flags -> values
     render = outputs.parse_render(FLAGS.render)
     gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
     policy = FLAGS.polyphony_policy or gen.config.polyphony_policy
+    meter = melody_lib.parse_time_signature(FLAGS.time_signature)
+    seed = FLAGS.seed if FLAGS.seed is not None else secrets.randbelow(2**31)
+    sampling = SamplingOptions(temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
+                               beam_size=FLAGS.beam_size, branch_factor=FLAGS.branch_factor,
+                               steps_per_iteration=FLAGS.steps_per_iteration, seed=seed, backend=FLAGS.sampler)
+    constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
     primer, prefix = None, "melody"
-    try:
-        num, _, den = FLAGS.time_signature.partition("/")
-        meter = (int(num), int(den))
-    except ValueError:
-        common.fail("melody_generate", f"--time_signature must look like 6/8, got {FLAGS.time_signature!r}")
     if FLAGS.primer_midi:
         primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
         prefix = f"{Path(FLAGS.primer_midi).stem}_cont"
     elif FLAGS.primer_melody:
-        try:
-            primer = melody_lib.melody_from_text(FLAGS.primer_melody, gen.vocab.steps_per_quarter, meter,
-                                                 FLAGS.qpm or 120.0)
-        except melody_lib.MelodyError as e:
-            raise PrimerError(f"--primer_melody: {e}") from None
-    seed = FLAGS.seed if FLAGS.seed is not None else secrets.randbelow(2**31)
-    generations = gen.generate(
-        primer, num_bars=FLAGS.num_bars, num_outputs=FLAGS.num_outputs, temperature=FLAGS.temperature,
-        top_k=FLAGS.top_k, top_p=FLAGS.top_p, beam_size=FLAGS.beam_size, branch_factor=FLAGS.branch_factor,
-        steps_per_iteration=FLAGS.steps_per_iteration, scale=FLAGS.key or FLAGS.scale,
-        pitch_range=FLAGS.pitch_range, seed=seed, continuation_only=FLAGS.continuation_only, qpm=FLAGS.qpm,
-        time_signature=meter, policy=policy, sampler_backend=FLAGS.sampler)
+        primer = gen.primer_from_text(FLAGS.primer_melody, meter, FLAGS.qpm)
+    # --- generate
+    generations = gen.generate(primer, num_bars=FLAGS.num_bars, num_outputs=FLAGS.num_outputs, sampling=sampling,
+                               constraints=constraints, continuation_only=FLAGS.continuation_only, qpm=FLAGS.qpm,
+                               time_signature=meter)
     for change in generations[0].oov_changes:
         print(f"primer note changed to fit the vocabulary: {change.describe()}", file=sys.stderr)
+    # --- write: the sidecar records what was used, not what was typed (a primer's meter wins over --time_signature)
+    num, den = generations[0].melody.time_signature
     sidecar = {
         "model": gen.source, "model_step": gen.step, "config": gen.config.to_json(),
-        "primer_midi": FLAGS.primer_midi, "primer_melody": FLAGS.primer_melody,
-        "command": " ".join(sys.argv),
+        "primer_midi": FLAGS.primer_midi, "primer_melody": FLAGS.primer_melody, "command": " ".join(sys.argv),
         "flags": {name: FLAGS[name].value for name in (
             "num_outputs", "num_bars", "temperature", "top_k", "top_p", "beam_size", "branch_factor",
             "steps_per_iteration", "qpm", "time_signature", "continuation_only", "key", "scale", "pitch_range",
             "polyphony_policy", "track", "program", "sampler")},
     }
-    # record what was used, not what was typed: a primer's meter wins over --time_signature
-    num, den = generations[0].melody.time_signature
     sidecar["flags"].update(time_signature=f"{num}/{den}", polyphony_policy=policy)
     paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar)
-    elapsed = time.perf_counter() - start
-    bars = generations[0].total_bars
-    print(f"wrote {len(paths)} melodies of {bars} bars ({generations[0].melody.time_signature[0]}/"
-          f"{generations[0].melody.time_signature[1]}) to {FLAGS.output_dir}/ in {elapsed:.2f} s (seed {seed}):")
+    print(f"wrote {len(paths)} melodies of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
+          f"in {time.perf_counter() - start:.2f} s (seed {seed}):")
     for p in paths:
         print(f"  {p}")
 
