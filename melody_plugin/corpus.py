@@ -276,6 +276,12 @@ def encode_corpus(input_path, config: ModelConfig, eval_ratio: float = 0.1, voca
     return EncodedCorpus(corpus, vocab, train, eval_, train_stats, eval_stats)
 
 
+def scoring_melodies(input_path, config: ModelConfig, progress=None) -> tuple[Corpus, list[Melody]]:
+    """Every melody of `input_path`, key-normalised as the config says but never augmented: what is scored."""
+    corpus = collect_melodies(input_path, config, eval_ratio=0.0, progress=progress)
+    return corpus, prepare_melodies(corpus.train, config, augment=False)
+
+
 def _reason_kind(reason: str) -> str:
     """A reason without its particulars, to count alike failures together ("events at tick N exceed ...")."""
     return re.sub(r"\d+", "N", re.sub(r"\s*\([^)]*\)", "", reason)).strip()

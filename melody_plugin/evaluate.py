@@ -102,8 +102,7 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     `pitch_bits_per_note` is the NLL of the pitch alone (duration marginalised) per note.
     """
     config, vocab = generator.config, generator.vocab
-    corpus = corpus_lib.collect_melodies(input_path, config, eval_ratio=0.0, progress=progress)
-    melodies = corpus_lib.prepare_melodies(corpus.train, config, augment=False)
+    corpus, melodies = corpus_lib.scoring_melodies(input_path, config, progress)
     sequences = [[START] + vocab.encode(m, map_oov=False) for m in melodies]  # one id per note
     target_pitches = [[n.pitch for n in m.notes] for m in melodies]
     if not sequences:

@@ -171,7 +171,8 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
         eval_path = Path(input_path) / EVAL_FILE
         eval_ = read_sequences(eval_path) if eval_path.is_file() else []
         return train, eval_, data_vocab
-    corpus = corpus_lib.collect_melodies(input_path, config, eval_ratio, progress=progress)
+    data = corpus_lib.encode_corpus(input_path, config, eval_ratio, vocab, progress=progress)
+    corpus = data.corpus
     if not corpus.train:
         raise TrainingError(f"{input_path or corpus_lib.default_input()}: no usable melody "
                             f"({len(corpus.results)} files read)")
@@ -180,10 +181,7 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
         f"{len(corpus.eval)} eval melodies, {len(skipped)} files skipped")
     for r in skipped[:10]:
         log(f"  skipped {r.path}: {r.error}")
-    vocab = vocab or corpus_lib.build_vocabulary(corpus.train, config)
-    train, _ = corpus_lib.encode_all(corpus_lib.prepare_melodies(corpus.train, config, augment=True), vocab)
-    eval_, _ = corpus_lib.encode_all(corpus_lib.prepare_melodies(corpus.eval, config, augment=False), vocab)
-    return [np.asarray(s, np.int32) for s in train], [np.asarray(s, np.int32) for s in eval_], vocab
+    return [np.asarray(s, np.int32) for s in data.train], [np.asarray(s, np.int32) for s in data.eval], data.vocab
 
 
 # --- model pieces
@@ -663,8 +661,8 @@ def _eval_data(run: RunDir, config: ModelConfig, vocab: Vocabulary, input_path) 
     if input_path and _is_dataset_dir(input_path):
         eval_seqs = read_sequences(Path(input_path) / EVAL_FILE)
     elif input_path:  # every melody of the input is evaluation data
-        corpus = corpus_lib.collect_melodies(input_path, config, eval_ratio=0.0, progress=False)
-        eval_seqs, _ = corpus_lib.encode_all(corpus_lib.prepare_melodies(corpus.train, config, augment=False), vocab)
+        _, melodies = corpus_lib.scoring_melodies(input_path, config, progress=False)
+        eval_seqs, _ = corpus_lib.encode_all(melodies, vocab)
     elif (run.data_dir / EVAL_FILE).is_file():
         eval_seqs = read_sequences(run.data_dir / EVAL_FILE)
     else:
