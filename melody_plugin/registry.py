@@ -26,7 +26,7 @@ DEFAULT_CONFIG = "char_lstm"
 
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
-                       "augment_transpositions", "min_token_count")
+                       "augment_transpositions", "min_token_count", "meter_features")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +39,9 @@ class ModelConfig:
     embedding_size: int = 32  # 0 = one-hot inputs
     rnn_layer_sizes: tuple[int, ...] = (64, 64, 64)
     dropout_rate: float = 0.1  # on each LSTM layer's inputs and on the last one's outputs
+    # each token also brings the bar position where the next token begins and the bar length (vocab.meter_features);
+    # off = the tutorial's ids-only model (and every run dir made before the field existed)
+    meter_features: bool = False
     # optimisation
     learning_rate: float = 1e-3
     clip_norm: float = 1.0  # gradient clipping by global norm; 0 = off

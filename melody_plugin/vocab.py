@@ -24,6 +24,9 @@ PAD, START, UNK = 0, 1, 2
 SPECIAL_TOKENS = ("<pad>", "<start>", "<unk>")
 NUM_SPECIAL = len(SPECIAL_TOKENS)
 FORMAT_VERSION = 1
+# meter features (ModelConfig.meter_features): bar positions 0..96 and bar lengths 1..96 steps, larger values clamped
+# (96 steps = a bar of 8/4 at 12 steps per quarter); both embeddings have this many rows
+METER_FEATURE_SIZE = 97
 
 
 class VocabularyError(MelodyPluginError):
@@ -38,6 +41,33 @@ def _fewest_tokens(lengths, max_steps: int) -> list[list[int] | None]:
         options = [fill[s - d] + [d] for d in lengths if d <= s and fill[s - d] is not None]
         fill[s] = sorted(min(options, key=len), reverse=True) if options else None
     return fill
+
+
+def meter_features(durations_steps, steps_per_bar: int) -> tuple[np.ndarray, np.ndarray]:
+    """The meter features of each input token: where the *next* token begins in its bar, and the bar length.
+
+    The input at t is token x_t and predicts x_(t+1), so its position is the sum of the durations of x_0..x_t
+    modulo the bar length: 0 after the start token (melodies start on a bar line; a pickup is a leading rest).
+
+    Args:
+      durations_steps: (time,) duration in grid steps of each token, the start token (0) first. Special tokens
+        last 0 steps; `<unk>` lasts its note's true duration where the melody is known (scoring, primers) and 0
+        where only ids are (`token_durations`: training data, SavedModel requests).
+      steps_per_bar: the melody's bar length in grid steps.
+
+    Returns:
+      (positions, bar_steps), each (time,) int32, clamped to METER_FEATURE_SIZE - 1.
+    """
+    if steps_per_bar < 1:
+        raise VocabularyError(f"steps_per_bar must be >= 1, got {steps_per_bar}")
+    onsets = np.cumsum(np.asarray(durations_steps, dtype=np.int64)) % steps_per_bar
+    positions = np.minimum(onsets, METER_FEATURE_SIZE - 1).astype(np.int32)
+    return positions, np.full(len(positions), min(steps_per_bar, METER_FEATURE_SIZE - 1), dtype=np.int32)
+
+
+def token_durations(ids, durations: np.ndarray) -> np.ndarray:
+    """(time,) duration in steps of each id from the vocabulary's `durations()`: special tokens and `<unk>` 0."""
+    return np.asarray(durations)[np.asarray(ids, dtype=np.int64)]
 
 
 def key_shift(melody: Melody) -> int:
