@@ -146,13 +146,16 @@ def test_a_signal_at_any_moment_stops_training_and_leaves_a_resumable_run_dir(tm
             outcomes.append((run, *run.finish()))
 
     finished = 0
-    for run, code, out, err in outcomes:
+    for run, code, _, err in outcomes:
         where = f"run {run.index}, {run.sig.name} at {MOMENTS[run.index]}: exit {code}\n{err}"
         if code not in (0, 130) and not run.run_dir.exists() and "/melody_plugin/" not in err:
             continue  # the signal came while Python itself started, before any of our code ran: nothing to keep
-        if "done: step 150" in out:  # it finished; a signal in the interpreter's teardown meets default handlers
+        done = [t for t, line in run.lines if line.startswith("done: step 150")]
+        if done:  # it finished; a signal in the interpreter's teardown meets default handlers
             finished += 1
             assert code in (0, 130, -run.sig) and "Traceback" not in err, where
+            # ... but it must have finished before the signal, not gone on as if none came (1 s for delivery)
+            assert done[0] < run.sent + 1.0, f"{where}\nthe signal was ignored: it finished afterwards"
             continue
         assert code == 130 and "Traceback" not in err, where
         last = err.strip().splitlines()[-1]
