@@ -105,11 +105,13 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     corpus, melodies = corpus_lib.scoring_melodies(input_path, config, progress)
     sequences = [[START] + vocab.encode(m, map_oov=False) for m in melodies]  # one id per note
     target_pitches = [[n.pitch for n in m.notes] for m in melodies]
+    skipped = [{"file": r.path, "reason": r.error} for r in corpus.results if r.error]
     if not sequences:
-
-        raise EvaluationError(f"{input_path}: no melody to score ({len(corpus.results)} files, all skipped)")
+        first = f"; {skipped[0]['file']}: {skipped[0]['reason']}" if skipped else ""
+        raise EvaluationError(f"{input_path}: no melody to score ({len(corpus.results)} files, all skipped{first})")
     scores = score_sequences(generator.model, sequences, vocab, target_pitches=target_pitches)
     scores["files"] = sum(1 for r in corpus.results if not r.error)
-    scores["skipped"] = sum(1 for r in corpus.results if r.error)
+    scores["skipped"] = len(skipped)
+    scores["skipped_files"] = skipped[:20]  # the first 20, each with its reason
     scores["melodies"] = len(sequences)
     return scores

@@ -495,6 +495,10 @@ def melody_from_quantized(qns, policy: str = "highest", track: int | None = None
         step = end
     bar_after_last_note = -(-step // spb) * spb
     end = max(step, min(qns.total_quantized_steps, bar_after_last_note))
+    if report is not None and qns.total_quantized_steps >= bar_after_last_note + spb:
+        silent_bars = (qns.total_quantized_steps - bar_after_last_note) / spb
+        report.append(f"{silent_bars:g} silent bars after the last note ignored: the melody ends on the bar line "
+                      "after its last note")
     if end > step:
         events += _split_rest(step, end - step, spb)
     changes, qpm = [], tempos[0][1]

@@ -218,8 +218,10 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes, float]:
         raise InputFileError(path, f"{num_notes} notes exceed the limit of {MAX_NOTES}")
     if zero_length:
         warnings.append(f"{zero_length} zero-length notes dropped")
+    moved_tempos = _tempos_to_first_track(mid) if mid.type == 1 else 0
     if unreleased:
         warnings.append(f"{unreleased} notes never released; ended at the end of their track")
+    if unreleased or moved_tempos:
         buffer = io.BytesIO()
         try:
             mid.save(file=buffer)
@@ -227,6 +229,41 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes, float]:
             raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
         data = buffer.getvalue()
     return warnings, data, end_tick / tpq
+
+
+def _tempos_to_first_track(mid) -> int:
+    """Moves set_tempo events of later tracks into the first (pretty_midi reads tempo there only; other tools
+    write it anywhere). Returns how many moved."""
+    import mido
+
+    moved = []
+    for track in mid.tracks[1:]:
+        tick, kept, carry = 0, [], 0
+        for msg in track:
+            tick += msg.time
+            if msg.type == "set_tempo":
+                moved.append((tick, msg))
+                carry += msg.time  # the next event keeps its absolute tick
+                continue
+            kept.append(msg.copy(time=msg.time + carry))
+            carry = 0
+        track[:] = kept
+    if not moved:
+        return 0
+    events, tick = [], 0
+    for msg in mid.tracks[0]:
+        tick += msg.time
+        events.append((tick, msg))
+    end = events.pop() if events and events[-1][1].type == "end_of_track" else None
+    events = sorted(events + moved, key=lambda e: e[0])  # stable: at one tick, the first track's events first
+    if end is not None:
+        events.append((max(end[0], events[-1][0] if events else 0), end[1]))
+    first, tick = mido.MidiTrack(), 0
+    for at, msg in events:
+        first.append(msg.copy(time=at - tick))
+        tick = at
+    mid.tracks[0] = first
+    return len(moved)
 
 
 def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):

@@ -57,7 +57,9 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
             "output_index": i,
             "seed": gen.seed,
             "time_signature": list(m.time_signature),
-            "qpm": m.qpm,
+            "qpm": m.qpm,  # at the start; the continuation plays at final_qpm
+            "final_qpm": m.final_qpm,
+            "tempo_changes": [[step, qpm] for step, qpm in m.tempo_changes],  # [grid step, qpm] after the start
             "key": m.key_name,
             "steps_per_quarter": m.steps_per_quarter,
             "steps_per_bar": m.steps_per_bar,

@@ -158,6 +158,9 @@ def test_bad_numbers_exit_2_with_one_line_before_any_work(tmp_path):
         assert proc.returncode == 2 and len(lines) == 1, proc.stderr
         assert lines[0].startswith(f"{command}: error: {name} must be ") and lines[0].endswith(f"got {value}")
     assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+    proc = run_cli("melody_generate", "--seed=abc", timeout=60)  # absl cannot parse it: the same one line, exit 2
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        "melody_generate: error: --seed=abc: invalid literal for int() with base 10: 'abc'"]
 
 
 def test_help_imports_neither_tensorflow_nor_note_seq():

@@ -276,3 +276,12 @@ def test_track_flag_takes_an_index_or_all():
     with pytest.raises(ValueError, match="instrument index or 'all'"):
         parser.parse("soprano")
     assert cli_flags.check_limits({"track": -1}) == "--track must be >= 0 or all, got -1"
+
+
+def test_silent_bars_after_the_last_note_are_ignored_and_reported(tmp_path):
+    # one bar of quarters, then three silent bars before the end-of-track
+    notes = [(60 + i, i * 480, (i + 1) * 480) for i in range(4)]
+    path = conftest.write_mido_file(tmp_path / "padded.mid", notes, [(0, 120)], end_tick=4 * 1920)
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert ex.melodies[0].total_steps == 48
+    assert any("3 silent bars after the last note ignored" in w for w in ex.warnings)

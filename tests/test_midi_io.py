@@ -276,3 +276,26 @@ def test_writer_end_of_track_is_read_back_as_the_same_length(tmp_path):
     midi_io.note_sequence_to_midi_file(melody_to_note_sequence(melody), path)
     back = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0]).melodies[0]
     assert [(n.pitch, n.duration_steps) for n in back.notes] == [(60, 12), (62, 12), (64, 12), (-1, 12)] * 2
+
+
+def test_tempo_events_in_a_later_track_are_read(tmp_path):
+    # format 1, tempo map written in the note track (as some sequencers do): 70 qpm from quarter 2
+    import mido
+
+    from melody_plugin.melody import melodies_from_note_sequence
+
+    mid = mido.MidiFile(ticks_per_beat=480)
+    first = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0),
+                            mido.MetaMessage("end_of_track", time=0)])
+    notes = mido.MidiTrack()
+    for i in range(8):
+        if i == 2:
+            notes.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(70), time=0))
+        notes.append(mido.Message("note_on", note=60 + i, velocity=80, time=0))
+        notes.append(mido.Message("note_off", note=60 + i, velocity=0, time=480))
+    notes.append(mido.MetaMessage("end_of_track", time=0))
+    mid.tracks += [first, notes]
+    mid.save(tmp_path / "t1.mid")
+    m = melodies_from_note_sequence(midi_io.read_music_file(tmp_path / "t1.mid").sequences[0]).melodies[0]
+    assert [n.duration_steps for n in m.notes] == [12] * 8
+    assert [(step, round(qpm, 3)) for step, qpm in m.tempo_changes] == [(24, 70.0)]

@@ -45,6 +45,7 @@ LIMITS = {
     "program": ((lambda v: 0 <= v <= 127), "in [0, 127]"),
     # melody_train (and melody_create_dataset's eval_ratio, workers)
     "num_training_steps": _at_least(1),
+    "max_minutes": ((lambda v: v > 0), "> 0"),
     "eval_ratio": ((lambda v: 0 <= v < 1), "in [0, 1)"),
     "summary_frequency": _at_least(1),
     "save_checkpoint_steps": _at_least(1),
@@ -88,6 +89,12 @@ def define_run_dir(required: bool = False):
                         + ("" if required else " Omitted: the small folk model shipped with the package."))
     if required:
         flags.mark_flag_as_required("run_dir")
+
+
+def define_checkpoint():
+    define("enum", "checkpoint", "best", ["best", "latest"],
+           "Which checkpoint of --run_dir: best (lowest eval bits/note during training; the latest when the run "
+           "kept none) or latest.")
 
 
 class TrackParser(flags.ArgumentParser):
@@ -247,4 +254,8 @@ def _run(program: str, main, module_name: str) -> None:
         print(f"usage: {program} [--flag=value ...]   (--helpfull lists every flag)\n")
         print(FLAGS.main_module_help())
         sys.exit(0)
+    try:  # a value absl cannot parse (--seed=abc, an unknown enum) is a mistake like any other: one line, exit 2
+        FLAGS(sys.argv, known_only=False)
+    except flags.Error as e:
+        fail(program, str(e).replace("flag --", "--"))
     app.run(guarded(program, main))
