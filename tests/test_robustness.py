@@ -178,6 +178,38 @@ def test_a_signal_at_any_moment_stops_training_and_leaves_a_resumable_run_dir(tm
             assert run_dir.latest_checkpoint_step() == step, f"run {run.index}"
 
 
+SWALLOWING_COMMAND = """
+from melody_plugin.cli import flags
+def main(argv):
+    import time
+    print("ready", flush=True)
+    while True:
+        try:
+            time.sleep(10)
+        except KeyboardInterrupt:
+            pass  # what a library may do with Ctrl-C
+flags.run("demo", main, "__main__")
+"""
+
+
+@pytest.mark.parametrize("signals", [[signal.SIGINT], [signal.SIGTERM, signal.SIGINT]])
+def test_a_command_whose_code_swallows_the_interrupt_is_stopped_anyway(tmp_path, signals):
+    import sys
+
+    script = tmp_path / "demo.py"
+    script.write_text(SWALLOWING_COMMAND)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, stdin=subprocess.DEVNULL)
+    assert proc.stdout.readline() == "ready\n"
+    for i, sig in enumerate(signals):
+        time.sleep(0.7 * i)  # a second Ctrl-C a moment later
+        proc.send_signal(sig)
+    _, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+    assert proc.returncode == 130
+    expected = "interrupted; forced to stop" if len(signals) == 1 else "interrupted twice; stopped at once"
+    assert err.strip().splitlines() == [err.strip()] and err.startswith("demo: ") and expected in err
+
+
 def test_full_disk_while_writing_leaves_no_partial_file(tmp_path, monkeypatch):
     target = tmp_path / "out.mid"
     target.write_bytes(b"old, complete content")
