@@ -66,14 +66,24 @@ class Generation:
         return notes
 
 
-def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary):
-    """weights.npz when it matches the latest checkpoint; otherwise the checkpoint itself, through TensorFlow."""
-    latest = run.latest_checkpoint_step()
-    if run.weights_file.is_file():
-        weights, meta = numpy_model.load_weights(run.weights_file)
-        if latest is None or meta.get("step") == latest:
+def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary, checkpoint: str = "best"):
+    """(weights, step) of the run's best checkpoint (best/, kept when training evaluated) or its latest.
+
+    "best" falls back to the latest in a run dir without best/ (no eval data, or trained before it was kept).
+    Each is read from its weights.npz when that matches the checkpoint's step, else through TensorFlow.
+    """
+    if checkpoint not in ("best", "latest"):
+        raise ModelLoadError(f"checkpoint must be best or latest, got {checkpoint!r}")
+    best = run.best() if checkpoint == "best" else None
+    if best is not None:
+        want, weights_file, prefix = best["step"], run.best_weights_file, run.best_dir / f"ckpt-{best['step']}"
+    else:
+        want, weights_file, prefix = run.latest_checkpoint_step(), run.weights_file, None
+    if weights_file.is_file():
+        weights, meta = numpy_model.load_weights(weights_file)
+        if want is None or meta.get("step") == want:
             return weights, meta.get("step")
-    if latest is None:
+    if want is None:
         raise ModelLoadError(f"{run.path}: no checkpoint yet; train first with melody_train --run_dir={run.path}")
     from melody_plugin.quiet import import_tensorflow
     from melody_plugin.model import build_model
@@ -81,8 +91,8 @@ def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary):
     tf = import_tensorflow()
     model = build_model(config, len(vocab))
     step = tf.Variable(0, dtype=tf.int64)
-    tf.train.Checkpoint(model=model, step=step).restore(
-        tf.train.latest_checkpoint(str(run.checkpoint_dir))).expect_partial()
+    path = str(prefix) if prefix is not None else tf.train.latest_checkpoint(str(run.checkpoint_dir))
+    tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
     return numpy_model.weights_from_keras(model), int(step.numpy())
 
 
@@ -112,10 +122,11 @@ class MelodyGenerator:
     # --- loading
 
     @classmethod
-    def from_run_dir(cls, path) -> "MelodyGenerator":
+    def from_run_dir(cls, path, checkpoint: str = "best") -> "MelodyGenerator":
+        """The run's best checkpoint by eval bits/note (its latest when it has none), or `checkpoint="latest"`."""
         run = RunDir(path).require()
         config, vocab = run.load_config(), run.load_vocab()
-        weights, step = _load_run_weights(run, config, vocab)
+        weights, step = _load_run_weights(run, config, vocab, checkpoint)
         return cls(config, vocab, weights, str(run.path), step)
 
     @classmethod

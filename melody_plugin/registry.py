@@ -27,6 +27,7 @@ DEFAULT_CONFIG = "char_lstm"
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
                        "augment_transpositions", "min_token_count", "meter_features")
+LR_DECAYS = ("none", "cosine", "linear")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +45,9 @@ class ModelConfig:
     meter_features: bool = False
     # optimisation
     learning_rate: float = 1e-3
+    lr_warmup_steps: int = 0  # linear warm-up from learning_rate / lr_warmup_steps over the first steps; 0 = off
+    lr_decay: str = "none"  # none (constant), cosine or linear: down to lr_min_ratio * learning_rate at the end
+    lr_min_ratio: float = 0.1  # the decay's last learning rate, as a share of learning_rate
     clip_norm: float = 1.0  # gradient clipping by global norm; 0 = off
     batch_size: int = 16  # GLOBAL batch size: split over all replicas of a distributed run
     window_size: int = 8  # tokens per training window
@@ -70,6 +74,9 @@ class ModelConfig:
               f"rnn_layer_sizes must be one or more positive sizes, got {list(self.rnn_layer_sizes)}")
         check(0 <= self.dropout_rate < 1, f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        check(self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
+        check(self.lr_decay in LR_DECAYS, f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")
+        check(0 <= self.lr_min_ratio <= 1, f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
         check(self.clip_norm >= 0, f"clip_norm must be >= 0, got {self.clip_norm}")
         check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         check(self.window_size > 0, f"window_size must be > 0, got {self.window_size}")

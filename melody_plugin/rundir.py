@@ -1,8 +1,9 @@
 """The self-describing run directory: config, vocabulary, checkpoints, exported weights, logs, and a lock.
 
 Layout: `config.json`, `vocab.json`, `data/{train,eval}.tfrecord`, `checkpoints/` (tf.train.CheckpointManager),
-`weights.npz` (the latest checkpoint's weights for TensorFlow-free generation), `logs/{train,eval}/`
-(TensorBoard), `metrics.jsonl`, `training_curve.png`. Later commands need only `--run_dir`.
+`weights.npz` (the latest checkpoint's weights for TensorFlow-free generation), `best/` (the checkpoint with
+the lowest eval bits/note so far: `best.json` names its step, `ckpt-N.*` and `weights.npz` hold it),
+`logs/{train,eval}/` (TensorBoard), `metrics.jsonl`, `training_curve.png`. Later commands need only `--run_dir`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ class RunDir:
     data_dir = property(lambda self: self.path / "data")
     checkpoint_dir = property(lambda self: self.path / "checkpoints")
     weights_file = property(lambda self: self.path / "weights.npz")
+    best_dir = property(lambda self: self.path / "best")
+    best_file = property(lambda self: self.path / "best" / "best.json")
+    best_weights_file = property(lambda self: self.path / "best" / "weights.npz")
     logs_dir = property(lambda self: self.path / "logs")
     metrics_file = property(lambda self: self.path / "metrics.jsonl")
     curve_file = property(lambda self: self.path / "training_curve.png")
@@ -91,6 +95,15 @@ class RunDir:
             return None
         m = re.search(r'^model_checkpoint_path: "(?:.*/)?ckpt-(\d+)"', text, re.M)
         return int(m.group(1)) if m else None
+
+    def best(self) -> dict | None:
+        """best.json ({"step", "eval_bits_per_note", "checkpoint"}), or None for a run without one (no eval yet, or
+        made before best checkpoints were kept)."""
+        try:
+            obj = json.loads(self.best_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return obj if isinstance(obj, dict) and isinstance(obj.get("step"), int) else None
 
     @contextlib.contextmanager
     def lock(self):

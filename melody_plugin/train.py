@@ -1,10 +1,14 @@
 """tf.data windows -> trained weights: `train_and_evaluate(config, run_dir, ...)` and the eval-only job.
 
 The loop reads top to bottom: run dir and data, strategy, model and optimizer in the strategy's scope, restore,
-then compiled train steps with TensorBoard summaries, checkpoints (tf.train.CheckpointManager) and a progress
-line. The batch size is global; each replica's loss is summed over its tokens and divided by the global token
-count, so the summed replica gradients equal single-device training on the same global batch.
-Entry points: `train_and_evaluate` (with `TrainOptions`), `evaluate_checkpoints`, `load_training_data`, `make_strategy`.
+then compiled train steps with TensorBoard summaries, checkpoints (tf.train.CheckpointManager), the best
+checkpoint by eval bits/note (run_dir/best/) and a progress line, until the step count or the time budget
+(`max_minutes`, counted from the process start) ends. The learning rate follows the config's warm-up and decay
+(`scheduled_learning_rate`). The batch size is global; each replica's loss is summed over its tokens and
+divided by the global token count, so the summed replica gradients equal single-device training on the same
+global batch.
+Entry points: `train_and_evaluate` (with `TrainOptions`), `evaluate_checkpoints`, `load_training_data`, `make_strategy`,
+`scheduled_learning_rate`, `process_start_time`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from melody_plugin import corpus as corpus_lib, numpy_model
+from melody_plugin import atomic, corpus as corpus_lib, numpy_model
 from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, make_dataset, read_sequences, write_sequences
 from melody_plugin.errors import Interrupted, MelodyPluginError
 from melody_plugin.model import build_model
@@ -51,6 +55,7 @@ class TrainResult:
     run_dir: str
     tokens_per_second: float
     replicas: int = 1
+    budget_reached: bool = False  # stopped by max_minutes before num_training_steps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,9 @@ class TrainOptions:
     `num_training_steps` counts across resumes. `summary_frequency` steps between TensorBoard summaries,
     evaluations and progress lines; `save_checkpoint_steps` between checkpoints, of which `num_checkpoints` are
     kept. `threads` is (intra_op, inter_op), 0 = auto. `progress`: the tqdm bar (None: when on a terminal); without
-    a bar the progress lines go to `log`.
+    a bar the progress lines go to `log`. `max_minutes` (None = no limit) stops the run, with a checkpoint and an
+    eval, at the last compiled call that ends within that many minutes of `started_at` (a `time.time()`; None =
+    this process's start, as a user's wall clock counts it); at least one call runs, so every resume progresses.
     """
 
     num_training_steps: int = 2000
@@ -73,12 +80,30 @@ class TrainOptions:
     threads: tuple[int, int] = (0, 0)
     progress: bool | None = None
     write_curve: bool = True
+    max_minutes: float | None = None
+    started_at: float | None = None
     log: Callable[..., object] = dataclasses.field(default=print, compare=False)
 
     def __post_init__(self):
         for name in ("summary_frequency", "save_checkpoint_steps"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_minutes is not None and not (self.max_minutes > 0 and math.isfinite(self.max_minutes)):
+            raise TrainingError(f"max_minutes must be > 0, got {self.max_minutes}")
+
+
+_IMPORT_TIME = time.time()
+
+
+def process_start_time() -> float:
+    """When this process started, as a `time.time()`: from /proc/self/stat on Linux, else this module's import."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        start_ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks since boot
+        age_s = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return _IMPORT_TIME
+    return time.time() - age_s if 0 <= age_s < 365 * 86400 else _IMPORT_TIME
 
 
 # --- distribution
@@ -195,6 +220,26 @@ def _make_optimizer(config: ModelConfig):
     return optimizer
 
 
+def scheduled_learning_rate(config: ModelConfig, step, num_training_steps: int, time_fraction=0.0):
+    """The learning rate of 0-based step `step`: `learning_rate`, times the warm-up, times the decay.
+
+    warm-up: min(1, (step + 1) / lr_warmup_steps). decay (cosine or linear) over progress p in [0, 1], the larger
+    of step / num_training_steps and `time_fraction` (the share of a time budget spent; fed per compiled call):
+    lr_min_ratio + (1 - lr_min_ratio) * (1 + cos(pi p)) / 2, or ... * (1 - p). Works on tensors in a tf.function.
+    """
+    tf = import_tensorflow()
+    step = tf.cast(step, tf.float32)
+    lr = tf.constant(config.learning_rate, tf.float32)
+    if config.lr_warmup_steps:
+        lr *= tf.minimum(1.0, (step + 1.0) / config.lr_warmup_steps)
+    if config.lr_decay != "none":
+        p = tf.maximum(step / tf.cast(num_training_steps, tf.float32), tf.cast(time_fraction, tf.float32))
+        p = tf.clip_by_value(p, 0.0, 1.0)
+        shape = 0.5 * (1.0 + tf.cos(math.pi * p)) if config.lr_decay == "cosine" else 1.0 - p
+        lr *= config.lr_min_ratio + (1.0 - config.lr_min_ratio) * shape
+    return lr
+
+
 def _step_sums(tf, logits, targets, is_note):
     """Sums over a batch: nats of the targets, correct predictions, bits and count of pitched-note targets."""
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=tf.cast(logits, tf.float32))
@@ -223,6 +268,7 @@ class _Trainer:
         self.global_tokens = float(config.batch_size * config.window_size)
         self.is_note = tf.constant((vocab.pitches() >= 0).astype(np.float32))
         self.mixed = config.mixed_precision
+        self.scheduled = bool(config.lr_warmup_steps) or config.lr_decay != "none"  # else a constant, as ever
         self.train_step = tf.function(self._train_step, jit_compile=None)
         self.eval_step = tf.function(self._eval_step)
         if config.jit_compile:
@@ -245,12 +291,18 @@ class _Trainer:
 
     SUM_KEYS = ("nll", "correct", "note_nll", "notes", "tokens")
 
-    def _train_step(self, iterator, num_steps, step_var):
-        """`num_steps` steps in one call (one compiled loop); returns the summed counts as one vector."""
+    def _train_step(self, iterator, num_steps, step_var, total_steps, time_fraction):
+        """`num_steps` steps in one call (one compiled loop); returns the summed counts as one vector.
+
+        `total_steps` and `time_fraction` drive the learning-rate schedule, set before each step.
+        """
         tf = self.tf
         totals = tf.zeros([len(self.SUM_KEYS)])
         for _ in tf.range(num_steps):
             x, y = next(iterator)
+            if self.scheduled:
+                _inner(self.optimizer).learning_rate.assign(
+                    scheduled_learning_rate(self.config, step_var, total_steps, time_fraction))
             per_replica = self.strategy.run(self._replica_train, args=(x, y))
             sums = [self.strategy.reduce("SUM", per_replica[k], axis=None) for k in self.SUM_KEYS]
             totals += tf.stack(sums)
@@ -394,7 +446,7 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
         start_step, run_start = trainer.step, time.perf_counter()
         report.start(start_step)
         try:
-            step, last_metrics = _fit(trainer, iterator, eval_ds, ckpts, report, opts)
+            step, last_metrics, budget_reached = _fit(trainer, iterator, eval_ds, ckpts, report, opts)
             if step > start_step or not resumed:
                 ckpts.save()
         except KeyboardInterrupt:
@@ -410,7 +462,8 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
         tokens_per_second = (step - start_step) * config.batch_size * config.window_size / max(total_s, 1e-9)
         if chief and opts.write_curve:
             _write_curve(run, opts.log)
-        return TrainResult(step, last_metrics, str(run.path), tokens_per_second, dist.num_replicas_in_sync)
+        return TrainResult(step, last_metrics, str(run.path), tokens_per_second, dist.num_replicas_in_sync,
+                           budget_reached)
 
 
 def _start_strategy(config: ModelConfig, opts: TrainOptions):
@@ -466,30 +519,52 @@ def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed:
 
 
 def _fit(trainer: _Trainer, iterator, eval_ds, ckpts: _Checkpoints, report: _Report, opts: TrainOptions):
-    """Compiled calls up to `opts.num_training_steps`: (the step reached, the last summary's metrics)."""
+    """Compiled calls up to `opts.num_training_steps` or the time budget.
+
+    Returns (the step reached, the last summary's metrics, whether the time budget stopped it).
+    """
+    tf = trainer.tf
     total, every_summary, every_save = opts.num_training_steps, opts.summary_frequency, opts.save_checkpoint_steps
+    started = opts.started_at if opts.started_at is not None else process_start_time()
+    budget_s = opts.max_minutes * 60 if opts.max_minutes else None
     step, last_metrics = trainer.step, {}
     while step < total:
         _STOP.check()
         # Run up to the next summary/checkpoint boundary in one call (at most 50 steps): fewer Python
         # round trips; a NaN is still caught before any checkpoint is written.
         n = min(total - step, every_summary - step % every_summary, every_save - step % every_save, 50)
-        out = trainer.train_step(iterator, trainer.tf.constant(n), trainer.step_var).numpy()
+        call_start = time.time()
+        time_fraction = (call_start - started) / budget_s if budget_s else 0.0
+        out = trainer.train_step(iterator, tf.constant(n), trainer.step_var, tf.constant(total, tf.int64),
+                                 tf.constant(time_fraction, tf.float32)).numpy()
         step += n
+        # stop before a call that would end past the budget (the last call's length predicts the next one's)
+        now = time.time()
+        out_of_time = budget_s is not None and step < total and now + (now - call_start) > started + budget_s
         batch = dict(zip(_Trainer.SUM_KEYS, (float(v) for v in out)))
         if not math.isfinite(batch["nll"]):
             raise TrainingError(f"loss became {batch['nll']} at step {step}; stopped. The last good "
                                 f"checkpoint is kept in {ckpts.run.checkpoint_dir}; try a lower learning_rate")
         report.add(batch, n)
-        if step % every_summary == 0 or step == total:
+        if step % every_summary == 0 or step == total or out_of_time:
             last_metrics = report.summary(step, eval_ds)
+            ckpts.keep_if_best(step, last_metrics["eval"])
+        if out_of_time:  # the caller saves the checkpoint
+            report.bar.close()
+            opts.log(f"time budget of {opts.max_minutes:g} min reached at step {step}; run the same command to "
+                     "resume")
+            return step, last_metrics, True
         if step % every_save == 0 and step < total:
             ckpts.save()
-    return step, last_metrics
+    return step, last_metrics, False
 
 
 class _Checkpoints:
-    """A run's checkpoints: restore the latest, save one (the chief also exports the numpy weights)."""
+    """A run's checkpoints: restore the latest, save one (the chief also exports the numpy weights), keep the best.
+
+    The best (lowest eval bits/note) goes to run_dir/best/, outside the CheckpointManager's folder, so that
+    `max_to_keep` never deletes it: `ckpt-N.*` (model and step), `weights.npz`, then `best.json` naming step N.
+    """
 
     def __init__(self, trainer: _Trainer, run: RunDir, max_to_keep: int, chief: bool):
         tf = trainer.tf
@@ -498,6 +573,10 @@ class _Checkpoints:
         self.ckpt_dir = run.checkpoint_dir if chief else Path(tempfile.mkdtemp(prefix="melody_worker_ckpt_"))
         self.checkpoint = tf.train.Checkpoint(model=trainer.model, optimizer=trainer.optimizer, step=trainer.step_var)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.ckpt_dir), max_to_keep=max_to_keep)
+        self.best_checkpoint = tf.train.Checkpoint(model=trainer.model, step=trainer.step_var)
+        self.best_dir = run.best_dir if chief else self.ckpt_dir / "best"
+        best = run.best()  # a resumed run must beat the best of its earlier runs
+        self.best_bits = best.get("eval_bits_per_note") if best else None
 
     def restore_latest(self, learning_rate: float, log) -> str | None:
         """Restores the run's latest checkpoint, if any, and returns its path."""
@@ -514,6 +593,24 @@ class _Checkpoints:
         self.manager.save(checkpoint_number=step)
         if self.chief:
             export_weights(self.trainer.model, self.run, step, self.trainer.config)
+
+    def keep_if_best(self, step: int, eval_metrics: dict | None) -> bool:
+        """After an eval: when its bits/note is the lowest so far, keeps this step's weights as the best."""
+        bits = (eval_metrics or {}).get("bits_per_note")
+        if bits is None or not math.isfinite(bits) or (self.best_bits is not None and not bits < self.best_bits):
+            return False
+        self.best_bits = bits
+        name = f"ckpt-{step}"
+        # every worker writes (saving may need them all); only the chief's copy is the run dir's
+        self.best_checkpoint.write(str(self.best_dir / name))
+        if self.chief:
+            numpy_model.save_weights(numpy_model.weights_from_keras(self.trainer.model), self.run.best_weights_file,
+                                     {"step": step, "config": self.trainer.config.name})
+            atomic.write_json(self.run.best_file, {"step": step, "eval_bits_per_note": bits, "checkpoint": name})
+        for old in self.best_dir.glob("ckpt-*"):  # only after best.json names the new one
+            if old.name.split(".")[0] != name:
+                old.unlink(missing_ok=True)
+        return True
 
     def close(self) -> None:
         if not self.chief:

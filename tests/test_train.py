@@ -151,3 +151,110 @@ def test_gpu_speed_options_train_on_cpu_too(tmp_path, tiny_corpus, extra):
 
     weights = np.load(tmp_path / "run" / "weights.npz")
     assert all(weights[k].dtype == np.float32 for k in weights.files if k != "__meta__")
+
+
+def _metrics_rows(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_a_rerun_resumes(tmp_path, tiny_corpus):
+    import time
+
+    run_dir, config = tmp_path / "budget", tiny_config()
+    lines = []
+    result = train.train_and_evaluate(config, run_dir, tiny_corpus, options(
+        num_training_steps=100_000, summary_frequency=20, save_checkpoint_steps=100_000, write_curve=False,
+        max_minutes=0.05, started_at=time.time(), log=lines.append))
+    step = result.step
+    assert result.budget_reached and 0 < step < 100_000
+    assert f"time budget of 0.05 min reached at step {step}; run the same command to resume" in lines
+    assert RunDir(run_dir).latest_checkpoint_step() == step
+    assert _metrics_rows(run_dir)[-1]["step"] == step  # evaluated at the stop
+    lines = []
+    again = train.train_and_evaluate(config, run_dir, None, options(
+        num_training_steps=100_000, summary_frequency=20, save_checkpoint_steps=100_000, write_curve=False,
+        max_minutes=0.05, started_at=time.time(), log=lines.append))
+    assert f"resumed from ckpt-{step} at step {step}" in lines
+    assert again.budget_reached and step < again.step < 100_000
+    assert RunDir(run_dir).latest_checkpoint_step() == again.step
+
+
+def test_max_minutes_counts_from_the_process_start(tmp_path, tiny_corpus):
+    from conftest import run_cli
+
+    # TensorFlow's import alone takes longer than 0.01 min: the run stops after its first compiled call
+    proc = run_cli("melody_train", f"--run_dir={tmp_path / 'run'}", f"--input={tiny_corpus}", "--max_minutes=0.01",
+                   f"--hparams={TINY_HPARAMS}", "--num_training_steps=5000", "--summary_frequency=50",
+                   "--progress=false")
+    assert proc.returncode == 0, proc.stderr
+    assert "time budget of 0.01 min reached at step 50; run the same command to resume" in proc.stdout
+    assert RunDir(tmp_path / "run").latest_checkpoint_step() == 50
+    proc = run_cli("melody_train", f"--run_dir={tmp_path / 'run'}", "--max_minutes=0", "--progress=false")
+    assert proc.returncode == 2 and "--max_minutes must be > 0, got 0.0" in proc.stderr
+
+
+def test_best_checkpoint_is_the_one_with_the_lowest_eval_bits_per_note(tmp_path, tiny_corpus):
+    import numpy as np
+
+    from melody_plugin.generator import MelodyGenerator
+
+    run_dir = tmp_path / "best"
+    # a high learning rate makes the eval curve go up and down; one kept checkpoint in checkpoints/
+    result = train.train_and_evaluate(tiny_config("learning_rate=0.05"), run_dir, tiny_corpus, options(
+        num_training_steps=80, eval_ratio=0.5, summary_frequency=10, save_checkpoint_steps=20, num_checkpoints=1,
+        write_curve=False))
+    evals = [(row["eval"]["bits_per_note"], row["step"]) for row in _metrics_rows(run_dir)]
+    assert len(evals) == 8
+    best_bits, best_step = min(evals)  # ties: the first of them, as training keeps it
+    best_step = min(s for b, s in evals if b == best_bits)
+    best = json.loads((run_dir / "best" / "best.json").read_text())
+    assert best["step"] == best_step and best["eval_bits_per_note"] == pytest.approx(best_bits)
+    assert best["checkpoint"] == f"ckpt-{best_step}"
+    assert sorted(p.name.split(".")[0] for p in (run_dir / "best").glob("ckpt-*")) == [f"ckpt-{best_step}"] * 2
+    # generation and evaluation load the best unless told otherwise; the latest is still there
+    assert MelodyGenerator.from_run_dir(run_dir).step == best_step
+    assert MelodyGenerator.from_run_dir(run_dir, checkpoint="latest").step == result.step == 80
+    exported = MelodyGenerator.from_run_dir(run_dir).weights
+    (run_dir / "best" / "weights.npz").unlink()  # the TensorFlow checkpoint in best/ gives the same weights
+    restored = MelodyGenerator.from_run_dir(run_dir)
+    assert restored.step == best_step
+    assert all(np.allclose(exported[k], restored.weights[k]) for k in exported)
+    with pytest.raises(Exception, match="checkpoint must be best or latest, got 'first'"):
+        MelodyGenerator.from_run_dir(run_dir, checkpoint="first")
+
+
+def test_run_dir_without_best_loads_its_latest(tiny_run_dir):
+    from melody_plugin.generator import MelodyGenerator
+
+    assert not (tiny_run_dir / "best").exists()  # trained without eval data
+    assert MelodyGenerator.from_run_dir(tiny_run_dir).step == 300
+    # char_lstm keeps a constant learning rate
+    assert all(row["train"]["learning_rate"] == pytest.approx(0.01) for row in _metrics_rows(tiny_run_dir))
+
+
+def _hand_lr(base, warmup, decay, min_ratio, step, total, time_fraction=0.0):
+    lr = base * (min(1.0, (step + 1) / warmup) if warmup else 1.0)
+    p = min(1.0, max(step / total, time_fraction))
+    if decay == "cosine":
+        lr *= min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+    elif decay == "linear":
+        lr *= min_ratio + (1 - min_ratio) * (1 - p)
+    return lr
+
+
+def test_learning_rate_schedule_warms_up_then_decays(tmp_path, tiny_corpus):
+    config = tiny_config("lr_warmup_steps=4,lr_decay=cosine,lr_min_ratio=0.1")
+    train.train_and_evaluate(config, tmp_path / "run", tiny_corpus, options(
+        num_training_steps=12, eval_ratio=0.0, summary_frequency=1, write_curve=False))
+    # each row is written after one step; it reports the learning rate that step (0-based: row step - 1) used
+    used = {row["step"] - 1: row["train"]["learning_rate"] for row in _metrics_rows(tmp_path / "run")}
+    assert used[0] == pytest.approx(0.01 / 4)
+    assert used[3] == pytest.approx(0.01 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 3 / 12))))
+    assert used[11] == pytest.approx(0.01 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 11 / 12))))
+    for step, lr in used.items():
+        assert lr == pytest.approx(_hand_lr(0.01, 4, "cosine", 0.1, step, 12), rel=1e-5)
+    linear = tiny_config("lr_decay=linear,lr_min_ratio=0.2")
+    for step, fraction in [(0, 0.0), (50, 0.0), (50, 0.75), (99, 0.0), (150, 0.0)]:
+        got = float(train.scheduled_learning_rate(linear, step, 100, fraction))
+        assert got == pytest.approx(_hand_lr(0.01, 0, "linear", 0.2, step, 100, fraction), rel=1e-6)
+    assert float(train.scheduled_learning_rate(linear, 50, 100, 0.75)) == pytest.approx(0.01 * (0.2 + 0.8 * 0.25))

@@ -10,6 +10,7 @@ FLAGS = flags.FLAGS
 common.define_input()
 common.define_run_dir()
 common.define_progress()
+common.define_checkpoint()
 common.define("string", "bundle_file", None, "Score with a generator bundle instead of a run dir.")
 
 
@@ -19,7 +20,10 @@ def main(argv):
     from melody_plugin import evaluate
     from melody_plugin.generator import MelodyGenerator
 
-    generator = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
+    if FLAGS.run_dir and not FLAGS.bundle_file:
+        generator = MelodyGenerator.from_run_dir(FLAGS.run_dir, FLAGS.checkpoint)
+    else:
+        generator = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
     scores = evaluate.evaluate_input(generator, FLAGS.input, FLAGS.progress)
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}))
 

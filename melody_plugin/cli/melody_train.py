@@ -14,6 +14,8 @@ common.define("string", "config", "char_lstm", "Name of a registered config (cha
 common.define("string", "hparams", "", "Overrides, e.g. 'batch_size=64,rnn_layer_sizes=[128,128],dropout_rate=0.2'. "
                     "batch_size is the GLOBAL batch size: a distributed run splits it over all replicas.")
 common.define("integer", "num_training_steps", 2000, "Train until this global step (counted across resumes).")
+common.define("float", "max_minutes", None, "Time budget: stop with a checkpoint (and an eval) once this many minutes "
+              "have passed since the command started; run it again to resume with a new budget.")
 common.define("float", "eval_ratio", 0.1, "Share of input files held out for evaluation.")
 common.define("integer", "summary_frequency", 100,
               "Steps between TensorBoard summaries, evaluations and progress lines.")
@@ -61,7 +63,8 @@ def train_options(log):
         num_training_steps=FLAGS.num_training_steps, eval_ratio=FLAGS.eval_ratio,
         summary_frequency=FLAGS.summary_frequency, save_checkpoint_steps=FLAGS.save_checkpoint_steps,
         num_checkpoints=FLAGS.num_checkpoints, seed=FLAGS.seed, strategy=FLAGS.strategy,
-        threads=(FLAGS.intra_op_threads, FLAGS.inter_op_threads), progress=FLAGS.progress, log=log)
+        threads=(FLAGS.intra_op_threads, FLAGS.inter_op_threads), progress=FLAGS.progress,
+        max_minutes=FLAGS.max_minutes, log=log)
 
 
 def console_entry_point():
