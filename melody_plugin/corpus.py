@@ -253,6 +253,9 @@ class EncodedCorpus:
     eval: list
     train_stats: dict
     eval_stats: dict
+    # each sequence's melody's bar length in grid steps, for meter-aware inputs (vocab.meter_features)
+    train_steps_per_bar: list = dataclasses.field(default_factory=list)
+    eval_steps_per_bar: list = dataclasses.field(default_factory=list)
 
 
 def encode_corpus(input_path, config: ModelConfig, eval_ratio: float = 0.1, vocab: Vocabulary | None = None,
@@ -271,9 +274,12 @@ def encode_corpus(input_path, config: ModelConfig, eval_ratio: float = 0.1, voca
             raise MelodyPluginError(f"{input_path or default_input()}: no usable melody in the training split "
                                     f"({len(corpus.results)} files read, all skipped or in eval)")
         vocab = build_vocabulary(corpus.train, config)
-    train, train_stats = encode_all(prepare_melodies(corpus.train, config, augment=True), vocab)
-    eval_, eval_stats = encode_all(prepare_melodies(corpus.eval, config, augment=False), vocab)
-    return EncodedCorpus(corpus, vocab, train, eval_, train_stats, eval_stats)
+    train_melodies = prepare_melodies(corpus.train, config, augment=True)
+    eval_melodies = prepare_melodies(corpus.eval, config, augment=False)
+    train, train_stats = encode_all(train_melodies, vocab)
+    eval_, eval_stats = encode_all(eval_melodies, vocab)
+    return EncodedCorpus(corpus, vocab, train, eval_, train_stats, eval_stats,
+                         [m.steps_per_bar for m in train_melodies], [m.steps_per_bar for m in eval_melodies])
 
 
 def scoring_melodies(input_path, config: ModelConfig, progress=None) -> tuple[Corpus, list[Melody]]:
@@ -340,8 +346,8 @@ def create_dataset(input_path, output_dir, config: ModelConfig, eval_ratio: floa
     one_hot_size = len(data.vocab) if sequence_format == "magenta" else None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    write_sequences(data.train, output_dir / TRAIN_FILE, one_hot_size)
-    write_sequences(data.eval, output_dir / EVAL_FILE, one_hot_size)
+    write_sequences(data.train, output_dir / TRAIN_FILE, one_hot_size, data.train_steps_per_bar)
+    write_sequences(data.eval, output_dir / EVAL_FILE, one_hot_size, data.eval_steps_per_bar)
     data.vocab.save(output_dir / "vocab.json")
     report = corpus_report(data.corpus, data.vocab, data.train_stats, data.eval_stats, input_path)
     report["config"] = config.to_json()

@@ -10,6 +10,10 @@ Magenta's (`one_hot_size=len(vocab)`: a float one-hot vector per input step, int
 Every sequence starts with the start token. For training, the sequences of a split are joined into one stream
 (the start tokens mark where a melody begins, as nanoGPT joins documents) and cut into windows with tf.data, so
 no window needs padding and every token counts in the loss.
+
+Meter features: each record may carry its melody's bar length as the context feature `steps_per_bar`;
+`make_dataset(..., meter=(steps_per_bar, durations))` then yields inputs as a dict of ids, bar positions and bar
+lengths (`vocab.meter_features`). Records written before that carry none (read back as None).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import numpy as np
 from melody_plugin import atomic
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.quiet import import_tensorflow
-from melody_plugin.vocab import START
+from melody_plugin.vocab import START, meter_features, token_durations
 
 TRAIN_FILE = "train.tfrecord"
 EVAL_FILE = "eval.tfrecord"
@@ -31,12 +35,13 @@ class DatasetError(MelodyPluginError):
     """A dataset folder or record that cannot be used."""
 
 
-def sequence_to_example(ids, one_hot_size: int | None = None):
+def sequence_to_example(ids, one_hot_size: int | None = None, steps_per_bar: int | None = None):
     """[START, t1, ..., tn] -> SequenceExample with inputs [START..t(n-1)] and labels [t1..tn].
 
     Args:
       one_hot_size: None for the plugin's format (one int64 per input step); the vocabulary size for Magenta's
         (each input step a float one-hot vector of that size, as Magenta's encoders write).
+      steps_per_bar: the melody's bar length, written as the context feature `steps_per_bar` when given.
     """
     tf = import_tensorflow()
 
@@ -55,9 +60,12 @@ def sequence_to_example(ids, one_hot_size: int | None = None):
         return tf.train.Feature(float_list=tf.train.FloatList(value=vector))
 
     input_feature = int_feature if one_hot_size is None else one_hot_feature
-    return tf.train.SequenceExample(feature_lists=tf.train.FeatureLists(feature_list={
+    example = tf.train.SequenceExample(feature_lists=tf.train.FeatureLists(feature_list={
         "inputs": tf.train.FeatureList(feature=[input_feature(v) for v in ids[:-1]]),
         "labels": tf.train.FeatureList(feature=[int_feature(v) for v in ids[1:]])}))
+    if steps_per_bar is not None:  # records without it stay byte for byte what they were
+        example.context.feature["steps_per_bar"].int64_list.value.append(int(steps_per_bar))
+    return example
 
 
 def _input_id(feature, step: int) -> int:
@@ -108,16 +116,28 @@ def write_examples(examples, path) -> int:
     return count
 
 
-def write_sequences(sequences, path, one_hot_size: int | None = None) -> int:
+def write_sequences(sequences, path, one_hot_size: int | None = None, steps_per_bar=None) -> int:
     """Writes id sequences as SequenceExamples to a TFRecord file, atomically. Returns the count.
 
-    `one_hot_size=len(vocab)` writes Magenta's format (see `sequence_to_example`).
+    `one_hot_size=len(vocab)` writes Magenta's format (see `sequence_to_example`); `steps_per_bar`, one per
+    sequence, is written as each record's context feature.
     """
-    return write_examples((sequence_to_example(ids, one_hot_size) for ids in sequences), path)
+    bars = [None] * len(sequences) if steps_per_bar is None else list(steps_per_bar)
+    return write_examples((sequence_to_example(ids, one_hot_size, spb) for ids, spb in zip(sequences, bars)), path)
 
 
-def read_sequences(path) -> list[np.ndarray]:
+def example_steps_per_bar(example) -> int | None:
+    """The `steps_per_bar` context feature of a SequenceExample, or None (records written before it existed)."""
+    feature = example.context.feature.get("steps_per_bar")
+    if feature is None or len(feature.int64_list.value) != 1:
+        return None
+    return int(feature.int64_list.value[0])
+
+
+def read_sequences(path, with_steps_per_bar: bool = False):
     """The id sequences of a TFRecord written by `write_sequences`, in either format.
+
+    With `with_steps_per_bar`, returns (sequences, steps_per_bar) with one bar length (or None) per sequence.
 
     Raises:
       DatasetError: naming the file and the record, for a missing, corrupt or malformed file.
@@ -127,18 +147,20 @@ def read_sequences(path) -> list[np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: no such dataset file")
-    sequences = []
+    sequences, bars = [], []
     try:
         for i, record in enumerate(tf.data.TFRecordDataset(str(path)).as_numpy_iterator()):
             try:
-                sequences.append(example_to_sequence(tf.train.SequenceExample.FromString(record)))
+                example = tf.train.SequenceExample.FromString(record)
+                sequences.append(example_to_sequence(example))
+                bars.append(example_steps_per_bar(example))
             except DatasetError as e:
                 raise DatasetError(f"{path}: record {i}: {e}") from None
             except Exception as e:  # not a SequenceExample at all
                 raise DatasetError(f"{path}: record {i} is not a SequenceExample ({type(e).__name__})") from None
     except tf.errors.DataLossError as e:
         raise DatasetError(f"{path}: corrupt TFRecord ({e.message})") from None
-    return sequences
+    return (sequences, bars) if with_steps_per_bar else sequences
 
 
 def num_windows(num_tokens: int, window_size: int, window_stride: int) -> int:
@@ -147,7 +169,7 @@ def num_windows(num_tokens: int, window_size: int, window_stride: int) -> int:
 
 
 def make_dataset(sequences, window_size: int, batch_size: int, window_stride: int = 1, shuffle: bool = True,
-                 repeat: bool = True, seed: int = 0, drop_remainder: bool = True):
+                 repeat: bool = True, seed: int = 0, drop_remainder: bool = True, meter=None):
     """A tf.data pipeline of (inputs, targets) int32 batches, each (batch_size, window_size).
 
     Args:
@@ -156,6 +178,8 @@ def make_dataset(sequences, window_size: int, batch_size: int, window_stride: in
       batch_size: the GLOBAL batch size (a distribution strategy splits it over replicas).
       window_stride: tokens between consecutive window starts.
       shuffle, repeat, seed: training-time behaviour; evaluation uses shuffle=False, repeat=False.
+      meter: (steps_per_bar, durations): one bar length per sequence and the vocabulary's `durations()`; the
+        inputs are then {"ids", "bar_position", "bar_steps"}, each (batch_size, window_size).
 
     Raises:
       DatasetError: if there are fewer tokens than one window.
@@ -171,6 +195,11 @@ def make_dataset(sequences, window_size: int, batch_size: int, window_stride: in
     # from the stream in one op. Dataset.window + flat_map did the same one window at a time and took 16 s to
     # fill a shuffle buffer on the folk set; this takes none and holds only the offsets.
     stream_t = tf.constant(stream)
+    if meter is not None:
+        bars, durations = meter
+        features = [meter_features(token_durations(s, durations), spb) for s, spb in zip(sequences, bars)]
+        positions_t = tf.constant(np.concatenate([p for p, _ in features]))
+        bar_steps_t = tf.constant(np.concatenate([b for _, b in features]))
     span = tf.range(window_size + 1, dtype=tf.int64)
     ds = tf.data.Dataset.range(count)
     if shuffle:
@@ -180,8 +209,13 @@ def make_dataset(sequences, window_size: int, batch_size: int, window_stride: in
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     def cut(starts):
-        windows = tf.gather(stream_t, starts[:, None] * window_stride + span[None, :])  # (batch, window + 1)
-        return windows[:, :-1], windows[:, 1:]
+        index = starts[:, None] * window_stride + span[None, :]
+        windows = tf.gather(stream_t, index)  # (batch, window + 1)
+        if meter is None:
+            return windows[:, :-1], windows[:, 1:]
+        inputs = {"ids": windows[:, :-1], "bar_position": tf.gather(positions_t, index[:, :-1]),
+                  "bar_steps": tf.gather(bar_steps_t, index[:, :-1])}
+        return inputs, windows[:, 1:]
 
     ds = ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE)
     options = tf.data.Options()

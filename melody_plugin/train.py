@@ -186,16 +186,18 @@ def _is_dataset_dir(path) -> bool:
 
 def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab: Vocabulary | None = None,
                        progress=None, log=print):
-    """(train_sequences, eval_sequences, vocab) from a dataset folder, a MIDI folder/glob or a TFRecord.
+    """(train_sequences, eval_sequences, vocab, (train_bars, eval_bars)) from a dataset folder, a MIDI folder/glob
+    or a TFRecord. The bars are each sequence's steps_per_bar (None where a dataset written before meter features
+    has none).
 
     With `vocab` given (a resumed run), new data is encoded with it; notes it lacks are mapped.
     """
     if input_path and _is_dataset_dir(input_path):
         data_vocab = Vocabulary.load(Path(input_path) / "vocab.json")
-        train = read_sequences(Path(input_path) / TRAIN_FILE)
+        train, train_bars = read_sequences(Path(input_path) / TRAIN_FILE, with_steps_per_bar=True)
         eval_path = Path(input_path) / EVAL_FILE
-        eval_ = read_sequences(eval_path) if eval_path.is_file() else []
-        return train, eval_, data_vocab
+        eval_, eval_bars = read_sequences(eval_path, with_steps_per_bar=True) if eval_path.is_file() else ([], [])
+        return train, eval_, data_vocab, (train_bars, eval_bars)
     data = corpus_lib.encode_corpus(input_path, config, eval_ratio, vocab, progress=progress)
     corpus = data.corpus
     if not corpus.train:
@@ -206,7 +208,24 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
         f"{len(corpus.eval)} eval melodies, {len(skipped)} files skipped")
     for r in skipped[:10]:
         log(f"  skipped {r.path}: {r.error}")
-    return [np.asarray(s, np.int32) for s in data.train], [np.asarray(s, np.int32) for s in data.eval], data.vocab
+    return ([np.asarray(s, np.int32) for s in data.train], [np.asarray(s, np.int32) for s in data.eval], data.vocab,
+            (data.train_steps_per_bar, data.eval_steps_per_bar))
+
+
+def _meter_inputs(config: ModelConfig, vocab: Vocabulary, bars, log=print):
+    """make_dataset's `meter` for each split, or (None, None) when the config has no meter features.
+
+    A dataset written before meter features carries no steps_per_bar: those melodies are taken as 4/4.
+    """
+    if not config.meter_features:
+        return None, None
+    four_four = 4 * vocab.steps_per_quarter
+    missing = sum(b is None for split in bars for b in split)
+    if missing:
+        log(f"{missing} melodies carry no steps_per_bar (a dataset written before meter features): taken as 4/4 "
+            f"({four_four} steps a bar); rebuild the dataset to use their meters")
+    durations = vocab.durations()
+    return tuple(([four_four if b is None else b for b in split], durations) for split in bars)
 
 
 # --- model pieces
@@ -432,9 +451,10 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
     # Only the chief locks and writes the run dir; the other workers of a multi-worker job read it.
     with run.lock() if chief else contextlib.nullcontext():
         # --- data
-        train_seqs, eval_seqs, vocab = _prepare_data(run, config, input_path, opts, chief)
+        train_seqs, eval_seqs, vocab, bars = _prepare_data(run, config, input_path, opts, chief)
         resume_step = run.latest_checkpoint_step() or 0  # reseeds the shuffle: a resumed run sees new batches
-        train_ds, eval_ds = _distribute_datasets(dist, config, train_seqs, eval_seqs, opts.seed + resume_step)
+        train_ds, eval_ds = _distribute_datasets(dist, config, train_seqs, eval_seqs, opts.seed + resume_step,
+                                                 _meter_inputs(config, vocab, bars, opts.log))
         # --- model
         trainer = _build_trainer(tf, dist, config, vocab, config.mixed_precision)
         # --- restore
@@ -489,32 +509,35 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
     """
     old_vocab = run.load_vocab() if run.vocab_file.is_file() else None
     if input_path is None and (run.data_dir / TRAIN_FILE).is_file():
-        train_seqs = read_sequences(run.data_dir / TRAIN_FILE)
-        eval_seqs = read_sequences(run.data_dir / EVAL_FILE) if (run.data_dir / EVAL_FILE).is_file() else []
+        train_seqs, train_bars = read_sequences(run.data_dir / TRAIN_FILE, with_steps_per_bar=True)
+        eval_seqs, eval_bars = (read_sequences(run.data_dir / EVAL_FILE, with_steps_per_bar=True)
+                                if (run.data_dir / EVAL_FILE).is_file() else ([], []))
+        bars = (train_bars, eval_bars)
         vocab = old_vocab
     else:
-        train_seqs, eval_seqs, vocab = load_training_data(input_path, config, opts.eval_ratio, old_vocab,
+        train_seqs, eval_seqs, vocab, bars = load_training_data(input_path, config, opts.eval_ratio, old_vocab,
                                                           opts.progress, opts.log)
         run.check_compatible(config, vocab)
         if chief:
-            write_sequences(train_seqs, run.data_dir / TRAIN_FILE)
-            write_sequences(eval_seqs, run.data_dir / EVAL_FILE)
+            write_sequences(train_seqs, run.data_dir / TRAIN_FILE, steps_per_bar=bars[0])
+            write_sequences(eval_seqs, run.data_dir / EVAL_FILE, steps_per_bar=bars[1])
     if chief:
         if old_vocab is None:
             vocab.save(run.vocab_file)
         run.save_config(config)
-    return train_seqs, eval_seqs, vocab
+    return train_seqs, eval_seqs, vocab, bars
 
 
-def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed: int):
+def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed: int, meter=(None, None)):
     """(train, eval) distributed datasets: shuffled, repeated global batches; eval None when too short."""
     train_ds = dist.experimental_distribute_dataset(
-        make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride, seed=seed))
+        make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride, seed=seed,
+                     meter=meter[0]))
     eval_ds = None
     if eval_seqs and sum(len(s) for s in eval_seqs) > config.window_size + 1:
         eval_ds = dist.experimental_distribute_dataset(
             make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
-                         repeat=False, drop_remainder=True))
+                         repeat=False, drop_remainder=True, meter=meter[1]))
     return train_ds, eval_ds
 
 
@@ -725,11 +748,12 @@ def evaluate_checkpoints(run_dir, input_path=None, num_training_steps: int | Non
     run = RunDir(run_dir)
     _wait_for_run(run, timeout_s)  # the training job may not have written its config yet
     config, vocab = run.load_config(), run.load_vocab()
-    eval_seqs = _eval_data(run, config, vocab, input_path)
+    eval_seqs, eval_bars = _eval_data(run, config, vocab, input_path)
     # float32, as ever: the eval job does not take the training's mixed precision
     trainer = _build_trainer(tf, tf.distribute.get_strategy(), config, vocab, mixed_precision=False)
     eval_ds = make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
-                           repeat=False, drop_remainder=False)
+                           repeat=False, drop_remainder=False,
+                           meter=_meter_inputs(config, vocab, ([], eval_bars), log)[1])
     writer = tf.summary.create_file_writer(str(run.logs_dir / "eval"))
     checkpoint = tf.train.Checkpoint(model=trainer.model, step=trainer.step_var)  # the optimizer state is not needed
     metrics = None
@@ -753,17 +777,19 @@ def _wait_for_run(run: RunDir, timeout_s: float) -> None:
         time.sleep(1)
 
 
-def _eval_data(run: RunDir, config: ModelConfig, vocab: Vocabulary, input_path) -> list:
-    """The eval job's sequences: a dataset folder's eval split, every melody of other input, or the run's own."""
+def _eval_data(run: RunDir, config: ModelConfig, vocab: Vocabulary, input_path) -> tuple[list, list]:
+    """The eval job's (sequences, steps_per_bar): a dataset folder's eval split, every melody of other input, or
+    the run's own."""
     if input_path and _is_dataset_dir(input_path):
-        eval_seqs = read_sequences(Path(input_path) / EVAL_FILE)
+        eval_seqs, bars = read_sequences(Path(input_path) / EVAL_FILE, with_steps_per_bar=True)
     elif input_path:  # every melody of the input is evaluation data
         _, melodies = corpus_lib.scoring_melodies(input_path, config, progress=False)
         eval_seqs, _ = corpus_lib.encode_all(melodies, vocab)
+        bars = [m.steps_per_bar for m in melodies]
     elif (run.data_dir / EVAL_FILE).is_file():
-        eval_seqs = read_sequences(run.data_dir / EVAL_FILE)
+        eval_seqs, bars = read_sequences(run.data_dir / EVAL_FILE, with_steps_per_bar=True)
     else:
-        eval_seqs = []
+        eval_seqs, bars = [], []
     if not eval_seqs:
         raise TrainingError(f"{run.path}: no evaluation data; pass --input or train with --eval_ratio > 0")
-    return eval_seqs
+    return eval_seqs, bars
