@@ -9,7 +9,8 @@ list[Generation]`, `.primer_from_text("C4:1 D4:0.5")`, `.save_bundle(path)`. Mag
 Inference runs on the numpy copy of the weights (numpy_model.py), so generating needs no TensorFlow import.
 The primer is extracted with the training converters; its meter, tempo and key set the output's; the whole
 primer is run through the model; the continuation starts exactly where the primer's last note ends and fills
-the bars asked for exactly (sampler.py).
+the bars asked for exactly (sampler.py). A model with meter features is fed each token's bar position and bar
+length (vocab.meter_features), through the primer and while sampling.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from melody_plugin.errors import InputFileError, MelodyPluginError
 from melody_plugin.melody import REST, Melody, Note
 from melody_plugin.registry import ModelConfig
 from melody_plugin.rundir import RunDir
-from melody_plugin.vocab import START, OovChange, Vocabulary, key_shift
+from melody_plugin.vocab import (METER_FEATURE_SIZE, START, UNK, OovChange, Vocabulary, key_shift, meter_features,
+                                  token_durations)
 
 DEFAULT_MODEL_DIR = Path(__file__).parent / "data" / "default_model"
 EXAMPLE_PRIMER = Path(__file__).parent / "data" / "examples" / "seed.mid"
@@ -242,6 +244,25 @@ class MelodyGenerator:
     def _next_logits(self, ids, state):
         return self.model.step(ids, state)
 
+    def _metered_logits(self, steps_per_bar: int):
+        """The sampler's `next_logits(ids, state, positions)` for a model with meter features."""
+        bar_steps = min(steps_per_bar, METER_FEATURE_SIZE - 1)
+
+        def next_logits(ids, state, positions):
+            positions = np.minimum(positions, METER_FEATURE_SIZE - 1)
+            return self.model.step(ids, state, positions, np.full(len(ids), bar_steps))
+
+        return next_logits
+
+    def _primer_durations(self, sequence: list[int], changes: list[OovChange]) -> np.ndarray:
+        """Steps of each id of `sequence`; an `<unk>` lasts its primer note's true duration (the primer is known)."""
+        durations = token_durations(sequence, self._durations).copy()
+        unknown = iter(c.original[1] for c in changes if not c.replacement)  # one <unk> each, in order
+        for t, token_id in enumerate(sequence):
+            if token_id == UNK:
+                durations[t] = next(unknown, 0)
+        return durations
+
     def generate(self, primer=None, num_bars: int = 8, num_outputs: int = 1,
                  sampling: sampler.SamplingOptions | None = None, constraints: sampler.Constraints | None = None,
                  continuation_only: bool = False, qpm: float | None = None, time_signature=(4, 4),
@@ -277,9 +298,11 @@ class MelodyGenerator:
         shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
         sequence = [START] + model_ids
-        state = self._primer_state(sequence, num_outputs)
-
         spb = primer_melody.steps_per_bar
+        features = (meter_features(self._primer_durations(sequence, changes), spb) if self.model.meter_features
+                    else None)
+        state = self._primer_state(sequence, num_outputs, features)
+
         primer_steps = primer_melody.total_steps
         if end_step is None:
             end_step = (primer_steps // spb + num_bars) * spb
@@ -287,8 +310,13 @@ class MelodyGenerator:
             raise sampler.SamplingError(f"end_step {end_step} must be after the primer's end (step {primer_steps})")
         allowed = constraints.mask(self._pitches, shift=-shift)
         last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
+        # where the first sampled token begins in its bar (melodies start on a bar line)
+        positions = np.full(num_outputs, primer_steps % spb) if self.model.meter_features else None
         if sampling.backend == "tf":
-            result = self._sample_tf(state, last_ids, remaining, allowed, sampling)
+            result = self._sample_tf(state, last_ids, remaining, allowed, sampling, positions, spb)
+        elif positions is not None:
+            result = sampler.sample(self._metered_logits(spb), state, last_ids, self._durations, remaining, allowed,
+                                    sampling, bar_positions=positions, steps_per_bar=spb)
         else:
             result = sampler.sample(self._next_logits, state, last_ids, self._durations, remaining, allowed,
                                     sampling)
@@ -302,9 +330,18 @@ class MelodyGenerator:
                                       num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled))
         return outputs
 
-    def _primer_state(self, sequence: list[int], num_outputs: int) -> list[np.ndarray]:
-        """The model state after all but the last token of `sequence` (the whole primer), one row per output."""
-        state = self.model.run(np.asarray([sequence[:-1]]))[1] if len(sequence) > 1 else self.model.initial_state(1)
+    def _primer_state(self, sequence: list[int], num_outputs: int, features=None) -> list[np.ndarray]:
+        """The model state after all but the last token of `sequence` (the whole primer), one row per output.
+
+        `features`: (positions, bar_steps) of every id of `sequence`, for a model with meter features.
+        """
+        if len(sequence) <= 1:
+            state = self.model.initial_state(1)
+        elif features is None:
+            state = self.model.run(np.asarray([sequence[:-1]]))[1]
+        else:
+            positions, bar_steps = (f[None, :-1] for f in features)
+            state = self.model.run(np.asarray([sequence[:-1]]), positions=positions, bar_steps=bar_steps)[1]
         return [np.repeat(s, num_outputs, axis=0) for s in state]
 
     def _primer_melody(self, primer, qpm: float | None, time_signature) -> Melody:
@@ -320,8 +357,12 @@ class MelodyGenerator:
                               f"{self.vocab.steps_per_quarter}")
         return primer_melody.with_tempo(qpm) if qpm else primer_melody
 
-    def _sample_tf(self, state, last_ids, remaining, allowed, options) -> sampler.SampleResult:
-        """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state."""
+    def _sample_tf(self, state, last_ids, remaining, allowed, options, positions=None,
+                   steps_per_bar: int = 1) -> sampler.SampleResult:
+        """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state.
+
+        `positions` (outputs,): where the first sampled token begins in its bar (meter features; else None).
+        """
         if options.beam_size > 1 or options.branch_factor > 1 or options.steps_per_iteration > 1:
             raise sampler.SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
         from melody_plugin.quiet import import_tensorflow
@@ -340,7 +381,9 @@ class MelodyGenerator:
             out = self._tf_sampler(states, tf.constant(last_ids, tf.int32), tf.constant(target, tf.int32),
                                    tf.constant(self._durations, tf.int32), tf.constant(base), tf.constant(fillable),
                                    tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
-                                   tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64))
+                                   tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64),
+                                   tf.constant(np.zeros(len(last_ids)) if positions is None else positions, tf.int32),
+                                   tf.constant(np.full(len(last_ids), steps_per_bar), tf.int32))
         ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
         keep = ids >= 0
         return sampler.SampleResult([row[k].tolist() for row, k in zip(ids, keep)],

@@ -3,7 +3,8 @@
 Entry points: `weights_from_keras(model)` and its inverse `keras_model_from_weights(config, weights)` (the one
 place that knows how Keras layers map to arrays), `save_weights(weights, path)`, `load_weights(path)`,
 `NumpyLSTM(weights)` with `.initial_state(batch)`, `.step(ids, state) -> (logits, state)` and
-`.log_probs(sequences)`. It computes exactly what the Keras model computes (tests compare the logits), so
+`.run(ids)`; a model with meter features (`.meter_features`) also takes each token's bar position and bar length.
+It computes exactly what the Keras model computes (tests compare the logits), so
 `melody_generate` and `melody_evaluate` start in a second instead of paying TensorFlow's import.
 """
 
@@ -18,14 +19,17 @@ import numpy as np
 from melody_plugin import atomic
 
 
+EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding")
+
+
 def weights_from_keras(model) -> dict[str, np.ndarray]:
     """The arrays of a `model.build_model` network, by name (float32)."""
     weights = {}
     lstm_index = 0
     for layer in model.layers:
         arrays = [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
-        if layer.name == "embedding":
-            weights["embedding"] = arrays[0]
+        if layer.name in EMBEDDINGS:
+            weights[layer.name] = arrays[0]
         elif layer.name.startswith("lstm_"):
             kernel, recurrent, bias = arrays
             weights[f"lstm_{lstm_index}/kernel"] = kernel
@@ -47,8 +51,8 @@ def keras_model_from_weights(config, weights: dict[str, np.ndarray]):
     model = build_model(config, weights["logits/bias"].shape[0])
     lstm_index = 0
     for layer in model.layers:
-        if layer.name == "embedding":
-            layer.set_weights([weights["embedding"]])
+        if layer.name in EMBEDDINGS:
+            layer.set_weights([weights[layer.name]])
         elif layer.name.startswith("lstm_"):
             layer.set_weights([weights[f"lstm_{lstm_index}/{name}"] for name in ("kernel", "recurrent_kernel", "bias")])
             lstm_index += 1
@@ -90,6 +94,12 @@ class NumpyLSTM:
 
     def __init__(self, weights: dict[str, np.ndarray]):
         self.embedding = weights["embedding"]
+        self.meter_features = "bar_position_embedding" in weights
+        if self.meter_features:
+            self.position_embedding = weights["bar_position_embedding"]
+            self.bar_steps_embedding = weights["bar_steps_embedding"]
+            # trained embeddings are added to the token's; one-hot ones (identity tables) are concatenated
+            self.concatenate = weights["lstm_0/kernel"].shape[0] != self.embedding.shape[1]
         self.layers = []
         i = 0
         while f"lstm_{i}/kernel" in weights:
@@ -107,9 +117,22 @@ class NumpyLSTM:
             state += [np.zeros((batch, units), np.float32), np.zeros((batch, units), np.float32)]
         return state
 
-    def step(self, ids: np.ndarray, state: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Feeds one token per row: ids (batch,) -> logits (batch, vocab), new state."""
+    def _inputs(self, ids, positions, bar_steps) -> np.ndarray:
         x = self.embedding[ids]
+        if not self.meter_features:
+            return x
+        if positions is None or bar_steps is None:
+            raise ValueError("this model has meter features: pass each token's bar position and bar length")
+        features = [x, self.position_embedding[positions], self.bar_steps_embedding[bar_steps]]
+        return np.concatenate(features, axis=-1) if self.concatenate else features[0] + features[1] + features[2]
+
+    def step(self, ids: np.ndarray, state: list[np.ndarray], positions=None,
+             bar_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Feeds one token per row: ids (batch,) -> logits (batch, vocab), new state.
+
+        A model with meter features also takes positions and bar_steps (batch,), from `vocab.meter_features`.
+        """
+        x = self._inputs(ids, positions, bar_steps)
         new_state = []
         for layer, (kernel, recurrent, bias) in enumerate(self.layers):
             h, c = state[2 * layer], state[2 * layer + 1]
@@ -121,13 +144,15 @@ class NumpyLSTM:
             x = h
         return x @ self.out_kernel + self.out_bias, new_state
 
-    def run(self, ids: np.ndarray, state=None) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Feeds (batch, time) ids; returns (batch, time, vocab) logits and the final state."""
+    def run(self, ids: np.ndarray, state=None, positions=None, bar_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Feeds (batch, time) ids (and, with meter features, positions and bar_steps of that shape); returns
+        (batch, time, vocab) logits and the final state."""
         ids = np.asarray(ids)
         state = state if state is not None else self.initial_state(ids.shape[0])
         outputs = []
         for t in range(ids.shape[1]):
-            logits, state = self.step(ids[:, t], state)
+            logits, state = self.step(ids[:, t], state, None if positions is None else np.asarray(positions)[:, t],
+                                      None if bar_steps is None else np.asarray(bar_steps)[:, t])
             outputs.append(logits)
         return np.stack(outputs, axis=1), state
 

@@ -8,7 +8,8 @@ The sampler is a pure function over `next_logits(ids, state) -> (logits, state)`
 step, tokens that would overshoot the end, or leave a remainder no allowed durations can fill, are masked out
 *before* sampling, so every output ends exactly on its final bar line. Temperature, top-k and nucleus sampling
 and Magenta's beam search (beam_size, branch_factor, steps_per_iteration; beams scored by log-likelihood) are one
-loop; all outputs and beams run as one batch.
+loop; all outputs and beams run as one batch. For a model with meter features the sampler also tracks each row's
+bar position (where the next token begins) and passes it: `next_logits(ids, state, positions)`.
 """
 
 from __future__ import annotations
@@ -225,7 +226,8 @@ def plan(durations, remaining_steps, allowed=None):
 
 
 def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=None,
-           options: SamplingOptions | None = None, seed: int | None = None) -> SampleResult:
+           options: SamplingOptions | None = None, seed: int | None = None, bar_positions=None,
+           steps_per_bar=None) -> SampleResult:
     """Samples continuations that last exactly `remaining_steps` grid steps each.
 
     Args:
@@ -238,6 +240,10 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
       allowed: (vocab,) bool mask of tokens that may be produced (key/scale/range); specials are always excluded.
       options: temperature, top-k, top-p, beam search settings and the seed (`backend` is the caller's business).
       seed: overrides `options.seed` when given; the same seed, inputs and options give the same ids.
+      bar_positions, steps_per_bar: for a model with meter features: (outputs,) where the token after
+        `last_ids` begins within its bar, and the bar length (an int or one per output). Then `next_logits` is
+        called as `next_logits(ids, state, positions)`, positions (rows,) being where the token after each fed
+        id begins, in [0, steps_per_bar).
 
     Returns:
       SampleResult with the best beam of each output.
@@ -258,11 +264,18 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
     lls: list[list[float]] = [[] for _ in rows]
     score = np.zeros(len(rows))
     unfilled = np.repeat(unfilled_steps, beam)
+    metered = steps_per_bar is not None
+    if metered:
+        bar = np.repeat(np.broadcast_to(np.asarray(steps_per_bar, dtype=np.int64), (outputs,)), beam)
+        pos = np.repeat(np.asarray(bar_positions, dtype=np.int64), beam) % bar
+    else:
+        bar = pos = np.zeros(len(rows), dtype=np.int64)
 
     while (rem > 0).any():
         if branch > 1:  # every beam is extended by `branch` independent samples
             expand = np.repeat(np.arange(len(rows)), branch)
             rows, feed, rem, score, unfilled = rows[expand], feed[expand], rem[expand], score[expand], unfilled[expand]
+            pos, bar = pos[expand], bar[expand]
             state = [s[expand] for s in state]
             ids = [list(ids[i]) for i in expand]
             lls = [list(lls[i]) for i in expand]
@@ -270,7 +283,7 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
             active = rem > 0
             if not active.any():
                 break
-            logits, new_state = next_logits(feed, state)
+            logits, new_state = next_logits(feed, state, pos) if metered else next_logits(feed, state)
             left = rem[:, None] - durations[None, :]  # (rows, vocab)
             valid = base[None, :] & (left >= 0) & fillable[np.clip(left, 0, len(fillable) - 1)]
             assert valid[active].any(axis=1).all(), "fillable targets always leave a valid token"
@@ -285,6 +298,7 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
             # finished rows keep their old state and feed; nothing they compute is used
             state = [np.where(active[:, None], ns, s) if ns.ndim == 2 else ns for ns, s in zip(new_state, state)]
             feed = np.where(active, choice, feed)
+            pos = np.where(active, (pos + durations[choice]) % np.maximum(bar, 1), pos)
         if len(rows) > outputs * beam or beam > 1:  # prune each output back to its `beam` best rows
             keep = []
             for o in range(outputs):
@@ -292,6 +306,7 @@ def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=Non
                 keep += list(members[np.argsort(-score[members], kind="stable")[:beam]])
             keep = np.array(keep)
             rows, feed, rem, score, unfilled = rows[keep], feed[keep], rem[keep], score[keep], unfilled[keep]
+            pos, bar = pos[keep], bar[keep]
             state = [s[keep] for s in state]
             ids = [ids[i] for i in keep]
             lls = [lls[i] for i in keep]
