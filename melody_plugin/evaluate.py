@@ -2,7 +2,9 @@
 
 Entry points: `score_sequences(model, sequences, vocab) -> dict`, `evaluate_input(generator, input_path) -> dict`
 (behind `melody_evaluate`). Every melody is scored from its start token on, with the hidden state carried
-through the whole melody (no windows). Unknown notes are scored through the `<unk>` token and counted.
+through the whole melody (no windows). Unknown notes are scored through the `<unk>` token and counted. A model
+with meter features is fed each token's bar position and bar length, from the melody's true durations (an
+`<unk>` note lasts its own duration).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 from melody_plugin import corpus as corpus_lib
 from melody_plugin.numpy_model import LN2, log_softmax
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.vocab import PAD, START, UNK, Vocabulary
+from melody_plugin.vocab import PAD, START, UNK, Vocabulary, meter_features
 
 
 class EvaluationError(MelodyPluginError):
@@ -23,7 +25,8 @@ class EvaluationError(MelodyPluginError):
 UNKNOWN_PITCH = 128  # an <unk> note's pitch when only ids are given: outside MIDI, so in no vocabulary
 
 
-def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_pitches=None) -> dict:
+def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_pitches=None,
+                    features=None) -> dict:
     """Scores id sequences (each starting with the start token) with a `NumpyLSTM`-like model.
 
     Args:
@@ -34,6 +37,8 @@ def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, t
       target_pitches: for each sequence, the true pitch (REST for rests) of every id after the start token, so
         that an `<unk>` target is known to be a note or a rest, and of which pitch. Without it an `<unk>` target
         counts as a note of a pitch the vocabulary lacks.
+      features: for a model with meter features, (positions, bar_steps) of each sequence, each as long as it
+        (`vocab.meter_features`); `model.run` then takes them as `positions=`/`bar_steps=`.
 
     Returns:
       bits_per_note (all token NLL / pitched notes, `<unk>` notes included), bits_per_token, perplexity,
@@ -52,16 +57,23 @@ def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, t
         rows = order[start:start + batch_size]
         length = max(len(sequences[i]) for i in rows)
         ids = np.full((len(rows), length), PAD, dtype=np.int64)
+        positions = np.zeros((len(rows), length), dtype=np.int64)  # padding's features are never scored
+        bar_steps = np.ones((len(rows), length), dtype=np.int64)
         true_pitch = np.full((len(rows), length - 1), -2, dtype=np.int64)  # of each target; -2 under padding
         for r, i in enumerate(rows):
             ids[r, :len(sequences[i])] = sequences[i]
+            if features is not None:
+                positions[r, :len(sequences[i])], bar_steps[r, :len(sequences[i])] = features[i]
             if target_pitches is not None:
                 true_pitch[r, :len(sequences[i]) - 1] = target_pitches[i]
         targets = ids[:, 1:]
         mask = targets != PAD
         if target_pitches is None:
             true_pitch = np.where(targets == UNK, UNKNOWN_PITCH, pitches[targets])
-        logits, _ = model.run(ids[:, :-1])
+        if features is None:
+            logits, _ = model.run(ids[:, :-1])
+        else:
+            logits, _ = model.run(ids[:, :-1], positions=positions[:, :-1], bar_steps=bar_steps[:, :-1])
         logp = log_softmax(logits.astype(np.float64))  # (batch, time, vocab)
         target_logp = np.take_along_axis(logp, targets[..., None], -1)[..., 0]
         totals["nll"] -= float((target_logp * mask).sum())
@@ -109,7 +121,10 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     if not sequences:
         first = f"; {skipped[0]['file']}: {skipped[0]['reason']}" if skipped else ""
         raise EvaluationError(f"{input_path}: no melody to score ({len(corpus.results)} files, all skipped{first})")
-    scores = score_sequences(generator.model, sequences, vocab, target_pitches=target_pitches)
+    features = None
+    if getattr(generator.model, "meter_features", False):
+        features = [meter_features([0] + [n.duration_steps for n in m.notes], m.steps_per_bar) for m in melodies]
+    scores = score_sequences(generator.model, sequences, vocab, target_pitches=target_pitches, features=features)
     scores["files"] = sum(1 for r in corpus.results if not r.error)
     scores["skipped"] = len(skipped)
     scores["skipped_files"] = skipped[:20]  # the first 20, each with its reason

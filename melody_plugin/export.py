@@ -4,8 +4,10 @@ Signatures: `serving_default` continues token sequences by an exact number of gr
 with the start token first, steps (batch,) in [0, 4096], temperature, top_k, top_p, seed -> ids (batch, n) padded
 with -1, their log_likelihoods and unfilled_steps, planned as the in-process samplers plan; other step counts
 fail with InvalidArgumentError), with sampler_tf.py's bar-bounded loop compiled in the graph; `logits` returns
-the model's logits for a batch of sequences. `vocab.json` and `config.json` are stored beside it in
-`assets.extra/` so tokens can be decoded.
+the model's logits for a batch of sequences. A model with meter features takes one more input in both,
+`steps_per_bar` (batch,) int32, the bar length of each sequence (its bar positions follow from the tokens'
+durations, `<unk>` lasting 0 steps, and sequences start on a bar line). `vocab.json` and `config.json` are stored
+beside it in `assets.extra/` so tokens can be decoded.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 from melody_plugin import numpy_model
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.quiet import filtered_stderr, import_tensorflow
+from melody_plugin.vocab import METER_FEATURE_SIZE
 
 
 class ExportError(MelodyPluginError):
@@ -48,38 +51,56 @@ def _serving_module(tf, model, vocab):
             self.fillable = tf.constant(fillable_np)
             self.targets = tf.constant(target_np, tf.int32)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids")])
-        def logits(self, ids):
-            return {"logits": self.model(ids, training=False)}
+        def positions(self, ids, steps_per_bar):
+            """(batch, time): where the token after each id begins in its bar (vocab.meter_features, <unk> 0)."""
+            onsets = tf.cumsum(tf.gather(self.durations, ids), axis=1)
+            return tf.math.floormod(onsets, tf.maximum(steps_per_bar, 1)[:, None])
 
-        @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name="ids"),
-                                      tf.TensorSpec([None], tf.int32, name="steps"),
-                                      tf.TensorSpec([], tf.float32, name="temperature"),
-                                      tf.TensorSpec([], tf.int32, name="top_k"),
-                                      tf.TensorSpec([], tf.float32, name="top_p"),
-                                      tf.TensorSpec([], tf.int64, name="seed")])
-        def continue_melody(self, ids, steps, temperature, top_k, top_p, seed):
-            """Continues token sequences (start token first) by `steps` grid steps each, planned as sampler.plan.
+        def model_logits(self, ids, steps_per_bar):
+            if not step_fn.meter_features:
+                return {"logits": self.model(ids, training=False)}
+            top = METER_FEATURE_SIZE - 1
+            inputs = {"ids": ids, "bar_position": tf.minimum(self.positions(ids, steps_per_bar), top),
+                      "bar_steps": tf.minimum(tf.broadcast_to(steps_per_bar[:, None], tf.shape(ids)), top)}
+            return {"logits": self.model(inputs, training=False)}
 
-            Returns ids (batch, n) padded with -1, their log_likelihoods, and unfilled_steps (batch,): steps no
-            token sequence can fill exactly (tiny vocabularies; normally 0), left as silence at the end, so
-            each row lasts steps - unfilled_steps. A step count outside [0, MAX_SERVING_STEPS] fails the call
-            with InvalidArgumentError "serving_default: steps must be in [0, 4096] ...".
-            """
+        def continue_ids(self, ids, steps, temperature, top_k, top_p, seed, steps_per_bar):
             checks = [tf.debugging.assert_non_negative(steps, message=STEPS_MESSAGE),
                       tf.debugging.assert_less_equal(steps, MAX_SERVING_STEPS, message=STEPS_MESSAGE)]
             with tf.control_dependencies(checks):  # before the table lookup, whose own error is obscure
                 target = tf.gather(self.targets, steps)
             batch = tf.shape(ids)[0]
+            positions = self.positions(ids, steps_per_bar)
             states = [(tf.zeros([batch, u]), tf.zeros([batch, u])) for u in step_fn.units]
             for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
-                _, states = step_fn(ids[:, t], states)
+                _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar)
             out = sample(states, ids[:, -1], target, self.durations, self.allowed, self.fillable,
-                         temperature, top_k, top_p, seed)
+                         temperature, top_k, top_p, seed, positions[:, -1], steps_per_bar)
             out["unfilled_steps"] = steps - target
             return out
 
-    return MelodyModule()
+    module = MelodyModule()
+    request = [tf.TensorSpec([None, None], tf.int32, name="ids"), tf.TensorSpec([None], tf.int32, name="steps"),
+               tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="top_k"),
+               tf.TensorSpec([], tf.float32, name="top_p"), tf.TensorSpec([], tf.int64, name="seed")]
+    bar_spec = tf.TensorSpec([None], tf.int32, name="steps_per_bar")
+    if step_fn.meter_features:
+        module.logits = tf.function(lambda ids, steps_per_bar: module.model_logits(ids, steps_per_bar),
+                                    input_signature=[request[0], bar_spec])
+        module.continue_melody = tf.function(module.continue_ids, input_signature=request + [bar_spec])
+    else:  # the signatures of a model without meter features are what they always were
+        module.logits = tf.function(lambda ids: module.model_logits(ids, tf.ones([tf.shape(ids)[0]], tf.int32)),
+                                    input_signature=request[:1])
+        module.continue_melody = tf.function(
+            lambda ids, steps, temperature, top_k, top_p, seed: module.continue_ids(
+                ids, steps, temperature, top_k, top_p, seed, tf.ones([tf.shape(ids)[0]], tf.int32)),
+            input_signature=request)
+    # Continues token sequences (start token first) by `steps` grid steps each, planned as sampler.plan.
+    # Returns ids (batch, n) padded with -1, their log_likelihoods, and unfilled_steps (batch,): steps no token
+    # sequence can fill exactly (tiny vocabularies; normally 0), left as silence at the end, so each row lasts
+    # steps - unfilled_steps. A step count outside [0, MAX_SERVING_STEPS] fails the call with InvalidArgumentError
+    # "serving_default: steps must be in [0, 4096] ...".
+    return module
 
 
 def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:

@@ -5,20 +5,37 @@ Entry points: `keras_step_fn(model)` (one token through a `build_model` network'
 has filled its steps exactly. Tokens that would overshoot, or leave a remainder no allowed token can fill, are
 masked before sampling; temperature (0 = greedy), top-k and top-p as in sampler.py; `tf.random.stateless_*`
 makes the same seed give the same ids. Used by `MelodyGenerator(..., sampler="tf")` and by the SavedModel's
-serving signature. Beam search stays in sampler.py.
+serving signature. Beam search stays in sampler.py. A model with meter features is fed each row's bar position
+(tracked in the loop, as sampler.py does) and bar length.
 """
 
 from __future__ import annotations
 
 
 def keras_step_fn(model):
-    """(ids (batch,), [(h, c), ...]) -> (logits (batch, vocab), new state) through the model's own layers."""
+    """(ids (batch,), [(h, c), ...], positions, bar_steps) -> (logits (batch, vocab), new state) through the model's
+    own layers. positions and bar_steps (batch,) are used by a model with meter features (`step.meter_features`),
+    clamped to its tables, and ignored otherwise."""
+    import keras
+
+    from melody_plugin.vocab import METER_FEATURE_SIZE
+
+    names = {layer.name for layer in model.layers}
     embedding = model.get_layer("embedding")
+    meter = "bar_position_embedding" in names
+    if meter:
+        position_embedding = model.get_layer("bar_position_embedding")
+        bar_steps_embedding = model.get_layer("bar_steps_embedding")
+        combine = model.get_layer("meter_add" if "meter_add" in names else "meter_concat")
     lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
     dense = model.get_layer("logits")
 
-    def step(ids, states):
+    def step(ids, states, positions=None, bar_steps=None):
         x = embedding(ids)
+        if meter:
+            top = METER_FEATURE_SIZE - 1
+            x = combine([x, position_embedding(keras.ops.minimum(positions, top)),
+                         bar_steps_embedding(keras.ops.minimum(bar_steps, top))])
         new_states = []
         for layer, (h, c) in zip(lstms, states):
             x, (h, c) = layer.cell(x, [h, c], training=False)
@@ -26,12 +43,15 @@ def keras_step_fn(model):
         return dense(x), new_states
 
     step.units = [layer.units for layer in lstms]
+    step.meter_features = meter
     return step
 
 
 def compiled_sampler(tf, step_fn):
-    """A tf.function(states, last_ids, remaining, durations, allowed, fillable, temperature, top_k, top_p, seed)
-    returning {"ids": (batch, max_tokens) int32 padded with -1, "log_likelihoods": (batch, max_tokens)}."""
+    """A tf.function(states, last_ids, remaining, durations, allowed, fillable, temperature, top_k, top_p, seed,
+    positions, steps_per_bar) returning {"ids": (batch, max_tokens) int32 padded with -1, "log_likelihoods":
+    (batch, max_tokens)}. positions (batch,): where the token after `last_ids` begins in its bar; steps_per_bar
+    (batch,): the bar length; both are fed to a model with meter features and ignored otherwise."""
     neg = tf.constant(-1e9, tf.float32)
 
     def choose(logits, valid, temperature, top_k, top_p, seed, t):
@@ -53,14 +73,16 @@ def compiled_sampler(tf, step_fn):
         return tf.where(temperature > 0, sampled, greedy), tf.nn.log_softmax(masked)
 
     @tf.function(reduce_retracing=True)
-    def sample(states, last_ids, remaining, durations, allowed, fillable, temperature, top_k, top_p, seed):
+    def sample(states, last_ids, remaining, durations, allowed, fillable, temperature, top_k, top_p, seed,
+               positions, steps_per_bar):
         max_tokens = tf.reduce_max(remaining)
         ids_out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
         ll_out = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
         t = tf.constant(0)
-        feed, rem = last_ids, remaining
+        feed, rem, pos = last_ids, remaining, positions
+        bar = tf.maximum(steps_per_bar, 1)
         while t < max_tokens and tf.reduce_any(rem > 0):  # autograph: one compiled while loop
-            logits, new_states = step_fn(feed, states)
+            logits, new_states = step_fn(feed, states, pos, bar)
             left = rem[:, None] - durations[None, :]
             valid = allowed[None, :] & (left >= 0) & tf.gather(fillable, tf.maximum(left, 0))
             active = rem > 0
@@ -73,6 +95,7 @@ def compiled_sampler(tf, step_fn):
             states = [(tf.where(active[:, None], nh, h), tf.where(active[:, None], nc, c))
                       for (nh, nc), (h, c) in zip(new_states, states)]
             feed = tf.where(active, choice, feed)
+            pos = tf.where(active, tf.math.floormod(pos + tf.gather(durations, choice), bar), pos)
             t += 1
         # nothing to fill (steps 0, or fewer than the shortest token): an empty stack has no shape, so build one
         batch = tf.shape(last_ids)[0]

@@ -1,7 +1,9 @@
 """Meter-aware inputs: the bar position and bar length fed with each token, in training, scoring and generation."""
 
+import numpy as np
 import pytest
 
+from conftest import TINY_HPARAMS
 from melody_plugin import registry
 from melody_plugin.melody import REST, Melody, Note
 from melody_plugin.vocab import METER_FEATURE_SIZE, START, UNK, Vocabulary, meter_features, token_durations
@@ -50,3 +52,165 @@ def test_folk_lstm_has_meter_features_and_char_lstm_keeps_the_tutorial_inputs():
     old = registry.get_config("char_lstm").to_json()
     del old["meter_features"]  # a config.json written before the field existed
     assert not registry.ModelConfig.from_json(old).meter_features
+
+
+# --- a tiny model with meter features, trained once for this module
+
+@pytest.fixture(scope="module")
+def meter_run_dir(tmp_path_factory, tiny_corpus):
+    from melody_plugin import train
+
+    run_dir = tmp_path_factory.mktemp("meter_run")
+    config = registry.with_hparams(registry.get_config("char_lstm"), TINY_HPARAMS + ",meter_features=true")
+    result = train.train_and_evaluate(config, run_dir, tiny_corpus, train.TrainOptions(
+        num_training_steps=300, eval_ratio=0.0, summary_frequency=100, save_checkpoint_steps=300, progress=False,
+        log=lambda *a: None, write_curve=False))
+    assert result.step == 300
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def meter_generator(meter_run_dir):
+    from melody_plugin.generator import MelodyGenerator
+
+    return MelodyGenerator.from_run_dir(meter_run_dir)
+
+
+def test_training_data_carries_each_melodys_bar_length(meter_run_dir):
+    from melody_plugin import dataset
+
+    _, bars = dataset.read_sequences(meter_run_dir / "data" / dataset.TRAIN_FILE, with_steps_per_bar=True)
+    # the tiny corpus: 4/4, 3/4, 6/8 and 7/8 tunes at 12 steps per quarter
+    assert set(bars) <= {48, 36, 42} and 48 in bars and 36 in bars
+
+
+def test_numpy_and_keras_logits_agree_with_meter_features(meter_generator):
+    from melody_plugin import numpy_model
+
+    gen = meter_generator
+    assert gen.model.meter_features
+    melody = gen.primer_from_text("C4:1 D4:0.5 E4:0.5 R:1 G4:1 E4:2", time_signature=(3, 4))
+    ids = [START] + gen.vocab.encode(melody)
+    positions, bar_steps = meter_features(token_durations(ids, gen.vocab.durations()), melody.steps_per_bar)
+    batch = {"ids": np.array([ids], np.int32), "bar_position": positions[None], "bar_steps": bar_steps[None]}
+    keras_logits = np.asarray(numpy_model.keras_model_from_weights(gen.config, gen.weights)(batch, training=False))
+    numpy_logits, _ = gen.model.run(batch["ids"], positions=batch["bar_position"], bar_steps=batch["bar_steps"])
+    np.testing.assert_allclose(numpy_logits, keras_logits, atol=1e-4)
+    # the features change the output: the model does read them
+    moved, _ = gen.model.run(batch["ids"], positions=(batch["bar_position"] + 3) % 36, bar_steps=batch["bar_steps"])
+    assert not np.allclose(moved, numpy_logits, atol=1e-4)
+
+
+def test_sampler_feeds_each_rows_bar_position_to_the_model():
+    from melody_plugin import sampler
+    from melody_plugin.vocab import NUM_SPECIAL
+
+    # tokens of 12 and 6 steps; the stub always prefers the 12-step token, then (when it cannot fit) the 6-step one
+    durations = np.array([0] * NUM_SPECIAL + [12, 6])
+    seen = []
+
+    def next_logits(ids, state, positions):
+        seen.append(positions.tolist())
+        return np.tile(np.array([0.0] * NUM_SPECIAL + [5.0, 0.0]), (len(ids), 1)), state
+
+    # a 3/4 bar (36 steps) whose primer ends 6 steps in; 30 steps to fill: 12 + 12 + 6
+    result = sampler.sample(next_logits, [np.zeros((2, 1))], np.array([5, 5]), durations, np.array([30, 30]),
+                            options=sampler.SamplingOptions(temperature=0.0), bar_positions=np.array([6, 6]),
+                            steps_per_bar=36)
+    assert result.ids == [[3, 3, 4]] * 2
+    assert seen == [[6, 6], [18, 18], [30, 30]]  # 6, 6 + 12, 6 + 24: by hand
+
+
+@pytest.mark.parametrize("backend", ["numpy", "tf"])
+@pytest.mark.parametrize("meter, primer_text", [((4, 4), "C4:1 D4:1 E4:2 G4:1.5"), ((3, 4), "R:2 G4:1 C5:3 E4:0.5"),
+                                                ((6, 8), "C4:1.5 E4:0.5"), ((7, 8), "C4:1 D4:0.5 E4:1 R:1")])
+def test_meter_model_generates_bar_exact_output(meter_generator, backend, meter, primer_text):
+    from melody_plugin.sampler import SamplingOptions
+
+    primer = meter_generator.primer_from_text(primer_text, time_signature=meter)
+    complete = primer.total_steps // primer.steps_per_bar
+    outs = meter_generator.generate(primer, num_bars=3, num_outputs=3,
+                                    sampling=SamplingOptions(seed=3, backend=backend))
+    for out in outs:
+        assert out.melody.total_steps == (complete + 3) * primer.steps_per_bar
+        assert out.melody.notes[:len(primer.notes)] == primer.notes
+
+
+def test_tf_and_numpy_samplers_agree_greedily_with_meter_features(meter_generator):
+    from melody_plugin.sampler import SamplingOptions
+
+    primer = meter_generator.primer_from_text("G4:1 A4:0.5 B4:1", time_signature=(7, 8))
+    greedy = [meter_generator.generate(primer, num_bars=2, sampling=SamplingOptions(temperature=0.0, backend=b))[0]
+              for b in ("numpy", "tf")]
+    assert greedy[0].continuation_ids == greedy[1].continuation_ids
+    assert greedy[1].log_likelihoods == pytest.approx(greedy[0].log_likelihoods, abs=1e-3)
+
+
+def test_bundle_and_saved_model_of_a_meter_model(meter_generator, tmp_path):
+    from melody_plugin.export import export_saved_model
+    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.quiet import import_tensorflow
+    from melody_plugin.sampler import SamplingOptions
+
+    gen = meter_generator
+    primer = gen.primer_from_text("C4:1 D4:0.5 E4:0.5", time_signature=(3, 4))
+    gen.save_bundle(tmp_path / "m.mag")
+    loaded = MelodyGenerator.from_bundle(tmp_path / "m.mag")
+    assert loaded.model.meter_features
+    a, b = (g.generate(primer, num_bars=2, sampling=SamplingOptions(seed=5))[0] for g in (gen, loaded))
+    assert a.continuation_ids == b.continuation_ids
+
+    tf = import_tensorflow()
+    saved = tf.saved_model.load(str(export_saved_model(gen, tmp_path / "saved")))
+    ids = [START] + gen.vocab.encode(primer)
+    bar = tf.constant([36], tf.int32)
+    logits = saved.signatures["logits"](ids=tf.constant([ids], tf.int32), steps_per_bar=bar)["logits"].numpy()
+    positions, bar_steps = meter_features(token_durations(ids, gen.vocab.durations()), 36)
+    expected, _ = gen.model.run(np.array([ids]), positions=positions[None], bar_steps=bar_steps[None])
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    out = saved.signatures["serving_default"](
+        ids=tf.constant([ids] * 2, tf.int32), steps=tf.constant([36 + 12, 12], tf.int32),
+        temperature=tf.constant(1.0), top_k=tf.constant(0), top_p=tf.constant(1.0), seed=tf.constant(2, tf.int64),
+        steps_per_bar=tf.constant([36, 36], tf.int32))
+    for row, steps in zip(out["ids"].numpy(), (48, 12)):
+        assert sum(int(gen.vocab.durations()[i]) for i in row if i >= 0) == steps
+
+
+def test_an_old_style_run_dir_still_loads_and_generates_the_same(tiny_run_dir, tiny_generator, tmp_path):
+    import json
+    import shutil
+
+    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.sampler import SamplingOptions
+
+    old = tmp_path / "old_run"
+    shutil.copytree(tiny_run_dir, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["meter_features"]  # as written before the field existed
+    (old / "config.json").write_text(json.dumps(config))
+    gen = MelodyGenerator.from_run_dir(old)
+    assert not gen.config.meter_features and not gen.model.meter_features
+    a, b = (g.generate(None, num_bars=2, num_outputs=2, sampling=SamplingOptions(seed=9))
+            for g in (gen, tiny_generator))
+    assert [o.continuation_ids for o in a] == [o.continuation_ids for o in b]
+
+
+def test_evaluation_feeds_the_melodys_own_bar_positions(meter_generator, tmp_path):
+    from conftest import pattern_notes, write_midi
+    from melody_plugin import evaluate
+    from melody_plugin.melody import melody_from_note_sequence
+    from conftest import make_sequence
+
+    phrase = [(60, 1), (62, 0.5), (64, 0.5), (65, 1)]  # a 3/4 bar: 12 + 6 + 6 + 12 steps
+    (tmp_path / "in").mkdir()
+    write_midi(tmp_path / "in" / "waltz.mid", pattern_notes(phrase, repeats=4), time_signature=(3, 4), key=0)
+    scores = evaluate.evaluate_input(meter_generator, tmp_path / "in")
+    melody = melody_from_note_sequence(make_sequence(pattern_notes(phrase, repeats=4), time_signature=(3, 4)))
+    ids = [START] + meter_generator.vocab.encode(melody, map_oov=False)
+    positions = np.array([0] + [12, 18, 24, 0] * 4)  # by hand: where each next note begins in the 36-step bar
+    expected = evaluate.score_sequences(meter_generator.model, [ids], meter_generator.vocab,
+                                        features=[(positions, np.full(17, 36))])
+    assert scores["bits_per_note"] == pytest.approx(expected["bits_per_note"], rel=1e-9)
+    shifted = evaluate.score_sequences(meter_generator.model, [ids], meter_generator.vocab,
+                                       features=[((positions + 6) % 36, np.full(17, 36))])
+    assert shifted["bits_per_note"] != pytest.approx(expected["bits_per_note"], rel=1e-6)
