@@ -2,7 +2,8 @@
 
 Step of the flow: `list[int]` -> `tf.train.SequenceExample` (Magenta's `inputs`/`labels` feature lists) -> TFRecord,
 and `make_dataset(sequences, ...) -> tf.data.Dataset` of `(inputs, targets)` windows.
-Entry points: `sequence_to_example`, `example_to_sequence`, `write_sequences`, `read_sequences`, `make_dataset`.
+Entry points: `sequence_to_example`, `example_to_sequence`, `example_steps_per_bar`, `write_sequences`,
+`read_sequences`, `make_dataset`.
 Two record formats, both read back by `read_sequences`: the plugin's (int64 ids in `inputs` and `labels`) and
 Magenta's (`one_hot_size=len(vocab)`: a float one-hot vector per input step, int64 labels), which Magenta's
 `sequence_example_lib.get_padded_batch(files, batch_size, input_size=len(vocab))` reads.

@@ -214,3 +214,17 @@ def test_evaluation_feeds_the_melodys_own_bar_positions(meter_generator, tmp_pat
     shifted = evaluate.score_sequences(meter_generator.model, [ids], meter_generator.vocab,
                                        features=[((positions + 6) % 36, np.full(17, 36))])
     assert shifted["bits_per_note"] != pytest.approx(expected["bits_per_note"], rel=1e-6)
+
+
+def test_a_dataset_without_bar_lengths_is_taken_as_4_4_and_says_so():
+    from melody_plugin import train
+
+    vocab = Vocabulary(((60, 12), (62, 6)), 12)
+    config = registry.with_hparams(registry.get_config("char_lstm"), "meter_features=true")
+    said = []
+    train_meter, eval_meter = train._meter_inputs(config, vocab, ([None, 36], [None]), log=said.append)
+    assert train_meter[0] == [48, 36] and eval_meter[0] == [48]
+    assert train_meter[1].tolist() == [0, 0, 0, 12, 6]
+    assert len(said) == 1 and "2 melodies carry no steps_per_bar" in said[0] and "4/4" in said[0]
+    off = registry.get_config("char_lstm")
+    assert train._meter_inputs(off, vocab, ([None], []), log=said.append) == (None, None)
