@@ -477,6 +477,9 @@ def melody_from_quantized(qns, policy: str = "highest", track: int | None = None
     stats = stats if stats is not None else collections.Counter()
     path = qns.filename or ""
     steps_per_quarter = qns.quantization_info.steps_per_quarter
+    if steps_per_quarter <= 0:
+        raise MelodyError("not_quantized", "the NoteSequence is not quantized: put a Quantizer before the "
+                          "melody extractor", path=path)
     if qns.time_signatures:
         time_signature = _meter(sorted(qns.time_signatures, key=lambda ts: ts.time)[0])
     else:

@@ -333,6 +333,8 @@ class MelodyExtractor(_Unit):
         try:
             found = melody_lib.melodies_from_quantized(input_object, self.policy, self.track, self.program, counts)
         except melody_lib.MelodyError as e:
+            if e.reason == "not_quantized":  # a wiring mistake, not bad data: say so (Magenta raises too)
+                raise
             counts[e.reason] += 1
             found = []
         out = [m for m in found if m.num_pitched >= max(self.min_notes, 1)]
@@ -705,7 +707,18 @@ class MelodySequenceGenerator(_GeneratorBase):
         from melody_plugin.rundir import RunDir
 
         self._model, self._owns_model = model, model is None
-        self._checkpoint = _run_dir_of(checkpoint) if checkpoint is not None else None
+        self._checkpoint_file = "best"  # the run's best checkpoint, else its latest
+        if checkpoint is not None:
+            path = Path(checkpoint).expanduser()
+            if not path.is_dir():  # a checkpoint named by its prefix (Magenta passes what tf.train finds)
+                if not Path(f"{path}.index").is_file():
+                    raise SequenceGeneratorError(f"Checkpoint path does not exist: {checkpoint}")
+                self._checkpoint_file = str(path)
+            try:
+                checkpoint = _run_dir_of(path)
+            except ModelLoadError as e:
+                raise SequenceGeneratorError(str(e)) from None
+        self._checkpoint = checkpoint
         self._bundle = _bundle_proto(bundle) if bundle is not None else None
         if model is not None:
             self.config = model.config
@@ -743,10 +756,13 @@ class MelodySequenceGenerator(_GeneratorBase):
         """Loads the weights (numpy; no TensorFlow session). A no-op when already loaded."""
         if self._initialized:
             return
-        if self._checkpoint is not None:
-            self._model = MelodyGenerator.from_run_dir(self._checkpoint)
-        else:
-            self._model = _generator_from_bundle(self._bundle)
+        try:
+            if self._checkpoint is not None:
+                self._model = MelodyGenerator.from_run_dir(self._checkpoint, self._checkpoint_file)
+            else:
+                self._model = _generator_from_bundle(self._bundle)
+        except ModelLoadError as e:  # Magenta's callers catch SequenceGeneratorError
+            raise SequenceGeneratorError(str(e)) from None
         self._initialized = True
 
     def close(self) -> None:
@@ -889,7 +905,8 @@ def get_generator_map() -> dict:
             details = generator_pb2.GeneratorDetails(id=name, description=config.description or name)
             generator = MelodySequenceGenerator(None, details, checkpoint, bundle, snap_to_bar)
             if generator.config.name != name:
-                raise ModelLoadError(f"{checkpoint}: trained with config {generator.config.name!r}, not {name!r}")
+                raise SequenceGeneratorError(f"{checkpoint or 'bundle'}: trained with config "
+                                             f"{generator.config.name!r}, not {name!r}")
             return generator
 
         create_sequence_generator.config = config

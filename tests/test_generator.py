@@ -239,10 +239,24 @@ def test_generator_map_has_every_config_and_loads_run_dirs(tiny_run_dir):
     assert set(list_configs()) <= set(generators)
     gen = generators["char_lstm"](checkpoint=tiny_run_dir)
     assert isinstance(gen, MelodySequenceGenerator)
-    from melody_plugin.generator import ModelLoadError
+    from melody_plugin.pipelines import SequenceGeneratorError
 
-    with pytest.raises(ModelLoadError, match="not 'folk_lstm'"):
+    with pytest.raises(SequenceGeneratorError, match="not 'folk_lstm'"):
         generators["folk_lstm"](checkpoint=tiny_run_dir)
+    with pytest.raises(SequenceGeneratorError, match="Checkpoint path does not exist"):
+        generators["char_lstm"](checkpoint=tiny_run_dir / "checkpoints" / "ckpt-99999")
+
+
+def test_generator_map_loads_the_checkpoint_it_is_given(tiny_run_dir):
+    import re
+
+    # the checkpoints the run kept, named by their prefixes as tf.train lists them
+    steps = sorted(int(m.group(1)) for p in (tiny_run_dir / "checkpoints").glob("ckpt-*.index")
+                   if (m := re.fullmatch(r"ckpt-(\d+)\.index", p.name)))
+    assert steps
+    gen = get_generator_map()["char_lstm"](checkpoint=tiny_run_dir / "checkpoints" / f"ckpt-{steps[0]}")
+    with gen:
+        assert gen.model.step == steps[0]
 
 
 def test_numpy_inference_matches_keras_logits(tiny_generator):

@@ -265,3 +265,12 @@ def test_bundle_holds_no_path_and_saving_one_needs_a_run_dir(tiny_generator, tin
     proc = run_cli("melody_generate", "--save_generator_bundle", f"--bundle_file={tmp_path / 'x.mag'}", timeout=120)
     assert proc.returncode != 0 and "--save_generator_bundle needs --run_dir" in proc.stderr
     assert not (tmp_path / "x.mag").exists()
+
+
+def test_melody_extractor_refuses_an_unquantized_sequence_with_a_clear_error():
+    from conftest import make_sequence
+    from melody_plugin import pipelines
+    from melody_plugin.melody import MelodyError
+
+    with pytest.raises(MelodyError, match="not quantized: put a Quantizer before"):
+        pipelines.MelodyExtractor().transform(make_sequence([(60, 0, 1), (62, 1, 2)]))
