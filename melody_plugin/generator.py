@@ -74,10 +74,17 @@ def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary, check
     "best" falls back to the latest in a run dir without best/ (no eval data, or trained before it was kept).
     Each is read from its weights.npz when that matches the checkpoint's step, else through TensorFlow.
     """
-    if checkpoint not in ("best", "latest"):
-        raise ModelLoadError(f"checkpoint must be best or latest, got {checkpoint!r}")
     best = run.best() if checkpoint == "best" else None
-    if best is not None:
+    if checkpoint not in ("best", "latest"):  # one checkpoint by its path prefix, e.g. RUN/checkpoints/ckpt-300
+        prefix = Path(checkpoint)
+        step_text = prefix.name.rsplit("-", 1)[-1]
+        if not Path(f"{prefix}.index").is_file() or not step_text.isdigit():
+            raise ModelLoadError(f"{checkpoint}: checkpoint path does not exist (give best, latest or a "
+                                 f"checkpoint such as {run.checkpoint_dir}/ckpt-N)")
+        want, weights_file = int(step_text), run.weights_file
+        if run.best_weights_file.is_file() and (run.best() or {}).get("step") == want:
+            weights_file = run.best_weights_file
+    elif best is not None:
         want, weights_file, prefix = best["step"], run.best_weights_file, run.best_dir / f"ckpt-{best['step']}"
     else:
         want, weights_file, prefix = run.latest_checkpoint_step(), run.weights_file, None
