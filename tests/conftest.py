@@ -148,18 +148,23 @@ def tiny_corpus(tmp_path_factory) -> Path:
 TINY_HPARAMS = "rnn_layer_sizes=[48],embedding_size=16,batch_size=32,window_size=8,learning_rate=0.01,dropout_rate=0.0"
 
 
-@pytest.fixture(scope="session")
-def tiny_run_dir(tmp_path_factory, tiny_corpus) -> Path:
-    """One tiny model trained once per session on the tiny corpus (shared by every generation test)."""
+def train_tiny_run(tmp_path_factory, corpus, name: str, extra_hparams: str = "") -> Path:
+    """A tiny char_lstm trained 300 steps on `corpus` into a fresh run dir."""
     from melody_plugin import registry, train
 
-    run_dir = tmp_path_factory.mktemp("tiny_run")
-    config = registry.with_hparams(registry.get_config("char_lstm"), TINY_HPARAMS)
-    result = train.train_and_evaluate(config, run_dir, tiny_corpus, train.TrainOptions(
+    run_dir = tmp_path_factory.mktemp(name)
+    config = registry.with_hparams(registry.get_config("char_lstm"), TINY_HPARAMS + extra_hparams)
+    result = train.train_and_evaluate(config, run_dir, corpus, train.TrainOptions(
         num_training_steps=300, eval_ratio=0.0, summary_frequency=100, save_checkpoint_steps=300, progress=False,
         log=lambda *a: None, write_curve=False))
     assert result.step == 300
     return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run_dir(tmp_path_factory, tiny_corpus) -> Path:
+    """One tiny model trained once per session on the tiny corpus (shared by every generation test)."""
+    return train_tiny_run(tmp_path_factory, tiny_corpus, "tiny_run")
 
 
 @pytest.fixture(scope="session")

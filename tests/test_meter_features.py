@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import TINY_HPARAMS
+import conftest
 from melody_plugin import registry
 from melody_plugin.melody import REST, Melody, Note
 from melody_plugin.vocab import METER_FEATURE_SIZE, START, UNK, Vocabulary, meter_features, token_durations
@@ -58,15 +58,7 @@ def test_folk_lstm_has_meter_features_and_char_lstm_keeps_the_tutorial_inputs():
 
 @pytest.fixture(scope="module")
 def meter_run_dir(tmp_path_factory, tiny_corpus):
-    from melody_plugin import train
-
-    run_dir = tmp_path_factory.mktemp("meter_run")
-    config = registry.with_hparams(registry.get_config("char_lstm"), TINY_HPARAMS + ",meter_features=true")
-    result = train.train_and_evaluate(config, run_dir, tiny_corpus, train.TrainOptions(
-        num_training_steps=300, eval_ratio=0.0, summary_frequency=100, save_checkpoint_steps=300, progress=False,
-        log=lambda *a: None, write_curve=False))
-    assert result.step == 300
-    return run_dir
+    return conftest.train_tiny_run(tmp_path_factory, tiny_corpus, "meter_run", ",meter_features=true")
 
 
 @pytest.fixture(scope="module")
