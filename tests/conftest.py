@@ -116,6 +116,22 @@ def midi_ticks(path):
     return mid.ticks_per_beat, sorted(notes, key=lambda n: n[1]), meta, ends
 
 
+def assert_same_split(folder, tfrecord, work_dir, config, expected_eval: int, total: int) -> None:
+    """melody_create_dataset's split of a MIDI folder and of a TFRecord of the same tunes: the same counts, the
+    same token sequences on each side."""
+    from melody_plugin import corpus, dataset
+
+    by_folder = corpus.create_dataset(folder, work_dir / "a", config, eval_ratio=0.1, progress=False)
+    by_record = corpus.create_dataset(tfrecord, work_dir / "b", config, eval_ratio=0.1, progress=False)
+    assert 0 < expected_eval < total
+    for report in (by_folder, by_record):
+        assert (report["melodies_train"], report["melodies_eval"]) == (total - expected_eval, expected_eval)
+    for name in ("train.tfrecord", "eval.tfrecord"):
+        a = sorted(s.tolist() for s in dataset.read_sequences(work_dir / "a" / name))
+        b = sorted(s.tolist() for s in dataset.read_sequences(work_dir / "b" / name))
+        assert a == b
+
+
 def run_cli(name, *args, timeout=300, env=None, check=False):
     """Runs a console script of this venv; returns the CompletedProcess (text)."""
     full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1")

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+import conftest
 from conftest import PHRASES, pattern_notes, write_midi
 from melody_plugin import corpus, dataset, midi_io, registry
 from melody_plugin.errors import InputFileError
@@ -84,17 +85,8 @@ def test_tfrecord_splits_by_each_note_sequences_file_name_like_the_folder(tmp_pa
         ns.filename = f"sub/{path.name}"  # a relative path, as convert_dir_to_note_sequences writes it
         sequences.append(ns)
     midi_io.write_note_sequence_tfrecord(sequences, tmp_path / "ns.tfrecord")
-    by_folder = corpus.create_dataset(folder, tmp_path / "a", config(), eval_ratio=0.1, progress=False)
-    by_record = corpus.create_dataset(tmp_path / "ns.tfrecord", tmp_path / "b", config(), eval_ratio=0.1,
-                                      progress=False)
     expected_eval = sum(in_eval(f"tune_{i:02d}.mid", 0.1) for i in range(30))
-    assert 0 < expected_eval < 30
-    assert (by_record["melodies_train"], by_record["melodies_eval"]) == (30 - expected_eval, expected_eval)
-    assert (by_folder["melodies_train"], by_folder["melodies_eval"]) == (30 - expected_eval, expected_eval)
-    for name in ("train.tfrecord", "eval.tfrecord"):
-        a = sorted(s.tolist() for s in dataset.read_sequences(tmp_path / "a" / name))
-        b = sorted(s.tolist() for s in dataset.read_sequences(tmp_path / "b" / name))
-        assert a == b
+    conftest.assert_same_split(folder, tmp_path / "ns.tfrecord", tmp_path, config(), expected_eval, 30)
 
 
 @pytest.mark.parametrize("names, pattern", [

@@ -23,8 +23,9 @@ from magenta.pipelines import (  # noqa: E402
 from note_seq import melodies_lib  # noqa: E402
 from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
 
+import conftest  # noqa: E402
 from conftest import PHRASES, ROOT, make_sequence, pattern_notes  # noqa: E402
-from melody_plugin import corpus, dataset, midi_io, pipelines, registry  # noqa: E402
+from melody_plugin import dataset, midi_io, pipelines, registry  # noqa: E402
 from melody_plugin.melody import Melody, Note  # noqa: E402
 from melody_plugin.vocab import START, Vocabulary  # noqa: E402
 from test_pipelines import melody_of  # noqa: E402
@@ -178,17 +179,8 @@ def test_convert_dir_to_note_sequences_tfrecord_splits_like_the_midi_folder(tmp_
         pm.write(str(folder / f"tune_{i:02d}.mid"))
     convert_dir_to_note_sequences.convert_directory(str(folder), str(tmp_path / "notesequences.tfrecord"))
     cfg = registry.get_config("char_lstm")
-    by_folder = corpus.create_dataset(folder, tmp_path / "a", cfg, eval_ratio=0.1, progress=False)
-    by_record = corpus.create_dataset(tmp_path / "notesequences.tfrecord", tmp_path / "b", cfg, eval_ratio=0.1,
-                                      progress=False)
     evals = sum(in_eval(f"tune_{i:02d}.mid", 0.1) for i in range(30))
-    assert 0 < evals < 30
-    assert (by_folder["melodies_train"], by_folder["melodies_eval"]) == (30 - evals, evals)
-    assert (by_record["melodies_train"], by_record["melodies_eval"]) == (30 - evals, evals)
-    for name in ("train.tfrecord", "eval.tfrecord"):
-        a = sorted(s.tolist() for s in dataset.read_sequences(tmp_path / "a" / name))
-        b = sorted(s.tolist() for s in dataset.read_sequences(tmp_path / "b" / name))
-        assert a == b
+    conftest.assert_same_split(folder, tmp_path / "notesequences.tfrecord", tmp_path, cfg, evals, 30)
 
 
 # --- the sequence generator
