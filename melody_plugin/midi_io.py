@@ -7,8 +7,8 @@ Entry points: `read_music_file(path) -> MusicFile`, `list_music_files(input)`,
 Reading is bounded before the libraries see a byte: regular files only (never blocks on a FIFO), a size limit,
 a structural check of MIDI chunks, and limits on ticks, tempo and note counts that would otherwise make
 pretty_midi allocate gigabytes or divide by zero. Parsing runs under a wall-clock limit.
-ABC tunebooks are read tune by tune, and what note-seq refuses goes to `music21_io` when the music21 extra is
-installed (`reader=`, `$MELODY_PLUGIN_READER`).
+ABC tunebooks are read tune by tune. ABC and MusicXML go to `music21_io` first when the music21 extra is
+installed (note-seq reads what music21 fails on), else to note-seq (`reader=`, `$MELODY_PLUGIN_READER`).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ MAX_TICK = 100_000_000
 READ_TIMEOUT_S = 20.0
 ABC_SECONDS_PER_TUNE = 1.0  # a tunebook's time limit grows with its tunes
 MAX_ABC_TUNES = 5_000
+MAX_ABC_BOOK_SECONDS = 120.0  # the whole tunebook, however many tunes: a junk file must not run for an hour
 READERS = ("auto", "note_seq", "music21")  # who reads ABC and MusicXML; see read_music_file
 READER_ENV = "MELODY_PLUGIN_READER"
 
@@ -321,31 +322,36 @@ def _musicxml_score_bytes(path, data: bytes) -> bytes:
 
 
 def _read_musicxml(path, data: bytes, reader: str = "auto"):
+    """music21 first when installed (see `read_music_file`), note-seq for what it fails on or alone."""
     from melody_plugin import music21_io
 
     xml = _musicxml_score_bytes(path, data)
+    use_music21 = reader == "music21" or (reader == "auto" and music21_io.available())
     refusal = ""
-    if reader != "music21":
-        quiet_third_party()
-        from note_seq import musicxml_reader
-
+    if use_music21:
         try:
-            return [musicxml_reader.musicxml_file_to_sequence_proto(str(path))], []
-        except InputFileError:
+            return [music21_io.musicxml_to_note_sequence(xml, str(path))], []
+        except ReadTimeout:
             raise
-        except Exception as e:
-            refusal = f"unreadable MusicXML ({type(e).__name__}: {e})"
-        if reader == "note_seq":
-            raise InputFileError(path, refusal)
-        if not music21_io.available():
-            raise InputFileError(path, f"{refusal}; the music21 reader may read it: {music21_io.INSTALL_HINT}")
+        except InputFileError as e:
+            if reader == "music21":
+                raise InputFileError(path, e.reason) from None
+            refusal = e.reason
+    quiet_third_party()
+    from note_seq import musicxml_reader
+
     try:
-        ns = music21_io.musicxml_to_note_sequence(xml, str(path))
-    except ReadTimeout:
+        ns = musicxml_reader.musicxml_file_to_sequence_proto(str(path))
+    except InputFileError:
         raise
-    except InputFileError as e:
-        raise InputFileError(path, f"{refusal}; {e.reason}" if refusal else e.reason) from None
-    return [ns], [f"read by music21 (note-seq: {refusal})"] if refusal else []
+    except Exception as e:
+        reason = f"unreadable MusicXML ({type(e).__name__}: {e})"
+        if refusal:
+            raise InputFileError(path, f"music21: {refusal}; note-seq: {reason}") from None
+        if reader == "auto":
+            reason += f"; the music21 reader may read it: {music21_io.INSTALL_HINT}"
+        raise InputFileError(path, reason) from None
+    return [ns], [f"read by note-seq (music21: {refusal})"] if refusal else []
 
 
 _ABC_CHARSET = re.compile(rb"^(?:%%?|I:)[ \t]*abc-charset[ \t]+([A-Za-z0-9_.:-]+)", re.M)
@@ -392,9 +398,10 @@ class AbcTune:
 
 
 def split_abc_tunebook(text: str) -> list[AbcTune]:
-    """Splits a tunebook as the ABC standard does: a tune runs from its `X:` line to the next empty line; the
-    file header (the first block, when it has no `X:`) is put before every tune; free text is left out.
-    A file without any `X:` line is one tune."""
+    """Splits a tunebook into tunes: a tune runs from its `X:` line to the next `X:` line (not to the next empty
+    line, as the standard has it: a missing blank line would otherwise swallow the next tune); trailing free
+    text after a tune's blank line is dropped. The file header (the first block, when it has no `X:`) is put
+    before every tune. A file without any `X:` line is one tune."""
     lines = [line.rstrip() for line in text.splitlines()]
     if not any(line.startswith("X:") for line in lines):
         body = tuple(line for line in lines if line.strip())
@@ -407,17 +414,21 @@ def split_abc_tunebook(text: str) -> list[AbcTune]:
         if re.match(r"[A-Za-z]:|%", lines[start]):  # fields, directives and comments; not free text
             header.append(lines[start])
         start += 1
-    tunes, current = [], None
-    for line in lines[start:] + [""]:
-        if current is None:
-            if line.startswith("X:"):
-                current = [line]
-        elif line.strip():
+    blocks, current = [], None
+    for line in lines[start:]:
+        if line.startswith("X:"):
+            current = [line]
+            blocks.append(current)
+        elif current is not None:
             current.append(line)
-        else:
-            title = next((x[2:].strip() for x in current if x.startswith("T:")), "")
-            tunes.append(AbcTune(current[0][2:].strip(), title, tuple(header + current)))
-            current = None
+    tunes = []
+    for block in blocks:
+        # a blank line ends the tune; after it, only a field or music right before the next X: would be
+        # part of it, which the standard does not allow: free text (liner notes) is left out
+        end = next((i for i, line in enumerate(block) if not line.strip()), len(block))
+        body = block[:end]
+        title = next((x[2:].strip() for x in body if x.startswith("T:")), "")
+        tunes.append(AbcTune(body[0][2:].strip(), title, tuple(header + body)))
     return tunes
 
 
@@ -433,33 +444,44 @@ def _abc_tune_with_note_seq(tune: AbcTune):
 
 
 def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool):
-    """(NoteSequence or None, whether music21 read it, why not)."""
+    """(NoteSequence or None, who read it: "music21"/"note_seq"/"", why not). With music21 installed, `auto`
+    tries it first and note-seq only for what music21 fails on (see `read_music_file` for why)."""
     from melody_plugin import music21_io
 
-    refusal = ""
-    if reader != "music21":
+    refusals = []
+    order = ["music21"] if reader == "music21" else ["note_seq"] if not use_music21 else ["music21", "note_seq"]
+    for who in order:
         try:
-            return _abc_tune_with_note_seq(tune), False, ""
-        except ReadTimeout:
-            raise
-        except Exception as e:  # note-seq's ABCParseError says what it refuses; anything else needs its type
-            refusal = str(e) if type(e).__module__ == "note_seq.abc_parser" else f"{type(e).__name__}: {e}"
-    if use_music21:
-        try:
-            return music21_io.abc_tune_to_note_sequence("\n".join(tune.lines), name), True, ""
+            if who == "music21":
+                return music21_io.abc_tune_to_note_sequence("\n".join(tune.lines), name), who, ""
+            return _abc_tune_with_note_seq(tune), who, ""
         except ReadTimeout:
             raise
         except InputFileError as e:
-            refusal = f"{refusal}; {e.reason}" if refusal else e.reason
-    return None, False, refusal
+            refusals.append(e.reason)
+        except Exception as e:  # note-seq's ABCParseError says what it refuses; anything else needs its type
+            refusals.append(str(e) if type(e).__module__ == "note_seq.abc_parser" else f"{type(e).__name__}: {e}")
+    if len(refusals) > 1:
+        refusals = [f"music21: {refusals[0]}; note-seq: {refusals[1]}"]
+    return None, "", refusals[0]
+
+
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, limit: int = 60) -> str:
+    """Text from a file made safe for a terminal: control bytes (ESC...) as `?`, cut to `limit` characters."""
+    text = _CONTROL_CHARS.sub("?", text)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_TIMEOUT_S):
-    """An ABC tunebook, tune by tune: each tune is read by note-seq, or music21 when note-seq refuses it (or
-    always, by `reader`); a tune neither reads is skipped with its number and reason.
+    """An ABC tunebook, tune by tune: each tune is read by music21 when it is installed (note-seq for what
+    music21 fails on), else by note-seq; a tune neither reads is skipped with its number and reason.
 
     Each tune gets `timeout_s`; the whole file `timeout_s` plus ABC_SECONDS_PER_TUNE per tune (music21 takes
-    about 0.2 s a tune, and a tunebook holds hundreds).
+    about 0.2 s a tune, and a tunebook holds hundreds), at most MAX_ABC_BOOK_SECONDS: the tunes left then are
+    reported as not read.
     """
     from melody_plugin import music21_io
 
@@ -473,25 +495,31 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
     use_music21 = reader != "note_seq" and music21_io.available()
     if reader == "music21" and not use_music21:
         raise InputFileError(path, f"the music21 reader is not installed ({music21_io.INSTALL_HINT})")
-    budget_s = timeout_s + ABC_SECONDS_PER_TUNE * len(tunes)
+    budget_s = min(timeout_s + ABC_SECONDS_PER_TUNE * len(tunes), MAX_ABC_BOOK_SECONDS)
     deadline = time.monotonic() + budget_s
-    sequences, skipped, by_music21 = [], [], []
+    sequences, skipped, fallbacks, seen, timed_out = [], [], [], {}, 0
     for tune in tunes:
-        name = f"{path}#X:{tune.number}" if tune.number is not None else str(path)
+        name = f"{path}#X:{printable(tune.number)}" if tune.number is not None else str(path)
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:  # two tunes with one X: number must still be told apart in reports and sidecars
+            warnings.append(f"ABC tune {printable(tune.label)} repeats an earlier X: number: named "
+                            f"{Path(name).name} ({seen[name]})")
+            name = f"{name} ({seen[name]})"
         left = deadline - time.monotonic()
         if left <= 0:
+            timed_out += 1
             skipped.append((tune, f"not read: the file's {budget_s:g} s were used up"))
             continue
         try:
             with time_limit(min(timeout_s, left), name):
-                ns, read_by_music21, refusal = _read_abc_tune(tune, name, reader, use_music21)
+                ns, read_by, refusal = _read_abc_tune(tune, name, reader, use_music21)
         except ReadTimeout as e:
-            ns, read_by_music21, refusal = None, False, e.reason
-        if read_by_music21:
-            by_music21.append(tune)
+            ns, read_by, refusal = None, "", e.reason
         if ns is None:
             skipped.append((tune, refusal))
             continue
+        if read_by == "note_seq" and use_music21:
+            fallbacks.append(tune)
         ns.filename = name
         if tune.number is not None and tune.number.isdigit():
             ns.reference_number = int(tune.number)
@@ -500,15 +528,23 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
         sequences.append(ns)
     hint = (f"the music21 reader may read {'them' if len(skipped) > 1 else 'it'}: {music21_io.INSTALL_HINT}"
             if skipped and reader == "auto" and not use_music21 else "")
+    if timed_out:
+        warnings.append(f"time limit of {budget_s:g} s for the file reached after {len(tunes) - timed_out} of "
+                        f"{len(tunes)} tunes; {timed_out} not read (split the tunebook to read them all)")
     if not sequences:
         # the tune's name in parentheses: reports count alike reasons together without them
         first, reason = skipped[0]
-        which = first.label + (f", and {len(skipped) - 1} more tunes" if len(skipped) > 1 else "")
-        raise InputFileError(path, f"no readable ABC tune: {reason} ({which})" + (f"; {hint}" if hint else ""))
-    if by_music21 and reader != "music21":
-        labels = ", ".join(f"X:{t.number}" for t in by_music21[:10]) + (", ..." if len(by_music21) > 10 else "")
-        warnings.append(f"music21 read {len(by_music21)} tune(s) note-seq refuses: {labels}")
-    warnings += [f"ABC tune {tune.label} skipped: {reason}" for tune, reason in skipped]
+        which = printable(first.label) + (f", and {len(skipped) - 1} more tunes" if len(skipped) > 1 else "")
+        raise InputFileError(path, f"no readable ABC tune: {printable(reason, 200)} ({which})"
+                             + (f"; {hint}" if hint else ""))
+    if fallbacks:
+        labels = ", ".join(f"X:{printable(t.number or '', 20)}" for t in fallbacks[:10]) + (
+            ", ..." if len(fallbacks) > 10 else "")
+        warnings.append(f"note-seq read {len(fallbacks)} tune(s) music21 fails on: {labels}")
+    warnings += [f"ABC tune {printable(tune.label)} skipped: {printable(reason, 200)}"
+                 for tune, reason in skipped[:50]]
+    if len(skipped) > 50:
+        warnings.append(f"... and {len(skipped) - 50} more tunes skipped")
     if hint:
         warnings.append(f"{len(skipped)} tune(s) skipped; {hint}")
     return sequences, warnings
@@ -520,8 +556,11 @@ def read_music_file(path, timeout_s: float | None = None, reader: str | None = N
     Args:
       path: the file.
       timeout_s: wall-clock limit for parsing (default READ_TIMEOUT_S).
-      reader: for ABC and MusicXML: "auto" (note-seq, then music21 for what note-seq refuses, when the music21
-        extra is installed), "note_seq" or "music21". Default: $MELODY_PLUGIN_READER, else "auto".
+      reader: for ABC and MusicXML: "auto" (music21 when the extra is installed, note-seq for what music21
+        fails on; note-seq alone without the extra), "note_seq" or "music21". Default: $MELODY_PLUGIN_READER,
+        else "auto". music21 comes first because note-seq reads some files wrong without refusing them: its ABC
+        reader splits a tie across a bar line into two notes and ignores pickup bars (every bar line shifts), and
+        its MusicXML reader drops part names (the melody track cannot be found by name).
 
     Raises:
       InputFileError: with the file and the reason, for anything that is not readable music.

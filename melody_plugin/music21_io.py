@@ -60,26 +60,73 @@ def _quiet():
 
 _ABC_BODY_TOKEN = re.compile(
     r'"[^"\n]*"|![^!\n]*!|\+[^+\n]*\+|\[[A-Za-z]:[^\]\n]*\]|\{[^}\n]*\}|[Hx).uv]|\((?!\d)')
+_CHANGE_MARKER = '"C"'  # a chord symbol: music21 keeps it at the next note's offset, where inline fields are lost
 
 
 def _rewrite_for_music21(token: str) -> str:
-    if token[0] in "{(.)uv":  # grace notes (dropped anyway), slurs, staccato and bowings change no timing
-        return ""
+    if token[0] in '{(.)uv"':  # grace notes (dropped anyway), slurs, staccato, bowings, chord symbols and
+        return ""  # annotations change no timing (chord symbols are taken out so the markers stand alone)
     return {"H": "!fermata!", "x": "z"}.get(token, token)
 
 
-def _abc_for_music21(text: str) -> str:
-    """Works around music21 slips that put every later note off by a note's length: it drops a note written
+def _abc_field_change(field: str):
+    """("M", (numerator, denominator)) or ("Q", qpm) for a mid-tune `M:`/`Q:` field, else None."""
+    from music21 import abcFormat
+
+    if field.startswith("M:"):
+        meters = abc_meters(field)
+        return ("M", meters.pop()) if len(meters) == 1 else None
+    if field.startswith("Q:"):
+        token = abcFormat.ABCMetadata(field)
+        token.preParse()
+        mark = token.getMetronomeMarkObject()
+        qpm = mark.getQuarterBPM() if mark is not None else None
+        return ("Q", float(qpm)) if qpm and qpm > 0 else None
+    return None
+
+
+def _abc_for_music21(text: str) -> tuple[str, list[list[tuple]]]:
+    """The tune rewritten for music21, and the meter and tempo changes in its body, in order.
+
+    Works around music21 slips that put every later note off by a note's length: it drops a note written
     with the fermata shorthand (`Hg3`) and an invisible rest (`x2`), and ignores a broken rhythm when a slur,
     staccato, bowing or grace note comes between (`a>(fe)`, `A>.B`, `A>uB`, `A>{g}B`). The long forms read right;
-    what changes no timing is left out."""
-    lines, in_body = [], False
+    what changes no timing is left out. music21 also loses every `M:`/`Q:` field after `K:` (inline `[M:3/4]` or
+    on its own line): each is replaced by a marker chord symbol, and the i-th marker found in the score carries
+    the i-th group of changes (fields with no note between them form one group)."""
+    lines, in_body, changes, note_since_marker = [], False, [], True
+
+    def field(value: str) -> str:
+        nonlocal note_since_marker
+        change = _abc_field_change(value)
+        if change is None:
+            return ""
+        if not note_since_marker:
+            changes[-1].append(change)
+            return ""
+        changes.append([change])
+        note_since_marker = False
+        return _CHANGE_MARKER
+
     for line in text.splitlines():
+        if in_body and re.match(r"[MQ]:", line):
+            lines.append(field(line.split("%", 1)[0].strip()))
+            continue
         if in_body and not re.match(r"[A-Za-z+]:|%", line):
-            line = _ABC_BODY_TOKEN.sub(lambda m: _rewrite_for_music21(m.group()), line)
+            out, pos = [], 0
+            for m in _ABC_BODY_TOKEN.finditer(line.split("%", 1)[0]):
+                gap = line[pos:m.start()]
+                note_since_marker = note_since_marker or bool(re.search(r"[A-Ga-gz]", gap))
+                token = m.group()
+                out.append(gap)
+                out.append(field(token[1:-1]) if re.match(r"\[[MQ]:", token) else _rewrite_for_music21(token))
+                pos = m.end()
+            rest = line.split("%", 1)[0][pos:]
+            note_since_marker = note_since_marker or bool(re.search(r"[A-Ga-gz]", rest))
+            line = "".join(out) + rest
         in_body = in_body or line.startswith("K:")
         lines.append(line)
-    return "\n".join(lines)
+    return "\n".join(lines), changes
 
 
 def abc_meters(text: str) -> set[tuple[int, int]]:
@@ -113,9 +160,10 @@ def abc_tune_to_note_sequence(text: str, name: str):
             # an undeclared version is read as ABC 2.1 (music21 assumes 1.3, where accidentals do not carry
             # through the bar; note-seq and every modern tunebook expect that they do)
             abc_file = abcFormat.ABCFile(abcVersion=(2, 1, 0))
-            score = translate.abcToStreamScore(abc_file.readstr(_abc_for_music21(text)))
+            rewritten, changes = _abc_for_music21(text)
+            score = translate.abcToStreamScore(abc_file.readstr(rewritten))
         # music21 re-bars an overfull bar under a made-up meter (1/16, 5/8...); note-seq keeps the written meter
-        return score_to_note_sequence(score, name, "abc", meters=abc_meters(text))
+        return score_to_note_sequence(score, name, "abc", meters=abc_meters(text), changes=changes)
     except InputFileError:
         raise
     except Exception as e:  # music21 raises its own exceptions, and IndexError/ValueError on odd input
@@ -177,7 +225,7 @@ def _pickup_quarters(part) -> Fraction:
     return Fraction(first.paddingLeft) if first is not None and first.paddingLeft else Fraction(0)
 
 
-def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=None):
+def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=None, changes=None):
     """A music21 score as a NoteSequence (see the module docstring for what is kept).
 
     Args:
@@ -185,6 +233,7 @@ def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=No
       name: the sequence's filename, also used in error messages.
       source: "abc" or "musicxml", recorded in `source_info`.
       meters: when given, only time signatures with these (numerator, denominator) are kept.
+      changes: from `_abc_for_music21`: the meter and tempo changes its marker chord symbols stand for.
 
     Raises:
       InputFileError: when the score holds no pitched note, or more notes or quarters than the limits.
@@ -211,22 +260,37 @@ def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=No
         if score.metadata.composer:
             ns.sequence_metadata.composers.append(str(score.metadata.composer))
 
+    meter_changes, tempo_changes = [], []  # (quarters, (numerator, denominator)), (quarters, qpm)
+    if changes:
+        from music21 import harmony
+
+        symbols = sorted(at(cs.getOffsetInHierarchy(parts[0]))
+                         for cs in parts[0].recurse().getElementsByClass(harmony.ChordSymbol))
+        for q, group in zip(symbols, changes):  # a marker after the last note is lost: nothing follows it
+            for kind, value in group:
+                (meter_changes if kind == "M" else tempo_changes).append((q, value))
+
     marks = []
     for start, _, mark in score.metronomeMarkBoundaries():
         qpm = mark.getQuarterBPM()
         if qpm and qpm > 0:
             marks.append((at(start), Fraction(qpm)))
+    marks = [m for m in marks if m[0] not in {q for q, _ in tempo_changes}]
+    marks += [(q, Fraction(qpm)) for q, qpm in tempo_changes]
     tempo_map = _TempoMap(marks)
     for q, qpm in tempo_map.marks:
         ns.tempos.add(time=tempo_map.seconds(q), qpm=float(qpm))
 
+    signatures = [(at(ts.getOffsetInHierarchy(parts[0])), (ts.numerator, ts.denominator))
+                  for ts in parts[0].recurse().getElementsByClass(meter.TimeSignature)]
+    if meter_changes:
+        # music21 never saw these changes: its later signatures come from re-barring under the wrong meter
+        signatures = [s for s in signatures if s[0] == 0][:1] + meter_changes
     last = None
-    for ts in parts[0].recurse().getElementsByClass(meter.TimeSignature):
-        value = (ts.numerator, ts.denominator)
+    for q, value in sorted(signatures, key=lambda s: s[0]):
         if (meters is not None and value not in meters) or value == last:
             continue
-        ns.time_signatures.add(time=tempo_map.seconds(at(ts.getOffsetInHierarchy(parts[0]))),
-                               numerator=value[0], denominator=value[1])
+        ns.time_signatures.add(time=tempo_map.seconds(q), numerator=value[0], denominator=value[1])
         last = value
     last = None
     for ks in parts[0].recurse().getElementsByClass(key.KeySignature):
