@@ -448,6 +448,9 @@ def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool):
     tries it first and note-seq only for what music21 fails on (see `read_music_file` for why)."""
     from melody_plugin import music21_io
 
+    if tune.number is not None and not tune.number.isdigit():  # both readers int() the X: field; the label
+        tune = dataclasses.replace(tune, lines=tuple(  # (X:A7) stays in the name and reports
+            "X:0" if line.startswith("X:") else line for line in tune.lines))
     refusals = []
     order = ["music21"] if reader == "music21" else ["note_seq"] if not use_music21 else ["music21", "note_seq"]
     for who in order:
@@ -534,6 +537,8 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
     if not sequences:
         # the tune's name in parentheses: reports count alike reasons together without them
         first, reason = skipped[0]
+        if timed_out:
+            reason = f"{warnings[-1]}; the first: {reason}"
         which = printable(first.label) + (f", and {len(skipped) - 1} more tunes" if len(skipped) > 1 else "")
         raise InputFileError(path, f"no readable ABC tune: {printable(reason, 200)} ({which})"
                              + (f"; {hint}" if hint else ""))

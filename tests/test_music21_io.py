@@ -262,3 +262,92 @@ def test_a_compressed_mxl_score_is_read_by_music21_from_its_container(tmp_path, 
         zf.writestr("score/tune.xml", xml)
     music = midi_io.read_music_file(path, reader="music21")
     assert melody_notes(music.sequences[0])[:3] == [(60, 4), (62, 4), (64, 4)]
+
+
+def test_auto_prefers_music21_for_ties_across_bar_lines_and_pickups(tmp_path, music21):
+    tie = "X:1\nT:Tie\nM:4/4\nL:1/8\nK:C\nC2 D2 E2 F2- | F2 G2 A2 B2 | c8 |]\n"
+    music = midi_io.read_music_file(write(tmp_path, "tie.abc", tie))
+    # F2-|F2 is one quarter+quarter: 24 steps (note-seq makes two 12-step notes)
+    assert melody_notes(music.sequences[0]) == [(60, 12), (62, 12), (64, 12), (65, 24), (67, 12), (69, 12),
+                                                 (71, 12), (72, 48)]
+    jig = "X:21\nT:Pickup Jig\nM:6/8\nL:1/8\nK:D\nA | d2A F2A | e3 e2 |]\n"
+    music = midi_io.read_music_file(write(tmp_path, "jig.abc", jig))
+    # the pickup A is the last eighth of a 6/8 bar (36 steps): 30 steps of rest first; K:D makes F an F#
+    assert melody_notes(music.sequences[0]) == [(R, 30), (69, 6), (74, 12), (69, 6), (66, 12), (69, 6),
+                                                 (76, 18), (76, 12)]
+    old = midi_io.read_music_file(write(tmp_path, "tie2.abc", tie), reader="note_seq")
+    assert melody_notes(old.sequences[0])[3:5] == [(65, 12), (65, 12)]  # the old default, still a flag away
+
+
+def test_auto_prefers_music21_for_a_named_melody_part_in_musicxml(tmp_path, music21):
+    def part(pid, steps):
+        notes = "".join(f"<note><pitch><step>{s}</step><octave>{o}</octave></pitch><duration>1</duration>"
+                        f"<type>quarter</type></note>" for s, o in steps)
+        return (f'<part id="{pid}"><measure number="1"><attributes><divisions>1</divisions>'
+                f"<time><beats>2</beats><beat-type>4</beat-type></time></attributes>{notes}</measure></part>")
+
+    xml = ('<?xml version="1.0"?><score-partwise version="3.1"><work><work-title>Two Parts</work-title></work>'
+           '<part-list><score-part id="P1"><part-name>Bass</part-name></score-part>'
+           '<score-part id="P2"><part-name>Melody</part-name></score-part></part-list>'
+           + part("P1", [("C", 3), ("G", 2)]) + part("P2", [("E", 5), ("D", 5)]) + "</score-partwise>")
+    ns = midi_io.read_music_file(write(tmp_path, "two.musicxml", xml)).sequences[0]
+    assert [i.name for i in ns.instrument_infos] == ["Bass", "Melody"]
+    assert ns.sequence_metadata.title == "Two Parts"
+    assert [(n.pitch, n.instrument) for n in ns.notes] == [(48, 0), (43, 0), (76, 1), (74, 1)]
+
+
+@pytest.mark.parametrize("change", ["inline", "line"])
+def test_meter_and_tempo_changes_inside_a_tune_are_kept(tmp_path, music21, change):
+    if change == "inline":
+        body = "C2 D2 E2 F2 | [M:3/4] [Q:1/4=60] G2 A2 B2 | c6 | [M:4/4] d2 e2 f2 g2 |]\n"
+    else:
+        body = "C2 D2 E2 F2 |\nM:3/4\nQ:1/4=60\nG2 A2 B2 | c6 |\nM:4/4\nd2 e2 f2 g2 |]\n"
+    abc = "X:8\nT:Meters\nM:4/4\nL:1/8\nQ:1/4=120\nK:C\n" + body
+    ns = midi_io.read_music_file(write(tmp_path, "meters.abc", abc)).sequences[0]
+    # 4 quarters at 120 qpm = 2 s; then 6 quarters of 3/4 at 60 qpm = 6 s
+    assert [(t.time, t.numerator, t.denominator) for t in ns.time_signatures] == [(0, 4, 4), (2, 3, 4), (8, 4, 4)]
+    assert [(t.time, t.qpm) for t in ns.tempos] == [(0, 120), (2, 60)]
+    extraction = melodies_from_note_sequence(ns, 12)
+    assert [m.time_signature for m in extraction.melodies] == [(4, 4), (3, 4), (4, 4)]
+    assert [[(n.pitch, n.duration_steps) for n in m.notes] for m in extraction.melodies] == [
+        [(60, 12), (62, 12), (64, 12), (65, 12)], [(67, 12), (69, 12), (71, 12), (72, 36)],
+        [(74, 12), (76, 12), (77, 12), (79, 12)]]
+
+
+def test_a_tune_without_a_blank_line_before_the_next_x_is_its_own_tune(tmp_path, music21):
+    abc = "X:1\nT:One\nM:2/4\nL:1/8\nK:C\nCDEF|\nX:2\nT:Two\nM:2/4\nL:1/8\nK:C\nGABc|\n\nliner notes, not music\n"
+    music = midi_io.read_music_file(write(tmp_path, "book.abc", abc))
+    assert [ns.sequence_metadata.title for ns in music.sequences] == ["One", "Two"]
+    assert melody_notes(music.sequences[0]) == [(60, 6), (62, 6), (64, 6), (65, 6)]
+    assert melody_notes(music.sequences[1]) == [(67, 6), (69, 6), (71, 6), (72, 6)]
+
+
+def test_duplicate_and_non_numeric_x_numbers_name_tunes_apart(tmp_path, music21):
+    abc = "M:2/4\nL:1/8\n\nX:4\nT:First\nK:C\nCDEF|\n\nX:4\nT:Second\nK:C\nGABc|\n\nX:A7\nT:Lettered\nK:C\nc4|\n"
+    path = write(tmp_path, "book.abc", abc)
+    music = midi_io.read_music_file(path)
+    assert [ns.filename for ns in music.sequences] == [f"{path}#X:4", f"{path}#X:4 (2)", f"{path}#X:A7"]
+    assert [ns.reference_number for ns in music.sequences] == [4, 4, 0]
+    assert "ABC tune X:4 'Second' repeats an earlier X: number: named book.abc#X:4 (2)" in music.warnings
+    assert melody_notes(music.sequences[2]) == [(72, 24)]
+
+
+def test_a_tunebook_has_a_time_cap_and_errors_carry_no_control_bytes(tmp_path, monkeypatch):
+    def slow(text, name):
+        time.sleep(0.3)
+        raise InputFileError(name, "stub refuses \x1b[31m")
+
+    monkeypatch.setattr(music21_io, "available", lambda: True)
+    monkeypatch.setattr(music21_io, "abc_tune_to_note_sequence", slow)
+    monkeypatch.setattr(midi_io, "MAX_ABC_BOOK_SECONDS", 1.0)
+    tunes = "".join(f"X:{i}\nT:T\x1b{i}\nK:C\nC/0|\n\n" for i in range(1, 11))
+    with pytest.raises(InputFileError) as refused:
+        midi_io.read_music_file(write(tmp_path, "junk.abc", tunes), timeout_s=5)
+    assert "\x1b" not in str(refused.value)
+    # 10 tunes at 0.3 s each: the 1 s cap stops after 4 (3 to 5 on a busy machine)
+    reason = refused.value.reason
+    assert reason.startswith("no readable ABC tune: time limit of 1 s for the file reached after ")
+    read = int(reason.split("reached after ")[1].split(" ")[0])
+    assert 3 <= read <= 5 and f"{read} of 10 tunes; {10 - read} not read" in reason
+    assert "the first: music21: stub refuses ?[31m; note-seq: " in reason
+    assert "(X:1 'T\\x1b1', and 9 more tunes)" in reason  # the title's ESC as the text \x1b
