@@ -351,3 +351,32 @@ def test_a_tunebook_has_a_time_cap_and_errors_carry_no_control_bytes(tmp_path, m
     assert 3 <= read <= 5 and f"{read} of 10 tunes; {10 - read} not read" in reason
     assert "the first: music21: stub refuses ?[31m; note-seq: " in reason
     assert "(X:1 'T\\x1b1', and 9 more tunes)" in reason  # the title's ESC as the text \x1b
+
+
+@pytest.mark.parametrize("suffix", ["", "#X:9", "#9"])
+def test_a_primer_tune_is_picked_from_a_tunebook_by_its_number(tmp_path, music21, suffix):
+    from types import SimpleNamespace
+
+    from melody_plugin.generator import MelodyGenerator
+
+    abc = "M:2/4\nL:1/8\n\nX:1\nT:First\nK:C\nCDEF|\n\nX:9\nT:Ninth\nK:C\nGABc|\n"
+    path = write(tmp_path, "book.abc", abc)
+    stub = SimpleNamespace(vocab=SimpleNamespace(steps_per_quarter=12))  # load_primer needs only the grid
+    melody, warnings = MelodyGenerator.load_primer(stub, f"{path}{suffix}")
+    if suffix:
+        assert [(n.pitch, n.duration_steps) for n in melody.notes] == [(67, 6), (69, 6), (71, 6), (72, 6)]
+        assert f"{path}: 2 tunes; the primer is tune X:9 'Ninth'" in warnings
+    else:
+        assert [(n.pitch, n.duration_steps) for n in melody.notes] == [(60, 6), (62, 6), (64, 6), (65, 6)]
+        assert (f"{path}: 2 tunes; the primer is tune X:1 'First' (the first readable; pick another with "
+                f"{path}#X:N)") in warnings
+
+
+def test_a_missing_primer_tune_is_a_primer_error_that_lists_the_tunes(tmp_path, music21):
+    from types import SimpleNamespace
+
+    from melody_plugin.generator import MelodyGenerator, PrimerError
+
+    path = write(tmp_path, "book.abc", "X:1\nT:One\nM:2/4\nL:1/8\nK:C\nCDEF|\n")
+    with pytest.raises(PrimerError, match=r"book.abc: no readable tune X:7 \(read: X:1\)"):
+        MelodyGenerator.load_primer(SimpleNamespace(vocab=SimpleNamespace(steps_per_quarter=12)), f"{path}#X:7")
