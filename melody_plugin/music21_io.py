@@ -1,15 +1,16 @@
-"""ABC tune / MusicXML -> music21 score -> NoteSequence: the optional reader for what note-seq refuses.
+"""ABC tune / MusicXML -> music21 score -> NoteSequence: the optional reader, first choice when installed.
 
-Step of the flow: files -> `NoteSequence`, beside `midi_io` (which decides when this reader is used). Entry points:
-`available()`, `abc_tune_to_note_sequence(text, name)`, `musicxml_to_note_sequence(xml, name)` and
+Step of the flow: files -> `NoteSequence`, beside `midi_io` (which tries this reader first, as note-seq misreads
+ties across bar lines, pickups and part names, and note-seq for what it fails on). Entry points: `available()`,
+`abc_tune_to_note_sequence(text, name)`, `musicxml_to_note_sequence(xml, name)` and
 `score_to_note_sequence(score, name)`. music21 is an extra (`pip install "melody_plugin[music21]"`), imported only
 when a file needs it.
 
 The NoteSequence is the one note-seq's readers make: onsets are music21's exact fractional quarter lengths (an
-eighth-note triplet is 1/3 quarter) converted to seconds through the tempo marks; time signatures, keys, tempos,
-title and composer are kept; each part is an instrument; tied notes are merged; grace notes are dropped. Repeats
-and ABC `P:` part orders are not expanded: every written bar sounds once, first and second endings in turn, as
-note-seq's ABC reader does.
+eighth-note triplet is 1/3 quarter) converted to seconds through the tempo marks; time signatures, keys, tempos
+(with ABC `M:`/`Q:` changes inside a tune, which music21 itself loses), title and composer are kept; each part is
+an instrument; tied notes are merged; grace notes are dropped. Repeats and ABC `P:` part orders are not expanded:
+every written bar sounds once, first and second endings in turn, as note-seq's ABC reader does.
 """
 
 from __future__ import annotations
@@ -255,8 +256,10 @@ def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=No
     ns.source_info.encoding_type = (music_pb2.NoteSequence.SourceInfo.ABC if source == "abc"
                                     else music_pb2.NoteSequence.SourceInfo.MUSIC_XML)
     if score.metadata is not None:
-        if score.metadata.title:
-            ns.sequence_metadata.title = str(score.metadata.title)
+        # <work-title>, else <movement-title> (many exporters write only the latter)
+        title = score.metadata.title or score.metadata.movementName
+        if title:
+            ns.sequence_metadata.title = str(title)
         if score.metadata.composer:
             ns.sequence_metadata.composers.append(str(score.metadata.composer))
 

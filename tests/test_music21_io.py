@@ -294,6 +294,10 @@ def test_auto_prefers_music21_for_a_named_melody_part_in_musicxml(tmp_path, musi
     assert [i.name for i in ns.instrument_infos] == ["Bass", "Melody"]
     assert ns.sequence_metadata.title == "Two Parts"
     assert [(n.pitch, n.instrument) for n in ns.notes] == [(48, 0), (43, 0), (76, 1), (74, 1)]
+    movement = xml.replace("<work><work-title>Two Parts</work-title></work>",
+                           "<movement-title>Movement Only</movement-title>")
+    ns = midi_io.read_music_file(write(tmp_path, "movement.musicxml", movement)).sequences[0]
+    assert ns.sequence_metadata.title == "Movement Only"
 
 
 @pytest.mark.parametrize("change", ["inline", "line"])
