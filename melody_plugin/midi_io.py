@@ -533,7 +533,8 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
             if skipped and reader == "auto" and not use_music21 else "")
     if timed_out:
         warnings.append(f"time limit of {budget_s:g} s for the file reached after {len(tunes) - timed_out} of "
-                        f"{len(tunes)} tunes; {timed_out} not read (split the tunebook to read them all)")
+                        f"{len(tunes)} tunes ({len(sequences)} read); {timed_out} not tried (split the tunebook "
+                        "to read them all)")
     if not sequences:
         # the tune's name in parentheses: reports count alike reasons together without them
         first, reason = skipped[0]
