@@ -111,7 +111,9 @@ def _abc_for_music21(text: str) -> tuple[str, list[list[tuple]]]:
 
     for line in text.splitlines():
         if in_body and re.match(r"[MQ]:", line):
-            lines.append(field(line.split("%", 1)[0].strip()))
+            marker = field(line.split("%", 1)[0].strip())
+            if marker:  # never an empty line: that would end the tune
+                lines.append(marker)
             continue
         if in_body and not re.match(r"[A-Za-z+]:|%", line):
             out, pos = [], 0
@@ -269,6 +271,8 @@ def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=No
 
         symbols = sorted(at(cs.getOffsetInHierarchy(parts[0]))
                          for cs in parts[0].recurse().getElementsByClass(harmony.ChordSymbol))
+        if len(parts) > 1 and len(symbols) != len(changes):
+            symbols = []  # markers spread over several voices: which is which is unknown, so none is used
         for q, group in zip(symbols, changes):  # a marker after the last note is lost: nothing follows it
             for kind, value in group:
                 (meter_changes if kind == "M" else tempo_changes).append((q, value))
