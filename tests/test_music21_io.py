@@ -385,3 +385,11 @@ def test_a_missing_primer_tune_is_a_primer_error_that_lists_the_tunes(tmp_path, 
     path = write(tmp_path, "book.abc", "X:1\nT:One\nM:2/4\nL:1/8\nK:C\nCDEF|\n")
     with pytest.raises(PrimerError, match=r"book.abc: no readable tune X:7 \(read: X:1\)"):
         MelodyGenerator.load_primer(SimpleNamespace(vocab=SimpleNamespace(steps_per_quarter=12)), f"{path}#X:7")
+
+
+def test_a_modal_key_keeps_its_tonic_and_mode(tmp_path, music21):
+    abc = "X:1\nT:Dorian\nM:2/4\nL:1/8\nK:Ador\nABcd|e4|\n"
+    ns = midi_io.read_music_file(write(tmp_path, "dorian.abc", abc)).sequences[0]
+    # K:Ador: tonic A (pitch class 9), dorian (note-seq's KeySignature.DORIAN = 4); no sharps or flats
+    assert [(k.key, k.mode) for k in ns.key_signatures] == [(9, ns.KeySignature.DORIAN)]
+    assert melody_notes(ns) == [(69, 6), (71, 6), (72, 6), (74, 6), (76, 24)]
