@@ -17,6 +17,7 @@ import contextlib
 import copy
 import dataclasses
 import importlib.util
+import re
 import inspect
 import json
 import math
@@ -710,10 +711,11 @@ class MelodySequenceGenerator(_GeneratorBase):
         self._checkpoint_file = "best"  # the run's best checkpoint, else its latest
         if checkpoint is not None:
             path = Path(checkpoint).expanduser()
-            if not path.is_dir():  # a checkpoint named by its prefix (Magenta passes what tf.train finds)
-                if not Path(f"{path}.index").is_file():
-                    raise SequenceGeneratorError(f"Checkpoint path does not exist: {checkpoint}")
+            if Path(f"{path}.index").is_file():  # a checkpoint named by its prefix, as tf.train lists them
                 self._checkpoint_file = str(path)
+            elif not path.is_dir() and (re.fullmatch(r"ckpt-\d+", path.name) or not path.parent.is_dir()):
+                # (a folder that is not there, such as Magenta's run_dir/train, still names its run dir)
+                raise SequenceGeneratorError(f"Checkpoint path does not exist: {checkpoint}")
             try:
                 checkpoint = _run_dir_of(path)
             except ModelLoadError as e:

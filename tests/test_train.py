@@ -219,7 +219,7 @@ def test_best_checkpoint_is_the_one_with_the_lowest_eval_bits_per_note(tmp_path,
     restored = MelodyGenerator.from_run_dir(run_dir)
     assert restored.step == best_step
     assert all(np.allclose(exported[k], restored.weights[k]) for k in exported)
-    with pytest.raises(Exception, match="checkpoint must be best or latest, got 'first'"):
+    with pytest.raises(Exception, match="first: checkpoint path does not exist"):
         MelodyGenerator.from_run_dir(run_dir, checkpoint="first")
 
 
