@@ -511,7 +511,8 @@ def melody_from_quantized(qns, policy: str = "highest", track: int | None = None
             qpm = change_qpm
     if qns.key_signatures:
         first_key = sorted(qns.key_signatures, key=lambda k: k.time)[0]
-        key, minor = first_key.key % 12, first_key.mode == 1
+        # note-seq's modes: minor 1, dorian 4, phrygian 5, locrian 7 have a minor third; the tonic stays the key
+        key, minor = first_key.key % 12, first_key.mode in (1, 4, 5, 7)
     else:
         key, minor = estimate_key(events)
         stats["key_estimated"] += 1

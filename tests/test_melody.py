@@ -285,3 +285,11 @@ def test_silent_bars_after_the_last_note_are_ignored_and_reported(tmp_path):
     ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
     assert ex.melodies[0].total_steps == 48
     assert any("3 silent bars after the last note ignored" in w for w in ex.warnings)
+
+
+@pytest.mark.parametrize("mode,minor", [(0, False), (1, True), (3, False), (4, True), (5, True), (6, False), (7, True)])
+def test_modal_key_signatures_keep_their_tonic_and_third(mode, minor):
+    ns = make_sequence(pattern_notes([(69, 1)], repeats=8))
+    ns.key_signatures.add(time=0.0, key=9, mode=mode)  # A major, minor, mixolydian, dorian, phrygian, lydian, locrian
+    m = melody_from_note_sequence(ns)
+    assert (m.key, m.minor) == (9, minor)

@@ -80,8 +80,8 @@ def define_input():
                         "NoteSequence TFRecord, or a melody_create_dataset folder. Omitted: the example corpus "
                         "shipped with the package.")
     define("enum", "music_reader", None, ["auto", "note_seq", "music21"],
-           "Who reads ABC and MusicXML: auto (note-seq, then music21 for what it refuses, when the music21 extra is "
-           "installed), note_seq or music21. Default: $MELODY_PLUGIN_READER, else auto.")
+           "Who reads ABC and MusicXML: auto (music21 when the extra is installed, note-seq for what it cannot "
+           "read; note-seq alone without it), note_seq or music21. Default: $MELODY_PLUGIN_READER, else auto.")
 
 
 def define_run_dir(required: bool = False):
