@@ -60,10 +60,6 @@ MAGENTA = _magenta_pipeline is not None
 
 TRAINING, EVAL = "training_melodies", "eval_melodies"  # Magenta's melody_rnn dataset names
 
-# dataset creation moved to corpus.py (the shared data path); these names stay here for older callers
-create_dataset, format_report = corpus.create_dataset, corpus.format_report
-
-
 class GridError(MelodyPluginError):
     """A melody on a grid the vocabulary cannot take (not a whole multiple of the melody's)."""
 

@@ -125,7 +125,7 @@ def main():
     parser.add_argument("--char_steps", type=int, default=1500)
     parser.add_argument("--folk_steps", type=int, default=60)
     args = parser.parse_args()
-    from melody_plugin import pipelines, registry
+    from melody_plugin import corpus, registry
     from melody_plugin.generator import DEFAULT_MODEL_DIR, EXAMPLE_PRIMER
 
     tmp = Path(tempfile.mkdtemp(prefix="melody_bench_"))
@@ -137,7 +137,7 @@ def main():
 
     # --- dataset
     start = time.perf_counter()
-    stats = pipelines.create_dataset(args.input, tmp / "ds", registry.get_config("char_lstm"), progress=False)
+    stats = corpus.create_dataset(args.input, tmp / "ds", registry.get_config("char_lstm"), progress=False)
     report(f"dataset: {stats['files_read']} files -> {stats['tokens_train']} train tokens in "
            f"{time.perf_counter() - start:.1f} s (vocabulary {stats['vocab_size']})")
 
