@@ -19,8 +19,8 @@ import dataclasses
 import math
 import re
 
+from melody_plugin import protos
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.quiet import quiet_third_party
 
 REST = -1
 POLICIES = ("highest", "lowest", "reject")
@@ -379,14 +379,136 @@ def meter_change_times(ns) -> list[float]:
     return changes
 
 
+PRESERVED_CONTROLS = (64, 66, 67)  # sustain, sostenuto, una corda: their state carries into each part
+
+
+def split_note_sequence(ns, split_times) -> list:
+    """`ns` cut at `split_times` (seconds), each part shifted to start at 0: note-seq's
+    `sequences_lib.split_note_sequence(ns, split_times, skip_splits_inside_notes=False)`, without importing
+    the note-seq package.
+
+    Notes crossing a cut are shortened to it. The time signature, key, tempo and chord symbol in force at a
+    cut (and the pedals' state) are repeated at the start of the next part; beats are kept, other text
+    annotations, control changes and pitch bends are dropped. `subsequence_info` records each part's offsets.
+
+    Raises:
+      ValueError: a cut before 0, or at or past the sequence's end.
+    """
+    text_type = type(ns).TextAnnotation
+    times = [0.0] + sorted(split_times)
+    if ns.total_time > times[-1]:
+        times.append(ns.total_time)
+    if len(times) < 2:
+        return []
+    if any(a > b for a, b in zip(times, times[1:])):
+        raise ValueError("Split times must be sorted.")  # a negative time
+    if any(t >= ns.total_time for t in times[:-1]):
+        raise ValueError("Cannot extract subsequence past end of sequence.")
+    last = len(times) - 1  # number of parts
+    empty = type(ns)()
+    empty.CopyFrom(ns)
+    empty.total_time = 0.0
+    for field in ("notes", "time_signatures", "key_signatures", "tempos", "text_annotations", "control_changes",
+                  "pitch_bends"):
+        del getattr(empty, field)[:]
+    parts = []
+    for _ in range(last):
+        part = type(ns)()
+        part.CopyFrom(empty)
+        parts.append(part)
+
+    index = -1
+    for note in sorted(ns.notes, key=lambda n: n.start_time):
+        if note.start_time < times[0]:
+            continue
+        while index < last and note.start_time >= times[index + 1]:
+            index += 1
+        if index == last:
+            break
+        part = parts[index]
+        part.notes.extend([note])
+        part.notes[-1].start_time -= times[index]
+        part.notes[-1].end_time = min(note.end_time, times[index + 1]) - times[index]
+        part.total_time = max(part.total_time, part.notes[-1].end_time)
+
+    def add_at_start(container, event):
+        container.extend([event])
+        container[-1].time = 0.0
+
+    # stateful events: the one in force at a cut starts the next part
+    chords = [a for a in ns.text_annotations if a.annotation_type == text_type.CHORD_SYMBOL]
+    for events, field in ((ns.time_signatures, "time_signatures"), (ns.key_signatures, "key_signatures"),
+                          (ns.tempos, "tempos"), (chords, "text_annotations")):
+        previous, index = None, -1
+        for event in sorted(events, key=lambda e: e.time):
+            if event.time <= times[0]:
+                previous = event
+                continue
+            while index < last and event.time > times[index + 1]:
+                index += 1
+                if index == last:
+                    break
+                if previous is not None:
+                    add_at_start(getattr(parts[index], field), previous)
+            if index == last:
+                break
+            if event.time < times[index + 1]:  # inside the part, not on its end boundary
+                getattr(parts[index], field).extend([event])
+                getattr(parts[index], field)[-1].time -= times[index]
+            previous = event
+        while index < last - 1:
+            index += 1
+            if previous is not None:
+                add_at_start(getattr(parts[index], field), previous)
+
+    # beats stay where they are
+    index = -1
+    for event in sorted((a for a in ns.text_annotations if a.annotation_type == text_type.BEAT),
+                        key=lambda e: e.time):
+        if event.time < times[0]:
+            continue
+        while index < last and event.time >= times[index + 1]:
+            index += 1
+        if index == last:
+            break
+        parts[index].text_annotations.extend([event])
+        parts[index].text_annotations[-1].time -= times[index]
+
+    # pedals, per instrument: their state at a cut starts the next part
+    previous, index = {}, -1
+    for event in sorted((cc for cc in ns.control_changes if cc.control_number in PRESERVED_CONTROLS),
+                        key=lambda e: e.time):
+        if event.time <= times[0]:
+            previous[(event.instrument, event.control_number)] = event
+            continue
+        while index < last and event.time > times[index + 1]:
+            index += 1
+            if index == last:
+                break
+            for held in previous.values():
+                add_at_start(parts[index].control_changes, held)
+        if index == last:
+            break
+        if event.time < times[index + 1]:
+            parts[index].control_changes.extend([event])
+            parts[index].control_changes[-1].time -= times[index]
+        previous[(event.instrument, event.control_number)] = event
+    while index < last - 1:
+        index += 1
+        for held in previous.values():
+            add_at_start(parts[index].control_changes, held)
+
+    for part, start in zip(parts, times[:-1]):
+        part.subsequence_info.start_time_offset = start
+        part.subsequence_info.end_time_offset = ns.total_time - start - part.total_time
+    return parts
+
+
 def split_on_time_changes(ns, stats=None) -> list:
     """`ns` cut where the meter changes (never at tempo changes); times restart at 0 in each part.
 
     Each part starts on the first bar line of its meter, so its bar lines are counted from its start.
     """
-    quiet_third_party()
-    from note_seq import sequences_lib
-
     if not ns.notes:
         raise MelodyError("no_notes", path=ns.filename)
     if all(n.is_drum for n in ns.notes):
@@ -394,7 +516,7 @@ def split_on_time_changes(ns, stats=None) -> list:
     changes = meter_change_times(ns)
     try:
         if changes:
-            segments = sequences_lib.split_note_sequence(ns, changes, skip_splits_inside_notes=False)
+            segments = split_note_sequence(ns, changes)
         else:
             segment = type(ns)()
             segment.CopyFrom(ns)
@@ -425,9 +547,7 @@ def quantize(seg, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, stats=None
     Tempo changes are allowed (a bar is counted in beats); `total_quantized_steps` is the sequence's end
     (`total_time`, e.g. a MIDI file's end-of-track) on the grid. Notes moved onto the grid are counted.
     """
-    quiet_third_party()
-    from note_seq.protobuf import music_pb2
-
+    music_pb2 = protos.music_pb2()
     path = seg.filename
     meters = {_meter(ts) for ts in seg.time_signatures}
     if len(meters) > 1:
@@ -590,10 +710,7 @@ def melody_to_note_sequence(melody: Melody, velocity: int = 90, program: int = 0
 
     Times follow the tempo map; `total_time` is the melody's end (its final bar line for generated melodies).
     """
-    quiet_third_party()
-    from note_seq.protobuf import music_pb2
-
-    ns = music_pb2.NoteSequence()
+    ns = protos.music_pb2().NoteSequence()
     ns.ticks_per_quarter = MIDI_TICKS_PER_QUARTER
     ns.tempos.add(time=0.0, qpm=melody.qpm)
     for step, qpm in melody.tempo_changes:

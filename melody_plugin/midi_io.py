@@ -59,10 +59,9 @@ class MusicFile:
 
 
 def _music_pb2():
-    quiet_third_party()
-    from note_seq.protobuf import music_pb2
+    from melody_plugin.protos import music_pb2
 
-    return music_pb2
+    return music_pb2()
 
 
 class ReadTimeout(InputFileError):
@@ -267,17 +266,126 @@ def _tempos_to_first_track(mid) -> int:
     return len(moved)
 
 
+def _pretty_midi():
+    """pretty_midi, with note-seq's raised tick limit (our own limits are checked before it parses)."""
+    quiet_third_party()
+    import pretty_midi
+
+    # note-seq sets this on import; without it pretty_midi refuses files past 1e7 ticks, below our MAX_TICK
+    pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, 1e10)
+    return pretty_midi
+
+
+# note-seq's defaults for a sequence that has none (note_seq.constants)
+STANDARD_PPQ = 220
+DEFAULT_QPM = 120.0
+
+
+def pretty_midi_to_note_sequence(midi):
+    """A NoteSequence of a parsed PrettyMIDI: note-seq's `midi_to_note_sequence`, field for field, without
+    importing the note-seq package (it pulls in bokeh and pandas: a second of start-up).
+
+    Notes are in instrument order; `total_time` is the last note's end.
+
+    Raises:
+      ValueError: a time signature denominator too large for the proto, or a key signature of an unknown mode.
+    """
+    music_pb2 = _music_pb2()
+    ns = music_pb2.NoteSequence()
+    ns.ticks_per_quarter = midi.resolution
+    ns.source_info.parser = music_pb2.NoteSequence.SourceInfo.PRETTY_MIDI
+    ns.source_info.encoding_type = music_pb2.NoteSequence.SourceInfo.MIDI
+    for ts in midi.time_signature_changes:
+        try:
+            ns.time_signatures.add(time=ts.time, numerator=ts.numerator, denominator=ts.denominator)
+        except ValueError:
+            raise ValueError(f"invalid time signature denominator {ts.denominator}") from None
+    for ks in midi.key_signature_changes:
+        mode = ks.key_number // 12  # pretty_midi numbers minor keys 12-23
+        if mode not in (0, 1):
+            raise ValueError(f"invalid key signature mode {mode}")
+        ns.key_signatures.add(time=ks.time, key=ks.key_number % 12, mode=mode)
+    for time_s, qpm in zip(*midi.get_tempo_changes()):
+        ns.tempos.add(time=time_s, qpm=qpm)
+    notes, bends, controls = [], [], []
+    for index, inst in enumerate(midi.instruments):
+        if inst.name:
+            ns.instrument_infos.add(name=inst.name, instrument=index)
+        who = {"program": inst.program, "instrument": index, "is_drum": inst.is_drum}
+        for note in inst.notes:
+            if not ns.total_time or note.end > ns.total_time:
+                ns.total_time = note.end
+            notes.append((who, note))
+        bends += [(who, bend) for bend in inst.pitch_bends]
+        controls += [(who, cc) for cc in inst.control_changes]
+    for who, note in notes:
+        ns.notes.add(start_time=note.start, end_time=note.end, pitch=note.pitch, velocity=note.velocity, **who)
+    for who, bend in bends:
+        ns.pitch_bends.add(time=bend.time, bend=bend.pitch, **who)
+    for who, cc in controls:
+        ns.control_changes.add(time=cc.time, control_number=cc.number, control_value=cc.value, **who)
+    return ns
+
+
+def note_sequence_to_pretty_midi(ns):
+    """A PrettyMIDI of a NoteSequence: note-seq's `note_sequence_to_pretty_midi`, without the note-seq package.
+
+    Instrument 0 holds the time and key signatures; one instrument per (instrument, program, is_drum) of the
+    notes, pitch bends and control changes, in that order. The tempo map is rebuilt from `ns.tempos`.
+    """
+    pretty_midi = _pretty_midi()
+    initial = next((t for t in ns.tempos if t.time == 0), None)  # the list is not guaranteed to be in order
+    pm = pretty_midi.PrettyMIDI(resolution=ns.ticks_per_quarter or STANDARD_PPQ,
+                                initial_tempo=initial.qpm if initial else DEFAULT_QPM)
+    instrument = pretty_midi.Instrument(0)
+    pm.instruments.append(instrument)
+    for ts in ns.time_signatures:
+        pm.time_signature_changes.append(pretty_midi.TimeSignature(ts.numerator, ts.denominator, ts.time))
+    for ks in ns.key_signatures:
+        key_number = ks.key + (12 if ks.mode == ks.MINOR else 0)
+        pm.key_signature_changes.append(pretty_midi.KeySignature(key_number, ks.time))
+    for tempo in ns.tempos:
+        if tempo == initial:  # already in the constructor
+            continue
+        # pretty_midi cannot add a tempo change; note-seq extends its private tick scales the same way
+        tick = pm.time_to_tick(tempo.time)
+        pm._tick_scales.append((tick, 60.0 / (pm.resolution * tempo.qpm)))
+        pm._update_tick_to_time(0)
+    names = {info.instrument: info.name for info in ns.instrument_infos}
+    events = {}
+    for note in ns.notes:
+        events.setdefault((note.instrument, note.program, note.is_drum), ([], [], []))[0].append(
+            pretty_midi.Note(note.velocity, note.pitch, note.start_time, note.end_time))
+    for bend in ns.pitch_bends:
+        events.setdefault((bend.instrument, bend.program, bend.is_drum), ([], [], []))[1].append(
+            pretty_midi.PitchBend(bend.bend, bend.time))
+    for cc in ns.control_changes:
+        events.setdefault((cc.instrument, cc.program, cc.is_drum), ([], [], []))[2].append(
+            pretty_midi.ControlChange(cc.control_number, cc.control_value, cc.time))
+    for (index, program, is_drum), (notes, bends, controls) in sorted(events.items()):
+        if index > 0:
+            name = "Drums" if is_drum else pretty_midi.program_to_instrument_name(program)
+            instrument = pretty_midi.Instrument(program, is_drum, name)
+            pm.instruments.append(instrument)
+        else:  # instrument 0 is the one made above (several keys with index 0 all land on it, as in note-seq)
+            instrument.is_drum = is_drum
+        instrument.program = program
+        if index in names:
+            instrument.name = names[index]
+        instrument.notes, instrument.pitch_bends, instrument.control_changes = notes, bends, controls
+    return pm
+
+
 def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):
-    """Checks MIDI bytes and converts them with note-seq. Returns (NoteSequence, warnings)."""
+    """Checks MIDI bytes and converts them as note-seq does (through pretty_midi). Returns (NoteSequence,
+    warnings)."""
     warnings, data = _check_midi_structure(path, data)
     event_warnings, data, end_quarters = _check_midi_events(path, data)
     warnings += event_warnings
-    quiet_third_party()
-    from note_seq import midi_io as ns_midi_io
-
+    pretty_midi = _pretty_midi()
     try:
-        ns = ns_midi_io.midi_to_note_sequence(data)
-    except Exception as e:  # note-seq's MIDIConversionError, or pretty_midi's own errors
+        ns = pretty_midi_to_note_sequence(pretty_midi.PrettyMIDI(io.BytesIO(data)))
+    except Exception as e:  # pretty_midi's own errors, or a signature the proto cannot hold
         raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
     ns.filename = str(path)
     # note-seq ends a sequence with its last note; the file lasts to its end-of-track (a final rest is music)
@@ -653,15 +761,12 @@ def note_sequence_to_midi_bytes(ns) -> bytes:
     a rest lasts to its final bar line, so players and DAWs loop it at the right length, and reading it back as a
     primer continues there).
     """
-    quiet_third_party()
-    from note_seq import midi_io as ns_midi_io
-
     import mido
 
     if not ns.ticks_per_quarter or ns.ticks_per_quarter % 12:
         ns = type(ns).FromString(ns.SerializeToString())
         ns.ticks_per_quarter = 480
-    pm = ns_midi_io.note_sequence_to_pretty_midi(ns)
+    pm = note_sequence_to_pretty_midi(ns)
     buffer = io.BytesIO()
     pm.write(buffer)
     mid = mido.MidiFile(file=io.BytesIO(buffer.getvalue()))

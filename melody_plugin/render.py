@@ -115,9 +115,9 @@ def piano_roll_figure(melody: Melody, primer_steps: int = 0, title: str = ""):
 
 def wav_bytes(note_sequence, sample_rate: int = 22050) -> bytes:
     """16-bit mono WAV of a NoteSequence, synthesized with pretty_midi (sine waves; no soundfont needed)."""
-    from note_seq import midi_io as ns_midi_io
+    from melody_plugin.midi_io import note_sequence_to_pretty_midi
 
-    pm = ns_midi_io.note_sequence_to_pretty_midi(note_sequence)
+    pm = note_sequence_to_pretty_midi(note_sequence)
     audio = pm.synthesize(fs=sample_rate)
     peak = float(np.abs(audio).max()) if audio.size else 0.0
     if peak > 0:
