@@ -1,21 +1,26 @@
-"""Whole melodies -> how well a model predicts them: bits per note, perplexity, accuracy.
+"""Whole melodies -> how well a model predicts them: bits per note, perplexity, accuracy; and generated melodies
+-> how much they sound like references.
 
 Entry points: `score_sequences(model, sequences, vocab) -> dict`, `evaluate_input(generator, input_path) -> dict`
-(behind `melody_evaluate`). Every melody is scored from its start token on, with the hidden state carried
-through the whole melody (no windows). Unknown notes are scored through the `<unk>` token and counted. A model
-with meter features is fed each token's bar position and bar length, from the melody's true durations (an
-`<unk>` note lasts its own duration).
+(behind `melody_evaluate`), `evaluate_continuations(generated_dir, references_dir) -> dict` (behind
+`melody_evaluate --generated --references`; the figures are continuation.py's). Every melody is scored from its
+start token on, with the hidden state carried through the whole melody (no windows). Unknown notes are scored
+through the `<unk>` token and counted. A model with meter features is fed each token's bar position and bar
+length, from the melody's true durations (an `<unk>` note lasts its own duration).
 """
 
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 
-from melody_plugin import corpus as corpus_lib
+from melody_plugin import continuation, corpus as corpus_lib, melody as melody_lib, midi_io
+from melody_plugin.melody import Melody
 from melody_plugin.numpy_model import LN2, log_softmax
-from melody_plugin.errors import MelodyPluginError
+from melody_plugin.errors import InputFileError, MelodyPluginError
 from melody_plugin.vocab import PAD, START, UNK, Vocabulary, meter_features
 
 
@@ -130,3 +135,115 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     scores["skipped_files"] = skipped[:20]  # the first 20, each with its reason
     scores["melodies"] = len(sequences)
     return scores
+
+
+# --- continuations against references (melody_evaluate --generated --references)
+
+_OUTPUT_INDEX = re.compile(r"^(?P<stem>.+?)(?:_cont)?_\d+$")  # melody_generate writes PRIMER_cont_001.mid
+
+
+def _melody_of_file(path, steps_per_quarter: int, policy: str) -> Melody:
+    """The first melody of a music file (the melody track, the first constant-meter part)."""
+    music = midi_io.read_music_file(path)
+    return melody_lib.melodies_from_note_sequence(music.sequences[0], steps_per_quarter, policy).melodies[0]
+
+
+def _files_by_name(folder) -> dict[str, Path]:
+    """A folder's music files by their path inside it, without the extension ("sub/tune"); first in name order."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputFileError(root, "not a folder")
+    named = {}
+    for path in midi_io.list_music_files(root):
+        named.setdefault(path.relative_to(root).with_suffix("").as_posix(), path)
+    return named
+
+
+def pair_by_name(generated: dict[str, Path], references: dict[str, Path]) -> tuple[dict, list[str]]:
+    """({reference name: [generated names]}, generated names without a reference).
+
+    A generated file pairs with the reference of the same name, else with the reference its name continues
+    with `_cont_NNN` or `_NNN` (melody_generate's numbering): `tune.mid` and `tune_cont_002.mid` both score
+    against references/tune.mid.
+    """
+    pairs, unpaired = {}, []
+    for name in sorted(generated):
+        match = _OUTPUT_INDEX.match(name)
+        reference = name if name in references else (match["stem"] if match else None)
+        if reference in references:
+            pairs.setdefault(reference, []).append(name)
+        else:
+            unpaired.append(name)
+    return pairs, unpaired
+
+
+def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
+                           steps_per_quarter: int = melody_lib.DEFAULT_STEPS_PER_QUARTER,
+                           policy: str = "highest") -> dict:
+    """Scores a folder of generated melodies against a folder of references, as scripts/benchmark_continuation.py.
+
+    Files pair by name (`pair_by_name`); each generated melody is compared with its reference
+    (`continuation.compare`: pitch-class, interval and duration histogram overlaps, notes per bar), the figures
+    are averaged per reference (tune), then over tunes. A file on one side only, or one that cannot be read, is
+    listed with the reason and counted, and the rest is scored.
+
+    Args:
+      skip_bars: bars dropped from the start of every generated melody first, e.g. the primer's when
+        melody_generate ran without --continuation_only.
+
+    Raises:
+      EvaluationError: no pair could be scored at all.
+      InputFileError: a folder that is not there.
+    """
+    if skip_bars < 0:
+        raise EvaluationError(f"skip_bars must be >= 0, got {skip_bars}")
+    generated, references = _files_by_name(generated_dir), _files_by_name(references_dir)
+    pairs, unpaired = pair_by_name(generated, references)
+    missing = sorted(set(references) - set(pairs))
+    skipped, tune_scores, scored_pairs = [], [], 0
+    for name, outputs in pairs.items():
+        try:
+            reference = _melody_of_file(references[name], steps_per_quarter, policy)
+        except MelodyPluginError as e:
+            skipped.append({"file": str(references[name]), "reason": _reason(e, references[name])})
+            continue
+        scores = []
+        for output in outputs:
+            path = generated[output]
+            try:
+                melody = _melody_of_file(path, steps_per_quarter, policy)
+                spb = melody.steps_per_bar
+                if melody.total_steps <= skip_bars * spb:
+                    raise continuation.ContinuationError(f"{melody.total_steps / spb:g} bars, nothing left after "
+                                                         f"skipping {skip_bars}")
+                melody = continuation.slice_steps(melody, skip_bars * spb, melody.total_steps)
+                scores.append(continuation.compare(melody, reference))
+            except MelodyPluginError as e:
+                skipped.append({"file": str(path), "reason": _reason(e, path)})
+        if scores:
+            tune_scores.append(continuation.average(scores))
+            scored_pairs += len(scores)
+    if not tune_scores:
+        raise EvaluationError(f"{generated_dir}: no generated melody could be scored against {references_dir} "
+                              f"({len(generated)} generated, {len(references)} references, "
+                              f"{sum(map(len, pairs.values()))} paired, {len(skipped)} unreadable)")
+    result = continuation.average(tune_scores)
+    result.update({
+        "tunes": len(tune_scores),
+        "pairs": scored_pairs,
+        "unpaired_generated": len(unpaired),
+        "unpaired_references": len(missing),
+        "skipped": len(skipped),
+        # the first 20 of each, with the reason
+        "unpaired_files": ([{"file": str(generated[n]), "reason": "no reference of this name"} for n in unpaired]
+                           + [{"file": str(references[n]), "reason": "no generated file of this name"}
+                              for n in missing])[:20],
+        "skipped_files": skipped[:20],
+    })
+    return result
+
+
+def _reason(error: Exception, path) -> str:
+    """An error's message without the file name in front (the caller lists the file)."""
+    text = str(error)
+    return text.split(": ", 1)[1] if text.startswith(f"{path}: ") else text

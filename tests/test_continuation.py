@@ -1,0 +1,282 @@
+"""Melody vs melody: every histogram, overlap and bar cut against values written out by hand from the notes.
+
+Melodies are on the default grid of 12 steps per quarter: a quarter is 12 steps, a half 24, an eighth 6.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, write_mido_file
+from melody_plugin import continuation, evaluate, registry
+from melody_plugin.generator import MelodyGenerator
+from melody_plugin.melody import REST, Melody, Note
+from melody_plugin.sampler import SamplingOptions
+from melody_plugin.vocab import Vocabulary
+
+C4, D4, E4, F4, G4, A4, B4, C6 = 60, 62, 64, 65, 67, 69, 71, 84
+
+
+def _melody(notes, time_signature=(4, 4), qpm=120.0, tempo_changes=()):
+    return Melody(tuple(Note(p, d) for p, d in notes), 12, time_signature, qpm, tempo_changes=tempo_changes)
+
+
+def _pairs(melody):
+    return [(n.pitch, n.duration_steps) for n in melody.notes]
+
+
+# C D E F in quarters, and C C G (quarter, quarter, half): one bar of 4/4 each
+CDEF = _melody([(C4, 12), (D4, 12), (E4, 12), (F4, 12)])
+CCG = _melody([(C4, 12), (C4, 12), (G4, 24)])
+
+
+def test_histograms_of_c_d_e_f_and_c_c_g():
+    assert continuation.pitch_class_histogram(CDEF) == {0: 0.25, 2: 0.25, 4: 0.25, 5: 0.25}
+    assert continuation.pitch_class_histogram(CCG) == pytest.approx({0: 2 / 3, 7: 1 / 3})
+    assert continuation.interval_histogram(CDEF) == pytest.approx({1: 1 / 3, 2: 2 / 3})  # +2 +2 +1
+    assert continuation.interval_histogram(CCG) == {0: 0.5, 7: 0.5}
+    assert continuation.duration_histogram(CDEF) == {12: 1.0}
+    assert continuation.duration_histogram(CCG) == pytest.approx({12: 2 / 3, 24: 1 / 3})
+
+
+def test_compare_c_d_e_f_with_c_c_g():
+    scores = continuation.compare(CCG, CDEF)
+    assert scores == pytest.approx({
+        "pitch_class_overlap": 0.25,  # only C in common: min(2/3, 1/4)
+        "interval_overlap": 0.0,  # {0, +7} against {+1, +2}
+        "duration_overlap": 2 / 3,  # quarters: min(2/3, 1)
+        "notes_per_bar": 3.0,
+        "reference_notes_per_bar": 4.0,
+        "notes_per_bar_error": 1.0,
+    })
+    assert continuation.compare(CDEF, CDEF)["pitch_class_overlap"] == 1.0
+
+
+def test_rests_are_skipped_and_wide_intervals_clipped():
+    # C4, rest, E4, C6, C4: intervals +4 (over the rest), +20 -> +12, -24 -> -12; rests in no histogram
+    melody = _melody([(C4, 6), (REST, 6), (E4, 12), (C6, 12), (C4, 12)])
+    assert continuation.interval_histogram(melody) == pytest.approx({-12: 1 / 3, 4: 1 / 3, 12: 1 / 3})
+    assert continuation.pitch_class_histogram(melody) == pytest.approx({0: 3 / 4, 4: 1 / 4})
+    assert continuation.duration_histogram(melody) == pytest.approx({6: 1 / 4, 12: 3 / 4})
+    assert continuation.notes_per_bar(melody) == 4.0  # 48 steps = 1 bar, 4 onsets
+
+
+def test_histograms_take_plain_note_lists():
+    notes = [Note(D4, 12), Note(REST, 12), Note(D4 + 12, 24)]  # an octave leap over a rest
+    assert continuation.interval_histogram(notes) == {12: 1.0}
+    assert continuation.pitch_class_histogram(notes) == {2: 1.0}
+
+
+def test_overlap_of_empty_histograms():
+    assert continuation.overlap({}, {}) == 1.0  # nothing against nothing
+    assert continuation.overlap({}, {0: 1.0}) == 0.0
+    assert continuation.overlap({0: 1.0}, {}) == 0.0
+    silence = _melody([(REST, 48)])
+    assert continuation.compare(silence, CDEF)["pitch_class_overlap"] == 0.0
+    assert continuation.notes_per_bar(silence) == 0.0
+
+
+def test_score_tune_averages_its_continuations():
+    scores = continuation.score_tune([CCG, CDEF], CDEF)
+    assert scores["pitch_class_overlap"] == pytest.approx((0.25 + 1) / 2)
+    assert scores["interval_overlap"] == pytest.approx(0.5)
+    assert scores["duration_overlap"] == pytest.approx((2 / 3 + 1) / 2)
+    assert scores["notes_per_bar"] == pytest.approx(3.5)
+    assert scores["notes_per_bar_error"] == pytest.approx(0.5)
+
+
+def test_compare_refuses_different_grids():
+    other = Melody((Note(C4, 4),), 4)
+    with pytest.raises(continuation.ContinuationError, match="steps per quarter"):
+        continuation.compare(other, CDEF)
+
+
+# --- bar cuts, one meter each
+
+def test_split_in_4_4_cuts_a_held_note_at_the_bar_line():
+    # bar 1: C half, D from beat 3 held 3 beats (into bar 2); bar 2: E from beat 2, 3 beats; then F
+    melody = _melody([(C4, 24), (D4, 36), (E4, 36), (F4, 12)])
+    primer, reference = continuation.split_primer_reference(melody, 1, 1)
+    assert _pairs(primer) == [(C4, 24), (D4, 24)]
+    assert _pairs(reference) == [(REST, 12), (E4, 36)]  # D's tail is no new onset
+
+
+def test_split_in_3_4():
+    # bars of 36 steps: C dotted half | D quarter, E half | G dotted half | A dotted half
+    melody = _melody([(C4, 36), (D4, 12), (E4, 24), (G4, 36), (A4, 36)], time_signature=(3, 4))
+    primer, reference = continuation.split_primer_reference(melody, 2, 1)
+    assert _pairs(primer) == [(C4, 36), (D4, 12), (E4, 24)]
+    assert _pairs(reference) == [(G4, 36)]
+    assert primer.time_signature == reference.time_signature == (3, 4)
+
+
+def test_split_in_6_8_keeps_a_pickup_bar_and_drops_a_silent_bar():
+    # a silent bar, then a pickup bar (5 eighths of rest, one eighth D), then two bars of 6/8 (36 steps each)
+    pickup_and_tune = [(REST, 30), (D4, 6), (E4, 18), (F4, 18), (G4, 36), (A4, 12), (B4, 24)]
+    for leading in ([], [(REST, 36)]):
+        melody = _melody(leading + pickup_and_tune, time_signature=(6, 8))
+        primer, reference = continuation.split_primer_reference(melody, 1, 2)
+        assert _pairs(primer) == [(REST, 30), (D4, 6)]
+        assert _pairs(reference) == [(E4, 18), (F4, 18), (G4, 36)]
+    # the silent bar given as one long rest: the part in the pickup bar is kept
+    melody = _melody([(REST, 66)] + pickup_and_tune[1:], time_signature=(6, 8))
+    assert _pairs(continuation.split_primer_reference(melody, 1, 2)[0]) == [(REST, 30), (D4, 6)]
+
+
+def test_split_in_5_4_and_a_tune_too_short():
+    # bars of 60 steps: five quarters | D half, E dotted half
+    melody = _melody([(C4, 12)] * 5 + [(D4, 24), (E4, 36)], time_signature=(5, 4))
+    primer, reference = continuation.split_primer_reference(melody, 1, 1)
+    assert _pairs(primer) == [(C4, 12)] * 5
+    assert _pairs(reference) == [(D4, 24), (E4, 36)]
+    with pytest.raises(continuation.ContinuationError, match="too short: 2 bars, needs 3"):
+        continuation.split_primer_reference(melody, 1, 2)
+
+
+def test_slice_keeps_the_tempo_in_force():
+    melody = _melody([(C4, 48)] * 3, qpm=120.0, tempo_changes=((48, 90.0), (100, 80.0)))
+    assert continuation.slice_steps(melody, 0, 48).qpm == 120.0
+    assert continuation.slice_steps(melody, 0, 48).tempo_changes == ()
+    later = continuation.slice_steps(melody, 48, 144)
+    assert (later.qpm, later.tempo_changes) == (90.0, ((52, 80.0),))
+
+
+# --- the copy baseline
+
+def test_copy_primer_repeats_the_bars_in_3_4():
+    primer = _melody([(C4, 36), (D4, 12), (E4, 24)], time_signature=(3, 4))  # 2 bars
+    copied = continuation.copy_primer(primer, 5)  # bars 1 2 1 2 1
+    assert _pairs(copied) == [(C4, 36), (D4, 12), (E4, 24), (C4, 36), (D4, 12), (E4, 24), (C4, 36)]
+    assert copied.total_steps == 5 * 36 and copied.time_signature == (3, 4)
+    assert _pairs(continuation.copy_primer(primer, 1)) == [(C4, 36)]
+
+
+def test_copy_primer_cuts_a_held_note_at_the_last_bar_line():
+    # 2 bars of 4/4; D is held across the bar line (steps 36..84)
+    primer = _melody([(C4, 36), (D4, 48), (E4, 12)], qpm=100.0, tempo_changes=((48, 80.0),))
+    copied = continuation.copy_primer(primer, 3)
+    assert _pairs(copied) == [(C4, 36), (D4, 48), (E4, 12), (C4, 36), (D4, 12)]
+    assert copied.total_steps == 3 * 48
+    assert (copied.qpm, copied.tempo_changes) == (80.0, ())  # the primer's final tempo, as a continuation
+
+
+def test_copy_primer_needs_whole_bars():
+    with pytest.raises(continuation.ContinuationError, match="whole bars"):
+        continuation.copy_primer(_melody([(C4, 36)]), 2)
+
+
+def test_a_cut_primer_is_continued_bar_for_bar_with_its_reference():
+    """What scripts/benchmark_continuation.py relies on: the primer ends on a bar line, so a continuation of M
+    bars has no leading rest and as many steps as the M-bar reference (random weights: any model will do)."""
+    vocab = Vocabulary(((REST, 12), (C4, 12), (D4, 12), (E4, 24), (G4, 36)), 12)
+    config = registry.with_hparams(registry.get_config("char_lstm"), "rnn_layer_sizes=[8],embedding_size=4")
+    rng = np.random.default_rng(3)
+    weights = {
+        "embedding": rng.normal(0, 1, (len(vocab), 4)).astype(np.float32),
+        "lstm_0/kernel": rng.normal(0, 0.8, (4, 32)).astype(np.float32),
+        "lstm_0/recurrent_kernel": rng.normal(0, 0.8, (8, 32)).astype(np.float32),
+        "lstm_0/bias": rng.normal(0, 0.5, 32).astype(np.float32),
+        "logits/kernel": rng.normal(0, 1.5, (8, len(vocab))).astype(np.float32),
+        "logits/bias": rng.normal(0, 0.5, len(vocab)).astype(np.float32),
+    }
+    generator = MelodyGenerator(config, vocab, weights, source="random")
+    tune = _melody([(C4, 36), (D4, 12), (E4, 24), (G4, 36), (C4, 12), (D4, 24)] * 2, time_signature=(3, 4))
+    primer, reference = continuation.split_primer_reference(tune, 2, 3)
+    outputs = generator.generate(primer, num_bars=3, num_outputs=2, sampling=SamplingOptions(seed=5),
+                                 continuation_only=True)
+    for g in outputs:
+        assert g.primer_steps == 0 and g.melody.total_steps == reference.total_steps == 3 * 36
+        assert 0.0 <= continuation.compare(g.melody, reference)["interval_overlap"] <= 1.0
+
+
+# --- melody_evaluate --generated --references, on MIDI files written with mido
+
+Q = 480  # ticks per quarter
+
+
+def _write(path, notes):
+    """One bar of 4/4 at 120 qpm from (pitch or None, quarters), written by mido; the file ends on the bar line."""
+    ticks, t = [], 0
+    for pitch, quarters in notes:
+        if pitch is not None:
+            ticks.append((pitch, t, t + int(quarters * Q)))
+        t += int(quarters * Q)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_mido_file(path, ticks, tempos=((0, 120),), end_tick=4 * Q)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    gen, refs = tmp_path / "generated", tmp_path / "references"
+    _write(refs / "tune_a.mid", [(C4, 1), (D4, 1), (E4, 1), (F4, 1)])
+    _write(refs / "tune_b.mid", [(G4, 2), (A4, 2)])
+    _write(refs / "tune_c.mid", [(C4, 4)])  # nothing generated for it
+    _write(gen / "tune_a_cont_001.mid", [(C4, 1), (C4, 1), (G4, 2)])
+    _write(gen / "tune_a_cont_002.mid", [(C4, 1), (D4, 1), (E4, 1), (F4, 1)])  # the reference itself
+    _write(gen / "tune_b.mid", [(G4, 1), (None, 1), (B4, 2)])
+    _write(gen / "stray.mid", [(C4, 4)])  # no reference of this name
+    (gen / "tune_b_cont_001.mid").write_text("not a MIDI file")
+    return gen, refs
+
+
+# By hand. tune_a: against C D E F, C C G scores pitch classes 1/4, intervals 0, durations 2/3, 3 notes/bar, and
+# C D E F scores 1, 1, 1, 4 notes/bar: means 0.625, 0.5, 5/6, 3.5 (reference 4, error 0.5).
+# tune_b: G, rest, B against G A (halves): pitch classes {7, 11} vs {7, 9}: 1/2; intervals {+4} vs {+2}: 0;
+# durations {12, 24} vs {24}: 1/2; 2 notes/bar against 2 (error 0).
+EXPECTED = {
+    "pitch_class_overlap": (0.625 + 0.5) / 2,
+    "interval_overlap": (0.5 + 0.0) / 2,
+    "duration_overlap": (5 / 6 + 0.5) / 2,
+    "notes_per_bar": (3.5 + 2) / 2,
+    "reference_notes_per_bar": (4 + 2) / 2,
+    "notes_per_bar_error": (0.5 + 0) / 2,
+}
+
+
+def test_evaluate_continuations_pairs_by_name_and_counts_what_is_missing(folders):
+    gen, refs = folders
+    scores = evaluate.evaluate_continuations(gen, refs)
+    for name, value in EXPECTED.items():
+        assert scores[name] == pytest.approx(value), name
+    assert (scores["tunes"], scores["pairs"]) == (2, 3)
+    assert (scores["unpaired_generated"], scores["unpaired_references"], scores["skipped"]) == (1, 1, 1)
+    assert {(f["file"], f["reason"]) for f in scores["unpaired_files"]} == {
+        (str(gen / "stray.mid"), "no reference of this name"),
+        (str(refs / "tune_c.mid"), "no generated file of this name")}
+    assert [f["file"] for f in scores["skipped_files"]] == [str(gen / "tune_b_cont_001.mid")]
+    assert "MIDI" in scores["skipped_files"][0]["reason"]
+
+
+def test_evaluate_continuations_skips_the_primer_bars(folders, tmp_path):
+    gen, refs = folders
+    two_bars = tmp_path / "with_primer"
+    two_bars.mkdir()
+    # bar 1 is the primer (four Bs), bar 2 the continuation C C G
+    write_mido_file(two_bars / "tune_a.mid",
+                    [(B4, 0, Q), (B4, Q, 2 * Q), (B4, 2 * Q, 3 * Q), (B4, 3 * Q, 4 * Q),
+                     (C4, 4 * Q, 5 * Q), (C4, 5 * Q, 6 * Q), (G4, 6 * Q, 8 * Q)], tempos=((0, 120),), end_tick=8 * Q)
+    scores = evaluate.evaluate_continuations(two_bars, refs, skip_bars=1)
+    assert scores["pitch_class_overlap"] == pytest.approx(0.25) and scores["notes_per_bar"] == 3.0
+    with pytest.raises(evaluate.EvaluationError, match="no generated melody could be scored"):
+        evaluate.evaluate_continuations(two_bars, refs, skip_bars=2)  # nothing left after 2 bars
+
+
+def test_pairing_prefers_the_exact_name():
+    refs = {"reel_1": "r1", "reel": "r"}
+    pairs, unpaired = evaluate.pair_by_name({"reel_1": 0, "reel_2": 0, "reel_cont_003": 0, "jig_cont_001": 0}, refs)
+    assert pairs == {"reel_1": ["reel_1"], "reel": ["reel_2", "reel_cont_003"]}
+    assert unpaired == ["jig_cont_001"]
+
+
+def test_melody_evaluate_generated_references(folders):
+    gen, refs = folders
+    proc = run_cli("melody_evaluate", f"--generated={gen}", f"--references={refs}", check=True)
+    scores = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name, value in EXPECTED.items():
+        assert scores[name] == pytest.approx(value, abs=1e-4), name
+    assert (scores["unpaired_generated"], scores["unpaired_references"], scores["skipped"]) == (1, 1, 1)
+    bad = run_cli("melody_evaluate", f"--generated={gen}")
+    assert bad.returncode == 2 and "--generated and --references go together" in bad.stderr
+    nothing = run_cli("melody_evaluate", f"--generated={refs / 'tune_c.mid'}", f"--references={refs}")
+    assert nothing.returncode == 2 and nothing.stderr.strip().endswith(f"{refs / 'tune_c.mid'}: not a folder")
