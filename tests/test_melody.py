@@ -293,3 +293,57 @@ def test_modal_key_signatures_keep_their_tonic_and_third(mode, minor):
     ns.key_signatures.add(time=0.0, key=9, mode=mode)  # A major, minor, mixolydian, dorian, phrygian, lydian, locrian
     m = melody_from_note_sequence(ns)
     assert (m.key, m.minor) == (9, minor)
+
+
+def rich_sequence():
+    """Everything split_note_sequence handles: notes across the cuts, meter/key/tempo changes (some on a cut),
+    chord symbols, beats, pedals and other controls, pitch bends, a rest at the end."""
+    ns = make_sequence([(60, 0, 1.5), (62, 1.5, 4.25), (64, 4.25, 4.5), (65, 6, 9), (67, 9, 10), (48, 0, 12)],
+                       time_signature=(4, 4), qpm=100, key=0)
+    ns.notes[-1].instrument, ns.notes[-1].program = 1, 33
+    ns.time_signatures.add(time=2.4, numerator=3, denominator=4)
+    ns.time_signatures.add(time=5.4, numerator=6, denominator=8)
+    ns.key_signatures.add(time=3.0, key=7, mode=1)
+    ns.tempos.add(time=2.4, qpm=90)
+    ns.tempos.add(time=4.0, qpm=75)
+    text = type(ns).TextAnnotation
+    for time, chord in ((0.0, "C"), (1.9, "G7"), (2.4, "Am"), (6.0, "F")):
+        ns.text_annotations.add(time=time, text=chord, annotation_type=text.CHORD_SYMBOL)
+    for time in (0.0, 0.6, 2.4, 3.0, 6.6):
+        ns.text_annotations.add(time=time, annotation_type=text.BEAT)
+    ns.text_annotations.add(time=1.0, text="lyric", annotation_type=text.UNKNOWN)
+    ns.control_changes.add(time=0.5, control_number=64, control_value=127, instrument=0)
+    ns.control_changes.add(time=1.0, control_number=64, control_value=0, instrument=1)
+    ns.control_changes.add(time=3.5, control_number=67, control_value=90, instrument=0)
+    ns.control_changes.add(time=2.0, control_number=7, control_value=100)
+    ns.pitch_bends.add(time=1.2, bend=300)
+    ns.total_time = 8.5
+    return ns
+
+
+@pytest.mark.parametrize("cuts", [[2.4, 5.4], [2.4], [1.0, 2.4, 5.4, 8.0], [0.6, 0.6, 3.0], [9.0]])
+def test_split_note_sequence_equals_note_seqs(cuts):
+    from note_seq import sequences_lib
+
+    from melody_plugin.melody import split_note_sequence
+
+    ns = rich_sequence()
+    before = ns.SerializeToString()
+    ours = split_note_sequence(ns, cuts)
+    theirs = sequences_lib.split_note_sequence(ns, cuts, skip_splits_inside_notes=False)
+    assert len(ours) == len(theirs) == len([c for c in cuts if c < ns.total_time]) + 1
+    assert ours == theirs  # every field of every part
+    assert ns.SerializeToString() == before  # the input is not touched
+
+
+def test_split_note_sequence_refuses_what_note_seq_refuses():
+    from note_seq import sequences_lib
+
+    from melody_plugin.melody import split_note_sequence
+
+    ns = rich_sequence()
+    for cuts in ([8.5, 9.0], [-1.0]):
+        with pytest.raises(ValueError):
+            sequences_lib.split_note_sequence(ns, cuts, skip_splits_inside_notes=False)
+        with pytest.raises(ValueError):
+            split_note_sequence(ns, cuts)

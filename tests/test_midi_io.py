@@ -299,3 +299,164 @@ def test_tempo_events_in_a_later_track_are_read(tmp_path):
     m = melodies_from_note_sequence(midi_io.read_music_file(tmp_path / "t1.mid").sequences[0]).melodies[0]
     assert [n.duration_steps for n in m.notes] == [12] * 8
     assert [(step, round(qpm, 3)) for step, qpm in m.tempo_changes] == [(24, 70.0)]
+
+
+# --- our MIDI <-> NoteSequence conversion against note-seq's (the generation path must not import note-seq)
+
+def mido_midi_bytes(tracks, ticks_per_quarter=480, fmt=1) -> bytes:
+    """A MIDI file written with mido from per-track lists of (tick, message), each track ended at its own tick."""
+    import mido
+
+    mid = mido.MidiFile(type=fmt, ticks_per_beat=ticks_per_quarter)
+    for events in tracks:
+        track, tick = mido.MidiTrack(), 0
+        *body, (end_tick, end) = sorted(events, key=lambda e: e[0])  # stable: equal ticks keep their order
+        for at, msg in body + [(end_tick, end)]:
+            track.append(msg.copy(time=at - tick))
+            tick = at
+        mid.tracks.append(track)
+    buffer = io.BytesIO()
+    mid.save(file=buffer)
+    return buffer.getvalue()
+
+
+def conversion_cases():
+    """MIDI files as other tools write them: tempo maps, several tracks, odd resolutions, meter and key changes,
+    drums, pitch bends, pedals, and an end-of-track well after the last note."""
+    import mido
+
+    def meta(kind, **kw):
+        return mido.MetaMessage(kind, **kw)
+
+    def on(ch, pitch, vel=80):
+        return mido.Message("note_on", channel=ch, note=pitch, velocity=vel)
+
+    def off(ch, pitch):
+        return mido.Message("note_off", channel=ch, note=pitch, velocity=0)
+
+    def tempo(qpm):
+        return meta("set_tempo", tempo=mido.bpm2tempo(qpm))
+
+    eot = meta("end_of_track")
+    # 96 ticks per quarter: 4/4 -> 3/4 at bar 2, C major -> E minor, three tempos, two programs, a long final rest
+    t96 = 96
+    conductor = [(0, meta("track_name", name="conductor")), (0, meta("time_signature", numerator=4, denominator=4)),
+                 (0, meta("key_signature", key="C")), (0, tempo(120)), (2 * t96, tempo(90)),
+                 (4 * t96, meta("time_signature", numerator=3, denominator=4)),
+                 (4 * t96, meta("key_signature", key="Em")),
+                 (7 * t96, tempo(140.5)), (20 * t96, eot)]
+    lead = [(0, meta("track_name", name="flute")), (0, mido.Message("program_change", channel=0, program=73))]
+    for i, pitch in enumerate((72, 74, 76, 77, 79, 81, 83)):
+        lead += [(i * t96 + 1, on(0, pitch, 60 + i)), ((i + 1) * t96 - 5, off(0, pitch))]
+    bass = [(0, mido.Message("program_change", channel=1, program=33))]
+    bass += [(0, on(1, 36)), (3 * t96, off(1, 36)), (3 * t96, on(1, 43)), (7 * t96 + 17, off(1, 43))]
+    yield "tpq96_tempo_map_meter_and_key_changes", mido_midi_bytes(
+        [conductor, lead + [(9 * t96, eot)], bass + [(12 * t96, eot)]], t96)
+
+    # 1000 ticks per quarter: 6/8 -> 7/8, Bb major -> G minor, drums on channel 10, pitch bend and sustain pedal
+    t = 1000
+    conductor = [(0, meta("time_signature", numerator=6, denominator=8)), (0, meta("key_signature", key="Bb")),
+                 (0, tempo(96)), (3 * t, meta("time_signature", numerator=7, denominator=8)),
+                 (3 * t, meta("key_signature", key="Gm")), (3 * t, tempo(72)), (11 * t, eot)]
+    melody = [(0, mido.Message("program_change", channel=2, program=0))]
+    for i, pitch in enumerate((67, 70, 74, 72, 70, 69, 67, 66)):
+        melody += [(i * 750, on(2, pitch)), (i * 750 + 700, off(2, pitch))]
+    melody += [(500, mido.Message("pitchwheel", channel=2, pitch=2048)),
+               (1500, mido.Message("pitchwheel", channel=2, pitch=-300)),
+               (0, mido.Message("control_change", channel=2, control=64, value=127)),
+               (2000, mido.Message("control_change", channel=2, control=64, value=0)),
+               (2100, mido.Message("control_change", channel=2, control=7, value=100))]
+    drums = [(0, meta("track_name", name="kit"))]
+    for i in range(12):
+        drums += [(i * 500, on(9, 36 if i % 2 == 0 else 38, 100)), (i * 500 + 100, on(9, 42, 50)),
+                  (i * 500 + 120, off(9, 36 if i % 2 == 0 else 38)), (i * 500 + 130, off(9, 42))]
+    yield "tpq1000_compound_meter_drums_bends_pedal", mido_midi_bytes(
+        [conductor, melody + [(6 * t + 333, eot)], drums + [(6 * t, eot)]], t)
+
+    # format 0, 220 ticks: every channel in one track, note_on velocity 0 as note-off, a repeated pitch
+    t = 220
+    events = [(0, tempo(100)), (0, meta("time_signature", numerator=2, denominator=2)),
+              (0, meta("key_signature", key="F#m")), (0, mido.Message("program_change", channel=3, program=40))]
+    for i in range(6):
+        events += [(i * t, on(3, 64 + (i % 2))), ((i + 1) * t, on(3, 64 + (i % 2), 0))]
+        events += [(i * t + t // 2, on(5, 50)), (i * t + t // 2 + 30, on(5, 50, 0))]
+    events.append((9 * t + 7, eot))
+    yield "format0_tpq220_several_channels", mido_midi_bytes([events], t, fmt=0)
+
+    # no tempo and no meter at all (pretty_midi's defaults), odd 384 resolution
+    events = [(0, on(0, 60)), (384, off(0, 60)), (400, on(0, 62)), (900, off(0, 62)), (5000, eot)]
+    yield "tpq384_no_tempo_no_meter", mido_midi_bytes([events], 384, fmt=0)
+
+
+CONVERSION_CASES = list(conversion_cases())
+
+
+@pytest.mark.parametrize("name,data", CONVERSION_CASES, ids=[c[0] for c in CONVERSION_CASES])
+def test_our_midi_reader_equals_note_seqs_on_every_field(name, data, tmp_path):
+    import pretty_midi
+    from note_seq import midi_io as ns_midi_io
+
+    theirs = ns_midi_io.midi_to_note_sequence(data)
+    assert len(theirs.notes) > 0 and len(theirs.tempos) > 0  # the case is not empty
+    ours = midi_io.pretty_midi_to_note_sequence(pretty_midi.PrettyMIDI(io.BytesIO(data)))
+    assert ours == theirs  # every field: notes, tempos, meters, keys, instruments, bends, pedals, source info
+
+    # the guarded reader: note-seq's sequence, named, lasting to the file's end-of-track (a final rest is music)
+    path = tmp_path / f"{name}.mid"
+    path.write_bytes(data)
+    music = midi_io.read_music_file(path)
+    assert music.warnings == ()
+    read = music.sequences[0]
+    assert read.filename == str(path)
+    assert read.total_time > theirs.total_time  # every case ends in a rest
+    read.filename, read.total_time = theirs.filename, theirs.total_time
+    assert read == theirs
+
+
+@pytest.mark.parametrize("name,data", CONVERSION_CASES, ids=[c[0] for c in CONVERSION_CASES])
+def test_our_midi_writer_writes_note_seqs_bytes(name, data):
+    import pretty_midi
+    from note_seq import midi_io as ns_midi_io
+
+    ns = ns_midi_io.midi_to_note_sequence(data)
+
+    def written(pm):
+        buffer = io.BytesIO()
+        pm.write(buffer)
+        return buffer.getvalue()
+
+    assert written(midi_io.note_sequence_to_pretty_midi(ns)) == written(ns_midi_io.note_sequence_to_pretty_midi(ns))
+    # the file we write (at 480 ticks unless the sequence's resolution holds the 12-step grid, end-of-track at
+    # total_time) reads back to what note-seq's PrettyMIDI of the sequence reads back to
+    if ns.ticks_per_quarter % 12:
+        ns.ticks_per_quarter = 480
+    before = pretty_midi.PrettyMIDI(io.BytesIO(written(ns_midi_io.note_sequence_to_pretty_midi(ns))))
+    after = pretty_midi.PrettyMIDI(io.BytesIO(midi_io.note_sequence_to_midi_bytes(ns)))
+    assert after.resolution == ns.ticks_per_quarter
+    assert [(i.program, i.is_drum, [(n.pitch, n.velocity, round(n.start, 6), round(n.end, 6)) for n in i.notes])
+            for i in after.instruments] == [
+        (i.program, i.is_drum, [(n.pitch, n.velocity, round(n.start, 6), round(n.end, 6)) for n in i.notes])
+        for i in before.instruments]
+    for got, want in zip(after.get_tempo_changes(), before.get_tempo_changes()):
+        assert got.round(6).tolist() == want.round(6).tolist()
+    assert [(t.numerator, t.denominator, round(t.time, 6)) for t in after.time_signature_changes] == [
+        (t.numerator, t.denominator, round(t.time, 6)) for t in before.time_signature_changes]
+    assert [(k.key_number, round(k.time, 6)) for k in after.key_signature_changes] == [
+        (k.key_number, round(k.time, 6)) for k in before.key_signature_changes]
+
+
+def test_melody_sequences_are_written_as_note_seq_writes_them():
+    import pretty_midi
+    from note_seq import midi_io as ns_midi_io
+
+    from melody_plugin.melody import Melody, Note, melody_to_note_sequence
+
+    melody = Melody((Note(67, 6), Note(-1, 6), Note(69, 4), Note(71, 8), Note(72, 12)), 12, (3, 4), 100.0, 7, False,
+                    tempo_changes=((12, 80.0), (24, 133.0)))
+    for ns in (melody_to_note_sequence(melody), make_sequence(pattern_notes([(60, 1), (None, 0.5), (64, 1.5)], 3),
+                                                                  time_signature=(6, 8), key=2, program=5)):
+        a, b = io.BytesIO(), io.BytesIO()
+        midi_io.note_sequence_to_pretty_midi(ns).write(a)
+        ns_midi_io.note_sequence_to_pretty_midi(ns).write(b)
+        assert a.getvalue() == b.getvalue()
+        assert pretty_midi.PrettyMIDI(io.BytesIO(a.getvalue())).instruments[0].notes
