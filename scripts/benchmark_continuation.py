@@ -1,0 +1,177 @@
+"""Does a continuation sound like the rest of the tune? Models against the copy-the-primer baseline, in one run.
+
+    python scripts/benchmark_continuation.py --max_tunes=60                       # the shipped model vs the copy
+    python scripts/benchmark_continuation.py --run_dir=folk=runs/folk --output_json=cont.json
+
+On the folk set's held-out tunes (the file-name split training uses: corpus.split_key / corpus.is_eval at
+--eval_ratio, sorted by name, the first melody of each file), the primer is a tune's first --primer_bars bars
+and the reference is what the tune really does in the next --reference_bars bars (continuation.py cuts them at
+the tune's own bar lines). Every model continues each primer --num_outputs times for exactly --reference_bars
+bars (seeded: --seed plus the tune's index); the copy baseline plays the primer's bars again. Each continuation
+is compared with the reference: overlap (0..1) of the pitch-class, melodic-interval and note-duration
+histograms, and notes per bar against the reference's; figures are averaged per tune, then over tunes. Prints
+a Markdown table; --output_json writes the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from melody_plugin import atomic, continuation, corpus, registry  # noqa: E402
+from melody_plugin.errors import MelodyPluginError  # noqa: E402
+from melody_plugin.generator import MelodyGenerator  # noqa: E402
+from melody_plugin.quiet import quiet_third_party  # noqa: E402
+from melody_plugin.sampler import SamplingOptions  # noqa: E402
+
+COLUMNS = (("pitch_class_overlap", "pitch-class overlap"), ("interval_overlap", "interval overlap"),
+           ("duration_overlap", "duration overlap"), ("notes_per_bar", "notes/bar"),
+           ("notes_per_bar_error", "abs notes/bar error"), ("seconds_per_melody", "s/melody"))
+READ_CONFIG = "char_lstm"  # tunes are read with its extraction settings (grid, polyphony policy, min_notes)
+
+
+def held_out_files(input_path, eval_ratio: float) -> list[Path]:
+    """The files training holds out, in name order: the split is keyed on the file's name (corpus.split_key)."""
+    quiet_third_party()
+    from note_seq.protobuf import music_pb2
+
+    return [path for path in corpus.input_files(input_path)
+            if corpus.is_eval(corpus.split_key(music_pb2.NoteSequence(filename=str(path))), eval_ratio)]
+
+
+def held_out_tunes(input_path, config, eval_ratio: float, primer_bars: int, reference_bars: int,
+                   max_tunes: int | None) -> tuple[list[dict], dict]:
+    """[{name, primer, reference}] of the held-out tunes long enough, and why the others were skipped."""
+    tunes, skipped, read = [], {}, 0
+    files = held_out_files(input_path, eval_ratio)
+    for path in files:
+        if max_tunes and len(tunes) >= max_tunes:
+            break
+        read += 1
+        # read as training reads (same converters, config and split); the split is checked, not assumed
+        found = corpus.collect_melodies(path, config, eval_ratio, workers=1, progress=False)
+        result = found.results[0]
+        if result.error or not found.eval:
+            reason = result.error or "not held out"
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
+        try:
+            primer, reference = continuation.split_primer_reference(found.eval[0], primer_bars, reference_bars)
+        except continuation.ContinuationError:
+            skipped["too short"] = skipped.get("too short", 0) + 1
+            continue
+        tunes.append({"name": path.name, "primer": primer, "reference": reference})
+    return tunes, {"held_out_files": len(files), "files_read": read, "skipped": skipped}
+
+
+def score_copy_baseline(tunes, reference_bars: int) -> dict:
+    start = time.perf_counter()
+    scores = [continuation.compare(continuation.copy_primer(t["primer"], reference_bars), t["reference"])
+              for t in tunes]
+    result = continuation.average(scores)
+    result["seconds_per_melody"] = (time.perf_counter() - start) / len(tunes)
+    return result
+
+
+def score_model(generator: MelodyGenerator, tunes, reference_bars: int, num_outputs: int, seed: int,
+                temperature: float) -> dict:
+    tune_scores, seconds = [], 0.0
+    for i, tune in enumerate(tunes):
+        start = time.perf_counter()
+        generations = generator.generate(tune["primer"], num_bars=reference_bars, num_outputs=num_outputs,
+                                         sampling=SamplingOptions(temperature=temperature, seed=seed + i),
+                                         continuation_only=True)
+        seconds += time.perf_counter() - start
+        spb = tune["primer"].steps_per_bar
+        for g in generations:  # the primer is whole bars: no leading rest, exactly reference_bars bars
+            assert g.primer_steps == 0 and g.melody.total_steps == reference_bars * spb, tune["name"]
+        tune_scores.append(continuation.score_tune([g.melody for g in generations], tune["reference"]))
+    result = continuation.average(tune_scores)
+    result["seconds_per_melody"] = seconds / (len(tunes) * num_outputs)
+    return result
+
+
+def markdown_table(rows: dict[str, dict]) -> str:
+    reference_density = next(iter(rows.values()))["reference_notes_per_bar"]
+    header = [name if key != "notes_per_bar" else f"{name} (reference {reference_density:.2f})"
+              for key, name in COLUMNS]
+    lines = ["| | " + " | ".join(header) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+    for label, figures in rows.items():
+        cells = [f"{figures[key]:.4f}" if key == "seconds_per_melody" else f"{figures[key]:.3f}"
+                 for key, _ in COLUMNS]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_run_dirs(values) -> list[tuple[str, str]]:
+    """NAME=PATH pairs; a bare PATH is named after its folder."""
+    runs = []
+    for value in values or ():
+        name, _, path = value.partition("=") if "=" in value else (Path(value).name, "", value)
+        runs.append((name, path))
+    return runs
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"))
+    parser.add_argument("--eval_ratio", type=float, default=0.1, help="the split training used (default 0.1)")
+    parser.add_argument("--primer_bars", type=int, default=2)
+    parser.add_argument("--reference_bars", type=int, default=4)
+    parser.add_argument("--num_outputs", type=int, default=4, help="continuations per tune and model")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_tunes", type=int, default=None, help="score the first N usable held-out tunes")
+    parser.add_argument("--run_dir", action="append", metavar="NAME=PATH", help="a model to score (repeatable)")
+    parser.add_argument("--no_default_model", action="store_true", help="leave out the model shipped in the package")
+    parser.add_argument("--output_json", default=None)
+    args = parser.parse_args()
+
+    models = [] if args.no_default_model else [("shipped model", None)]
+    models += parse_run_dirs(args.run_dir)
+    try:
+        generators = [(name, MelodyGenerator.from_run_dir(path) if path else MelodyGenerator.default())
+                      for name, path in models]
+        config = registry.get_config(READ_CONFIG)  # the same tunes whichever models are scored
+        for name, g in generators:
+            if g.vocab.steps_per_quarter != config.steps_per_quarter:
+                raise MelodyPluginError(f"{name}: {g.vocab.steps_per_quarter} steps per quarter; the tunes are read "
+                                        f"on {READ_CONFIG}'s grid of {config.steps_per_quarter}")
+        start = time.perf_counter()
+        tunes, reading = held_out_tunes(args.input, config, args.eval_ratio, args.primer_bars, args.reference_bars,
+                                        args.max_tunes)
+        if not tunes:
+            raise MelodyPluginError(f"{args.input}: no held-out tune of {args.primer_bars + args.reference_bars} "
+                                    f"bars or more ({reading})")
+        print(f"{len(tunes)} held-out tunes of {args.input} ({reading['files_read']} of "
+              f"{reading['held_out_files']} held-out files read at eval_ratio={args.eval_ratio}; skipped: "
+              f"{reading['skipped'] or 'none'}), read in "
+              f"{time.perf_counter() - start:.0f} s; primer {args.primer_bars} bars, reference "
+              f"{args.reference_bars} bars, {args.num_outputs} continuations per tune, temperature "
+              f"{args.temperature}, seed {args.seed}", flush=True)
+        rows = {"copy the primer (baseline)": score_copy_baseline(tunes, args.reference_bars)}
+        for name, generator in generators:
+            label = f"{name} ({generator.config.name}, step {generator.step})"
+            rows[label] = score_model(generator, tunes, args.reference_bars, args.num_outputs, args.seed,
+                                      args.temperature)
+    except MelodyPluginError as e:
+        sys.exit(f"benchmark_continuation: error: {e}")
+    print(markdown_table(rows))
+    if args.output_json:
+        atomic.write_json(args.output_json, {
+            "input": args.input, "eval_ratio": args.eval_ratio, "primer_bars": args.primer_bars,
+            "reference_bars": args.reference_bars, "num_outputs": args.num_outputs,
+            "temperature": args.temperature, "seed": args.seed, "tunes": [t["name"] for t in tunes],
+            "reading": reading, "models": {name: path for name, path in models}, "results": rows})
+        print(f"wrote {args.output_json}")
+
+
+if __name__ == "__main__":
+    main()
