@@ -74,8 +74,9 @@ def _serving_module(tf, model, vocab):
             states = [(tf.zeros([batch, u]), tf.zeros([batch, u])) for u in step_fn.units]
             for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
                 _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar)
-            out = sample(states, ids[:, -1], target, self.durations, self.allowed, self.fillable,
-                         temperature, top_k, top_p, seed, positions[:, -1], steps_per_bar)
+            out = sample(sampler_tf.Start(states, ids[:, -1], target, positions[:, -1], steps_per_bar),
+                         sampler_tf.Tables(self.durations, self.allowed, self.fillable),
+                         sampler_tf.Knobs(temperature, top_k, top_p, seed))
             out["unfilled_steps"] = steps - target
             return out
 

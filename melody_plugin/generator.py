@@ -319,34 +319,20 @@ class MelodyGenerator:
         if num_outputs < 1:
             raise sampler.SamplingError(f"num_outputs must be >= 1, got {num_outputs}")
         primer_melody = self._primer_melody(primer, qpm, time_signature)
-
-        # the model works in C major / A minor when the vocabulary was key-normalised
-        shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
-        model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
-        sequence = [START] + model_ids
-        spb = primer_melody.steps_per_bar
-        features = (meter_features(self._primer_durations(sequence, changes), spb) if self.model.meter_features
-                    else None)
-        state = self._primer_state(sequence, num_outputs, features)
-
-        primer_steps = primer_melody.total_steps
+        spb, primer_steps = primer_melody.steps_per_bar, primer_melody.total_steps
         if end_step is None:
             end_step = (primer_steps // spb + num_bars) * spb
         elif end_step <= primer_steps:
             raise sampler.SamplingError(f"end_step {end_step} must be after the primer's end (step {primer_steps})")
-        allowed = constraints.mask(self._pitches, shift=-shift)
-        last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
-        # where the first sampled token begins in its bar (melodies start on a bar line)
-        positions = np.full(num_outputs, primer_steps % spb) if self.model.meter_features else None
-        if sampling.backend == "tf":
-            result = self._sample_tf(state, last_ids, remaining, allowed, sampling, positions, spb)
-        elif positions is not None:
-            result = sampler.sample(self._metered_logits(spb), state, last_ids, self._durations, remaining, allowed,
-                                    sampling, bar_positions=positions, steps_per_bar=spb)
-        else:
-            result = sampler.sample(self._next_logits, state, last_ids, self._durations, remaining, allowed,
-                                    sampling)
 
+        # --- primer -> model state; the model works in C major / A minor when the vocabulary was key-normalised
+        shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
+        model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
+        start = self._decode_start(primer_melody, [START] + model_ids, changes, num_outputs, end_step)
+        # --- sample
+        tokens = sampler.TokenTable(self._durations, constraints.mask(self._pitches, shift=-shift))
+        result = self._sample(start, tokens, sampling)
+        # --- tokens -> melodies
         outputs = []
         for ids, lls, unfilled in zip(result.ids, result.log_likelihoods, result.unfilled_steps):
             sampled = self.vocab.decode(ids).transpose(-shift).notes
@@ -355,6 +341,33 @@ class MelodyGenerator:
             outputs.append(Generation(out, melody_lib.melody_to_note_sequence(out), kept, list(ids), list(lls),
                                       num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled))
         return outputs
+
+    def _primer_melody(self, primer, qpm: float | None, time_signature) -> Melody:
+        """The primer as a Melody on the model's grid, at `qpm` when given."""
+        if primer is None:
+            primer_melody = Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
+        elif isinstance(primer, Melody):
+            primer_melody = primer
+        else:
+            primer_melody = self.primer_from_note_sequence(primer)
+        if primer_melody.steps_per_quarter != self.vocab.steps_per_quarter:
+            raise PrimerError(f"primer has {primer_melody.steps_per_quarter} steps per quarter, the model "
+                              f"{self.vocab.steps_per_quarter}")
+        return primer_melody.with_tempo(qpm) if qpm else primer_melody
+
+    def _decode_start(self, primer: Melody, sequence: list[int], changes: list[OovChange], num_outputs: int,
+                      end_step: int) -> sampler.DecodeStart:
+        """Each output's decoding start: the state after `sequence` ([START] + the primer's ids) but its last id,
+        that id, the steps up to `end_step` and, for a model with meter features, the bar position."""
+        spb, primer_steps = primer.steps_per_bar, primer.total_steps
+        features = (meter_features(self._primer_durations(sequence, changes), spb) if self.model.meter_features
+                    else None)
+        state = self._primer_state(sequence, num_outputs, features)
+        last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
+        if not self.model.meter_features:
+            return sampler.DecodeStart(state, last_ids, remaining)
+        # where the first sampled token begins in its bar (melodies start on a bar line)
+        return sampler.DecodeStart(state, last_ids, remaining, np.full(num_outputs, primer_steps % spb), spb)
 
     def _primer_state(self, sequence: list[int], num_outputs: int, features=None) -> list[np.ndarray]:
         """The model state after all but the last token of `sequence` (the whole primer), one row per output.
@@ -370,46 +383,38 @@ class MelodyGenerator:
             state = self.model.run(np.asarray([sequence[:-1]]), positions=positions, bar_steps=bar_steps)[1]
         return [np.repeat(s, num_outputs, axis=0) for s in state]
 
-    def _primer_melody(self, primer, qpm: float | None, time_signature) -> Melody:
-        """The primer as a Melody on the model's grid, at `qpm` when given."""
-        if primer is None:
-            primer_melody = Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
-        elif isinstance(primer, Melody):
-            primer_melody = primer
-        else:
-            primer_melody = self.primer_from_note_sequence(primer)
-        if primer_melody.steps_per_quarter != self.vocab.steps_per_quarter:
-            raise PrimerError(f"primer has {primer_melody.steps_per_quarter} steps per quarter, the model "
-                              f"{self.vocab.steps_per_quarter}")
-        return primer_melody.with_tempo(qpm) if qpm else primer_melody
+    def _sample(self, start: sampler.DecodeStart, tokens: sampler.TokenTable,
+                options: sampler.SamplingOptions) -> sampler.SampleResult:
+        """The batch sampled by the backend `options` names."""
+        if options.backend == "tf":
+            return self._sample_tf(start, tokens, options)
+        next_logits = self._metered_logits(start.steps_per_bar) if start.metered else self._next_logits
+        return sampler.sample(next_logits, start, tokens, options)
 
-    def _sample_tf(self, state, last_ids, remaining, allowed, options, positions=None,
-                   steps_per_bar: int = 1) -> sampler.SampleResult:
-        """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state.
-
-        `positions` (outputs,): where the first sampled token begins in its bar (meter features; else None).
-        """
+    def _sample_tf(self, start: sampler.DecodeStart, tokens: sampler.TokenTable,
+                   options: sampler.SamplingOptions) -> sampler.SampleResult:
+        """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state."""
         if options.beam_size > 1 or options.branch_factor > 1 or options.steps_per_iteration > 1:
             raise sampler.SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
-        from melody_plugin.quiet import import_tensorflow
+        from melody_plugin import sampler_tf
+        from melody_plugin.quiet import filtered_stderr, import_tensorflow
 
         tf = import_tensorflow()
         if getattr(self, "_tf_sampler", None) is None:
-            from melody_plugin import sampler_tf
-
             step_fn = sampler_tf.keras_step_fn(numpy_model.keras_model_from_weights(self.config, self.weights))
             self._tf_sampler = sampler_tf.compiled_sampler(tf, step_fn)
-        base, fillable, target, unfilled = sampler.plan(self._durations, remaining, allowed)
-        states = [(tf.constant(state[i]), tf.constant(state[i + 1])) for i in range(0, len(state), 2)]
-        from melody_plugin.quiet import filtered_stderr
-
+        base, fillable, target, unfilled = sampler.plan(tokens.durations, start.remaining_steps, tokens.allowed)
+        rows = len(start.last_ids)
+        tf_start = sampler_tf.Start(
+            [(tf.constant(start.state[i]), tf.constant(start.state[i + 1])) for i in range(0, len(start.state), 2)],
+            tf.constant(start.last_ids, tf.int32), tf.constant(target, tf.int32),
+            tf.constant(start.bar_positions if start.metered else np.zeros(rows), tf.int32),
+            tf.constant(np.full(rows, start.steps_per_bar if start.metered else 1), tf.int32))
+        tables = sampler_tf.Tables(tf.constant(tokens.durations, tf.int32), tf.constant(base), tf.constant(fillable))
+        knobs = sampler_tf.Knobs(tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
+                                 tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64))
         with filtered_stderr():  # oneDNN prints a notice on the first run of the compiled loop
-            out = self._tf_sampler(states, tf.constant(last_ids, tf.int32), tf.constant(target, tf.int32),
-                                   tf.constant(self._durations, tf.int32), tf.constant(base), tf.constant(fillable),
-                                   tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
-                                   tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64),
-                                   tf.constant(np.zeros(len(last_ids)) if positions is None else positions, tf.int32),
-                                   tf.constant(np.full(len(last_ids), steps_per_bar), tf.int32))
+            out = self._tf_sampler(tf_start, tables, knobs)
         ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
         keep = ids >= 0
         return sampler.SampleResult([row[k].tolist() for row, k in zip(ids, keep)],

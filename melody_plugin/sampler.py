@@ -1,8 +1,9 @@
 """Next-token logits -> token ids that fill an exact number of grid steps: bar-bounded decoding.
 
 Step of the flow: model (as a `next_logits` callable) -> sampler -> token ids. Entry points:
-`sample(next_logits, state, last_ids, durations, remaining_steps, ...)`, `SamplingOptions` (how to sample),
-`Constraints.parse(scale="D:dorian", pitch_range="55:84")` (what may be sampled), `constraint_mask(...)`.
+`sample(next_logits, DecodeStart(state, last_ids, remaining_steps), TokenTable(durations, allowed), options)`,
+`SamplingOptions` (how to sample), `Constraints.parse(scale="D:dorian", pitch_range="55:84")` (what may be
+sampled), `constraint_mask(...)`.
 
 The sampler is a pure function over `next_logits(ids, state) -> (logits, state)`; it never imports Keras. At every
 step, tokens that would overshoot the end, or leave a remainder no allowed durations can fill, are masked out
@@ -59,6 +60,34 @@ class SamplingOptions:
                 raise SamplingError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.backend not in BACKENDS:
             raise SamplingError(f"sampler must be numpy or tf, got {self.backend!r}")
+
+
+# numpy arrays inside: eq=False keeps the generated __eq__/__hash__ from comparing them element-wise
+@dataclasses.dataclass(frozen=True, eq=False)
+class DecodeStart:
+    """Where each output's decoding begins: the model state, the token to feed first and the steps to fill.
+
+    For a model with meter features also where the token after `last_ids` begins within its bar and the bar
+    length; then `next_logits` is called as `next_logits(ids, state, positions)`.
+    """
+
+    state: list  # model state after the primer (all but its last token): arrays (outputs, ...)
+    last_ids: np.ndarray  # (outputs,) the primer's last token, or the start token
+    remaining_steps: np.ndarray  # (outputs,) steps to fill
+    bar_positions: np.ndarray | None = None  # (outputs,) meter features only
+    steps_per_bar: int | np.ndarray | None = None  # an int or (outputs,); None: a model without meter features
+
+    @property
+    def metered(self) -> bool:
+        return self.steps_per_bar is not None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TokenTable:
+    """What the sampler knows of the vocabulary: each id's duration in steps and which ids may be produced."""
+
+    durations: np.ndarray  # (vocab,) 0 for special tokens
+    allowed: np.ndarray | None = None  # (vocab,) bool (key/scale/range); None = all; specials are always excluded
 
 
 @dataclasses.dataclass
@@ -225,49 +254,42 @@ def plan(durations, remaining_steps, allowed=None):
     return base, fillable, target, remaining - target
 
 
-def sample(next_logits, state, last_ids, durations, remaining_steps, allowed=None,
-           options: SamplingOptions | None = None, seed: int | None = None, bar_positions=None,
-           steps_per_bar=None) -> SampleResult:
-    """Samples continuations that last exactly `remaining_steps` grid steps each.
+def sample(next_logits, start: DecodeStart, tokens: TokenTable,
+           options: SamplingOptions | None = None) -> SampleResult:
+    """Samples continuations that last exactly `start.remaining_steps` grid steps each.
 
     Args:
       next_logits: `(ids (rows,), state) -> (logits (rows, vocab), new_state)`; state is a list of arrays whose
-        first axis is the row.
-      state: model state after the primer (all but its last token), for each output: arrays (outputs, ...).
-      last_ids: (outputs,) the token to feed first (the primer's last token, or the start token).
-      durations: (vocab,) duration in steps of each id (0 for special tokens).
-      remaining_steps: (outputs,) steps to fill.
-      allowed: (vocab,) bool mask of tokens that may be produced (key/scale/range); specials are always excluded.
-      options: temperature, top-k, top-p, beam search settings and the seed (`backend` is the caller's business).
-      seed: overrides `options.seed` when given; the same seed, inputs and options give the same ids.
-      bar_positions, steps_per_bar: for a model with meter features: (outputs,) where the token after
-        `last_ids` begins within its bar, and the bar length (an int or one per output). Then `next_logits` is
-        called as `next_logits(ids, state, positions)`, positions (rows,) being where the token after each fed
-        id begins, in [0, steps_per_bar).
+        first axis is the row. For a metered `start`: `(ids, state, positions) -> ...`, positions (rows,) being
+        where the token after each fed id begins, in [0, steps_per_bar).
+      start: each output's model state, first token, steps to fill and (meter features) bar position.
+      tokens: the vocabulary's durations and the mask of tokens that may be produced.
+      options: temperature, top-k, top-p, beam search settings and the seed (`backend` is the caller's business);
+        the same seed, inputs and options give the same ids. Another seed: `dataclasses.replace(options, seed=s)`.
 
     Returns:
       SampleResult with the best beam of each output.
     """
     options = options or SamplingOptions()
-    rng = np.random.default_rng(options.seed if seed is None else seed)
-    durations = np.asarray(durations, dtype=np.int64)
-    base, fillable, target, unfilled_steps = plan(durations, remaining_steps, allowed)
+    rng = np.random.default_rng(options.seed)
+    durations = np.asarray(tokens.durations, dtype=np.int64)
+    base, fillable, target, unfilled_steps = plan(durations, start.remaining_steps, tokens.allowed)
     outputs = target.shape[0]
     beam, branch = options.beam_size, options.branch_factor
 
     # rows = outputs x beam; row r belongs to output r // beam
     rows = np.repeat(np.arange(outputs), beam)
-    state = [np.repeat(np.asarray(s), beam, axis=0) for s in state]
-    feed = np.repeat(np.asarray(last_ids, dtype=np.int64), beam)
+    state = [np.repeat(np.asarray(s), beam, axis=0) for s in start.state]
+    feed = np.repeat(np.asarray(start.last_ids, dtype=np.int64), beam)
     rem = np.repeat(target, beam)
     ids: list[list[int]] = [[] for _ in rows]
     lls: list[list[float]] = [[] for _ in rows]
     score = np.zeros(len(rows))
     unfilled = np.repeat(unfilled_steps, beam)
-    metered = steps_per_bar is not None
+    metered = start.metered
     if metered:
-        bar = np.repeat(np.broadcast_to(np.asarray(steps_per_bar, dtype=np.int64), (outputs,)), beam)
-        pos = np.repeat(np.asarray(bar_positions, dtype=np.int64), beam) % bar
+        bar = np.repeat(np.broadcast_to(np.asarray(start.steps_per_bar, dtype=np.int64), (outputs,)), beam)
+        pos = np.repeat(np.asarray(start.bar_positions, dtype=np.int64), beam) % bar
     else:
         bar = pos = np.zeros(len(rows), dtype=np.int64)
 

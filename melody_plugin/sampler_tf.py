@@ -1,15 +1,47 @@
 """Bar-bounded sampling as one compiled TensorFlow loop: the same rules as sampler.py, no Python per note.
 
 Entry points: `keras_step_fn(model)` (one token through a `build_model` network's layers) and
-`compiled_sampler(tf, step_fn)`, which returns a `tf.function` that samples every output of a batch until each
-has filled its steps exactly. Tokens that would overshoot, or leave a remainder no allowed token can fill, are
-masked before sampling; temperature (0 = greedy), top-k and top-p as in sampler.py; `tf.random.stateless_*`
-makes the same seed give the same ids. Used by `MelodyGenerator(..., sampler="tf")` and by the SavedModel's
-serving signature. Beam search stays in sampler.py. A model with meter features is fed each row's bar position
-(tracked in the loop, as sampler.py does) and bar length.
+`compiled_sampler(tf, step_fn)`, which returns a `tf.function` of `(Start, Tables, Knobs)` that samples every
+output of a batch until each has filled its steps exactly. Tokens that would overshoot, or leave a remainder no
+allowed token can fill, are masked before sampling; temperature (0 = greedy), top-k and top-p as in sampler.py;
+`tf.random.stateless_*` makes the same seed give the same ids. Used by `MelodyGenerator.generate(...,
+sampling=SamplingOptions(backend="tf"))` and by the SavedModel's serving signature. Beam search stays in
+sampler.py. A model with meter features is fed each row's bar position (tracked in the loop, as sampler.py
+does) and bar length.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
+
+
+# The compiled loop's inputs, grouped. NamedTuples rather than frozen dataclasses: tf.function flattens them
+# into their tensors (tf.nest knows namedtuples, not dataclasses), so one trace serves every call.
+class Start(NamedTuple):
+    """Where each row's decoding begins (sampler.DecodeStart's tensors)."""
+
+    states: list  # [(h, c), ...] per LSTM layer, each (batch, units): the state after the primer but its last token
+    last_ids: object  # (batch,) int32: the token to feed first
+    remaining: object  # (batch,) int32: steps to fill, already planned (sampler.plan's target)
+    positions: object  # (batch,) int32: where the token after `last_ids` begins in its bar (meter features)
+    steps_per_bar: object  # (batch,) int32: the bar length (meter features)
+
+
+class Tables(NamedTuple):
+    """The vocabulary's tables (sampler.plan): durations, allowed ids, fillable remainders."""
+
+    durations: object  # (vocab,) int32
+    allowed: object  # (vocab,) bool: no specials, no zero durations, within the constraints
+    fillable: object  # (max_steps + 1,) bool: fillable[r] if some allowed tokens last exactly r steps
+
+
+class Knobs(NamedTuple):
+    """SamplingOptions as scalar tensors (beam search is not compiled)."""
+
+    temperature: object  # float32; 0 = greedy
+    top_k: object  # int32; 0 = off
+    top_p: object  # float32; 1 = off
+    seed: object  # int64
 
 
 def keras_step_fn(model):
@@ -48,46 +80,45 @@ def keras_step_fn(model):
 
 
 def compiled_sampler(tf, step_fn):
-    """A tf.function(states, last_ids, remaining, durations, allowed, fillable, temperature, top_k, top_p, seed,
-    positions, steps_per_bar) returning {"ids": (batch, max_tokens) int32 padded with -1, "log_likelihoods":
-    (batch, max_tokens)}. positions (batch,): where the token after `last_ids` begins in its bar; steps_per_bar
-    (batch,): the bar length; both are fed to a model with meter features and ignored otherwise."""
+    """A tf.function(start: Start, tables: Tables, knobs: Knobs) returning {"ids": (batch, max_tokens) int32
+    padded with -1, "log_likelihoods": (batch, max_tokens)}. `start.positions` and `start.steps_per_bar` are fed
+    to a model with meter features and ignored otherwise."""
     neg = tf.constant(-1e9, tf.float32)
 
-    def choose(logits, valid, temperature, top_k, top_p, seed, t):
+    def choose(logits, valid, knobs, t):
         masked = tf.where(valid, logits, neg)
         vocab = tf.shape(masked)[1]
-        scaled = masked / tf.maximum(temperature, 1e-6)
-        k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+        scaled = masked / tf.maximum(knobs.temperature, 1e-6)
+        k = tf.where(knobs.top_k > 0, tf.minimum(knobs.top_k, vocab), vocab)
         kth = tf.math.top_k(scaled, k).values[:, -1:]
         scaled = tf.where(scaled >= kth, scaled, neg)
         probs = tf.nn.softmax(scaled)
         sorted_probs = tf.math.top_k(probs, vocab).values
         before = tf.cumsum(sorted_probs, axis=1, exclusive=True)
-        kept = tf.where(before < top_p, sorted_probs, tf.ones_like(sorted_probs) * 2.0)
+        kept = tf.where(before < knobs.top_p, sorted_probs, tf.ones_like(sorted_probs) * 2.0)
         threshold = tf.reduce_min(kept, axis=1, keepdims=True)  # the smallest probability inside the nucleus
         scaled = tf.where(probs >= threshold, scaled, neg)
-        sampled = tf.random.stateless_categorical(scaled, 1, seed=tf.stack([seed, tf.cast(t, tf.int64)]),
+        sampled = tf.random.stateless_categorical(scaled, 1, seed=tf.stack([knobs.seed, tf.cast(t, tf.int64)]),
                                                   dtype=tf.int32)[:, 0]
         greedy = tf.argmax(masked, axis=1, output_type=tf.int32)
-        return tf.where(temperature > 0, sampled, greedy), tf.nn.log_softmax(masked)
+        return tf.where(knobs.temperature > 0, sampled, greedy), tf.nn.log_softmax(masked)
 
     @tf.function(reduce_retracing=True)
-    def sample(states, last_ids, remaining, durations, allowed, fillable, temperature, top_k, top_p, seed,
-               positions, steps_per_bar):
-        max_tokens = tf.reduce_max(remaining)
+    def sample(start, tables, knobs):
+        durations = tables.durations
+        max_tokens = tf.reduce_max(start.remaining)
         ids_out = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
         ll_out = tf.TensorArray(tf.float32, size=0, dynamic_size=True)
         t = tf.constant(0)
-        feed, rem, pos = last_ids, remaining, positions
-        bar = tf.maximum(steps_per_bar, 1)
+        states, feed, rem, pos = start.states, start.last_ids, start.remaining, start.positions
+        bar = tf.maximum(start.steps_per_bar, 1)
         while t < max_tokens and tf.reduce_any(rem > 0):  # autograph: one compiled while loop
             logits, new_states = step_fn(feed, states, pos, bar)
             left = rem[:, None] - durations[None, :]
-            valid = allowed[None, :] & (left >= 0) & tf.gather(fillable, tf.maximum(left, 0))
+            valid = tables.allowed[None, :] & (left >= 0) & tf.gather(tables.fillable, tf.maximum(left, 0))
             active = rem > 0
             valid = valid | ~active[:, None]  # finished rows draw a dummy token that is thrown away
-            choice, logp = choose(logits, valid, temperature, top_k, top_p, seed, t)
+            choice, logp = choose(logits, valid, knobs, t)
             ll = tf.gather(logp, choice, axis=1, batch_dims=1)
             ids_out = ids_out.write(t, tf.where(active, choice, -1))
             ll_out = ll_out.write(t, tf.where(active, ll, 0.0))
@@ -98,7 +129,7 @@ def compiled_sampler(tf, step_fn):
             pos = tf.where(active, tf.math.floormod(pos + tf.gather(durations, choice), bar), pos)
             t += 1
         # nothing to fill (steps 0, or fewer than the shortest token): an empty stack has no shape, so build one
-        batch = tf.shape(last_ids)[0]
+        batch = tf.shape(start.last_ids)[0]
         ids = tf.cond(t > 0, lambda: tf.transpose(ids_out.stack()), lambda: tf.zeros([batch, 0], tf.int32))
         lls = tf.cond(t > 0, lambda: tf.transpose(ll_out.stack()), lambda: tf.zeros([batch, 0], tf.float32))
         return {"ids": ids, "log_likelihoods": lls}

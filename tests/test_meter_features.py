@@ -106,9 +106,10 @@ def test_sampler_feeds_each_rows_bar_position_to_the_model():
         return np.tile(np.array([0.0] * NUM_SPECIAL + [5.0, 0.0]), (len(ids), 1)), state
 
     # a 3/4 bar (36 steps) whose primer ends 6 steps in; 30 steps to fill: 12 + 12 + 6
-    result = sampler.sample(next_logits, [np.zeros((2, 1))], np.array([5, 5]), durations, np.array([30, 30]),
-                            options=sampler.SamplingOptions(temperature=0.0), bar_positions=np.array([6, 6]),
-                            steps_per_bar=36)
+    start = sampler.DecodeStart([np.zeros((2, 1))], np.array([5, 5]), np.array([30, 30]),
+                                bar_positions=np.array([6, 6]), steps_per_bar=36)
+    result = sampler.sample(next_logits, start, sampler.TokenTable(durations),
+                            sampler.SamplingOptions(temperature=0.0))
     assert result.ids == [[3, 3, 4]] * 2
     assert seen == [[6, 6], [18, 18], [30, 30]]  # 6, 6 + 12, 6 + 24: by hand
 
