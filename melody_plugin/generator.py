@@ -3,8 +3,8 @@
 Step of the flow: primer -> melody -> tokens -> model state -> sampler -> tokens -> melody -> NoteSequence.
 Entry points: `MelodyGenerator.from_run_dir(path)`, `.from_bundle(path)`, `.default()` (the embedded model),
 `.generate(primer, num_bars=8, sampling=SamplingOptions(...), constraints=Constraints.parse(...)) ->
-list[Generation]`, `.primer_from_text("C4:1 D4:0.5")`, `.save_bundle(path)`. Magenta's contract
-(`MelodySequenceGenerator`, `get_generator_map()`) is in pipelines.py.
+list[Generation]`, `.primer_from_text("C4:1 D4:0.5")`, `.empty_primer((3, 4), qpm=90)`, `.save_bundle(path)`.
+Magenta's contract (`MelodySequenceGenerator`, `get_generator_map()`) is in pipelines.py.
 
 Inference runs on the numpy copy of the weights (numpy_model.py), so generating needs no TensorFlow import.
 The primer is extracted with the training converters; its meter, tempo and key set the output's; the whole
@@ -291,12 +291,13 @@ class MelodyGenerator:
 
     def generate(self, primer=None, num_bars: int = 8, num_outputs: int = 1,
                  sampling: sampler.SamplingOptions | None = None, constraints: sampler.Constraints | None = None,
-                 continuation_only: bool = False, qpm: float | None = None, time_signature=(4, 4),
-                 end_step: int | None = None) -> list[Generation]:
-        """Continues `primer` (a Melody, a NoteSequence read with policy "highest", or None: the start token).
+                 *, continuation_only: bool = False, end_step: int | None = None) -> list[Generation]:
+        """Continues `primer` (a Melody, a NoteSequence read with policy "highest", or None: the start token in
+        4/4 at 120 qpm; another meter or tempo: `empty_primer(time_signature, qpm)`).
 
         The output ends exactly on the bar line `num_bars` bars after the primer's last complete bar (an
-        unfinished primer bar is completed first, and counts as the first of those bars).
+        unfinished primer bar is completed first, and counts as the first of those bars). It keeps the primer's
+        meter and tempo: for another tempo pass `primer.with_tempo(qpm)`.
 
         Args:
           sampling: temperature, top-k/top-p, beam search, seed and backend ("numpy": no TensorFlow import,
@@ -304,8 +305,7 @@ class MelodyGenerator:
             sampling at temperature 1 with seed 0.
           constraints: the scale and pitch range notes must keep to, e.g. `Constraints.parse(scale="D:dorian",
             pitch_range="55:84")`; default none.
-          qpm: tempo of the output; default the primer's (120 without primer).
-          time_signature: meter when there is no primer.
+          continuation_only: each output holds only the new notes (after a rest that keeps the bar lines).
           end_step: when given, the output (primer included) ends exactly at this grid step of the primer's
             grid instead of on a bar line (`num_bars` is then ignored); Magenta's generate sections use it.
 
@@ -318,7 +318,7 @@ class MelodyGenerator:
             raise sampler.SamplingError(f"num_bars must be >= 1, got {num_bars}")
         if num_outputs < 1:
             raise sampler.SamplingError(f"num_outputs must be >= 1, got {num_outputs}")
-        primer_melody = self._primer_melody(primer, qpm, time_signature)
+        primer_melody = self._primer_melody(primer)
         spb, primer_steps = primer_melody.steps_per_bar, primer_melody.total_steps
         if end_step is None:
             end_step = (primer_steps // spb + num_bars) * spb
@@ -342,10 +342,14 @@ class MelodyGenerator:
                                       num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled))
         return outputs
 
-    def _primer_melody(self, primer, qpm: float | None, time_signature) -> Melody:
-        """The primer as a Melody on the model's grid, at `qpm` when given."""
+    def empty_primer(self, time_signature=(4, 4), qpm: float | None = None) -> Melody:
+        """No notes, on the model's grid: `generate` then starts from the start token in this meter and tempo."""
+        return Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
+
+    def _primer_melody(self, primer) -> Melody:
+        """The primer as a Melody on the model's grid."""
         if primer is None:
-            primer_melody = Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
+            primer_melody = self.empty_primer()
         elif isinstance(primer, Melody):
             primer_melody = primer
         else:
@@ -353,7 +357,7 @@ class MelodyGenerator:
         if primer_melody.steps_per_quarter != self.vocab.steps_per_quarter:
             raise PrimerError(f"primer has {primer_melody.steps_per_quarter} steps per quarter, the model "
                               f"{self.vocab.steps_per_quarter}")
-        return primer_melody.with_tempo(qpm) if qpm else primer_melody
+        return primer_melody
 
     def _decode_start(self, primer: Melody, sequence: list[int], changes: list[OovChange], num_outputs: int,
                       end_step: int) -> sampler.DecodeStart:

@@ -150,7 +150,7 @@ def test_pitch_range_constraint(tiny_generator):
 
 
 def test_no_primer_starts_from_start_token_in_the_requested_meter(tiny_generator):
-    out = tiny_generator.generate(None, num_bars=4, time_signature=(3, 4), qpm=90)[0]
+    out = tiny_generator.generate(tiny_generator.empty_primer((3, 4), qpm=90), num_bars=4)[0]
     assert out.melody.time_signature == (3, 4) and out.melody.qpm == 90
     assert out.melody.total_steps == 4 * out.melody.steps_per_bar
 

@@ -78,18 +78,18 @@ def main(argv):
                                beam_size=FLAGS.beam_size, branch_factor=FLAGS.branch_factor,
                                steps_per_iteration=FLAGS.steps_per_iteration, seed=seed, backend=FLAGS.sampler)
     constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
-    primer, prefix = None, "melody"
+    primer, prefix = gen.empty_primer(meter, FLAGS.qpm), "melody"
     if FLAGS.primer_midi:
         primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
+        primer = primer.with_tempo(FLAGS.qpm) if FLAGS.qpm else primer
         prefix = f"{Path(FLAGS.primer_midi).stem}_cont"
     elif FLAGS.primer_melody:
         primer = gen.primer_from_text(FLAGS.primer_melody, meter, FLAGS.qpm)
     # --- generate
     generations = gen.generate(primer, num_bars=FLAGS.num_bars, num_outputs=FLAGS.num_outputs, sampling=sampling,
-                               constraints=constraints, continuation_only=FLAGS.continuation_only, qpm=FLAGS.qpm,
-                               time_signature=meter)
+                               constraints=constraints, continuation_only=FLAGS.continuation_only)
     for change in generations[0].oov_changes:
         print(f"primer note changed to fit the vocabulary: {change.describe()}", file=sys.stderr)
     # --- write: the sidecar records what was used, not what was typed (a primer's meter wins over --time_signature)
