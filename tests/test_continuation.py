@@ -280,3 +280,25 @@ def test_melody_evaluate_generated_references(folders):
     assert bad.returncode == 2 and "--generated and --references go together" in bad.stderr
     nothing = run_cli("melody_evaluate", f"--generated={refs / 'tune_c.mid'}", f"--references={refs}")
     assert nothing.returncode == 2 and nothing.stderr.strip().endswith(f"{refs / 'tune_c.mid'}: not a folder")
+
+
+def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
+    """A smoke run of scripts/benchmark_continuation.py: the shipped model and the copy baseline on 2 held-out tunes
+    of the example corpus, a table row and JSON figures for each."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from melody_plugin.corpus import default_input
+
+    out = tmp_path / "cont.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_continuation.py"),
+                           f"--input={default_input()}", "--max_tunes=2", "--num_outputs=2",
+                           f"--output_json={out}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "| copy the primer (baseline) |" in proc.stdout and "| shipped model (char_lstm" in proc.stdout
+    report = json.loads(out.read_text())
+    assert len(report["tunes"]) == 2 and set(report["results"]) == {
+        "copy the primer (baseline)", next(k for k in report["results"] if k.startswith("shipped model"))}
+    for figures in report["results"].values():
+        assert all(0.0 <= figures[k] <= 1.0 for k in ("pitch_class_overlap", "interval_overlap", "duration_overlap"))
