@@ -761,24 +761,55 @@ def note_sequence_to_midi_bytes(ns) -> bytes:
     a rest lasts to its final bar line, so players and DAWs loop it at the right length, and reading it back as a
     primer continues there).
     """
-    import mido
-
     if not ns.ticks_per_quarter or ns.ticks_per_quarter % 12:
         ns = type(ns).FromString(ns.SerializeToString())
         ns.ticks_per_quarter = 480
     pm = note_sequence_to_pretty_midi(ns)
     buffer = io.BytesIO()
     pm.write(buffer)
-    mid = mido.MidiFile(file=io.BytesIO(buffer.getvalue()))
     end_tick = pm.time_to_tick(max(ns.total_time, 0.0))
-    for track in mid.tracks:
-        if not track or track[-1].type != "end_of_track":
-            continue
-        last_tick = sum(msg.time for msg in track[:-1])  # pretty_midi puts end-of-track one tick after this
-        track[-1] = track[-1].copy(time=max(end_tick - last_tick, 0))
-    buffer = io.BytesIO()
-    mid.save(file=buffer)
-    return buffer.getvalue()
+    return _move_ends_of_tracks(buffer.getvalue(), _last_ticks(pm), end_tick)
+
+
+def _last_ticks(pm) -> list[int]:
+    """The tick of the last event before end-of-track in each track `pm.write` writes (its events are sorted by
+    tick): the tempo/meter/key track first, then one per instrument (its program change is at tick 0)."""
+    timing = [tick for tick, _ in pm._tick_scales]
+    timing += [pm.time_to_tick(e.time) for e in pm.time_signature_changes + pm.key_signature_changes]
+    ticks = [max(timing, default=0)]
+    for inst in pm.instruments:
+        times = [t for note in inst.notes for t in (note.start, note.end)]
+        times += [e.time for e in inst.pitch_bends + inst.control_changes]
+        ticks.append(max([pm.time_to_tick(t) for t in times], default=0))
+    return ticks
+
+
+def _vlq(n: int) -> bytes:
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _move_ends_of_tracks(data: bytes, last_ticks: list[int], end_tick: int) -> bytes:
+    """pretty_midi's file with each track's end-of-track (written one tick after its last event) moved to
+    `end_tick`, or kept right after the last event when that is later. Patched in the bytes: parsing the file
+    again with mido to do this took longer than writing it."""
+    eot = b"\x01\xff\x2f\x00"  # delta 1, end-of-track
+    out, pos = [data[:14]], 14
+    for last_tick in last_ticks:
+        length = struct.unpack(">I", data[pos + 4:pos + 8])[0]
+        body = data[pos + 8:pos + 8 + length]
+        if data[pos:pos + 4] != b"MTrk" or not body.endswith(eot):
+            raise AssertionError("pretty_midi wrote a track layout this writer does not know")
+        body = body[:-len(eot)] + _vlq(max(end_tick - last_tick, 0)) + eot[1:]
+        out += [b"MTrk", struct.pack(">I", len(body)), body]
+        pos += 8 + length
+    if pos != len(data):
+        raise AssertionError("pretty_midi wrote more tracks than it has instruments")
+    return b"".join(out)
 
 
 def note_sequence_to_midi_file(ns, path) -> None:

@@ -413,6 +413,28 @@ def test_our_midi_reader_equals_note_seqs_on_every_field(name, data, tmp_path):
     assert read == theirs
 
 
+def midi_bytes_as_before(ns) -> bytes:
+    """What note_sequence_to_midi_bytes wrote through note-seq: its PrettyMIDI, written, parsed again with mido to
+    move every end-of-track to total_time."""
+    import mido
+    from note_seq import midi_io as ns_midi_io
+
+    if ns.ticks_per_quarter % 12:
+        ns = type(ns).FromString(ns.SerializeToString())
+        ns.ticks_per_quarter = 480
+    pm = ns_midi_io.note_sequence_to_pretty_midi(ns)
+    buffer = io.BytesIO()
+    pm.write(buffer)
+    mid = mido.MidiFile(file=io.BytesIO(buffer.getvalue()))
+    end_tick = pm.time_to_tick(max(ns.total_time, 0.0))
+    for track in mid.tracks:
+        last_tick = sum(msg.time for msg in track[:-1])
+        track[-1] = track[-1].copy(time=max(end_tick - last_tick, 0))
+    buffer = io.BytesIO()
+    mid.save(file=buffer)
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("name,data", CONVERSION_CASES, ids=[c[0] for c in CONVERSION_CASES])
 def test_our_midi_writer_writes_note_seqs_bytes(name, data):
     import pretty_midi
@@ -426,6 +448,10 @@ def test_our_midi_writer_writes_note_seqs_bytes(name, data):
         return buffer.getvalue()
 
     assert written(midi_io.note_sequence_to_pretty_midi(ns)) == written(ns_midi_io.note_sequence_to_pretty_midi(ns))
+    assert midi_io.note_sequence_to_midi_bytes(ns) == midi_bytes_as_before(ns)
+    shorter = type(ns).FromString(ns.SerializeToString())
+    shorter.total_time = 0.5  # before the last note ends: end-of-track stays right after the last event
+    assert midi_io.note_sequence_to_midi_bytes(shorter) == midi_bytes_as_before(shorter)
     # the file we write (at 480 ticks unless the sequence's resolution holds the 12-step grid, end-of-track at
     # total_time) reads back to what note-seq's PrettyMIDI of the sequence reads back to
     if ns.ticks_per_quarter % 12:
@@ -445,7 +471,7 @@ def test_our_midi_writer_writes_note_seqs_bytes(name, data):
         (k.key_number, round(k.time, 6)) for k in before.key_signature_changes]
 
 
-def test_melody_sequences_are_written_as_note_seq_writes_them():
+def test_melody_sequences_are_written_as_before():
     import pretty_midi
     from note_seq import midi_io as ns_midi_io
 
@@ -459,4 +485,5 @@ def test_melody_sequences_are_written_as_note_seq_writes_them():
         midi_io.note_sequence_to_pretty_midi(ns).write(a)
         ns_midi_io.note_sequence_to_pretty_midi(ns).write(b)
         assert a.getvalue() == b.getvalue()
+        assert midi_io.note_sequence_to_midi_bytes(ns) == midi_bytes_as_before(ns)
         assert pretty_midi.PrettyMIDI(io.BytesIO(a.getvalue())).instruments[0].notes
