@@ -19,6 +19,7 @@ lengths (`vocab.meter_features`). Records written before that carry none (read b
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -169,24 +170,72 @@ def num_windows(num_tokens: int, window_size: int, window_stride: int) -> int:
     return 0 if num_tokens < span else (num_tokens - span) // window_stride + 1
 
 
-def make_dataset(sequences, window_size: int, batch_size: int, window_stride: int = 1, shuffle: bool = True,
-                 repeat: bool = True, seed: int = 0, drop_remainder: bool = True, meter=None):
-    """A tf.data pipeline of (inputs, targets) int32 batches, each (batch_size, window_size).
+@dataclasses.dataclass(frozen=True)
+class Batching:
+    """How token sequences become training or evaluation batches.
+
+    `window_size` tokens per row (targets are the inputs shifted by one); `batch_size` is the GLOBAL batch size (a
+    distribution strategy splits it over replicas). `carry_state` chooses the layout:
+      False: windows cut anywhere in the joined stream of melodies, `window_stride` tokens apart, each trained from
+        a zero LSTM state (the tutorial's way);
+      True: `batch_size` lanes of whole melodies, one after another; row i of consecutive batches holds consecutive
+        windows of lane i, so the model carries its LSTM state from one batch to the next (truncated
+        backpropagation through time), resetting it where a melody begins, as evaluation and generation do.
+    `shuffle`, `repeat` and `seed` are training-time behaviour (evaluation: shuffle=False, repeat=False);
+    `drop_remainder` drops a last short batch of windows.
+    """
+
+    window_size: int
+    batch_size: int
+    window_stride: int = 1
+    carry_state: bool = False
+    shuffle: bool = True
+    repeat: bool = True
+    seed: int = 0
+    drop_remainder: bool = True
+
+
+def make_dataset(sequences, batching: Batching, meter=None):
+    """A tf.data pipeline of training or evaluation batches (see `Batching` for the two layouts).
 
     Args:
       sequences: id sequences, each starting with the start token.
-      window_size: tokens per window; targets are the inputs shifted by one.
-      batch_size: the GLOBAL batch size (a distribution strategy splits it over replicas).
-      window_stride: tokens between consecutive window starts.
-      shuffle, repeat, seed: training-time behaviour; evaluation uses shuffle=False, repeat=False.
+      batching: window size, batch size and layout.
       meter: (steps_per_bar, durations): one bar length per sequence and the vocabulary's `durations()`; the
         inputs are then {"ids", "bar_position", "bar_steps"}, each (batch_size, window_size).
+
+    Returns:
+      Windows: batches of (inputs, targets), each (batch_size, window_size) int32. Lanes: batches of
+      (inputs, targets, weights, reset): weights (batch_size, window_size) float32 are 0 on padding after a
+      melody's last target; reset (batch_size,) float32 is 1 where a row starts a melody (or is all padding).
 
     Raises:
       DatasetError: if there are fewer tokens than one window.
     """
+    if batching.carry_state:
+        return _lane_dataset(sequences, batching, meter)
+    return _window_dataset(sequences, batching, meter)
+
+
+def _meter_arrays(sequences, meter) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    if meter is None:
+        return None
+    bars, durations = meter
+    return [meter_features(token_durations(s, durations), spb) for s, spb in zip(sequences, bars)]
+
+
+def _with_options(ds):
+    tf = import_tensorflow()
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    options.deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _window_dataset(sequences, batching: Batching, meter):
     tf = import_tensorflow()
 
+    window_size, window_stride = batching.window_size, batching.window_stride
     stream = np.concatenate([np.asarray(s, dtype=np.int32) for s in sequences]) if sequences else np.zeros(0, np.int32)
     count = num_windows(len(stream), window_size, window_stride)
     if count == 0:
@@ -196,30 +245,106 @@ def make_dataset(sequences, window_size: int, batch_size: int, window_stride: in
     # from the stream in one op. Dataset.window + flat_map did the same one window at a time and took 16 s to
     # fill a shuffle buffer on the folk set; this takes none and holds only the offsets.
     stream_t = tf.constant(stream)
-    if meter is not None:
-        bars, durations = meter
-        features = [meter_features(token_durations(s, durations), spb) for s, spb in zip(sequences, bars)]
+    features = _meter_arrays(sequences, meter)
+    if features is not None:
         positions_t = tf.constant(np.concatenate([p for p, _ in features]))
         bar_steps_t = tf.constant(np.concatenate([b for _, b in features]))
     span = tf.range(window_size + 1, dtype=tf.int64)
     ds = tf.data.Dataset.range(count)
-    if shuffle:
-        ds = ds.shuffle(count, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
+    if batching.shuffle:
+        ds = ds.shuffle(count, seed=batching.seed, reshuffle_each_iteration=True)
+    if batching.repeat:
         ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    ds = ds.batch(batching.batch_size, drop_remainder=batching.drop_remainder)
 
     def cut(starts):
         index = starts[:, None] * window_stride + span[None, :]
         windows = tf.gather(stream_t, index)  # (batch, window + 1)
-        if meter is None:
+        if features is None:
             return windows[:, :-1], windows[:, 1:]
         inputs = {"ids": windows[:, :-1], "bar_position": tf.gather(positions_t, index[:, :-1]),
                   "bar_steps": tf.gather(bar_steps_t, index[:, :-1])}
         return inputs, windows[:, 1:]
 
-    ds = ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    options.deterministic = True
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return _with_options(ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def melody_lanes(sequences, window_size: int, lanes: int, order=None, features=None) -> dict[str, np.ndarray]:
+    """Whole melodies laid end to end in `lanes` parallel lanes, cut into consecutive windows.
+
+    Each melody of n tokens gives n - 1 (input, target) pairs, padded to whole windows; it goes to the lane that
+    holds the fewest windows so far (ties: the lowest lane), in the given `order` (default: as listed). Lanes end
+    padded to the longest.
+
+    Args:
+      features: per sequence (bar_position, bar_steps) arrays (`vocab.meter_features`), or None.
+
+    Returns:
+      {"ids", "targets"} int32, {"weights"} float32 and, with features, {"bar_position", "bar_steps"} int32, each
+      (steps, lanes, window_size); and "reset" float32 (steps, lanes): 1 where a window starts a melody or holds
+      padding only, so the state entering it is zero.
+    """
+    order = range(len(sequences)) if order is None else order
+    names = ("ids", "targets", "weights") + (("bar_position", "bar_steps") if features is not None else ())
+    rows = [{name: [] for name in names} | {"reset": []} for _ in range(lanes)]
+    sizes = np.zeros(lanes, dtype=np.int64)
+    for index in order:
+        seq = np.asarray(sequences[index], dtype=np.int32)
+        pairs = len(seq) - 1
+        if pairs < 1:
+            continue
+        count = -(-pairs // window_size)
+        pad = count * window_size - pairs
+        parts = {"ids": seq[:-1], "targets": seq[1:], "weights": np.ones(pairs, np.float32)}
+        if features is not None:
+            parts["bar_position"], parts["bar_steps"] = (f[:-1] for f in features[index])
+        lane = int(np.argmin(sizes))
+        for name in names:
+            rows[lane][name].append(np.pad(parts[name], (0, pad)).reshape(count, window_size))
+        rows[lane]["reset"].append(np.eye(1, count, dtype=np.float32)[0])
+        sizes[lane] += count
+    steps = int(sizes.max()) if len(sizes) else 0
+    out = {}
+    for name in names + ("reset",):
+        dtype = np.float32 if name in ("weights", "reset") else np.int32
+        per_lane = []
+        for lane in range(lanes):
+            missing = steps - int(sizes[lane])  # padding windows: no targets, and a zero state
+            filler = np.ones(missing, dtype) if name == "reset" else np.zeros((missing, window_size), dtype)
+            per_lane.append(np.concatenate(rows[lane][name] + [filler]).astype(dtype))
+        out[name] = np.stack(per_lane, axis=1)
+    return out
+
+
+def _lane_dataset(sequences, batching: Batching, meter):
+    """Batches of consecutive lane windows (see `melody_lanes`); each pass over the data lays the lanes anew."""
+    tf = import_tensorflow()
+
+    window_size, lanes = batching.window_size, batching.batch_size
+    pairs = sum(max(len(s) - 1, 0) for s in sequences)
+    if pairs < window_size:
+        raise DatasetError(f"{pairs + 1} tokens are fewer than one window of {window_size + 1}; "
+                           "add data or lower window_size")
+    features = _meter_arrays(sequences, meter)
+
+    def passes():
+        epoch = 0
+        while True:
+            order = None
+            if batching.shuffle:
+                order = np.random.default_rng([batching.seed, epoch]).permutation(len(sequences))
+            arrays = melody_lanes(sequences, window_size, lanes, order, features)
+            for t in range(len(arrays["reset"])):
+                row = {name: values[t] for name, values in arrays.items()}
+                inputs = row["ids"] if features is None else {
+                    "ids": row["ids"], "bar_position": row["bar_position"], "bar_steps": row["bar_steps"]}
+                yield inputs, row["targets"], row["weights"], row["reset"]
+            epoch += 1
+            if not batching.repeat:
+                return
+
+    window = tf.TensorSpec((lanes, window_size), tf.int32)
+    inputs_spec = window if features is None else {"ids": window, "bar_position": window, "bar_steps": window}
+    signature = (inputs_spec, window, tf.TensorSpec((lanes, window_size), tf.float32),
+                 tf.TensorSpec((lanes,), tf.float32))
+    return _with_options(tf.data.Dataset.from_generator(passes, output_signature=signature))

@@ -12,32 +12,68 @@ from melody_plugin.registry import ModelConfig
 from melody_plugin.vocab import METER_FEATURE_SIZE
 
 
-def build_model(config: ModelConfig, vocab_size: int):
+def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False):
     """A functional Keras model mapping (batch, time) int ids to (batch, time, vocab_size) float32 logits.
 
     With `config.meter_features` it takes a dict of three (batch, time) int32 inputs, "ids", "bar_position" and
     "bar_steps" (`vocab.meter_features`), whose embeddings are added to the token's (one-hot inputs: concatenated).
+
+    With `carry_state`, returns (model, carry_model): the same layers and weights, and a second model for training
+    with the state carried between windows: `carry_model([inputs, states])` takes the LSTM states entering the
+    window, [h_0, c_0, h_1, c_1, ...] each (batch, units), and returns [logits, states after the window].
     """
     import keras
 
+    layers = _layers(keras, config, vocab_size)
+    inputs = _inputs(keras, config)
+    model = keras.Model(inputs, _apply(layers, inputs, None)[0], name=config.name)
+    if not carry_state:
+        return model
+    carry_inputs = _inputs(keras, config)
+    states = [keras.Input(shape=(units,), name=f"lstm_{i}_{part}")
+              for i, units in enumerate(config.rnn_layer_sizes) for part in ("h", "c")]
+    logits, final = _apply(layers, carry_inputs, states)
+    return model, keras.Model([carry_inputs, states], [logits, final], name=f"{config.name}_carry")
+
+
+def _inputs(keras, config: ModelConfig):
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
-    inputs = ids
-    x = _embedding(keras, vocab_size, config.embedding_size, "embedding")(ids)
+    if not config.meter_features:
+        return ids
+    return {"ids": ids, "bar_position": keras.Input(shape=(None,), dtype="int32", name="bar_position"),
+            "bar_steps": keras.Input(shape=(None,), dtype="int32", name="bar_steps")}
+
+
+def _layers(keras, config: ModelConfig, vocab_size: int) -> dict:
+    size = config.embedding_size
+    layers = {"embedding": _embedding(keras, vocab_size, size, "embedding")}
     if config.meter_features:
-        position = keras.Input(shape=(None,), dtype="int32", name="bar_position")
-        bar_steps = keras.Input(shape=(None,), dtype="int32", name="bar_steps")
-        inputs = {"ids": ids, "bar_position": position, "bar_steps": bar_steps}
-        features = [x, _embedding(keras, METER_FEATURE_SIZE, config.embedding_size, "bar_position_embedding")(position),
-                    _embedding(keras, METER_FEATURE_SIZE, config.embedding_size, "bar_steps_embedding")(bar_steps)]
-        x = (keras.layers.Add(name="meter_add") if config.embedding_size else
-             keras.layers.Concatenate(name="meter_concat"))(features)
-    for i, units in enumerate(config.rnn_layer_sizes):
-        x = keras.layers.Dropout(config.dropout_rate, name=f"dropout_{i}")(x)
-        x = keras.layers.LSTM(units, return_sequences=True, name=f"lstm_{i}")(x)
-    x = keras.layers.Dropout(config.dropout_rate, name="dropout_out")(x)
+        layers["bar_position"] = _embedding(keras, METER_FEATURE_SIZE, size, "bar_position_embedding")
+        layers["bar_steps"] = _embedding(keras, METER_FEATURE_SIZE, size, "bar_steps_embedding")
+        layers["meter"] = keras.layers.Add(name="meter_add") if size else keras.layers.Concatenate(name="meter_concat")
+    # return_state: the carry model reads the final states; the plain model leaves them unused
+    layers["rnn"] = [(keras.layers.Dropout(config.dropout_rate, name=f"dropout_{i}"),
+                      keras.layers.LSTM(units, return_sequences=True, return_state=True, name=f"lstm_{i}"))
+                     for i, units in enumerate(config.rnn_layer_sizes)]
+    layers["dropout_out"] = keras.layers.Dropout(config.dropout_rate, name="dropout_out")
     # float32 logits even under mixed precision: softmax and the loss need the range
-    logits = keras.layers.Dense(vocab_size, dtype="float32", name="logits")(x)
-    return keras.Model(inputs, logits, name=config.name)
+    layers["logits"] = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
+    return layers
+
+
+def _apply(layers: dict, inputs, states):
+    """(logits, final states) of the layers on `inputs`, from `states` ([h, c] per layer) or zeros (None)."""
+    if isinstance(inputs, dict):
+        x = layers["meter"]([layers["embedding"](inputs["ids"]), layers["bar_position"](inputs["bar_position"]),
+                             layers["bar_steps"](inputs["bar_steps"])])
+    else:
+        x = layers["embedding"](inputs)
+    final = []
+    for i, (dropout, lstm) in enumerate(layers["rnn"]):
+        initial = None if states is None else states[2 * i:2 * i + 2]
+        x, h, c = lstm(dropout(x), initial_state=initial)
+        final += [h, c]
+    return layers["logits"](layers["dropout_out"](x)), final
 
 
 def _embedding(keras, rows: int, size: int, name: str):

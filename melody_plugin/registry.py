@@ -52,6 +52,10 @@ class ModelConfig:
     batch_size: int = 16  # GLOBAL batch size: split over all replicas of a distributed run
     window_size: int = 8  # tokens per training window
     window_stride: int = 1  # tokens between the starts of two windows
+    # false: windows cut anywhere in the joined melodies, each from a zero state (the tutorial's way); true: lanes of
+    # whole melodies whose LSTM state carries from one window to the next (truncated BPTT), reset where a melody
+    # starts, as evaluation and generation run the model. window_stride is then unused.
+    carry_state: bool = False
     mixed_precision: bool = False  # float16 compute with loss scaling (GPU)
     jit_compile: bool = False  # XLA-compile the train step
     # data

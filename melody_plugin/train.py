@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from melody_plugin import atomic, corpus as corpus_lib, numpy_model
-from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, make_dataset, read_sequences, write_sequences
+from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, Batching, make_dataset, read_sequences, write_sequences
 from melody_plugin.errors import Interrupted, MelodyPluginError
 from melody_plugin.model import build_model
 from melody_plugin.quiet import import_tensorflow
@@ -259,14 +259,20 @@ def scheduled_learning_rate(config: ModelConfig, step, num_training_steps: int, 
     return lr
 
 
-def _step_sums(tf, logits, targets, is_note):
-    """Sums over a batch: nats of the targets, correct predictions, bits and count of pitched-note targets."""
+def _step_sums(tf, logits, targets, is_note, weights=None):
+    """Sums over a batch: nats of the targets, correct predictions, bits and count of pitched-note targets.
+
+    `weights` (the lanes' 0 on padding) leave out the targets they zero; None counts every target.
+    """
     nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=tf.cast(logits, tf.float32))
     correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), targets), tf.float32)
     note = tf.gather(is_note, targets)
+    if weights is None:
+        weights = tf.ones_like(nll)
+    nll, correct, note = nll * weights, correct * weights, note * weights
     return nll, {"nll": tf.reduce_sum(nll), "correct": tf.reduce_sum(correct),
                  "note_nll": tf.reduce_sum(nll * note), "notes": tf.reduce_sum(note),
-                 "tokens": tf.cast(tf.size(targets), tf.float32)}
+                 "tokens": tf.reduce_sum(weights)}
 
 
 def summarize(sums: dict) -> dict:
@@ -279,10 +285,19 @@ def summarize(sums: dict) -> dict:
 
 
 class _Trainer:
-    """Builds the compiled train and eval steps of one model under one strategy."""
+    """Builds the compiled train and eval steps of one model under one strategy.
 
-    def __init__(self, tf, strategy, model, optimizer, config, vocab):
+    With `config.carry_state`, batches are (inputs, targets, weights, reset) lanes of whole melodies
+    (`dataset.Batching`), and the LSTM states leaving one batch enter the next (zeroed where `reset` is 1): each
+    replica keeps its own rows' states in sync-on-read variables, one set for training and one for evaluation.
+    """
+
+    def __init__(self, tf, strategy, model, optimizer, config, vocab, carry_model=None):
         self.tf, self.strategy, self.model, self.optimizer, self.config = tf, strategy, model, optimizer, config
+        self.carry_model = carry_model
+        if carry_model is not None:
+            rows = config.batch_size // strategy.num_replicas_in_sync
+            self.states = {kind: _state_variables(tf, rows, config.rnn_layer_sizes, kind) for kind in ("train", "eval")}
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.global_tokens = float(config.batch_size * config.window_size)
         self.is_note = tf.constant((vocab.pitches() >= 0).astype(np.float32))
@@ -297,11 +312,24 @@ class _Trainer:
     def step(self) -> int:
         return int(self.step_var.numpy())
 
-    def _replica_train(self, x, y):
+    def _logits(self, batch, training: bool):
+        """(logits, weights) of one replica's batch; with carried states, reads and updates them."""
+        if self.carry_model is None:
+            return self.model(batch[0], training=training), None
+        x, _, weights, reset = batch
+        keep = (1.0 - reset)[:, None]
+        variables = self.states["train" if training else "eval"]
+        logits, final = self.carry_model([x, [v * keep for v in variables]], training=training)
+        for variable, value in zip(variables, final):
+            variable.assign(value)  # a new starting point, not a path for gradients: truncated BPTT
+        return logits, weights
+
+    def _replica_train(self, *batch):
         tf = self.tf
+        y = batch[1]
         with tf.GradientTape() as tape:
-            logits = self.model(x, training=True)
-            nll, sums = _step_sums(tf, logits, y, self.is_note)
+            logits, weights = self._logits(batch, training=True)
+            nll, sums = _step_sums(tf, logits, y, self.is_note, weights)
             loss = tf.reduce_sum(nll) / self.global_tokens  # global mean: replicas' gradients add up exactly
             scaled = self.optimizer.scale_loss(loss) if self.mixed else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
@@ -318,18 +346,19 @@ class _Trainer:
         tf = self.tf
         totals = tf.zeros([len(self.SUM_KEYS)])
         for _ in tf.range(num_steps):
-            x, y = next(iterator)
+            batch = next(iterator)
             if self.scheduled:
                 _inner(self.optimizer).learning_rate.assign(
                     scheduled_learning_rate(self.config, step_var, total_steps, time_fraction))
-            per_replica = self.strategy.run(self._replica_train, args=(x, y))
+            per_replica = self.strategy.run(self._replica_train, args=tuple(batch))
             sums = [self.strategy.reduce("SUM", per_replica[k], axis=None) for k in self.SUM_KEYS]
             totals += tf.stack(sums)
             step_var.assign_add(1)
         return totals
 
-    def _replica_eval(self, x, y):
-        return _step_sums(self.tf, self.model(x, training=False), y, self.is_note)[1]
+    def _replica_eval(self, *batch):
+        logits, weights = self._logits(batch, training=False)
+        return _step_sums(self.tf, logits, batch[1], self.is_note, weights)[1]
 
     def _eval_step(self, batch):
         per_replica = self.strategy.run(self._replica_eval, args=batch)
@@ -347,17 +376,29 @@ class _Trainer:
         return summarize(totals) if totals else None
 
 
+def _state_variables(tf, rows: int, layer_sizes, kind: str) -> list:
+    """[h_0, c_0, h_1, ...] (rows, units) float32 states, one copy per replica (sync on read, never checkpointed)."""
+    return [tf.Variable(tf.zeros([rows, units]), trainable=False, name=f"{kind}_lstm_{i}_{part}",
+                        synchronization=tf.VariableSynchronization.ON_READ,
+                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+            for i, units in enumerate(layer_sizes) for part in ("h", "c")]
+
+
 def _build_trainer(tf, strategy, config: ModelConfig, vocab: Vocabulary, mixed_precision: bool) -> _Trainer:
     """Model, optimizer and step counter, made in the strategy's scope (mixed_float16 for the build only)."""
     import keras
 
+    if config.carry_state and config.batch_size % strategy.num_replicas_in_sync:
+        raise TrainingError(f"batch_size {config.batch_size} does not split over "
+                            f"{strategy.num_replicas_in_sync} replicas")
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     with strategy.scope():  # everything that creates variables
-        model = build_model(config, len(vocab))
+        model, carry_model = (build_model(config, len(vocab), carry_state=True) if config.carry_state
+                              else (build_model(config, len(vocab)), None))
         optimizer = _make_optimizer(config)
         optimizer.build(model.trainable_variables)
-        trainer = _Trainer(tf, strategy, model, optimizer, config, vocab)
+        trainer = _Trainer(tf, strategy, model, optimizer, config, vocab, carry_model)
     keras.mixed_precision.set_global_policy("float32")
     return trainer
 
@@ -479,7 +520,7 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
             report.close()
             ckpts.close()
         total_s = time.perf_counter() - run_start
-        tokens_per_second = (step - start_step) * config.batch_size * config.window_size / max(total_s, 1e-9)
+        tokens_per_second = report.tokens_seen / max(total_s, 1e-9)
         if chief and opts.write_curve:
             _write_curve(run, opts.log)
         return TrainResult(step, last_metrics, str(run.path), tokens_per_second, dist.num_replicas_in_sync,
@@ -530,15 +571,32 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
 
 def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed: int, meter=(None, None)):
     """(train, eval) distributed datasets: shuffled, repeated global batches; eval None when too short."""
-    train_ds = dist.experimental_distribute_dataset(
-        make_dataset(train_seqs, config.window_size, config.batch_size, config.window_stride, seed=seed,
-                     meter=meter[0]))
+    if config.carry_state and isinstance(dist, _multi_worker_strategies()):
+        # each worker would take every n-th batch, and a lane's windows would no longer follow one another
+        raise TrainingError("carry_state=true trains lanes of whole melodies, which are not split across machines "
+                            "yet; use carry_state=false with --strategy=multi_worker")
+    train_ds = dist.experimental_distribute_dataset(make_dataset(train_seqs, _batching(config, seed=seed), meter[0]))
     eval_ds = None
     if eval_seqs and sum(len(s) for s in eval_seqs) > config.window_size + 1:
-        eval_ds = dist.experimental_distribute_dataset(
-            make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
-                         repeat=False, drop_remainder=True, meter=meter[1]))
+        eval_ds = dist.experimental_distribute_dataset(make_dataset(eval_seqs, _eval_batching(config), meter[1]))
     return train_ds, eval_ds
+
+
+def _batching(config: ModelConfig, seed: int) -> Batching:
+    """Training batches as the config lays them out: shuffled, repeated."""
+    return Batching(config.window_size, config.batch_size, config.window_stride, config.carry_state, seed=seed)
+
+
+def _eval_batching(config: ModelConfig, drop_remainder: bool = True) -> Batching:
+    """Evaluation batches: every window once, in order; lanes carry the state through each whole melody, as
+    `melody_evaluate` scores it."""
+    return Batching(config.window_size, config.batch_size, config.window_size, config.carry_state, shuffle=False,
+                    repeat=False, drop_remainder=drop_remainder)
+
+
+def _multi_worker_strategies() -> tuple:
+    tf = import_tensorflow()
+    return (tf.distribute.MultiWorkerMirroredStrategy, tf.distribute.experimental.MultiWorkerMirroredStrategy)
 
 
 def _fit(trainer: _Trainer, iterator, eval_ds, ckpts: _Checkpoints, report: _Report, opts: TrainOptions):
@@ -659,6 +717,7 @@ class _Report:
         self.writers = {k: tf.summary.create_file_writer(str(run.logs_dir / k)) for k in ("train", "eval")} \
             if chief else {}
         self.bar = None
+        self.tokens_seen = 0.0  # targets trained on in this process (lanes: padding not counted)
         self._reset()
 
     def _reset(self) -> None:
@@ -673,6 +732,7 @@ class _Report:
         for k, v in batch.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
         self.tokens += batch["tokens"]
+        self.tokens_seen += batch["tokens"]
         self.bar.update(num_steps)
 
     def summary(self, step: int, eval_ds) -> dict:
@@ -751,9 +811,8 @@ def evaluate_checkpoints(run_dir, input_path=None, num_training_steps: int | Non
     eval_seqs, eval_bars = _eval_data(run, config, vocab, input_path)
     # float32, as ever: the eval job does not take the training's mixed precision
     trainer = _build_trainer(tf, tf.distribute.get_strategy(), config, vocab, mixed_precision=False)
-    eval_ds = make_dataset(eval_seqs, config.window_size, config.batch_size, config.window_size, shuffle=False,
-                           repeat=False, drop_remainder=False,
-                           meter=_meter_inputs(config, vocab, ([], eval_bars), log)[1])
+    eval_ds = make_dataset(eval_seqs, _eval_batching(config, drop_remainder=False),
+                           _meter_inputs(config, vocab, ([], eval_bars), log)[1])
     writer = tf.summary.create_file_writer(str(run.logs_dir / "eval"))
     checkpoint = tf.train.Checkpoint(model=trainer.model, step=trainer.step_var)  # the optimizer state is not needed
     metrics = None

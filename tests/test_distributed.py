@@ -8,6 +8,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from conftest import TINY_HPARAMS, run_cli
 
@@ -28,8 +29,10 @@ print(json.dumps(out))
 '''
 
 
-def test_mirrored_two_cpu_replicas_match_single_device(tmp_path, tiny_corpus):
-    hparams = TINY_HPARAMS.replace("batch_size=32", "batch_size=16") + ",clip_norm=1.0"
+@pytest.mark.parametrize("carry_state", ["false", "true"])
+def test_mirrored_two_cpu_replicas_match_single_device(tmp_path, tiny_corpus, carry_state):
+    # with carry_state, each replica keeps the LSTM states of its own half of the lanes from step to step
+    hparams = TINY_HPARAMS.replace("batch_size=32", "batch_size=16") + f",clip_norm=1.0,carry_state={carry_state}"
     proc = subprocess.run([sys.executable, "-c", COMPARE, str(tiny_corpus), str(tmp_path), hparams],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -7,7 +7,6 @@ import hashlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import PHRASES, ROOT, make_sequence, pattern_notes
@@ -83,19 +82,6 @@ def test_magenta_format_files_read_back_and_bad_records_are_clear_errors(tmp_pat
             dataset.read_sequences(tmp_path / f"{name}.tfrecord")
     with pytest.raises(dataset.DatasetError, match="ids must be in"):
         dataset.sequence_to_example([START, 12], one_hot_size=5)
-
-
-def test_make_dataset_windows_are_shifted_by_one():
-    seqs = [np.array([START] + list(range(10, 30)))]
-    ds = dataset.make_dataset(seqs, window_size=4, batch_size=3, shuffle=False, repeat=False)
-    batches = list(ds.as_numpy_iterator())
-    x, y = batches[0]
-    assert x.shape == (3, 4) and y.shape == (3, 4)
-    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
-    np.testing.assert_array_equal(x[0], [START, 10, 11, 12])
-    assert sum(len(b[0]) for b in batches) == dataset.num_windows(21, 4, 1) // 3 * 3
-    with pytest.raises(dataset.DatasetError, match="fewer than one window"):
-        dataset.make_dataset([np.array([START, 5])], window_size=4, batch_size=2)
 
 
 # --- units

@@ -258,3 +258,58 @@ def test_learning_rate_schedule_warms_up_then_decays(tmp_path, tiny_corpus):
         got = float(train.scheduled_learning_rate(linear, step, 100, fraction))
         assert got == pytest.approx(_hand_lr(0.01, 0, "linear", 0.2, step, 100, fraction), rel=1e-6)
     assert float(train.scheduled_learning_rate(linear, 50, 100, 0.75)) == pytest.approx(0.01 * (0.2 + 0.8 * 0.25))
+
+
+# --- whole-melody training: lanes with the LSTM state carried from window to window
+
+@pytest.mark.parametrize("meter", [False, True])
+def test_carried_state_scores_a_melody_exactly_as_one_pass_does(meter):
+    """Lanes of 5-token windows with the state carried give each melody the NLL of scoring it whole from the start
+    token (numpy_model's forward pass, an implementation apart from Keras'), to float precision."""
+    import numpy as np
+
+    from melody_plugin import numpy_model
+    from melody_plugin.dataset import Batching, make_dataset
+    from melody_plugin.evaluate import score_sequences
+    from melody_plugin.quiet import import_tensorflow
+    from melody_plugin.vocab import START, Vocabulary, meter_features, token_durations
+
+    tf = import_tensorflow()
+    config = registry.with_hparams(registry.get_config("char_lstm"),
+                                   f"rnn_layer_sizes=[12,10],embedding_size=6,batch_size=2,window_size=5,"
+                                   f"carry_state=true,meter_features={str(meter).lower()}")
+    vocab = Vocabulary(tuple((p, d) for p in (60, 62, 64, 65, 67) for d in (6, 12, 24)), 12)
+    rng = np.random.default_rng(7)
+    sequences = [np.array([START] + rng.integers(3, len(vocab), size=n).tolist()) for n in (13, 4, 9, 21, 1)]
+    bars = [48, 36, 36, 60, 48]
+    durations = vocab.durations()
+    meter_in = (bars, durations) if meter else None
+    trainer = train._build_trainer(tf, tf.distribute.get_strategy(), config, vocab, mixed_precision=False)
+    batching = Batching(5, 2, carry_state=True, shuffle=False, repeat=False)
+    lanes = trainer.evaluate(make_dataset(sequences, batching, meter_in), max_batches=10_000)
+
+    features = [meter_features(token_durations(s, durations), b) for s, b in zip(sequences, bars)] if meter else None
+    whole = score_sequences(numpy_model.NumpyLSTM(numpy_model.weights_from_keras(trainer.model)), sequences, vocab,
+                            features=features)
+    assert whole["tokens"] == sum(len(s) - 1 for s in sequences) == 13 + 4 + 9 + 21 + 1
+    assert lanes["bits_per_token"] == pytest.approx(whole["bits_per_token"], rel=1e-5)
+    assert lanes["bits_per_note"] == pytest.approx(whole["bits_per_note"], rel=1e-5)
+    assert lanes["accuracy"] == pytest.approx(whole["accuracy"])
+
+
+def test_carry_state_trains_resumes_and_keeps_a_best_checkpoint(tmp_path, tiny_corpus):
+    run_dir = tmp_path / "run"
+    config = tiny_config("carry_state=true,window_size=16,batch_size=8")
+    first = train.train_and_evaluate(config, run_dir, tiny_corpus,
+                                     options(num_training_steps=60, summary_frequency=30, save_checkpoint_steps=30,
+                                             eval_ratio=0.25, write_curve=False))
+    assert first.step == 60 and first.metrics["eval"]["bits_per_note"] < first.metrics["train"]["bits_per_note"] + 2
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["train"]["loss"] < rows[0]["train"]["loss"]
+    lines = []
+    second = train.train_and_evaluate(config, run_dir, None, options(num_training_steps=90, summary_frequency=30,
+                                                                     write_curve=False, log=lines.append))
+    assert second.step == 90 and "resumed from ckpt-60 at step 60" in lines
+    best = RunDir(run_dir).best()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert best["eval_bits_per_note"] == min(r["eval"]["bits_per_note"] for r in rows)

@@ -1,0 +1,76 @@
+"""dataset.py's two batch layouts: windows of the joined stream, and lanes of whole melodies (state carried)."""
+
+import numpy as np
+import pytest
+
+from melody_plugin import dataset
+from melody_plugin.dataset import Batching
+from melody_plugin.vocab import START
+
+
+def test_windows_are_shifted_by_one():
+    seqs = [np.array([START] + list(range(10, 30)))]
+    ds = dataset.make_dataset(seqs, Batching(window_size=4, batch_size=3, shuffle=False, repeat=False))
+    batches = list(ds.as_numpy_iterator())
+    x, y = batches[0]
+    assert x.shape == (3, 4) and y.shape == (3, 4)
+    np.testing.assert_array_equal(x[:, 1:], y[:, :-1])
+    np.testing.assert_array_equal(x[0], [START, 10, 11, 12])
+    # 21 tokens: windows of 5 tokens start at offsets 0..16, 17 of them, batched by 3 with the remainder dropped
+    assert sum(len(b[0]) for b in batches) == 15
+    with pytest.raises(dataset.DatasetError, match="fewer than one window"):
+        dataset.make_dataset([np.array([START, 5])], Batching(window_size=4, batch_size=2))
+
+
+# Three melodies (start token first) in two lanes of 3-token windows, laid out by hand:
+# A = S 5 6 7 8 9 -> pairs (S,5)(5,6)(6,7) | (7,8)(8,9) + pad: 2 windows, lane 0
+# B = S 3 4       -> (S,3)(3,4) + pad: 1 window, lane 1 (fewest windows)
+# C = S 10..17    -> 8 pairs, 3 windows, lane 1 (1 window < 2)
+MELODIES = [[START, 5, 6, 7, 8, 9], [START, 3, 4], [START, 10, 11, 12, 13, 14, 15, 16, 17]]
+
+
+def test_lanes_hold_whole_melodies_one_after_another():
+    lanes = dataset.melody_lanes([np.array(m) for m in MELODIES], window_size=3, lanes=2)
+    assert lanes["ids"].shape == (4, 2, 3) and lanes["reset"].shape == (4, 2)
+    assert lanes["ids"][:, 0].tolist() == [[START, 5, 6], [7, 8, 0], [0, 0, 0], [0, 0, 0]]
+    assert lanes["targets"][:, 0].tolist() == [[5, 6, 7], [8, 9, 0], [0, 0, 0], [0, 0, 0]]
+    assert lanes["ids"][:, 1].tolist() == [[START, 3, 0], [START, 10, 11], [12, 13, 14], [15, 16, 0]]
+    assert lanes["targets"][:, 1].tolist() == [[3, 4, 0], [10, 11, 12], [13, 14, 15], [16, 17, 0]]
+    assert lanes["weights"][:, 1].tolist() == [[1, 1, 0], [1, 1, 1], [1, 1, 1], [1, 1, 0]]
+    # the state is zeroed where a melody starts and on padding-only windows, carried elsewhere
+    assert lanes["reset"].tolist() == [[1, 1], [0, 1], [1, 0], [1, 0]]
+    # every target of every melody is there exactly once
+    assert lanes["weights"].sum() == sum(len(m) - 1 for m in MELODIES)
+
+
+def test_lane_batches_follow_a_shuffled_order_each_pass_and_cover_every_target():
+    seqs = [np.array([START] + list(range(10, 10 + n))) for n in (5, 9, 3, 12, 7, 4)]
+    batching = Batching(window_size=4, batch_size=2, carry_state=True, seed=3)
+    ds = dataset.make_dataset(seqs, batching)
+    batches = list(ds.take(40).as_numpy_iterator())
+    x, y, w, reset = batches[0]
+    assert x.shape == (2, 4) and y.shape == (2, 4) and w.shape == (2, 4) and reset.shape == (2,)
+    # each pass over the data holds every melody's targets once (padding has weight 0); the next pass is reshuffled
+    targets = [int(t) for _, ys, ws, _ in batches for t, wt in zip(ys.ravel(), ws.ravel()) if wt]
+    total = sum(len(s) - 1 for s in seqs)
+    assert len(targets) >= 2 * total
+    first_pass, second_pass = targets[:total], targets[total:2 * total]
+    assert sorted(first_pass) == sorted(t for s in seqs for t in s[1:].tolist())
+    assert sorted(second_pass) == sorted(first_pass) and second_pass != first_pass
+    steps = len(dataset.melody_lanes(seqs, 4, 2)["reset"])
+    evaluation = list(dataset.make_dataset(seqs, Batching(4, 2, carry_state=True, shuffle=False,
+                                                          repeat=False)).as_numpy_iterator())
+    assert len(evaluation) == steps
+
+
+def test_lanes_carry_meter_features_alongside_the_ids():
+    seqs = [np.array(m) for m in MELODIES]
+    durations = np.zeros(20, dtype=np.int64)
+    durations[3:] = 12  # every note a quarter (ids 0-2 are the special tokens)
+    ds = dataset.make_dataset(seqs, Batching(3, 2, carry_state=True, shuffle=False, repeat=False),
+                              meter=([48, 36, 48], durations))
+    x, _, _, _ = next(ds.as_numpy_iterator())
+    assert x["ids"][1].tolist() == [START, 3, 0]
+    # melody B in 3/4 (36 steps): after the start token the next token begins at 0, after `3` at 12
+    assert x["bar_position"][1].tolist()[:2] == [0, 12] and x["bar_steps"][1].tolist()[:2] == [36, 36]
+    assert x["bar_position"][0].tolist() == [0, 12, 24]
