@@ -1,16 +1,18 @@
-"""Token ids <-> TFRecord, and token sequences -> tf.data windows for training.
+"""Token ids <-> TFRecord, and token sequences -> tf.data batches for training and evaluation.
 
 Step of the flow: `list[int]` -> `tf.train.SequenceExample` (Magenta's `inputs`/`labels` feature lists) -> TFRecord,
-and `make_dataset(sequences, ...) -> tf.data.Dataset` of `(inputs, targets)` windows.
+and `make_dataset(sequences, Batching(...)) -> tf.data.Dataset`.
 Entry points: `sequence_to_example`, `example_to_sequence`, `example_steps_per_bar`, `write_sequences`,
-`read_sequences`, `make_dataset`.
+`read_sequences`, `Batching`, `make_dataset`, `melody_lanes`.
 Two record formats, both read back by `read_sequences`: the plugin's (int64 ids in `inputs` and `labels`) and
 Magenta's (`one_hot_size=len(vocab)`: a float one-hot vector per input step, int64 labels), which Magenta's
 `sequence_example_lib.get_padded_batch(files, batch_size, input_size=len(vocab))` reads.
 
-Every sequence starts with the start token. For training, the sequences of a split are joined into one stream
-(the start tokens mark where a melody begins, as nanoGPT joins documents) and cut into windows with tf.data, so
-no window needs padding and every token counts in the loss.
+Every sequence starts with the start token. Two batch layouts (`Batching.carry_state`): windows, where the
+sequences of a split are joined into one stream (the start tokens mark where a melody begins, as nanoGPT joins
+documents) and cut into windows with tf.data, so no window needs padding and every token counts in the loss; and
+lanes, where whole melodies follow one another in each row of consecutive batches, so the model can carry its
+LSTM state across windows and is trained as evaluation and generation run it (from the start token on).
 
 Meter features: each record may carry its melody's bar length as the context feature `steps_per_bar`;
 `make_dataset(..., meter=(steps_per_bar, durations))` then yields inputs as a dict of ids, bar positions and bar
