@@ -68,6 +68,8 @@ class TrainOptions:
     a bar the progress lines go to `log`. `max_minutes` (None = no limit) stops the run, with a checkpoint and an
     eval, at the last compiled call that ends within that many minutes of `started_at` (a `time.time()`; None =
     this process's start, as a user's wall clock counts it); at least one call runs, so every resume progresses.
+    `max_cpu_minutes` does the same with the CPU time this process has used since it started (all threads), for
+    fair comparisons on a shared machine.
     """
 
     num_training_steps: int = 2000
@@ -81,6 +83,7 @@ class TrainOptions:
     progress: bool | None = None
     write_curve: bool = True
     max_minutes: float | None = None
+    max_cpu_minutes: float | None = None  # the same, in CPU time of this process (all its threads)
     started_at: float | None = None
     log: Callable[..., object] = dataclasses.field(default=print, compare=False)
 
@@ -88,8 +91,10 @@ class TrainOptions:
         for name in ("summary_frequency", "save_checkpoint_steps"):
             if getattr(self, name) < 1:
                 raise TrainingError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_minutes is not None and not (self.max_minutes > 0 and math.isfinite(self.max_minutes)):
-            raise TrainingError(f"max_minutes must be > 0, got {self.max_minutes}")
+        for name in ("max_minutes", "max_cpu_minutes"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise TrainingError(f"{name} must be > 0, got {value}")
 
 
 _IMPORT_TIME = time.time()
@@ -606,22 +611,18 @@ def _fit(trainer: _Trainer, iterator, eval_ds, ckpts: _Checkpoints, report: _Rep
     """
     tf = trainer.tf
     total, every_summary, every_save = opts.num_training_steps, opts.summary_frequency, opts.save_checkpoint_steps
-    started = opts.started_at if opts.started_at is not None else process_start_time()
-    budget_s = opts.max_minutes * 60 if opts.max_minutes else None
+    budget = _Budget(opts)
     step, last_metrics = trainer.step, {}
     while step < total:
         _STOP.check()
         # Run up to the next summary/checkpoint boundary in one call (at most 50 steps): fewer Python
         # round trips; a NaN is still caught before any checkpoint is written.
         n = min(total - step, every_summary - step % every_summary, every_save - step % every_save, 50)
-        call_start = time.time()
-        time_fraction = (call_start - started) / budget_s if budget_s else 0.0
+        budget.call_starts()
         out = trainer.train_step(iterator, tf.constant(n), trainer.step_var, tf.constant(total, tf.int64),
-                                 tf.constant(time_fraction, tf.float32)).numpy()
+                                 tf.constant(budget.fraction(), tf.float32)).numpy()
         step += n
-        # stop before a call that would end past the budget (the last call's length predicts the next one's)
-        now = time.time()
-        out_of_time = budget_s is not None and step < total and now + (now - call_start) > started + budget_s
+        out_of_time = step < total and budget.next_call_overruns()
         batch = dict(zip(_Trainer.SUM_KEYS, (float(v) for v in out)))
         if not math.isfinite(batch["nll"]):
             raise TrainingError(f"loss became {batch['nll']} at step {step}; stopped. The last good "
@@ -632,12 +633,45 @@ def _fit(trainer: _Trainer, iterator, eval_ds, ckpts: _Checkpoints, report: _Rep
             ckpts.keep_if_best(step, last_metrics["eval"])
         if out_of_time:  # the caller saves the checkpoint
             report.bar.close()
-            opts.log(f"time budget of {opts.max_minutes:g} min reached at step {step}; run the same command to "
-                     "resume")
+            opts.log(f"{budget.describe()} reached at step {step}; run the same command to resume")
             return step, last_metrics, True
         if step % every_save == 0 and step < total:
             ckpts.save()
     return step, last_metrics, False
+
+
+class _Budget:
+    """The time budgets of a run: wall-clock minutes from `opts.started_at` (or the process start) and CPU minutes
+    of this process. A compiled call is not started when the last one's length says it would end past either."""
+
+    def __init__(self, opts: TrainOptions):
+        self.opts = opts
+        self.started = opts.started_at if opts.started_at is not None else process_start_time()
+        self.wall_s = opts.max_minutes * 60 if opts.max_minutes else None
+        self.cpu_s = opts.max_cpu_minutes * 60 if opts.max_cpu_minutes else None
+        self.call_wall = self.call_cpu = 0.0
+
+    def call_starts(self) -> None:
+        self.call_wall, self.call_cpu = time.time(), time.process_time()
+
+    def fraction(self) -> float:
+        """The share of the tighter budget spent (drives a learning-rate decay to the budget); 0 without one."""
+        shares = [0.0]
+        if self.wall_s:
+            shares.append((time.time() - self.started) / self.wall_s)
+        if self.cpu_s:
+            shares.append(time.process_time() / self.cpu_s)
+        return max(shares)
+
+    def next_call_overruns(self) -> bool:
+        wall, cpu = time.time(), time.process_time()
+        return bool((self.wall_s and wall + (wall - self.call_wall) > self.started + self.wall_s)
+                    or (self.cpu_s and cpu + (cpu - self.call_cpu) > self.cpu_s))
+
+    def describe(self) -> str:
+        spent = [f"{self.opts.max_minutes:g} min" if self.wall_s else "",
+                 f"{self.opts.max_cpu_minutes:g} CPU min" if self.cpu_s else ""]
+        return "time budget of " + " / ".join(x for x in spent if x)
 
 
 class _Checkpoints:

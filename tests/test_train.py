@@ -193,6 +193,21 @@ def test_max_minutes_counts_from_the_process_start(tmp_path, tiny_corpus):
     assert proc.returncode == 2 and "--max_minutes must be > 0, got 0.0" in proc.stderr
 
 
+def test_max_cpu_minutes_counts_this_process_cpu_time(tmp_path, tiny_corpus):
+    import time
+
+    run_dir, config = tmp_path / "cpu_budget", tiny_config()
+    budget_s = time.process_time() + 3.0  # this process's CPU time so far, and 3 s more for the run
+    lines = []
+    result = train.train_and_evaluate(config, run_dir, tiny_corpus, options(
+        num_training_steps=100_000, summary_frequency=20, save_checkpoint_steps=100_000, write_curve=False,
+        max_cpu_minutes=budget_s / 60, log=lines.append))
+    assert result.budget_reached and 0 < result.step < 100_000
+    assert f"time budget of {budget_s / 60:g} CPU min reached at step {result.step}; run the same command to resume" \
+        in lines
+    assert RunDir(run_dir).latest_checkpoint_step() == result.step
+
+
 def test_best_checkpoint_is_the_one_with_the_lowest_eval_bits_per_note(tmp_path, tiny_corpus):
     import numpy as np
 

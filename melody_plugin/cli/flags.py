@@ -46,6 +46,7 @@ LIMITS = {
     # melody_train (and melody_create_dataset's eval_ratio, workers)
     "num_training_steps": _at_least(1),
     "max_minutes": ((lambda v: v > 0), "> 0"),
+    "max_cpu_minutes": ((lambda v: v > 0), "> 0"),
     "eval_ratio": ((lambda v: 0 <= v < 1), "in [0, 1)"),
     "summary_frequency": _at_least(1),
     "save_checkpoint_steps": _at_least(1),

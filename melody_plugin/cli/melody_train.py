@@ -16,6 +16,8 @@ common.define("string", "hparams", "", "Overrides, e.g. 'batch_size=64,rnn_layer
 common.define("integer", "num_training_steps", 2000, "Train until this global step (counted across resumes).")
 common.define("float", "max_minutes", None, "Time budget: stop with a checkpoint (and an eval) once this many minutes "
               "have passed since the command started; run it again to resume with a new budget.")
+common.define("float", "max_cpu_minutes", None, "CPU-time budget: the same, counting the CPU time this command has "
+              "used (all threads) instead of the clock; fair comparisons on a shared or busy machine.")
 common.define("float", "eval_ratio", 0.1, "Share of input files held out for evaluation.")
 common.define("integer", "summary_frequency", 100,
               "Steps between TensorBoard summaries, evaluations and progress lines.")
@@ -64,7 +66,7 @@ def train_options(log):
         summary_frequency=FLAGS.summary_frequency, save_checkpoint_steps=FLAGS.save_checkpoint_steps,
         num_checkpoints=FLAGS.num_checkpoints, seed=FLAGS.seed, strategy=FLAGS.strategy,
         threads=(FLAGS.intra_op_threads, FLAGS.inter_op_threads), progress=FLAGS.progress,
-        max_minutes=FLAGS.max_minutes, log=log)
+        max_minutes=FLAGS.max_minutes, max_cpu_minutes=FLAGS.max_cpu_minutes, log=log)
 
 
 def console_entry_point():
