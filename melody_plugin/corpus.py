@@ -72,10 +72,9 @@ def _extract_file(args) -> FileResult:
     config = ModelConfig.from_json(config_json)
     if isinstance(source, tuple):  # (name, split key, serialized NoteSequence) from a TFRecord
         name, key, data = source
-        quiet_third_party()
-        from note_seq.protobuf import music_pb2
+        from melody_plugin.protos import music_pb2
 
-        files = [midi_io.MusicFile(name, (music_pb2.NoteSequence.FromString(data),))]
+        files = [midi_io.MusicFile(name, (music_pb2().NoteSequence.FromString(data),))]
     else:
         name, key = source, Path(source).name
         try:

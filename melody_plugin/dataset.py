@@ -22,6 +22,7 @@ lengths (`vocab.meter_features`). Records written before that carry none (read b
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -272,54 +273,81 @@ def _window_dataset(sequences, batching: Batching, meter):
 
 
 def melody_lanes(sequences, window_size: int, lanes: int, order=None, features=None) -> dict[str, np.ndarray]:
-    """Whole melodies laid end to end in `lanes` parallel lanes, cut into consecutive windows.
+    """Every step of `lane_steps` over the melodies in `order` (default: as listed), stacked.
 
-    Each melody of n tokens gives n - 1 (input, target) pairs, padded to whole windows; it goes to the lane that
-    holds the fewest windows so far (ties: the lowest lane), in the given `order` (default: as listed). Lanes end
-    padded to the longest.
+    Returns:
+      {"ids", "targets"} int32, {"weights"} float32 and, with features, {"bar_position", "bar_steps"} int32, each
+      (steps, lanes, window_size); and "reset" float32 (steps, lanes).
+    """
+    order = range(len(sequences)) if order is None else order
+    steps = list(lane_steps(sequences, window_size, lanes, order, features))
+    if not steps:
+        raise DatasetError("no melody has a token after its start token")
+    return {name: np.stack([step[name] for step in steps]) for name in steps[0]}
+
+
+def lane_steps(sequences, window_size: int, lanes: int, order, features=None):
+    """Whole melodies laid end to end in `lanes` parallel lanes, one window of each lane per step.
+
+    A lane that finishes a melody takes the next one of `order` (an iterable of indices, possibly endless) at the
+    next step, so lanes stay full whatever the melodies' lengths. Each melody of n tokens gives n - 1 (input,
+    target) pairs, padded to whole windows. Once `order` runs out, finished lanes hold padding until all are done.
 
     Args:
       features: per sequence (bar_position, bar_steps) arrays (`vocab.meter_features`), or None.
 
-    Returns:
-      {"ids", "targets"} int32, {"weights"} float32 and, with features, {"bar_position", "bar_steps"} int32, each
-      (steps, lanes, window_size); and "reset" float32 (steps, lanes): 1 where a window starts a melody or holds
-      padding only, so the state entering it is zero.
+    Yields:
+      {"ids", "targets"} int32, {"weights"} float32 (0 on padding) and, with features, {"bar_position",
+      "bar_steps"} int32, each (lanes, window_size); and "reset" float32 (lanes,): 1 where a window starts a
+      melody or holds padding only, so the state entering it is zero.
     """
-    order = range(len(sequences)) if order is None else order
     names = ("ids", "targets", "weights") + (("bar_position", "bar_steps") if features is not None else ())
-    rows = [{name: [] for name in names} | {"reset": []} for _ in range(lanes)]
-    sizes = np.zeros(lanes, dtype=np.int64)
-    for index in order:
-        seq = np.asarray(sequences[index], dtype=np.int32)
-        pairs = len(seq) - 1
-        if pairs < 1:
-            continue
-        count = -(-pairs // window_size)
-        pad = count * window_size - pairs
-        parts = {"ids": seq[:-1], "targets": seq[1:], "weights": np.ones(pairs, np.float32)}
-        if features is not None:
-            parts["bar_position"], parts["bar_steps"] = (f[:-1] for f in features[index])
-        lane = int(np.argmin(sizes))
-        for name in names:
-            rows[lane][name].append(np.pad(parts[name], (0, pad)).reshape(count, window_size))
-        rows[lane]["reset"].append(np.eye(1, count, dtype=np.float32)[0])
-        sizes[lane] += count
-    steps = int(sizes.max()) if len(sizes) else 0
-    out = {}
-    for name in names + ("reset",):
-        dtype = np.float32 if name in ("weights", "reset") else np.int32
-        per_lane = []
+    pending = iter(order)
+    current: list[list | None] = [None] * lanes  # per lane: [windows of its melody, count, next window]
+
+    def next_melody():
+        for index in pending:
+            windows = _melody_windows(sequences[index], window_size, None if features is None else features[index])
+            if windows is not None:
+                return [windows, len(windows["ids"]), 0]
+        return None
+
+    while True:
+        step = {name: np.zeros((lanes, window_size), np.float32 if name == "weights" else np.int32) for name in names}
+        step["reset"] = np.ones(lanes, np.float32)
+        live = False
         for lane in range(lanes):
-            missing = steps - int(sizes[lane])  # padding windows: no targets, and a zero state
-            filler = np.ones(missing, dtype) if name == "reset" else np.zeros((missing, window_size), dtype)
-            per_lane.append(np.concatenate(rows[lane][name] + [filler]).astype(dtype))
-        out[name] = np.stack(per_lane, axis=1)
-    return out
+            if current[lane] is None or current[lane][2] == current[lane][1]:
+                current[lane] = next_melody()
+            if current[lane] is None:
+                continue
+            windows, _, i = current[lane]
+            for name in names:
+                step[name][lane] = windows[name][i]
+            step["reset"][lane] = float(i == 0)
+            current[lane][2] += 1
+            live = True
+        if not live:
+            return
+        yield step
+
+
+def _melody_windows(sequence, window_size: int, features) -> dict[str, np.ndarray] | None:
+    """One melody's (input, target) pairs as (windows, window_size) arrays, padded; None without a pair."""
+    seq = np.asarray(sequence, dtype=np.int32)
+    pairs = len(seq) - 1
+    if pairs < 1:
+        return None
+    count = -(-pairs // window_size)
+    parts = {"ids": seq[:-1], "targets": seq[1:], "weights": np.ones(pairs, np.float32)}
+    if features is not None:
+        parts["bar_position"], parts["bar_steps"] = (np.asarray(f[:-1], np.int32) for f in features)
+    return {name: np.pad(values, (0, count * window_size - pairs)).reshape(count, window_size)
+            for name, values in parts.items()}
 
 
 def _lane_dataset(sequences, batching: Batching, meter):
-    """Batches of consecutive lane windows (see `melody_lanes`); each pass over the data lays the lanes anew."""
+    """Batches of consecutive lane windows (see `lane_steps`); a training run reshuffles the melodies each pass."""
     tf = import_tensorflow()
 
     window_size, lanes = batching.window_size, batching.batch_size
@@ -329,24 +357,23 @@ def _lane_dataset(sequences, batching: Batching, meter):
                            "add data or lower window_size")
     features = _meter_arrays(sequences, meter)
 
-    def passes():
-        epoch = 0
-        while True:
-            order = None
+    def order():
+        for epoch in itertools.count():
             if batching.shuffle:
-                order = np.random.default_rng([batching.seed, epoch]).permutation(len(sequences))
-            arrays = melody_lanes(sequences, window_size, lanes, order, features)
-            for t in range(len(arrays["reset"])):
-                row = {name: values[t] for name, values in arrays.items()}
-                inputs = row["ids"] if features is None else {
-                    "ids": row["ids"], "bar_position": row["bar_position"], "bar_steps": row["bar_steps"]}
-                yield inputs, row["targets"], row["weights"], row["reset"]
-            epoch += 1
+                yield from np.random.default_rng([batching.seed, epoch]).permutation(len(sequences)).tolist()
+            else:
+                yield from range(len(sequences))
             if not batching.repeat:
                 return
+
+    def steps():
+        for step in lane_steps(sequences, window_size, lanes, order(), features):
+            inputs = step["ids"] if features is None else {
+                "ids": step["ids"], "bar_position": step["bar_position"], "bar_steps": step["bar_steps"]}
+            yield inputs, step["targets"], step["weights"], step["reset"]
 
     window = tf.TensorSpec((lanes, window_size), tf.int32)
     inputs_spec = window if features is None else {"ids": window, "bar_position": window, "bar_steps": window}
     signature = (inputs_spec, window, tf.TensorSpec((lanes, window_size), tf.float32),
                  tf.TensorSpec((lanes,), tf.float32))
-    return _with_options(tf.data.Dataset.from_generator(passes, output_signature=signature))
+    return _with_options(tf.data.Dataset.from_generator(steps, output_signature=signature))

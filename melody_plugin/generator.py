@@ -155,12 +155,9 @@ class MelodyGenerator:
 
     def bundle_bytes(self, description: str = "") -> bytes:
         """This model as a note-seq GeneratorBundle: id = config name, config+vocab JSON, numpy weights."""
-        from melody_plugin.quiet import quiet_third_party
+        from melody_plugin import protos
 
-        quiet_third_party()
-        from note_seq.protobuf import generator_pb2
-
-        bundle = generator_pb2.GeneratorBundle()
+        bundle = protos.generator_pb2().GeneratorBundle()
         bundle.generator_details.id = self.config.name
         bundle.generator_details.description = self.config.description or self.config.name
         # no path in the bundle: it travels to other machines, and a path says where the model was trained
@@ -178,10 +175,9 @@ class MelodyGenerator:
     @classmethod
     def from_bundle(cls, path) -> "MelodyGenerator":
         from melody_plugin.midi_io import read_guarded_bytes
-        from melody_plugin.quiet import quiet_third_party
+        from melody_plugin import protos
 
-        quiet_third_party()
-        from note_seq.protobuf import generator_pb2
+        generator_pb2 = protos.generator_pb2()
 
         data = read_guarded_bytes(path, max_bytes=1 << 30)
         try:

@@ -242,8 +242,9 @@ def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=No
       InputFileError: when the score holds no pitched note, or more notes or quarters than the limits.
     """
     from music21 import chord, key, meter, note, stream
-    from note_seq.protobuf import music_pb2
+    from melody_plugin.protos import music_pb2
 
+    music_pb2 = music_pb2()
     parts = list(score.parts) if isinstance(score, stream.Score) and score.parts else [score]
     shift = _pickup_quarters(parts[0])
 

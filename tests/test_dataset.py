@@ -43,24 +43,40 @@ def test_lanes_hold_whole_melodies_one_after_another():
     assert lanes["weights"].sum() == sum(len(m) - 1 for m in MELODIES)
 
 
-def test_lane_batches_follow_a_shuffled_order_each_pass_and_cover_every_target():
-    seqs = [np.array([START] + list(range(10, 10 + n))) for n in (5, 9, 3, 12, 7, 4)]
-    batching = Batching(window_size=4, batch_size=2, carry_state=True, seed=3)
-    ds = dataset.make_dataset(seqs, batching)
-    batches = list(ds.take(40).as_numpy_iterator())
-    x, y, w, reset = batches[0]
+def lane_melodies(batches, finished=False):
+    """The melodies in lane batches, in the order they were started (step, then lane): rebuilt from each lane's
+    windows, a new one at each reset, the targets where the weight is 1. Unless the batches are `finished` (a
+    whole finite dataset), each lane's last melody may be cut short and is left out."""
+    found = []
+    for lane in range(len(batches[0][3])):
+        for step, (_, ys, ws, reset) in enumerate(batches):
+            if reset[lane]:
+                found.append((step, lane, []))
+            found[-1][2].extend(int(t) for t, w in zip(ys[lane], ws[lane]) if w)
+        found.append((len(batches), lane, None))  # marks the lane's end
+    whole = [(step, lane, m) for (step, lane, m), after in zip(found, found[1:])
+             if m and (finished or after[2] is not None)]
+    return [m for _, _, m in sorted(whole)]
+
+
+def test_lane_batches_hold_each_melody_whole_and_reshuffle_each_pass():
+    seqs = [np.array([START] + list(range(10 + n, 20 + 2 * n))) for n in (5, 9, 3, 12, 7, 4)]  # distinct tokens
+    melodies = sorted(s[1:].tolist() for s in seqs)
+    one_pass = list(dataset.make_dataset(seqs, Batching(4, 2, carry_state=True, shuffle=False, repeat=False))
+                    .as_numpy_iterator())
+    x, y, w, reset = one_pass[0]
     assert x.shape == (2, 4) and y.shape == (2, 4) and w.shape == (2, 4) and reset.shape == (2,)
-    # each pass over the data holds every melody's targets once (padding has weight 0); the next pass is reshuffled
-    targets = [int(t) for _, ys, ws, _ in batches for t, wt in zip(ys.ravel(), ws.ravel()) if wt]
-    total = sum(len(s) - 1 for s in seqs)
-    assert len(targets) >= 2 * total
-    first_pass, second_pass = targets[:total], targets[total:2 * total]
-    assert sorted(first_pass) == sorted(t for s in seqs for t in s[1:].tolist())
-    assert sorted(second_pass) == sorted(first_pass) and second_pass != first_pass
-    steps = len(dataset.melody_lanes(seqs, 4, 2)["reset"])
-    evaluation = list(dataset.make_dataset(seqs, Batching(4, 2, carry_state=True, shuffle=False,
-                                                          repeat=False)).as_numpy_iterator())
-    assert len(evaluation) == steps
+    # every melody once, whole, its windows in a row within one lane, started in the listed order
+    assert lane_melodies(one_pass, finished=True) == [s[1:].tolist() for s in seqs]
+
+    training = list(dataset.make_dataset(seqs, Batching(4, 2, carry_state=True, seed=3)).take(60)
+                    .as_numpy_iterator())
+    seen = lane_melodies(training)
+    assert all(m in melodies for m in seen) and len(seen) >= 2 * len(seqs)
+    # lanes never idle in training: a lane that ends a melody starts the next one at the next step
+    assert all(w.any(axis=1).all() for _, _, w, _ in training)
+    first, second = seen[:6], seen[6:12]  # two passes, each every melody once, in different orders
+    assert sorted(first) == sorted(second) == melodies and first != second
 
 
 def test_lanes_carry_meter_features_alongside_the_ids():

@@ -1,0 +1,134 @@
+"""Held-out quality per CPU-minute: trains each variant on the folk set for the same CPU budget, then scores it.
+
+    python scripts/benchmark_quality.py                      # 4 variants x 10 CPU-minutes: about 35 min on 2 cores
+    python scripts/benchmark_quality.py --cpu_minutes=2 --variant=mine=folk_lstm:dropout_rate=0.3
+
+Each variant is a config and `--hparams` overrides. The folk set is read once into a dataset folder
+(`melody_create_dataset`, the file-name split with eval_ratio 0.1), every variant trains on its train split with
+`melody_train --max_cpu_minutes=M` (the CPU time of the training process, all threads, counted from its start as
+a user's clock would be: start-up and data loading included), and `melody_evaluate` scores its best checkpoint on
+the held-out files, whole melodies from the start token. Prints a Markdown table with bits/note and pitch
+bits/note, each also as a ratio to the first variant, and the steps, tokens/s and CPU minutes each run used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BIN = Path(sys.executable).parent
+
+# name -> (config, hparams). The first is the baseline of the ratios: folk_lstm as it was before meter features and
+# whole-melody training (windows of 64 tokens from a zero state, constant learning rate).
+VARIANTS = {
+    "before: windows": ("folk_lstm", "meter_features=false,carry_state=false"),
+    "+ meter features": ("folk_lstm", "meter_features=true,carry_state=false"),
+    "+ meter + whole melodies": ("folk_lstm", "meter_features=true,carry_state=true"),
+    "+ meter + whole melodies + cosine": ("folk_lstm", "meter_features=true,carry_state=true,lr_warmup_steps=100,"
+                                                       "lr_decay=cosine"),
+}
+
+
+def run(cmd: list[str]) -> tuple[str, float, float]:
+    """Runs a command; returns (stdout, wall seconds, CPU seconds of it and its children)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return proc.stdout, wall, cpu
+
+
+def held_out_folder(input_dir: Path, out: Path, eval_ratio: float) -> int:
+    """Links the held-out files of `input_dir` (the split melody_create_dataset makes) into `out`."""
+    from melody_plugin import corpus
+
+    out.mkdir(parents=True, exist_ok=True)
+    count = 0
+    for path in corpus.input_files(input_dir):
+        if corpus.is_eval(path.name, eval_ratio):
+            link = out / path.name
+            if not link.exists():
+                link.symlink_to(path.resolve())
+            count += 1
+    return count
+
+
+def train_and_score(name: str, config: str, hparams: str, data: Path, held_out: Path, work: Path,
+                    cpu_minutes: float) -> dict:
+    run_dir = work / "runs" / name.replace(" ", "_").replace("+", "p").replace(":", "")
+    out, wall, cpu = run([str(BIN / "melody_train"), f"--config={config}", f"--hparams={hparams}", f"--input={data}",
+                          f"--run_dir={run_dir}", f"--max_cpu_minutes={cpu_minutes}", "--num_training_steps=10000000",
+                          "--summary_frequency=250", "--save_checkpoint_steps=10000000", "--progress=false"])
+    done = [line for line in out.splitlines() if line.startswith("done: step ")][-1]
+    steps = int(done.split()[2].rstrip(","))
+    tokens_per_second = float(done.split(", ")[1].split()[0])
+    scores = json.loads(run([str(BIN / "melody_evaluate"), f"--run_dir={run_dir}", f"--input={held_out}"])[0]
+                        .strip().splitlines()[-1])
+    return {"name": name, "config": config, "hparams": hparams, "steps": steps, "train_wall_s": wall,
+            "train_cpu_s": cpu, "tokens_per_second": tokens_per_second, **{
+                k: scores[k] for k in ("bits_per_note", "pitch_bits_per_note", "accuracy", "notes", "files")}}
+
+
+def table(rows: list[dict], cpu_minutes: float) -> str:
+    base = rows[0]
+    lines = [f"| variant ({cpu_minutes:g} CPU-min each) | steps | tokens/s | CPU min used | bits/note | vs first | "
+             "pitch bits/note | vs first | accuracy |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['steps']:,} | {r['tokens_per_second']:,.0f} | {r['train_cpu_s'] / 60:.1f} | "
+                     f"{r['bits_per_note']:.3f} | {r['bits_per_note'] / base['bits_per_note']:.3f} | "
+                     f"{r['pitch_bits_per_note']:.3f} | {r['pitch_bits_per_note'] / base['pitch_bits_per_note']:.3f} "
+                     f"| {r['accuracy']:.3f} |")
+    return "\n".join(lines)
+
+
+def parse_variant(text: str) -> tuple[str, tuple[str, str]]:
+    name, _, spec = text.partition("=")
+    config, _, hparams = spec.partition(":")
+    if not name or not config:
+        raise argparse.ArgumentTypeError(f"--variant is NAME=CONFIG[:HPARAMS], got {text!r}")
+    return name, (config, hparams)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"))
+    parser.add_argument("--cpu_minutes", type=float, default=10.0, help="CPU budget of each training run")
+    parser.add_argument("--variant", type=parse_variant, action="append",
+                        help="NAME=CONFIG[:HPARAMS]; repeatable; default: the four built-in variants")
+    parser.add_argument("--work_dir", help="keep the dataset and run dirs here (default: a temporary folder)")
+    parser.add_argument("--output_json")
+    args = parser.parse_args()
+    variants = dict(args.variant) if args.variant else VARIANTS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work_dir or tmp)
+        data, held_out = work / "data", work / "held_out"
+        if not (data / "train.tfrecord").is_file():
+            run([str(BIN / "melody_create_dataset"), f"--input={args.input}", f"--output_dir={data}",
+                 "--config=folk_lstm", "--progress=false"])
+        print(f"{held_out_folder(Path(args.input), held_out, 0.1)} held-out files; dataset in {data}", flush=True)
+        rows = []
+        for name, (config, hparams) in variants.items():
+            rows.append(train_and_score(name, config, hparams, data, held_out, work, args.cpu_minutes))
+            print(json.dumps(rows[-1]), flush=True)
+    print()
+    print(table(rows, args.cpu_minutes))
+    if args.output_json:
+        Path(args.output_json).write_text(json.dumps(rows, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
