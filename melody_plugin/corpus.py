@@ -2,8 +2,9 @@
 
 Step of the flow: files (MIDI/MusicXML/ABC, or NoteSequence TFRecords) -> `melody.melodies_from_note_sequence`
 in worker processes -> train/eval split by file name -> transposition copies -> `Vocabulary` -> token ids.
-Entry points: `collect_melodies(input, config) -> Corpus`, `encode_corpus(...)` (the whole path, one call),
-`create_dataset(...)` behind `melody_create_dataset`, `format_report`. The split is keyed on each file's name;
+Entry points: `Reading` (how files are read), `collect_melodies(input, config, reading) -> Corpus`,
+`encode_corpus(...)` (the whole path, one call), `create_dataset(...)` behind `melody_create_dataset`,
+`format_report`. The split is keyed on each file's name;
 a NoteSequence from a TFRecord is keyed on its own `filename`, so a folder and its
 `convert_dir_to_note_sequences` TFRecord split alike.
 """
@@ -167,8 +168,20 @@ def default_input() -> Path:
     return Path(__file__).parent / "data" / "corpus"
 
 
-def collect_melodies(input_path, config: ModelConfig, eval_ratio: float = 0.1, workers: int | None = None,
-                     track=None, program=None, progress: bool | None = None) -> Corpus:
+@dataclasses.dataclass(frozen=True)
+class Reading:
+    """How input files are read: the share held out for evaluation (the split is by file name), worker processes
+    (None: one per CPU), which track or program holds the melody (None: chosen by the config's polyphony policy;
+    `track` may be "all"), and the progress bar (None: shown when on a terminal)."""
+
+    eval_ratio: float = 0.1
+    workers: int | None = None
+    track: int | str | None = None
+    program: int | None = None
+    progress: bool | None = None
+
+
+def collect_melodies(input_path, config: ModelConfig, reading: Reading | None = None) -> Corpus:
     """Reads every file of `input_path` in worker processes and extracts melodies, skipping bad files.
 
     Args:
@@ -180,11 +193,13 @@ def collect_melodies(input_path, config: ModelConfig, eval_ratio: float = 0.1, w
     """
     from tqdm import tqdm
 
+    reading = reading or Reading()
     start = time.perf_counter()
     sources = _sources(input_path if input_path else default_input())
-    workers = workers or min(len(sources), os.cpu_count() or 1)
+    workers = reading.workers or min(len(sources), os.cpu_count() or 1)
     config_json = config.to_json()
-    tasks = [(s, config_json, track, program) for s in sources]
+    tasks = [(s, config_json, reading.track, reading.program) for s in sources]
+    progress = reading.progress
     bar = tqdm(total=len(tasks), desc="reading", unit="file", disable=None if progress is None else not progress)
     results = []
     if workers <= 1 or len(tasks) < 8:
@@ -201,7 +216,7 @@ def collect_melodies(input_path, config: ModelConfig, eval_ratio: float = 0.1, w
     bar.close()
     train, eval_ = [], []
     for r in results:
-        (eval_ if is_eval(r.split_key, eval_ratio) else train).extend(r.melodies)
+        (eval_ if is_eval(r.split_key, reading.eval_ratio) else train).extend(r.melodies)
     return Corpus(train, eval_, results, time.perf_counter() - start)
 
 
@@ -257,8 +272,8 @@ class EncodedCorpus:
     eval_steps_per_bar: list = dataclasses.field(default_factory=list)
 
 
-def encode_corpus(input_path, config: ModelConfig, eval_ratio: float = 0.1, vocab: Vocabulary | None = None,
-                  workers=None, track=None, program=None, progress=None) -> EncodedCorpus:
+def encode_corpus(input_path, config: ModelConfig, reading: Reading | None = None,
+                  vocab: Vocabulary | None = None) -> EncodedCorpus:
     """The whole data path in one call: files -> melodies -> split -> copies -> vocabulary -> ids.
 
     Args:
@@ -267,7 +282,7 @@ def encode_corpus(input_path, config: ModelConfig, eval_ratio: float = 0.1, voca
     Raises:
       MelodyPluginError: if the train split holds no melody and no vocabulary is given.
     """
-    corpus = collect_melodies(input_path, config, eval_ratio, workers, track, program, progress)
+    corpus = collect_melodies(input_path, config, reading)
     if vocab is None:
         if not corpus.train:
             raise MelodyPluginError(f"{input_path or default_input()}: no usable melody in the training split "
@@ -283,7 +298,7 @@ def encode_corpus(input_path, config: ModelConfig, eval_ratio: float = 0.1, voca
 
 def scoring_melodies(input_path, config: ModelConfig, progress=None) -> tuple[Corpus, list[Melody]]:
     """Every melody of `input_path`, key-normalised as the config says but never augmented: what is scored."""
-    corpus = collect_melodies(input_path, config, eval_ratio=0.0, progress=progress)
+    corpus = collect_melodies(input_path, config, Reading(eval_ratio=0.0, progress=progress))
     return corpus, prepare_melodies(corpus.train, config, augment=False)
 
 
@@ -329,8 +344,8 @@ def corpus_report(corpus: Corpus, vocab: Vocabulary, train_stats: dict, eval_sta
     }
 
 
-def create_dataset(input_path, output_dir, config: ModelConfig, eval_ratio: float = 0.1, workers=None,
-                   track=None, program=None, progress=None, sequence_format: str = "plugin") -> dict:
+def create_dataset(input_path, output_dir, config: ModelConfig, reading: Reading | None = None,
+                   sequence_format: str = "plugin") -> dict:
     """Files -> train/eval SequenceExample TFRecords, vocab.json and stats.json in `output_dir`.
 
     Args:
@@ -341,7 +356,7 @@ def create_dataset(input_path, output_dir, config: ModelConfig, eval_ratio: floa
     """
     from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, write_sequences
 
-    data = encode_corpus(input_path, config, eval_ratio, None, workers, track, program, progress)
+    data = encode_corpus(input_path, config, reading)
     one_hot_size = len(data.vocab) if sequence_format == "magenta" else None
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -203,7 +203,7 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
         eval_path = Path(input_path) / EVAL_FILE
         eval_, eval_bars = read_sequences(eval_path, with_steps_per_bar=True) if eval_path.is_file() else ([], [])
         return train, eval_, data_vocab, (train_bars, eval_bars)
-    data = corpus_lib.encode_corpus(input_path, config, eval_ratio, vocab, progress=progress)
+    data = corpus_lib.encode_corpus(input_path, config, corpus_lib.Reading(eval_ratio, progress=progress), vocab)
     corpus = data.corpus
     if not corpus.train:
         raise TrainingError(f"{input_path or corpus_lib.default_input()}: no usable melody "

@@ -203,7 +203,8 @@ def main():
 
     # --- dataset
     start = time.perf_counter()
-    stats = corpus.create_dataset(args.input, tmp / "ds", registry.get_config("char_lstm"), progress=False)
+    stats = corpus.create_dataset(args.input, tmp / "ds", registry.get_config("char_lstm"),
+                                  corpus.Reading(progress=False))
     report(f"dataset: {stats['files_read']} files -> {stats['tokens_train']} train tokens in "
            f"{time.perf_counter() - start:.1f} s (vocabulary {stats['vocab_size']})")
 

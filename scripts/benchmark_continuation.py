@@ -56,7 +56,7 @@ def held_out_tunes(input_path, config, eval_ratio: float, primer_bars: int, refe
             break
         read += 1
         # read as training reads (same converters, config and split); the split is checked, not assumed
-        found = corpus.collect_melodies(path, config, eval_ratio, workers=1, progress=False)
+        found = corpus.collect_melodies(path, config, corpus.Reading(eval_ratio, workers=1, progress=False))
         result = found.results[0]
         if result.error or not found.eval:
             reason = result.error or "not held out"

@@ -121,8 +121,9 @@ def assert_same_split(folder, tfrecord, work_dir, config, expected_eval: int, to
     same token sequences on each side."""
     from melody_plugin import corpus, dataset
 
-    by_folder = corpus.create_dataset(folder, work_dir / "a", config, eval_ratio=0.1, progress=False)
-    by_record = corpus.create_dataset(tfrecord, work_dir / "b", config, eval_ratio=0.1, progress=False)
+    reading = corpus.Reading(eval_ratio=0.1, progress=False)
+    by_folder = corpus.create_dataset(folder, work_dir / "a", config, reading)
+    by_record = corpus.create_dataset(tfrecord, work_dir / "b", config, reading)
     assert 0 < expected_eval < total
     for report in (by_folder, by_record):
         assert (report["melodies_train"], report["melodies_eval"]) == (total - expected_eval, expected_eval)

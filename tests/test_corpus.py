@@ -12,6 +12,9 @@ from melody_plugin.errors import InputFileError
 from melody_plugin.vocab import Vocabulary
 
 
+ONE_SPLIT = corpus.Reading(eval_ratio=0.0, progress=False)  # every melody in the train split
+
+
 def config(**kw):
     return registry.with_hparams(registry.get_config("char_lstm"), {"min_notes": 2, **kw})
 
@@ -40,7 +43,7 @@ def test_create_dataset_report_is_accurate_with_broken_files(tmp_path):
     (folder / "random.MID").write_bytes(bytes(range(256)) * 3)
     write_midi(folder / "drums.mid", [(36, 0, 1), (38, 1, 2)], is_drum=True, instrument=9)
     write_midi(folder / "short.mid", [(60, 0, 1)])
-    report = corpus.create_dataset(folder, tmp_path / "ds", config(min_notes=4), eval_ratio=0.2, progress=False)
+    report = corpus.create_dataset(folder, tmp_path / "ds", config(min_notes=4), corpus.Reading(0.2, progress=False))
     assert report["files_read"] == 11
     assert report["files_used"] == 6 and report["files_skipped"] == 5
     reasons = {item["file"].rsplit("/", 1)[-1]: item["reason"] for item in report["skipped"]}
@@ -68,7 +71,7 @@ def test_augmentation_only_in_training_split(tmp_path):
     for i in range(12):
         write_midi(folder / f"t{i}.mid", pattern_notes(PHRASES[(4, 4)], 2))
     report = corpus.create_dataset(folder, tmp_path / "ds", config(augment_transpositions="[-2,2]"),
-                                   eval_ratio=0.3, progress=False)
+                                   corpus.Reading(0.3, progress=False))
     train = dataset.read_sequences(tmp_path / "ds" / "train.tfrecord")
     evals = dataset.read_sequences(tmp_path / "ds" / "eval.tfrecord")
     assert len(train) == 5 * report["melodies_train"]
@@ -100,16 +103,15 @@ def test_sharded_tfrecords_and_globs_are_read(tmp_path, names, pattern):
         midi_io.write_note_sequence_tfrecord(
             [make_sequence(pattern_notes(PHRASES[(4, 4)], 2), filename=f"s{shard}_{i}.mid") for i in range(3)],
             tmp_path / name)
-    assert len(corpus.collect_melodies(tmp_path / names[1], config(), 0.0, progress=False).train) == 3
-    assert len(corpus.collect_melodies(str(tmp_path / pattern), config(), 0.0, progress=False).train) == 6
+    assert len(corpus.collect_melodies(tmp_path / names[1], config(), ONE_SPLIT).train) == 3
+    assert len(corpus.collect_melodies(str(tmp_path / pattern), config(), ONE_SPLIT).train) == 6
     with pytest.raises(InputFileError, match="no MIDI, MusicXML, ABC or TFRecord files match"):
-        corpus.collect_melodies(str(tmp_path / "nothing-*.tfrecord"), config(), progress=False)
+        corpus.collect_melodies(str(tmp_path / "nothing-*.tfrecord"), config(), ONE_SPLIT)
 
 
 def test_magenta_format_dataset_trains_the_same_ids(tmp_path, tiny_corpus):
-    plugin = corpus.create_dataset(tiny_corpus, tmp_path / "p", config(), eval_ratio=0.0, progress=False)
-    magenta = corpus.create_dataset(tiny_corpus, tmp_path / "m", config(), eval_ratio=0.0, progress=False,
-                                    sequence_format="magenta")
+    plugin = corpus.create_dataset(tiny_corpus, tmp_path / "p", config(), ONE_SPLIT)
+    magenta = corpus.create_dataset(tiny_corpus, tmp_path / "m", config(), ONE_SPLIT, sequence_format="magenta")
     assert magenta["sequence_format"] == "magenta" and plugin["tokens_train"] == magenta["tokens_train"]
     a = [s.tolist() for s in dataset.read_sequences(tmp_path / "p" / "train.tfrecord")]
     b = [s.tolist() for s in dataset.read_sequences(tmp_path / "m" / "train.tfrecord")]

@@ -86,7 +86,7 @@ def test_incompatible_config_or_vocabulary_is_refused(tiny_run_dir, tmp_path):
     other.mkdir()
     for i in range(3):
         write_midi(other / f"t{i}.mid", pattern_notes([(70, 0.75), (72, 0.25)], repeats=12))
-    corpus.create_dataset(other, tmp_path / "ds", tiny_config(), eval_ratio=0.0, progress=False)
+    corpus.create_dataset(other, tmp_path / "ds", tiny_config(), corpus.Reading(eval_ratio=0.0, progress=False))
     with pytest.raises(RunDirError, match="vocabulary .* differs from the dataset's"):
         train.train_and_evaluate(tiny_config(), tiny_run_dir, tmp_path / "ds",
                                  options(num_training_steps=301))

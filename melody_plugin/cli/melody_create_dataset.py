@@ -40,8 +40,8 @@ def main(argv):
         overrides["augment_transpositions"] = f"[{lo},{hi or lo}]"
     if overrides:
         config = registry.with_hparams(config, ",".join(f"{k}={v}" for k, v in overrides.items()))
-    report = corpus.create_dataset(FLAGS.input, FLAGS.output_dir, config, FLAGS.eval_ratio, FLAGS.workers,
-                                   FLAGS.track, FLAGS.program, FLAGS.progress, FLAGS.sequence_format)
+    reading = corpus.Reading(FLAGS.eval_ratio, FLAGS.workers, FLAGS.track, FLAGS.program, FLAGS.progress)
+    report = corpus.create_dataset(FLAGS.input, FLAGS.output_dir, config, reading, FLAGS.sequence_format)
     print(corpus.format_report(report))
     print(f"wrote {FLAGS.output_dir}/{{train,eval}}.tfrecord, vocab.json, stats.json")
 
