@@ -24,6 +24,7 @@ _EXPORTS = {
     "melody_from_text": "melody_plugin.melody",
     "Vocabulary": "melody_plugin.vocab",
     "make_dataset": "melody_plugin.dataset",
+    "Batching": "melody_plugin.dataset",
     "ModelConfig": "melody_plugin.registry",
     "register_config": "melody_plugin.registry",
     "get_config": "melody_plugin.registry",
@@ -39,6 +40,7 @@ _EXPORTS = {
     "MelodySequenceGenerator": "melody_plugin.pipelines",
     "get_generator_map": "melody_plugin.pipelines",
     "create_dataset": "melody_plugin.corpus",
+    "Reading": "melody_plugin.corpus",
     "get_pipeline": "melody_plugin.pipelines",
 }
 
