@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from melody_plugin import atomic, corpus as corpus_lib, numpy_model
-from melody_plugin.dataset import EVAL_FILE, TRAIN_FILE, Batching, make_dataset, read_sequences, write_sequences
+from melody_plugin.dataset import (EVAL_FILE, TRAIN_FILE, Batching, make_dataset, num_windows, read_sequences,
+                                   write_sequences)
 from melody_plugin.errors import Interrupted, MelodyPluginError
 from melody_plugin.model import build_model
 from melody_plugin.quiet import import_tensorflow
@@ -500,7 +501,7 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
         train_seqs, eval_seqs, vocab, bars = _prepare_data(run, config, input_path, opts, chief)
         resume_step = run.latest_checkpoint_step() or 0  # reseeds the shuffle: a resumed run sees new batches
         train_ds, eval_ds = _distribute_datasets(dist, config, train_seqs, eval_seqs, opts.seed + resume_step,
-                                                 _meter_inputs(config, vocab, bars, opts.log))
+                                                 _meter_inputs(config, vocab, bars, opts.log), opts.log)
         # --- model
         trainer = _build_trainer(tf, dist, config, vocab, config.mixed_precision)
         # --- restore
@@ -540,11 +541,15 @@ def _start_strategy(config: ModelConfig, opts: TrainOptions):
     dist = make_strategy(opts.strategy)
     keras.utils.set_random_seed(opts.seed)
     replicas = dist.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise TrainingError(f"batch_size {config.batch_size} does not split over {replicas} replicas")
+    if config.carry_state and isinstance(dist, _multi_worker_strategies()):
+        # each worker would take every n-th batch, and a lane's windows would no longer follow one another
+        raise TrainingError("carry_state=true trains lanes of whole melodies, which are not split across machines "
+                            "yet; use carry_state=false with --strategy=multi_worker")
     if replicas > 1:
         opts.log(f"{type(dist).__name__} with {replicas} replicas; global batch {config.batch_size} "
                  f"= {config.batch_size // replicas} per replica")
-        if config.batch_size % replicas:
-            raise TrainingError(f"batch_size {config.batch_size} does not split over {replicas} replicas")
     return dist
 
 
@@ -561,6 +566,9 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
         bars = (train_bars, eval_bars)
         vocab = old_vocab
     else:
+        if input_path is not None and run.latest_checkpoint_step() is not None:
+            opts.log(f"resuming on --input={input_path}: the run dir's data/ is replaced by it (the best checkpoint "
+                     "so far was chosen on the earlier eval data); leave --input out to resume on the run's own data")
         train_seqs, eval_seqs, vocab, bars = load_training_data(input_path, config, opts.eval_ratio, old_vocab,
                                                           opts.progress, opts.log)
         run.check_compatible(config, vocab)
@@ -574,17 +582,20 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
     return train_seqs, eval_seqs, vocab, bars
 
 
-def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed: int, meter=(None, None)):
-    """(train, eval) distributed datasets: shuffled, repeated global batches; eval None when too short."""
-    if config.carry_state and isinstance(dist, _multi_worker_strategies()):
-        # each worker would take every n-th batch, and a lane's windows would no longer follow one another
-        raise TrainingError("carry_state=true trains lanes of whole melodies, which are not split across machines "
-                            "yet; use carry_state=false with --strategy=multi_worker")
+def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed: int, meter=(None, None),
+                         log=print):
+    """(train, eval) distributed datasets: shuffled, repeated global batches; eval None without eval data, or
+    (windows) when the eval melodies hold fewer tokens than one window (said in the log)."""
     train_ds = dist.experimental_distribute_dataset(make_dataset(train_seqs, _batching(config, seed=seed), meter[0]))
-    eval_ds = None
-    if eval_seqs and sum(len(s) for s in eval_seqs) > config.window_size + 1:
-        eval_ds = dist.experimental_distribute_dataset(make_dataset(eval_seqs, _eval_batching(config), meter[1]))
-    return train_ds, eval_ds
+    if not eval_seqs:
+        return train_ds, None
+    tokens = sum(len(s) for s in eval_seqs)
+    if not config.carry_state and num_windows(tokens, config.window_size, config.window_size) < config.batch_size:
+        log(f"no evaluation: the {len(eval_seqs)} eval melodies hold {tokens} tokens, fewer than one batch of "
+            f"{config.batch_size} windows of {config.window_size} (carry_state=true evaluates melodies of any "
+            "length)")
+        return train_ds, None
+    return train_ds, dist.experimental_distribute_dataset(make_dataset(eval_seqs, _eval_batching(config), meter[1]))
 
 
 def _batching(config: ModelConfig, seed: int) -> Batching:
@@ -650,6 +661,7 @@ class _Budget:
         self.wall_s = opts.max_minutes * 60 if opts.max_minutes else None
         self.cpu_s = opts.max_cpu_minutes * 60 if opts.max_cpu_minutes else None
         self.call_wall = self.call_cpu = 0.0
+        self.reached: list[str] = []
 
     def call_starts(self) -> None:
         self.call_wall, self.call_cpu = time.time(), time.process_time()
@@ -665,13 +677,15 @@ class _Budget:
 
     def next_call_overruns(self) -> bool:
         wall, cpu = time.time(), time.process_time()
-        return bool((self.wall_s and wall + (wall - self.call_wall) > self.started + self.wall_s)
-                    or (self.cpu_s and cpu + (cpu - self.call_cpu) > self.cpu_s))
+        self.reached = []  # the budgets the next call would overrun
+        if self.wall_s and wall + (wall - self.call_wall) > self.started + self.wall_s:
+            self.reached.append(f"{self.opts.max_minutes:g} min")
+        if self.cpu_s and cpu + (cpu - self.call_cpu) > self.cpu_s:
+            self.reached.append(f"{self.opts.max_cpu_minutes:g} CPU min")
+        return bool(self.reached)
 
     def describe(self) -> str:
-        spent = [f"{self.opts.max_minutes:g} min" if self.wall_s else "",
-                 f"{self.opts.max_cpu_minutes:g} CPU min" if self.cpu_s else ""]
-        return "time budget of " + " / ".join(x for x in spent if x)
+        return "time budget of " + " and ".join(self.reached)
 
 
 class _Checkpoints:

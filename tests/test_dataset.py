@@ -79,6 +79,16 @@ def test_lane_batches_hold_each_melody_whole_and_reshuffle_each_pass():
     assert sorted(first) == sorted(second) == melodies and first != second
 
 
+def test_lanes_take_melodies_shorter_than_a_window():
+    seqs = [np.array([START, 5, 6]), np.array([START, 7])]
+    (x, y, w, reset), = dataset.make_dataset(seqs, Batching(8, 2, carry_state=True, shuffle=False, repeat=False)
+                                             ).as_numpy_iterator()
+    assert x.tolist() == [[START, 5, 0, 0, 0, 0, 0, 0], [START, 0, 0, 0, 0, 0, 0, 0]]
+    assert y[:, :2].tolist() == [[5, 6], [7, 0]] and w.sum() == 3 and reset.tolist() == [1, 1]
+    with pytest.raises(dataset.DatasetError, match="no melody has a token after its start token"):
+        dataset.make_dataset([np.array([START])], Batching(8, 2, carry_state=True))
+
+
 def test_lanes_carry_meter_features_alongside_the_ids():
     seqs = [np.array(m) for m in MELODIES]
     durations = np.zeros(20, dtype=np.int64)

@@ -190,7 +190,7 @@ def test_max_minutes_counts_from_the_process_start(tmp_path, tiny_corpus):
     assert "time budget of 0.01 min reached at step 50; run the same command to resume" in proc.stdout
     assert RunDir(tmp_path / "run").latest_checkpoint_step() == 50
     proc = run_cli("melody_train", f"--run_dir={tmp_path / 'run'}", "--max_minutes=0", "--progress=false")
-    assert proc.returncode == 2 and "--max_minutes must be > 0, got 0.0" in proc.stderr
+    assert proc.returncode == 2 and "--max_minutes must be > 0 and finite, got 0.0" in proc.stderr
 
 
 def test_max_cpu_minutes_counts_this_process_cpu_time(tmp_path, tiny_corpus):
@@ -328,3 +328,18 @@ def test_carry_state_trains_resumes_and_keeps_a_best_checkpoint(tmp_path, tiny_c
     best = RunDir(run_dir).best()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert best["eval_bits_per_note"] == min(r["eval"]["bits_per_note"] for r in rows)
+
+
+def test_eval_melodies_shorter_than_a_window_are_evaluated_with_carry_state_and_reported_without(tmp_path,
+                                                                                                  tiny_corpus):
+    # the eval split's tokens make fewer than 32 windows of 64
+    lines = []
+    config = tiny_config("window_size=64,batch_size=32")
+    train.train_and_evaluate(config, tmp_path / "windows", tiny_corpus, options(
+        num_training_steps=2, summary_frequency=2, eval_ratio=0.25, write_curve=False, log=lines.append))
+    assert any(line.startswith("no evaluation: the ") and "fewer than one batch of 32 windows of 64" in line
+               for line in lines), lines
+    result = train.train_and_evaluate(registry.with_hparams(config, "carry_state=true"), tmp_path / "lanes",
+                                      tiny_corpus, options(num_training_steps=2, summary_frequency=2, eval_ratio=0.25,
+                                                           write_curve=False))
+    assert result.metrics["eval"]["bits_per_note"] > 0 and RunDir(tmp_path / "lanes").best()["step"] == 2

@@ -45,8 +45,8 @@ LIMITS = {
     "program": ((lambda v: 0 <= v <= 127), "in [0, 127]"),
     # melody_train (and melody_create_dataset's eval_ratio, workers)
     "num_training_steps": _at_least(1),
-    "max_minutes": ((lambda v: v > 0), "> 0"),
-    "max_cpu_minutes": ((lambda v: v > 0), "> 0"),
+    "max_minutes": ((lambda v: 0 < v < math.inf), "> 0 and finite"),
+    "max_cpu_minutes": ((lambda v: 0 < v < math.inf), "> 0 and finite"),
     "eval_ratio": ((lambda v: 0 <= v < 1), "in [0, 1)"),
     "summary_frequency": _at_least(1),
     "save_checkpoint_steps": _at_least(1),
