@@ -130,6 +130,8 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     if getattr(generator.model, "meter_features", False):
         features = [meter_features([0] + [n.duration_steps for n in m.notes], m.steps_per_bar) for m in melodies]
     scores = score_sequences(generator.model, sequences, vocab, target_pitches=target_pitches, features=features)
+    # what was scored: without --input, the example tunes shipped with the package (not the run's eval split)
+    scores["input"] = str(input_path or corpus_lib.default_input())
     scores["files"] = sum(1 for r in corpus.results if not r.error)
     scores["skipped"] = len(skipped)
     scores["skipped_files"] = skipped[:20]  # the first 20, each with its reason
