@@ -119,8 +119,8 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path, t
                              options(num_training_steps=10, save_checkpoint_steps=10, write_curve=False))
     real_sums = train._step_sums
 
-    def poisoned(tf, logits, targets, is_note):  # the loss turns NaN, as a diverging run's would
-        nll, sums = real_sums(tf, logits, targets, is_note)
+    def poisoned(tf, logits, targets, is_note, weights=None):  # the loss turns NaN, as a diverging run's would
+        nll, sums = real_sums(tf, logits, targets, is_note, weights)
         return nll * float("nan"), dict(sums, nll=sums["nll"] * float("nan"))
 
     monkeypatch.setattr(train, "_step_sums", poisoned)
