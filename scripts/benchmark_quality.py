@@ -32,7 +32,7 @@ BIN = Path(sys.executable).parent
 VARIANTS = {
     "before: windows": ("folk_lstm", "meter_features=false,carry_state=false"),
     "+ meter features": ("folk_lstm", "meter_features=true,carry_state=false"),
-    "+ meter + whole melodies": ("folk_lstm", "meter_features=true,carry_state=true"),
+    "+ meter + whole melodies (folk_lstm now)": ("folk_lstm", "meter_features=true,carry_state=true"),
     "+ meter + whole melodies + cosine": ("folk_lstm", "meter_features=true,carry_state=true,lr_warmup_steps=100,"
                                                        "lr_decay=cosine"),
 }
