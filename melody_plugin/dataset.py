@@ -3,7 +3,7 @@
 Step of the flow: `list[int]` -> `tf.train.SequenceExample` (Magenta's `inputs`/`labels` feature lists) -> TFRecord,
 and `make_dataset(sequences, Batching(...)) -> tf.data.Dataset`.
 Entry points: `sequence_to_example`, `example_to_sequence`, `example_steps_per_bar`, `write_sequences`,
-`read_sequences`, `Batching`, `make_dataset`, `melody_lanes`.
+`read_sequences`, `Batching`, `MeterInputs`, `make_dataset`, `melody_lanes`.
 Two record formats, both read back by `read_sequences`: the plugin's (int64 ids in `inputs` and `labels`) and
 Magenta's (`one_hot_size=len(vocab)`: a float one-hot vector per input step, int64 labels), which Magenta's
 `sequence_example_lib.get_padded_batch(files, batch_size, input_size=len(vocab))` reads.
@@ -15,8 +15,9 @@ lanes, where whole melodies follow one another in each row of consecutive batche
 LSTM state across windows and is trained as evaluation and generation run it (from the start token on).
 
 Meter features: each record may carry its melody's bar length as the context feature `steps_per_bar`;
-`make_dataset(..., meter=(steps_per_bar, durations))` then yields inputs as a dict of ids, bar positions and bar
-lengths (`vocab.meter_features`). Records written before that carry none (read back as None).
+`make_dataset(..., meter=MeterInputs(steps_per_bar, durations))` then yields inputs as a dict of ids, bar positions
+and bar lengths (`vocab.meter_features`), and with `lookback=True` the ids one and two bars back
+(`vocab.lookback_features`). Records written before that carry none (read back as None).
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from melody_plugin import atomic
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.quiet import import_tensorflow
-from melody_plugin.vocab import START, meter_features, token_durations
+from melody_plugin.vocab import START, lookback_features, meter_features, token_durations
 
 TRAIN_FILE = "train.tfrecord"
 EVAL_FILE = "eval.tfrecord"
@@ -198,14 +200,28 @@ class Batching:
     drop_remainder: bool = True
 
 
+class MeterInputs(NamedTuple):
+    """make_dataset's meter-aware inputs: one bar length per sequence, the vocabulary's `durations()`, and whether
+    the bar lookback ids ride along too. A plain (steps_per_bar, durations) pair means no lookback."""
+
+    steps_per_bar: list
+    durations: np.ndarray
+    lookback: bool = False
+
+
+FEATURE_NAMES = ("bar_position", "bar_steps")
+LOOKBACK_NAMES = ("lookback_1", "lookback_2")
+
+
 def make_dataset(sequences, batching: Batching, meter=None):
     """A tf.data pipeline of training or evaluation batches (see `Batching` for the two layouts).
 
     Args:
       sequences: id sequences, each starting with the start token.
       batching: window size, batch size and layout.
-      meter: (steps_per_bar, durations): one bar length per sequence and the vocabulary's `durations()`; the
-        inputs are then {"ids", "bar_position", "bar_steps"}, each (batch_size, window_size).
+      meter: `MeterInputs` (or a (steps_per_bar, durations) pair): one bar length per sequence and the
+        vocabulary's `durations()`; the inputs are then {"ids", "bar_position", "bar_steps"} and, with
+        `lookback`, {"lookback_1", "lookback_2"}, each (batch_size, window_size).
 
     Returns:
       Windows: batches of (inputs, targets), each (batch_size, window_size) int32. Lanes: batches of
@@ -220,11 +236,22 @@ def make_dataset(sequences, batching: Batching, meter=None):
     return _window_dataset(sequences, batching, meter)
 
 
-def _meter_arrays(sequences, meter) -> list[tuple[np.ndarray, np.ndarray]] | None:
+def _meter_arrays(sequences, meter) -> list[tuple[np.ndarray, ...]] | None:
+    """Per sequence the feature arrays named by `_feature_names(meter)`, in that order; None without meter."""
     if meter is None:
         return None
-    bars, durations = meter
-    return [meter_features(token_durations(s, durations), spb) for s, spb in zip(sequences, bars)]
+    bars, durations, lookback = meter[0], meter[1], len(meter) > 2 and meter[2]
+    arrays = []
+    for s, spb in zip(sequences, bars):
+        steps = token_durations(s, durations)
+        arrays.append(meter_features(steps, spb) + (lookback_features(steps, s, spb) if lookback else ()))
+    return arrays
+
+
+def _feature_names(meter) -> tuple[str, ...]:
+    if meter is None:
+        return ()
+    return FEATURE_NAMES + (LOOKBACK_NAMES if len(meter) > 2 and meter[2] else ())
 
 
 def _with_options(ds):
@@ -249,9 +276,9 @@ def _window_dataset(sequences, batching: Batching, meter):
     # fill a shuffle buffer on the folk set; this takes none and holds only the offsets.
     stream_t = tf.constant(stream)
     features = _meter_arrays(sequences, meter)
-    if features is not None:
-        positions_t = tf.constant(np.concatenate([p for p, _ in features]))
-        bar_steps_t = tf.constant(np.concatenate([b for _, b in features]))
+    names = _feature_names(meter)
+    if features is not None:  # each feature as one stream, aligned with the ids'
+        streams = {name: tf.constant(np.concatenate([f[i] for f in features])) for i, name in enumerate(names)}
     span = tf.range(window_size + 1, dtype=tf.int64)
     ds = tf.data.Dataset.range(count)
     if batching.shuffle:
@@ -265,8 +292,7 @@ def _window_dataset(sequences, batching: Batching, meter):
         windows = tf.gather(stream_t, index)  # (batch, window + 1)
         if features is None:
             return windows[:, :-1], windows[:, 1:]
-        inputs = {"ids": windows[:, :-1], "bar_position": tf.gather(positions_t, index[:, :-1]),
-                  "bar_steps": tf.gather(bar_steps_t, index[:, :-1])}
+        inputs = {"ids": windows[:, :-1], **{name: tf.gather(streams[name], index[:, :-1]) for name in names}}
         return inputs, windows[:, 1:]
 
     return _with_options(ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE))
@@ -276,8 +302,9 @@ def melody_lanes(sequences, window_size: int, lanes: int, order=None, features=N
     """Every step of `lane_steps` over the melodies in `order` (default: as listed), stacked.
 
     Returns:
-      {"ids", "targets"} int32, {"weights"} float32 and, with features, {"bar_position", "bar_steps"} int32, each
-      (steps, lanes, window_size); and "reset" float32 (steps, lanes).
+      {"ids", "targets"} int32, {"weights"} float32 and, with features, {"bar_position", "bar_steps"} (and with
+      four arrays per sequence {"lookback_1", "lookback_2"}) int32, each (steps, lanes, window_size); and "reset"
+      float32 (steps, lanes).
     """
     order = range(len(sequences)) if order is None else order
     steps = list(lane_steps(sequences, window_size, lanes, order, features))
@@ -294,14 +321,15 @@ def lane_steps(sequences, window_size: int, lanes: int, order, features=None):
     target) pairs, padded to whole windows. Once `order` runs out, finished lanes hold padding until all are done.
 
     Args:
-      features: per sequence (bar_position, bar_steps) arrays (`vocab.meter_features`), or None.
+      features: per sequence (bar_position, bar_steps) arrays (`vocab.meter_features`), optionally followed by
+        (lookback_1, lookback_2) (`vocab.lookback_features`), or None.
 
     Yields:
       {"ids", "targets"} int32, {"weights"} float32 (0 on padding) and, with features, {"bar_position",
-      "bar_steps"} int32, each (lanes, window_size); and "reset" float32 (lanes,): 1 where a window starts a
-      melody or holds padding only, so the state entering it is zero.
+      "bar_steps"[, "lookback_1", "lookback_2"]} int32, each (lanes, window_size); and "reset" float32
+      (lanes,): 1 where a window starts a melody or holds padding only, so the state entering it is zero.
     """
-    names = ("ids", "targets", "weights") + (("bar_position", "bar_steps") if features is not None else ())
+    names = ("ids", "targets", "weights") + _lane_feature_names(features)
     pending = iter(order)
     current: list[list | None] = [None] * lanes  # per lane: [windows of its melody, count, next window]
 
@@ -332,6 +360,12 @@ def lane_steps(sequences, window_size: int, lanes: int, order, features=None):
         yield step
 
 
+def _lane_feature_names(features) -> tuple[str, ...]:
+    if not features:
+        return ()
+    return FEATURE_NAMES + (LOOKBACK_NAMES if len(features[0]) > 2 else ())
+
+
 def _melody_windows(sequence, window_size: int, features) -> dict[str, np.ndarray] | None:
     """One melody's (input, target) pairs as (windows, window_size) arrays, padded; None without a pair."""
     seq = np.asarray(sequence, dtype=np.int32)
@@ -341,7 +375,8 @@ def _melody_windows(sequence, window_size: int, features) -> dict[str, np.ndarra
     count = -(-pairs // window_size)
     parts = {"ids": seq[:-1], "targets": seq[1:], "weights": np.ones(pairs, np.float32)}
     if features is not None:
-        parts["bar_position"], parts["bar_steps"] = (np.asarray(f[:-1], np.int32) for f in features)
+        for name, values in zip(FEATURE_NAMES + LOOKBACK_NAMES, features):
+            parts[name] = np.asarray(values[:-1], np.int32)
     return {name: np.pad(values, (0, count * window_size - pairs)).reshape(count, window_size)
             for name, values in parts.items()}
 
@@ -354,6 +389,7 @@ def _lane_dataset(sequences, batching: Batching, meter):
     if not any(len(s) > 1 for s in sequences):  # a melody shorter than a window is padded: any length will do
         raise DatasetError("no melody has a token after its start token")
     features = _meter_arrays(sequences, meter)
+    names = _feature_names(meter)
 
     def order():
         for epoch in itertools.count():
@@ -366,12 +402,11 @@ def _lane_dataset(sequences, batching: Batching, meter):
 
     def steps():
         for step in lane_steps(sequences, window_size, lanes, order(), features):
-            inputs = step["ids"] if features is None else {
-                "ids": step["ids"], "bar_position": step["bar_position"], "bar_steps": step["bar_steps"]}
+            inputs = step["ids"] if features is None else {"ids": step["ids"], **{n: step[n] for n in names}}
             yield inputs, step["targets"], step["weights"], step["reset"]
 
     window = tf.TensorSpec((lanes, window_size), tf.int32)
-    inputs_spec = window if features is None else {"ids": window, "bar_position": window, "bar_steps": window}
+    inputs_spec = window if features is None else {"ids": window, **{name: window for name in names}}
     signature = (inputs_spec, window, tf.TensorSpec((lanes, window_size), tf.float32),
                  tf.TensorSpec((lanes,), tf.float32))
     return _with_options(tf.data.Dataset.from_generator(steps, output_signature=signature))

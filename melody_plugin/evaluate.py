@@ -6,7 +6,8 @@ Entry points: `score_sequences(model, sequences, vocab) -> dict`, `evaluate_inpu
 `melody_evaluate --generated --references`; the figures are continuation.py's). Every melody is scored from its
 start token on, with the hidden state carried through the whole melody (no windows). Unknown notes are scored
 through the `<unk>` token and counted. A model with meter features is fed each token's bar position and bar
-length, from the melody's true durations (an `<unk>` note lasts its own duration).
+length, from the melody's true durations (an `<unk>` note lasts its own duration); a model with bar lookback also
+moves its roll of recent ids (the tokens one and two bars back) by those durations.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, t
         that an `<unk>` target is known to be a note or a rest, and of which pitch. Without it an `<unk>` target
         counts as a note of a pitch the vocabulary lacks.
       features: for a model with meter features, (positions, bar_steps) of each sequence, each as long as it
-        (`vocab.meter_features`); `model.run` then takes them as `positions=`/`bar_steps=`.
+        (`vocab.meter_features`); `model.run` then takes them as `positions=`/`bar_steps=`. A third array, each
+        token's duration in steps, is passed as `durations_steps=` (a bar lookback model's roll; default the
+        vocabulary's durations, `<unk>` 0).
 
     Returns:
       bits_per_note (all token NLL / pitched notes, `<unk>` notes included), bits_per_token, perplexity,
@@ -64,11 +67,15 @@ def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, t
         ids = np.full((len(rows), length), PAD, dtype=np.int64)
         positions = np.zeros((len(rows), length), dtype=np.int64)  # padding's features are never scored
         bar_steps = np.ones((len(rows), length), dtype=np.int64)
+        steps = np.zeros((len(rows), length), dtype=np.int64)
+        own_steps = features is not None and len(features[0]) > 2
         true_pitch = np.full((len(rows), length - 1), -2, dtype=np.int64)  # of each target; -2 under padding
         for r, i in enumerate(rows):
             ids[r, :len(sequences[i])] = sequences[i]
             if features is not None:
-                positions[r, :len(sequences[i])], bar_steps[r, :len(sequences[i])] = features[i]
+                positions[r, :len(sequences[i])], bar_steps[r, :len(sequences[i])] = features[i][:2]
+                if own_steps:
+                    steps[r, :len(sequences[i])] = features[i][2]
             if target_pitches is not None:
                 true_pitch[r, :len(sequences[i]) - 1] = target_pitches[i]
         targets = ids[:, 1:]
@@ -78,7 +85,8 @@ def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, t
         if features is None:
             logits, _ = model.run(ids[:, :-1])
         else:
-            logits, _ = model.run(ids[:, :-1], positions=positions[:, :-1], bar_steps=bar_steps[:, :-1])
+            logits, _ = model.run(ids[:, :-1], positions=positions[:, :-1], bar_steps=bar_steps[:, :-1],
+                                  **({"durations_steps": steps[:, :-1]} if own_steps else {}))
         logp = log_softmax(logits.astype(np.float64))  # (batch, time, vocab)
         target_logp = np.take_along_axis(logp, targets[..., None], -1)[..., 0]
         totals["nll"] -= float((target_logp * mask).sum())
@@ -128,7 +136,9 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
         raise EvaluationError(f"{input_path}: no melody to score ({len(corpus.results)} files, all skipped{first})")
     features = None
     if getattr(generator.model, "meter_features", False):
-        features = [meter_features([0] + [n.duration_steps for n in m.notes], m.steps_per_bar) for m in melodies]
+        steps = [np.array([0] + [n.duration_steps for n in m.notes]) for m in melodies]
+        lookback = getattr(generator.model, "bar_lookback", False)
+        features = [meter_features(d, m.steps_per_bar) + ((d,) if lookback else ()) for d, m in zip(steps, melodies)]
     scores = score_sequences(generator.model, sequences, vocab, target_pitches=target_pitches, features=features)
     # what was scored: without --input, the example tunes shipped with the package (not the run's eval split)
     scores["input"] = str(input_path or corpus_lib.default_input())

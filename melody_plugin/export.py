@@ -6,8 +6,10 @@ with -1, their log_likelihoods and unfilled_steps, planned as the in-process sam
 fail with InvalidArgumentError), with sampler_tf.py's bar-bounded loop compiled in the graph; `logits` returns
 the model's logits for a batch of sequences. A model with meter features takes one more input in both,
 `steps_per_bar` (batch,) int32, the bar length of each sequence (its bar positions follow from the tokens'
-durations, `<unk>` lasting 0 steps, and sequences start on a bar line). `vocab.json` and `config.json` are stored
-beside it in `assets.extra/` so tokens can be decoded.
+durations, `<unk>` lasting 0 steps, and sequences start on a bar line); a model with bar lookback computes the
+tokens one and two bars back from the same durations (`vocab.lookback_features`, in TF ops for `logits`, from the
+roll buffer in its state for `serving_default`), so its requests are those of a meter model. `vocab.json` and
+`config.json` are stored beside it in `assets.extra/` so tokens can be decoded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 from melody_plugin import numpy_model
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.quiet import filtered_stderr, import_tensorflow
-from melody_plugin.vocab import METER_FEATURE_SIZE
+from melody_plugin.vocab import METER_FEATURE_SIZE, PAD
 
 
 class ExportError(MelodyPluginError):
@@ -35,9 +37,9 @@ STEPS_MESSAGE = f"serving_default: steps must be in [0, {MAX_SERVING_STEPS}] gri
 def _serving_module(tf, model, vocab):
     from melody_plugin import sampler, sampler_tf
 
-    step_fn = sampler_tf.keras_step_fn(model)
-    sample = sampler_tf.compiled_sampler(tf, step_fn)
     durations_np = vocab.durations()
+    step_fn = sampler_tf.keras_step_fn(model, durations_np)
+    sample = sampler_tf.compiled_sampler(tf, step_fn)
     # the in-process samplers' plan for every request up front: target[s] is the most of s steps that tokens
     # can fill exactly (s itself unless the vocabulary is tiny)
     base_np, fillable_np, target_np, _ = sampler.plan(durations_np, np.arange(MAX_SERVING_STEPS + 1))
@@ -56,12 +58,27 @@ def _serving_module(tf, model, vocab):
             onsets = tf.cumsum(tf.gather(self.durations, ids), axis=1)
             return tf.math.floormod(onsets, tf.maximum(steps_per_bar, 1)[:, None])
 
+        def lookback(self, ids, steps_per_bar):
+            """(lookback_1, lookback_2), each (batch, time): vocab.lookback_features of every row, in TF ops."""
+            ends = tf.cumsum(tf.gather(self.durations, ids), axis=1)  # where the token after each id begins
+            bar = tf.clip_by_value(steps_per_bar, 1, METER_FEATURE_SIZE - 1)[:, None]
+            last = tf.shape(ids)[1] - 1
+            out = []
+            for k in (1, 2):
+                step = ends - k * bar
+                sounding = tf.searchsorted(ends, step, side="right")  # the first token ending after `step`
+                back = tf.gather(ids, tf.minimum(sounding, last), batch_dims=1)
+                out.append(tf.where(step < 0, tf.constant(PAD, tf.int32), back))
+            return out
+
         def model_logits(self, ids, steps_per_bar):
             if not step_fn.meter_features:
                 return {"logits": self.model(ids, training=False)}
             top = METER_FEATURE_SIZE - 1
             inputs = {"ids": ids, "bar_position": tf.minimum(self.positions(ids, steps_per_bar), top),
                       "bar_steps": tf.minimum(tf.broadcast_to(steps_per_bar[:, None], tf.shape(ids)), top)}
+            if step_fn.bar_lookback:
+                inputs["lookback_1"], inputs["lookback_2"] = self.lookback(ids, steps_per_bar)
             return {"logits": self.model(inputs, training=False)}
 
         def continue_ids(self, ids, steps, temperature, top_k, top_p, seed, steps_per_bar):
@@ -71,7 +88,7 @@ def _serving_module(tf, model, vocab):
                 target = tf.gather(self.targets, steps)
             batch = tf.shape(ids)[0]
             positions = self.positions(ids, steps_per_bar)
-            states = [(tf.zeros([batch, u]), tf.zeros([batch, u])) for u in step_fn.units]
+            states = sampler_tf.initial_states(tf, step_fn, batch)  # a bar lookback model's roll starts as PAD
             for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
                 _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar)
             out = sample(sampler_tf.Start(states, ids[:, -1], target, positions[:, -1], steps_per_bar),

@@ -10,7 +10,9 @@ Inference runs on the numpy copy of the weights (numpy_model.py), so generating 
 The primer is extracted with the training converters; its meter, tempo and key set the output's; the whole
 primer is run through the model; the continuation starts exactly where the primer's last note ends and fills
 the bars asked for exactly (sampler.py). A model with meter features is fed each token's bar position and bar
-length (vocab.meter_features), through the primer and while sampling.
+length (vocab.meter_features), through the primer and while sampling; a model with bar lookback reads the tokens
+one and two bars back from the roll buffer in its state (numpy_model.NumpyLSTM, given the vocabulary's
+durations; through the primer the roll moves by each note's true length, as the bar positions do).
 """
 
 from __future__ import annotations
@@ -121,7 +123,7 @@ class MelodyGenerator:
     def __init__(self, config: ModelConfig, vocab: Vocabulary, weights: dict, source: str = "", step=None):
         self.config, self.vocab, self.source, self.step = config, vocab, source, step
         self.weights = weights
-        self.model = numpy_model.NumpyLSTM(weights)
+        self.model = numpy_model.NumpyLSTM(weights, vocab.durations())
         if self.model.vocab_size != len(vocab):
             raise ModelLoadError(f"{source}: weights are for {self.model.vocab_size} tokens, the vocabulary has "
                                  f"{len(vocab)}")
@@ -360,8 +362,10 @@ class MelodyGenerator:
         """Each output's decoding start: the state after `sequence` ([START] + the primer's ids) but its last id,
         that id, the steps up to `end_step` and, for a model with meter features, the bar position."""
         spb, primer_steps = primer.steps_per_bar, primer.total_steps
-        features = (meter_features(self._primer_durations(sequence, changes), spb) if self.model.meter_features
-                    else None)
+        features = None
+        if self.model.meter_features:
+            steps = self._primer_durations(sequence, changes)
+            features = meter_features(steps, spb) + (steps,)
         state = self._primer_state(sequence, num_outputs, features)
         last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
         if not self.model.meter_features:
@@ -372,15 +376,17 @@ class MelodyGenerator:
     def _primer_state(self, sequence: list[int], num_outputs: int, features=None) -> list[np.ndarray]:
         """The model state after all but the last token of `sequence` (the whole primer), one row per output.
 
-        `features`: (positions, bar_steps) of every id of `sequence`, for a model with meter features.
+        `features`: (positions, bar_steps, durations_steps) of every id of `sequence`, for a model with meter
+        features (the durations move a bar lookback model's roll: an `<unk>` lasts its primer note's length).
         """
         if len(sequence) <= 1:
             state = self.model.initial_state(1)
         elif features is None:
             state = self.model.run(np.asarray([sequence[:-1]]))[1]
         else:
-            positions, bar_steps = (f[None, :-1] for f in features)
-            state = self.model.run(np.asarray([sequence[:-1]]), positions=positions, bar_steps=bar_steps)[1]
+            positions, bar_steps, steps = (f[None, :-1] for f in features)
+            state = self.model.run(np.asarray([sequence[:-1]]), positions=positions, bar_steps=bar_steps,
+                                   durations_steps=steps)[1]
         return [np.repeat(s, num_outputs, axis=0) for s in state]
 
     def _sample(self, start: sampler.DecodeStart, tokens: sampler.TokenTable,
@@ -401,12 +407,16 @@ class MelodyGenerator:
 
         tf = import_tensorflow()
         if getattr(self, "_tf_sampler", None) is None:
-            step_fn = sampler_tf.keras_step_fn(numpy_model.keras_model_from_weights(self.config, self.weights))
+            step_fn = sampler_tf.keras_step_fn(numpy_model.keras_model_from_weights(self.config, self.weights),
+                                               self._durations)
             self._tf_sampler = sampler_tf.compiled_sampler(tf, step_fn)
         base, fillable, target, unfilled = sampler.plan(tokens.durations, start.remaining_steps, tokens.allowed)
         rows = len(start.last_ids)
+        lstm_states = 2 * len(self.model.layers)  # then, with bar lookback, the roll
+        states = [(tf.constant(start.state[i]), tf.constant(start.state[i + 1])) for i in range(0, lstm_states, 2)]
+        states += [tf.constant(extra, tf.int32) for extra in start.state[lstm_states:]]
         tf_start = sampler_tf.Start(
-            [(tf.constant(start.state[i]), tf.constant(start.state[i + 1])) for i in range(0, len(start.state), 2)],
+            states,
             tf.constant(start.last_ids, tf.int32), tf.constant(target, tf.int32),
             tf.constant(start.bar_positions if start.metered else np.zeros(rows), tf.int32),
             tf.constant(np.full(rows, start.steps_per_bar if start.metered else 1), tf.int32))

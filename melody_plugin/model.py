@@ -2,8 +2,10 @@
 
 Embedding (or one-hot) -> stacked LSTM layers with dropout on their inputs and the last one's outputs -> dense
 logits over the vocabulary. With the config's `meter_features`, each token's bar position and bar length are
-embedded too and added to its embedding. The LSTMs keep Keras' defaults (tanh, sigmoid, no recurrent dropout, not
-unrolled) so they stay eligible for the fused cuDNN kernel on a GPU.
+embedded too and added to its embedding; with `bar_lookback` also the tokens sounding one and two bars earlier
+(`vocab.lookback_features`), each through its own embedding table of the vocabulary. The LSTMs keep Keras'
+defaults (tanh, sigmoid, no recurrent dropout, not unrolled) so they stay eligible for the fused cuDNN kernel on a
+GPU.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ from __future__ import annotations
 from melody_plugin.registry import ModelConfig
 from melody_plugin.vocab import METER_FEATURE_SIZE
 
+LOOKBACK_INPUTS = ("lookback_1", "lookback_2")  # the ids sounding one and two bars back (config.bar_lookback)
+
 
 def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False):
     """A functional Keras model mapping (batch, time) int ids to (batch, time, vocab_size) float32 logits.
 
     With `config.meter_features` it takes a dict of three (batch, time) int32 inputs, "ids", "bar_position" and
-    "bar_steps" (`vocab.meter_features`), whose embeddings are added to the token's (one-hot inputs: concatenated).
+    "bar_steps" (`vocab.meter_features`), whose embeddings are added to the token's (one-hot inputs: concatenated);
+    `config.bar_lookback` adds "lookback_1" and "lookback_2" (`vocab.lookback_features`), embedded the same way.
 
     With `carry_state`, returns (model, carry_model): the same layers and weights, and a second model for training
     with the state carried between windows: `carry_model([inputs, states])` takes the LSTM states entering the
@@ -40,8 +45,8 @@ def _inputs(keras, config: ModelConfig):
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     if not config.meter_features:
         return ids
-    return {"ids": ids, "bar_position": keras.Input(shape=(None,), dtype="int32", name="bar_position"),
-            "bar_steps": keras.Input(shape=(None,), dtype="int32", name="bar_steps")}
+    names = ("bar_position", "bar_steps") + (LOOKBACK_INPUTS if config.bar_lookback else ())
+    return {"ids": ids, **{name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}}
 
 
 def _layers(keras, config: ModelConfig, vocab_size: int) -> dict:
@@ -50,6 +55,9 @@ def _layers(keras, config: ModelConfig, vocab_size: int) -> dict:
     if config.meter_features:
         layers["bar_position"] = _embedding(keras, METER_FEATURE_SIZE, size, "bar_position_embedding")
         layers["bar_steps"] = _embedding(keras, METER_FEATURE_SIZE, size, "bar_steps_embedding")
+        if config.bar_lookback:
+            for name in LOOKBACK_INPUTS:
+                layers[name] = _embedding(keras, vocab_size, size, f"{name}_embedding")
         layers["meter"] = keras.layers.Add(name="meter_add") if size else keras.layers.Concatenate(name="meter_concat")
     # return_state: the carry model reads the final states; the plain model leaves them unused
     layers["rnn"] = [(keras.layers.Dropout(config.dropout_rate, name=f"dropout_{i}"),
@@ -64,8 +72,8 @@ def _layers(keras, config: ModelConfig, vocab_size: int) -> dict:
 def _apply(layers: dict, inputs, states):
     """(logits, final states) of the layers on `inputs`, from `states` ([h, c] per layer) or zeros (None)."""
     if isinstance(inputs, dict):
-        x = layers["meter"]([layers["embedding"](inputs["ids"]), layers["bar_position"](inputs["bar_position"]),
-                             layers["bar_steps"](inputs["bar_steps"])])
+        features = ("bar_position", "bar_steps") + tuple(name for name in LOOKBACK_INPUTS if name in inputs)
+        x = layers["meter"]([layers["embedding"](inputs["ids"])] + [layers[name](inputs[name]) for name in features])
     else:
         x = layers["embedding"](inputs)
     final = []

@@ -4,6 +4,9 @@ Entry points: `weights_from_keras(model)` and its inverse `keras_model_from_weig
 place that knows how Keras layers map to arrays), `save_weights(weights, path)`, `load_weights(path)`,
 `NumpyLSTM(weights)` with `.initial_state(batch)`, `.step(ids, state) -> (logits, state)` and
 `.run(ids)`; a model with meter features (`.meter_features`) also takes each token's bar position and bar length.
+A model with bar lookback (`.bar_lookback`) needs the vocabulary's `durations()` (`NumpyLSTM(weights, durations)`):
+its state ends with a roll buffer of the ids sounding at the last `vocab.LOOKBACK_STEPS` grid steps, from which
+each step reads the tokens one and two bars back (`vocab.roll_lookback`), so callers feed ids as ever.
 It computes exactly what the Keras model computes (tests compare the logits), so
 `melody_generate` and `melody_evaluate` start in a second instead of paying TensorFlow's import.
 """
@@ -17,9 +20,11 @@ import json
 import numpy as np
 
 from melody_plugin import atomic
+from melody_plugin.vocab import LOOKBACK_STEPS, PAD, roll_lookback
 
 
-EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding")
+EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding", "lookback_1_embedding",
+              "lookback_2_embedding")
 
 
 def weights_from_keras(model) -> dict[str, np.ndarray]:
@@ -92,9 +97,16 @@ def _sigmoid(x):
 class NumpyLSTM:
     """The inference half of `build_model`: embedding -> LSTMs -> logits, one step or whole sequences."""
 
-    def __init__(self, weights: dict[str, np.ndarray]):
+    def __init__(self, weights: dict[str, np.ndarray], durations: np.ndarray | None = None):
+        """`durations`: the vocabulary's `durations()`, needed by a model with bar lookback (it moves the roll)."""
         self.embedding = weights["embedding"]
         self.meter_features = "bar_position_embedding" in weights
+        self.bar_lookback = "lookback_1_embedding" in weights
+        if self.bar_lookback:
+            if durations is None:
+                raise ValueError("this model has bar lookback: pass the vocabulary's durations()")
+            self.durations = np.asarray(durations, dtype=np.int64)
+            self.lookback_embeddings = (weights["lookback_1_embedding"], weights["lookback_2_embedding"])
         if self.meter_features:
             self.position_embedding = weights["bar_position_embedding"]
             self.bar_steps_embedding = weights["bar_steps_embedding"]
@@ -110,29 +122,41 @@ class NumpyLSTM:
         self.vocab_size = self.out_bias.shape[0]
 
     def initial_state(self, batch: int) -> list[np.ndarray]:
-        """[h0, c0, h1, c1, ...], each (batch, units)."""
+        """[h0, c0, h1, c1, ...], each (batch, units); with bar lookback then the roll (batch, LOOKBACK_STEPS) int32
+        of PAD (nothing sounded before the start)."""
         state = []
         for _, recurrent, _ in self.layers:
             units = recurrent.shape[0]
             state += [np.zeros((batch, units), np.float32), np.zeros((batch, units), np.float32)]
+        if self.bar_lookback:
+            state.append(np.full((batch, LOOKBACK_STEPS), PAD, np.int32))
         return state
 
-    def _inputs(self, ids, positions, bar_steps) -> np.ndarray:
+    def _inputs(self, ids, positions, bar_steps, lookback=()) -> np.ndarray:
         x = self.embedding[ids]
         if not self.meter_features:
             return x
         if positions is None or bar_steps is None:
             raise ValueError("this model has meter features: pass each token's bar position and bar length")
         features = [x, self.position_embedding[positions], self.bar_steps_embedding[bar_steps]]
-        return np.concatenate(features, axis=-1) if self.concatenate else features[0] + features[1] + features[2]
+        features += [table[back] for table, back in zip(self.lookback_embeddings, lookback)] if lookback else []
+        return np.concatenate(features, axis=-1) if self.concatenate else sum(features[1:], features[0])
 
-    def step(self, ids: np.ndarray, state: list[np.ndarray], positions=None,
-             bar_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+    def step(self, ids: np.ndarray, state: list[np.ndarray], positions=None, bar_steps=None,
+             durations_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
         """Feeds one token per row: ids (batch,) -> logits (batch, vocab), new state.
 
-        A model with meter features also takes positions and bar_steps (batch,), from `vocab.meter_features`.
+        A model with meter features also takes positions and bar_steps (batch,), from `vocab.meter_features`. A
+        model with bar lookback moves its roll by each fed token's duration: `durations_steps` (batch,) where the
+        caller knows better (an `<unk>` primer note's true length), else the vocabulary's.
         """
-        x = self._inputs(ids, positions, bar_steps)
+        lookback = ()
+        if self.bar_lookback:
+            if bar_steps is None:
+                raise ValueError("this model has bar lookback: pass each token's bar length")
+            fed = self.durations[ids] if durations_steps is None else durations_steps
+            roll, *lookback = roll_lookback(state[-1], ids, fed, bar_steps)
+        x = self._inputs(ids, positions, bar_steps, lookback)
         new_state = []
         for layer, (kernel, recurrent, bias) in enumerate(self.layers):
             h, c = state[2 * layer], state[2 * layer + 1]
@@ -142,17 +166,23 @@ class NumpyLSTM:
             h = _sigmoid(o) * np.tanh(c)
             new_state += [h, c]
             x = h
+        if self.bar_lookback:
+            new_state.append(roll)
         return x @ self.out_kernel + self.out_bias, new_state
 
-    def run(self, ids: np.ndarray, state=None, positions=None, bar_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Feeds (batch, time) ids (and, with meter features, positions and bar_steps of that shape); returns
-        (batch, time, vocab) logits and the final state."""
+    def run(self, ids: np.ndarray, state=None, positions=None, bar_steps=None,
+            durations_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Feeds (batch, time) ids (and, with meter features, positions and bar_steps of that shape; with bar
+        lookback optionally durations_steps, see `step`); returns (batch, time, vocab) logits and the final state."""
         ids = np.asarray(ids)
         state = state if state is not None else self.initial_state(ids.shape[0])
+
+        def at(values, t):
+            return None if values is None else np.asarray(values)[:, t]
+
         outputs = []
         for t in range(ids.shape[1]):
-            logits, state = self.step(ids[:, t], state, None if positions is None else np.asarray(positions)[:, t],
-                                      None if bar_steps is None else np.asarray(bar_steps)[:, t])
+            logits, state = self.step(ids[:, t], state, at(positions, t), at(bar_steps, t), at(durations_steps, t))
             outputs.append(logits)
         return np.stack(outputs, axis=1), state
 

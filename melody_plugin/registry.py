@@ -26,7 +26,7 @@ DEFAULT_CONFIG = "char_lstm"
 
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
-                       "augment_transpositions", "min_token_count", "meter_features")
+                       "augment_transpositions", "min_token_count", "meter_features", "bar_lookback")
 LR_DECAYS = ("none", "cosine", "linear")
 
 
@@ -43,6 +43,9 @@ class ModelConfig:
     # each token also brings the bar position where the next token begins and the bar length (vocab.meter_features);
     # off = the tutorial's ids-only model (and every run dir made before the field existed)
     meter_features: bool = False
+    # each token also brings the tokens sounding one and two bars before where the next token begins
+    # (vocab.lookback_features); needs meter_features. Off in every run dir made before the field existed.
+    bar_lookback: bool = False
     # optimisation
     learning_rate: float = 1e-3
     lr_warmup_steps: int = 0  # linear warm-up from learning_rate / lr_warmup_steps over the first steps; 0 = off
@@ -77,6 +80,8 @@ class ModelConfig:
         check(len(self.rnn_layer_sizes) >= 1 and all(u > 0 for u in self.rnn_layer_sizes),
               f"rnn_layer_sizes must be one or more positive sizes, got {list(self.rnn_layer_sizes)}")
         check(0 <= self.dropout_rate < 1, f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        check(self.meter_features or not self.bar_lookback,
+              "bar_lookback needs meter_features (the lookback is read at the bar position), got meter_features=false")
         check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         check(self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
         check(self.lr_decay in LR_DECAYS, f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")

@@ -7,7 +7,8 @@ allowed token can fill, are masked before sampling; temperature (0 = greedy), to
 `tf.random.stateless_*` makes the same seed give the same ids. Used by `MelodyGenerator.generate(...,
 sampling=SamplingOptions(backend="tf"))` and by the SavedModel's serving signature. Beam search stays in
 sampler.py. A model with meter features is fed each row's bar position (tracked in the loop, as sampler.py
-does) and bar length.
+does) and bar length; a model with bar lookback keeps its roll buffer of recent ids in the state, as
+numpy_model.NumpyLSTM does (`initial_states(tf, step_fn, batch)`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import NamedTuple
 class Start(NamedTuple):
     """Where each row's decoding begins (sampler.DecodeStart's tensors)."""
 
-    states: list  # [(h, c), ...] per LSTM layer, each (batch, units): the state after the primer but its last token
+    # [(h, c), ...] per LSTM layer, each (batch, units), then with bar lookback the roll (batch, LOOKBACK_STEPS)
+    # int32: the state after the primer but its last token
+    states: list
     last_ids: object  # (batch,) int32: the token to feed first
     remaining: object  # (batch,) int32: steps to fill, already planned (sampler.plan's target)
     positions: object  # (batch,) int32: where the token after `last_ids` begins in its bar (meter features)
@@ -44,13 +47,14 @@ class Knobs(NamedTuple):
     seed: object  # int64
 
 
-def keras_step_fn(model):
+def keras_step_fn(model, durations=None):
     """(ids (batch,), [(h, c), ...], positions, bar_steps) -> (logits (batch, vocab), new state) through the model's
     own layers. positions and bar_steps (batch,) are used by a model with meter features (`step.meter_features`),
-    clamped to its tables, and ignored otherwise."""
+    clamped to its tables, and ignored otherwise. A model with bar lookback (`step.bar_lookback`) needs the
+    vocabulary's `durations()`; its state ends with the roll buffer (`vocab.roll_lookback`)."""
     import keras
 
-    from melody_plugin.vocab import METER_FEATURE_SIZE
+    from melody_plugin.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE
 
     names = {layer.name for layer in model.layers}
     embedding = model.get_layer("embedding")
@@ -59,24 +63,56 @@ def keras_step_fn(model):
         position_embedding = model.get_layer("bar_position_embedding")
         bar_steps_embedding = model.get_layer("bar_steps_embedding")
         combine = model.get_layer("meter_add" if "meter_add" in names else "meter_concat")
+    lookback = "lookback_1_embedding" in names
+    if lookback:
+        if durations is None:
+            raise ValueError("this model has bar lookback: pass the vocabulary's durations()")
+        lookback_embeddings = [model.get_layer(f"lookback_{k}_embedding") for k in (1, 2)]
+        durations_t = keras.ops.convert_to_tensor(durations, dtype="int32")
     lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
     dense = model.get_layer("logits")
+
+    def roll_step(roll, ids, bar_steps):
+        """vocab.roll_lookback in tensors: the roll moved on by the fed ids, and the ids one and two bars back."""
+        source = keras.ops.arange(LOOKBACK_STEPS)[None, :] + keras.ops.take(durations_t, ids)[:, None]
+        shifted = keras.ops.take_along_axis(roll, keras.ops.minimum(source, LOOKBACK_STEPS - 1), axis=1)
+        roll = keras.ops.where(source < LOOKBACK_STEPS, shifted, keras.ops.cast(ids, "int32")[:, None])
+        bar = keras.ops.clip(bar_steps, 1, METER_FEATURE_SIZE - 1)
+        back = [keras.ops.take_along_axis(roll, (LOOKBACK_STEPS - k * bar)[:, None], axis=1)[:, 0] for k in (1, 2)]
+        return roll, back
 
     def step(ids, states, positions=None, bar_steps=None):
         x = embedding(ids)
         if meter:
             top = METER_FEATURE_SIZE - 1
-            x = combine([x, position_embedding(keras.ops.minimum(positions, top)),
-                         bar_steps_embedding(keras.ops.minimum(bar_steps, top))])
+            features = [x, position_embedding(keras.ops.minimum(positions, top)),
+                        bar_steps_embedding(keras.ops.minimum(bar_steps, top))]
+            if lookback:
+                roll, back = roll_step(states[-1], ids, bar_steps)
+                features += [table(ids_back) for table, ids_back in zip(lookback_embeddings, back)]
+            x = combine(features)
         new_states = []
-        for layer, (h, c) in zip(lstms, states):
+        for layer, (h, c) in zip(lstms, states[:len(lstms)]):
             x, (h, c) = layer.cell(x, [h, c], training=False)
             new_states.append((h, c))
+        if lookback:
+            new_states.append(roll)
         return dense(x), new_states
 
     step.units = [layer.units for layer in lstms]
     step.meter_features = meter
+    step.bar_lookback = lookback
     return step
+
+
+def initial_states(tf, step_fn, batch):
+    """The state before the start token: zero LSTM states and, with bar lookback, a roll of PAD."""
+    from melody_plugin.vocab import LOOKBACK_STEPS, PAD
+
+    states = [(tf.zeros([batch, u]), tf.zeros([batch, u])) for u in step_fn.units]
+    if step_fn.bar_lookback:
+        states.append(tf.fill([batch, LOOKBACK_STEPS], tf.constant(PAD, tf.int32)))
+    return states
 
 
 def compiled_sampler(tf, step_fn):
@@ -123,8 +159,9 @@ def compiled_sampler(tf, step_fn):
             ids_out = ids_out.write(t, tf.where(active, choice, -1))
             ll_out = ll_out.write(t, tf.where(active, ll, 0.0))
             rem = rem - tf.where(active, tf.gather(durations, choice), 0)
-            states = [(tf.where(active[:, None], nh, h), tf.where(active[:, None], nc, c))
-                      for (nh, nc), (h, c) in zip(new_states, states)]
+            # finished rows keep their old state (LSTM states and the lookback roll alike)
+            keep_new = active[:, None]
+            states = tf.nest.map_structure(lambda new, old, keep=keep_new: tf.where(keep, new, old), new_states, states)
             feed = tf.where(active, choice, feed)
             pos = tf.where(active, tf.math.floormod(pos + tf.gather(durations, choice), bar), pos)
             t += 1

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from melody_plugin import atomic, corpus as corpus_lib, numpy_model
-from melody_plugin.dataset import (EVAL_FILE, TRAIN_FILE, Batching, make_dataset, num_windows, read_sequences,
-                                   write_sequences)
+from melody_plugin.dataset import (EVAL_FILE, TRAIN_FILE, Batching, MeterInputs, make_dataset, num_windows,
+                                   read_sequences, write_sequences)
 from melody_plugin.errors import Interrupted, MelodyPluginError
 from melody_plugin.model import build_model
 from melody_plugin.quiet import import_tensorflow
@@ -219,7 +219,8 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
 
 
 def _meter_inputs(config: ModelConfig, vocab: Vocabulary, bars, log=print):
-    """make_dataset's `meter` for each split, or (None, None) when the config has no meter features.
+    """make_dataset's `meter` (`MeterInputs`, with the bar lookback when the config asks) for each split, or
+    (None, None) when the config has no meter features.
 
     A dataset written before meter features carries no steps_per_bar: those melodies are taken as 4/4.
     """
@@ -231,7 +232,8 @@ def _meter_inputs(config: ModelConfig, vocab: Vocabulary, bars, log=print):
         log(f"{missing} melodies carry no steps_per_bar (a dataset written before meter features): taken as 4/4 "
             f"({four_four} steps a bar); rebuild the dataset to use their meters")
     durations = vocab.durations()
-    return tuple(([four_four if b is None else b for b in split], durations) for split in bars)
+    return tuple(MeterInputs([four_four if b is None else b for b in split], durations, config.bar_lookback)
+                 for split in bars)
 
 
 # --- model pieces

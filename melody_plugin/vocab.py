@@ -5,6 +5,14 @@ Step of the flow: `Melody` -> `list[int]` -> `Melody`. Entry points: `Vocabulary
 
 Ids 0-2 are special (`<pad>`, `<start>`, `<unk>`); every other id is one (pitch, duration_steps) pair, rests being
 (REST, duration_steps). Notes the vocabulary lacks are mapped by a documented policy, and every change is reported.
+
+Model input features computed from ids and durations: `meter_features` (where in the bar the next token begins, and
+the bar length) and `lookback_features` (the tokens sounding one and two bars earlier at that position). The input
+at t is token x_t and predicts x_(t+1), which begins at step o = d_0 + ... + d_t (d: each token's duration in grid
+steps, `token_durations`: special tokens and `<unk>` 0 where only ids are known). lookback_k (k = 1, 2) is the id
+of the token sounding at step o - k*B, B = min(steps_per_bar, METER_FEATURE_SIZE - 1) (the clamped bar length the
+model is fed): the token i with onset_i <= o - k*B < onset_i + d_i, or `<pad>` (0) when o - k*B < 0 (the first
+bars). Step-by-step inference keeps the last LOOKBACK_STEPS grid steps' ids in a roll buffer instead.
 """
 
 from __future__ import annotations
@@ -27,6 +35,8 @@ FORMAT_VERSION = 1
 # meter features (ModelConfig.meter_features): bar positions 0..96 and bar lengths 1..96 steps, larger values clamped
 # (96 steps = a bar of 8/4 at 12 steps per quarter); both embeddings have this many rows
 METER_FEATURE_SIZE = 97
+# bar lookback (ModelConfig.bar_lookback): two of the longest bar the model is fed
+LOOKBACK_STEPS = 2 * (METER_FEATURE_SIZE - 1)
 
 
 class VocabularyError(MelodyPluginError):
@@ -63,6 +73,48 @@ def meter_features(durations_steps, steps_per_bar: int) -> tuple[np.ndarray, np.
     onsets = np.cumsum(np.asarray(durations_steps, dtype=np.int64)) % steps_per_bar
     positions = np.minimum(onsets, METER_FEATURE_SIZE - 1).astype(np.int32)
     return positions, np.full(len(positions), min(steps_per_bar, METER_FEATURE_SIZE - 1), dtype=np.int32)
+
+
+def lookback_features(durations_steps, ids, steps_per_bar: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bar lookback of each input token: the ids sounding one and two bars before where the next token begins.
+
+    Args:
+      durations_steps: (time,) duration in grid steps of each token of `ids`, as `meter_features` takes them.
+      ids: (time,) the token ids, the start token first.
+      steps_per_bar: the melody's bar length in grid steps (clamped to METER_FEATURE_SIZE - 1, as the model sees it).
+
+    Returns:
+      (lookback_1, lookback_2), each (time,) int32: the id sounding at step o - k*B (see the module docstring), or
+      PAD before the melody's start.
+    """
+    if steps_per_bar < 1:
+        raise VocabularyError(f"steps_per_bar must be >= 1, got {steps_per_bar}")
+    ids = np.asarray(ids, dtype=np.int32)
+    ends = np.cumsum(np.asarray(durations_steps, dtype=np.int64))  # (time,) o of each input: where token t ends
+    bar = min(steps_per_bar, METER_FEATURE_SIZE - 1)
+    out = []
+    for k in (1, 2):
+        step = ends - k * bar
+        # the first token ending after `step` is the one sounding there (zero-length tokens never are)
+        sounding = np.searchsorted(ends, step, side="right")
+        out.append(np.where(step < 0, PAD, ids[np.minimum(sounding, len(ids) - 1)]).astype(np.int32))
+    return out[0], out[1]
+
+
+def roll_lookback(roll: np.ndarray, ids, durations_steps, bar_steps) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of the lookback roll buffer: (new roll, lookback_1, lookback_2), each row fed one token.
+
+    `roll` (rows, LOOKBACK_STEPS) holds the id sounding at each of the last LOOKBACK_STEPS grid steps (PAD before
+    the start); it moves on by the fed token's duration and that token fills the newest steps.
+    """
+    ids = np.asarray(ids)
+    width = roll.shape[1]
+    source = np.arange(width)[None, :] + np.asarray(durations_steps, dtype=np.int64)[:, None]  # (rows, width)
+    shifted = np.take_along_axis(roll, np.minimum(source, width - 1), axis=1)
+    roll = np.where(source < width, shifted, ids[:, None]).astype(roll.dtype)
+    bar = np.clip(np.asarray(bar_steps, dtype=np.int64), 1, METER_FEATURE_SIZE - 1)
+    rows = np.arange(len(ids))
+    return roll, roll[rows, width - bar], roll[rows, width - 2 * bar]
 
 
 def token_durations(ids, durations: np.ndarray) -> np.ndarray:
