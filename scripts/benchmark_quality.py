@@ -1,6 +1,6 @@
 """Held-out quality per CPU-minute: trains each variant on the folk set for the same CPU budget, then scores it.
 
-    python scripts/benchmark_quality.py                      # 4 variants x 10 CPU-minutes: about 35 min on 2 cores
+    python scripts/benchmark_quality.py                      # 5 variants x 10 CPU-minutes: about 40 min on 2 cores
     python scripts/benchmark_quality.py --cpu_minutes=2 --variant=mine=folk_lstm:dropout_rate=0.3
 
 Each variant is a config and `--hparams` overrides. The folk set is read once into a dataset folder
@@ -35,6 +35,7 @@ VARIANTS = {
     "+ meter + whole melodies (folk_lstm now)": ("folk_lstm", "meter_features=true,carry_state=true"),
     "+ meter + whole melodies + cosine": ("folk_lstm", "meter_features=true,carry_state=true,lr_warmup_steps=100,"
                                                        "lr_decay=cosine"),
+    "+ meter + whole melodies + bar lookback (folk_lookback)": ("folk_lookback", ""),
 }
 
 
