@@ -189,3 +189,33 @@ def tiny_generator(tiny_run_dir):
     from melody_plugin.generator import MelodyGenerator
 
     return MelodyGenerator.from_run_dir(tiny_run_dir)
+
+
+# Primers in four meters (text primers; the last bar of some unfinished) for models with extra inputs
+BAR_EXACT_PRIMERS = [((4, 4), "C4:1 D4:1 E4:2 G4:1.5"), ((3, 4), "R:2 G4:1 C5:3 E4:0.5"), ((6, 8), "C4:1.5 E4:0.5"),
+                     ((7, 8), "C4:1 D4:0.5 E4:1 R:1")]
+
+
+def assert_bar_exact_generation(generator, backend: str, meter, primer_text: str, num_bars: int = 3) -> None:
+    """3 outputs continue the primer unchanged and end exactly `num_bars` bars after its last complete bar
+    (counted from the primer's own grid steps and bar length)."""
+    from melody_plugin.sampler import SamplingOptions
+
+    primer = generator.primer_from_text(primer_text, time_signature=meter)
+    complete = primer.total_steps // primer.steps_per_bar
+    outs = generator.generate(primer, num_bars=num_bars, num_outputs=3,
+                              sampling=SamplingOptions(seed=3, backend=backend))
+    for out in outs:
+        assert out.melody.total_steps == (complete + num_bars) * primer.steps_per_bar
+        assert out.melody.notes[:len(primer.notes)] == primer.notes
+
+
+def assert_samplers_agree_greedily(generator, primer_text: str, meter, num_bars: int) -> None:
+    """The numpy and the compiled TensorFlow samplers pick the same ids greedily, with the same likelihoods."""
+    from melody_plugin.sampler import SamplingOptions
+
+    primer = generator.primer_from_text(primer_text, time_signature=meter)
+    greedy = [generator.generate(primer, num_bars=num_bars, sampling=SamplingOptions(temperature=0.0, backend=b))[0]
+              for b in ("numpy", "tf")]
+    assert greedy[0].continuation_ids == greedy[1].continuation_ids
+    assert greedy[1].log_likelihoods == pytest.approx(greedy[0].log_likelihoods, abs=1e-3)

@@ -115,28 +115,13 @@ def test_sampler_feeds_each_rows_bar_position_to_the_model():
 
 
 @pytest.mark.parametrize("backend", ["numpy", "tf"])
-@pytest.mark.parametrize("meter, primer_text", [((4, 4), "C4:1 D4:1 E4:2 G4:1.5"), ((3, 4), "R:2 G4:1 C5:3 E4:0.5"),
-                                                ((6, 8), "C4:1.5 E4:0.5"), ((7, 8), "C4:1 D4:0.5 E4:1 R:1")])
+@pytest.mark.parametrize("meter, primer_text", conftest.BAR_EXACT_PRIMERS)
 def test_meter_model_generates_bar_exact_output(meter_generator, backend, meter, primer_text):
-    from melody_plugin.sampler import SamplingOptions
-
-    primer = meter_generator.primer_from_text(primer_text, time_signature=meter)
-    complete = primer.total_steps // primer.steps_per_bar
-    outs = meter_generator.generate(primer, num_bars=3, num_outputs=3,
-                                    sampling=SamplingOptions(seed=3, backend=backend))
-    for out in outs:
-        assert out.melody.total_steps == (complete + 3) * primer.steps_per_bar
-        assert out.melody.notes[:len(primer.notes)] == primer.notes
+    conftest.assert_bar_exact_generation(meter_generator, backend, meter, primer_text)
 
 
 def test_tf_and_numpy_samplers_agree_greedily_with_meter_features(meter_generator):
-    from melody_plugin.sampler import SamplingOptions
-
-    primer = meter_generator.primer_from_text("G4:1 A4:0.5 B4:1", time_signature=(7, 8))
-    greedy = [meter_generator.generate(primer, num_bars=2, sampling=SamplingOptions(temperature=0.0, backend=b))[0]
-              for b in ("numpy", "tf")]
-    assert greedy[0].continuation_ids == greedy[1].continuation_ids
-    assert greedy[1].log_likelihoods == pytest.approx(greedy[0].log_likelihoods, abs=1e-3)
+    conftest.assert_samplers_agree_greedily(meter_generator, "G4:1 A4:0.5 B4:1", (7, 8), num_bars=2)
 
 
 def test_bundle_and_saved_model_of_a_meter_model(meter_generator, tmp_path):
