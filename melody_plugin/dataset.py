@@ -231,27 +231,27 @@ def make_dataset(sequences, batching: Batching, meter=None):
     Raises:
       DatasetError: if there are fewer tokens than one window.
     """
+    meter = None if meter is None else MeterInputs(*meter)
     if batching.carry_state:
         return _lane_dataset(sequences, batching, meter)
     return _window_dataset(sequences, batching, meter)
 
 
-def _meter_arrays(sequences, meter) -> list[tuple[np.ndarray, ...]] | None:
+def _meter_arrays(sequences, meter: MeterInputs | None) -> list[tuple[np.ndarray, ...]] | None:
     """Per sequence the feature arrays named by `_feature_names(meter)`, in that order; None without meter."""
     if meter is None:
         return None
-    bars, durations, lookback = meter[0], meter[1], len(meter) > 2 and meter[2]
     arrays = []
-    for s, spb in zip(sequences, bars):
-        steps = token_durations(s, durations)
-        arrays.append(meter_features(steps, spb) + (lookback_features(steps, s, spb) if lookback else ()))
+    for s, spb in zip(sequences, meter.steps_per_bar):
+        steps = token_durations(s, meter.durations)
+        arrays.append(meter_features(steps, spb) + (lookback_features(steps, s, spb) if meter.lookback else ()))
     return arrays
 
 
-def _feature_names(meter) -> tuple[str, ...]:
+def _feature_names(meter: MeterInputs | None) -> tuple[str, ...]:
     if meter is None:
         return ()
-    return FEATURE_NAMES + (LOOKBACK_NAMES if len(meter) > 2 and meter[2] else ())
+    return FEATURE_NAMES + (LOOKBACK_NAMES if meter.lookback else ())
 
 
 def _with_options(ds):
