@@ -298,9 +298,10 @@ class MelodyGenerator:
         meter and tempo: for another tempo pass `primer.with_tempo(qpm)`.
 
         Args:
-          sampling: temperature, top-k/top-p, beam search, seed and backend ("numpy": no TensorFlow import,
-            beam search; "tf": one compiled TensorFlow loop for the batch, no beam search). Default: plain
-            sampling at temperature 1 with seed 0.
+          sampling: temperature, top-k/top-p, beam search, the repetition prior (more or less repetition of
+            the bars `repetition_bars` back, primer included), seed and backend ("numpy": no TensorFlow import,
+            beam search, repetition prior; "tf": one compiled TensorFlow loop for the batch, neither). Default:
+            plain sampling at temperature 1 with seed 0.
           constraints: the scale and pitch range notes must keep to, e.g. `Constraints.parse(scale="D:dorian",
             pitch_range="55:84")`; default none.
           continuation_only: each output holds only the new notes (after a rest that keeps the bar lines).
@@ -362,16 +363,16 @@ class MelodyGenerator:
         """Each output's decoding start: the state after `sequence` ([START] + the primer's ids) but its last id,
         that id, the steps up to `end_step` and, for a model with meter features, the bar position."""
         spb, primer_steps = primer.steps_per_bar, primer.total_steps
-        features = None
-        if self.model.meter_features:
-            steps = self._primer_durations(sequence, changes)
-            features = meter_features(steps, spb) + (steps,)
+        steps = self._primer_durations(sequence, changes)
+        features = meter_features(steps, spb) + (steps,) if self.model.meter_features else None
         state = self._primer_state(sequence, num_outputs, features)
         last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
+        history = sampler.History.from_tokens(sequence, steps, spb)  # melodies start on a bar line
         if not self.model.meter_features:
-            return sampler.DecodeStart(state, last_ids, remaining)
-        # where the first sampled token begins in its bar (melodies start on a bar line)
-        return sampler.DecodeStart(state, last_ids, remaining, np.full(num_outputs, primer_steps % spb), spb)
+            return sampler.DecodeStart(state, last_ids, remaining, history=history)
+        # where the first sampled token begins in its bar
+        return sampler.DecodeStart(state, last_ids, remaining, np.full(num_outputs, primer_steps % spb), spb,
+                                   history)
 
     def _primer_state(self, sequence: list[int], num_outputs: int, features=None) -> list[np.ndarray]:
         """The model state after all but the last token of `sequence` (the whole primer), one row per output.
@@ -402,6 +403,8 @@ class MelodyGenerator:
         """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state."""
         if options.beam_size > 1 or options.branch_factor > 1 or options.steps_per_iteration > 1:
             raise sampler.SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
+        if options.repetition:
+            raise sampler.SamplingError("the repetition prior runs in the numpy sampler; drop --sampler=tf")
         from melody_plugin import sampler_tf
         from melody_plugin.quiet import filtered_stderr, import_tensorflow
 

@@ -647,7 +647,8 @@ def _generator_from_bundle(bundle) -> MelodyGenerator:
 def _generate_args(args) -> dict:
     """GeneratorOptions.args understood here, with their types; others are ignored, as Magenta does."""
     kinds = {"temperature": float, "beam_size": int, "branch_factor": int, "steps_per_iteration": int,
-             "top_k": int, "top_p": float, "seed": int, "snap_to_bar": bool}
+             "top_k": int, "top_p": float, "repetition": float, "repetition_bars": int, "seed": int,
+             "snap_to_bar": bool}
     out = {}
     for name, kind in kinds.items():
         if name not in args:
@@ -681,8 +682,8 @@ class MelodySequenceGenerator(_GeneratorBase):
     section) from the grid step of the generate section's `start_time` (a rest fills the gap) to its
     `end_time` quantized down; the output's `total_time` is `end_time`. `snap_to_bar` (constructor, or
     `args["snap_to_bar"]`) ends it on the last bar line at or before `end_time` instead. Default: not snapped.
-    `args` read: temperature, beam_size, branch_factor, steps_per_iteration (Magenta's), top_k, top_p, seed
-    (default: a fresh one per call), snap_to_bar.
+    `args` read: temperature, beam_size, branch_factor, steps_per_iteration (Magenta's), top_k, top_p,
+    repetition, repetition_bars, seed (default: a fresh one per call), snap_to_bar.
     """
 
     def __init__(self, model: MelodyGenerator | None = None, details=None, checkpoint=None, bundle=None,
@@ -852,7 +853,8 @@ class MelodySequenceGenerator(_GeneratorBase):
         sampling = SamplingOptions(
             temperature=args.get("temperature", 1.0), beam_size=args.get("beam_size", 1),
             branch_factor=args.get("branch_factor", 1), steps_per_iteration=args.get("steps_per_iteration", 1),
-            top_k=args.get("top_k", 0), top_p=args.get("top_p", 1.0), seed=args.get("seed", secrets.randbelow(2**31)))
+            top_k=args.get("top_k", 0), top_p=args.get("top_p", 1.0), repetition=args.get("repetition", 0.0),
+            repetition_bars=args.get("repetition_bars", 2), seed=args.get("seed", secrets.randbelow(2**31)))
         generation = self._model.generate(primer, end_step=end_step, sampling=sampling)[0]
         ns = generation.note_sequence
         end = ns.total_time if snap else end_time

@@ -11,6 +11,13 @@ step, tokens that would overshoot the end, or leave a remainder no allowed durat
 and Magenta's beam search (beam_size, branch_factor, steps_per_iteration; beams scored by log-likelihood) are one
 loop; all outputs and beams run as one batch. For a model with meter features the sampler also tracks each row's
 bar position (where the next token begins) and passes it: `next_logits(ids, state, positions)`.
+
+Repetition prior (`SamplingOptions.repetition`, `repetition_bars`): folk tunes repeat and vary whole bars. With a
+`History` of the primer in `DecodeStart`, the token that began at the same grid step `repetition_bars` bars
+earlier (in the primer or in what was sampled since) gets `repetition` added to its logit before sampling: > 0
+asks for more repetition (large values copy those bars), < 0 for more variation (large negative values never
+repeat them); 0 (the default) samples the model alone. Only a token beginning exactly there is favoured; where a
+note was still sounding nothing is. Reported log-likelihoods stay the model's; beams are ranked with the prior.
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ class SamplingOptions:
     branch_factor: int = 1
     steps_per_iteration: int = 1
     seed: int = 0  # the same seed, inputs and options give the same ids
+    # logit bonus (natural log units) of the token that began at the same step `repetition_bars` bars earlier;
+    # > 0: more repetition, < 0: more variation, 0: off. Needs `DecodeStart.history`.
+    repetition: float = 0.0
+    repetition_bars: int = 2
     # "numpy": this module's loop (no TensorFlow import, beam search); "tf": sampler_tf.py's compiled loop
     backend: str = "numpy"
 
@@ -55,11 +66,33 @@ class SamplingOptions:
             raise SamplingError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise SamplingError(f"top_p must be in (0, 1], got {self.top_p}")
-        for name in ("beam_size", "branch_factor", "steps_per_iteration"):
+        if not np.isfinite(self.repetition):
+            raise SamplingError(f"repetition must be finite, got {self.repetition}")
+        for name in ("beam_size", "branch_factor", "steps_per_iteration", "repetition_bars"):
             if getattr(self, name) < 1:
                 raise SamplingError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.backend not in BACKENDS:
             raise SamplingError(f"sampler must be numpy or tf, got {self.backend!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class History:
+    """What the repetition prior looks back at: the ids of the primer (as the model sees them) by the grid step
+    each begins at, counted from the primer's first bar line; the first sampled token begins at `next_step`."""
+
+    onsets: dict  # {grid step: id}
+    next_step: int
+    steps_per_bar: int
+
+    @classmethod
+    def from_tokens(cls, ids, durations, steps_per_bar: int, first_step: int = 0) -> History:
+        """The history of `ids` lasting `durations` steps each, the first beginning at `first_step`."""
+        onsets, step = {}, int(first_step)
+        for token_id, steps in zip(ids, durations):
+            if steps > 0:
+                onsets[step] = int(token_id)
+            step += int(steps)
+        return cls(onsets, step, int(steps_per_bar))
 
 
 # numpy arrays inside: eq=False keeps the generated __eq__/__hash__ from comparing them element-wise
@@ -76,6 +109,7 @@ class DecodeStart:
     remaining_steps: np.ndarray  # (outputs,) steps to fill
     bar_positions: np.ndarray | None = None  # (outputs,) meter features only
     steps_per_bar: int | np.ndarray | None = None  # an int or (outputs,); None: a model without meter features
+    history: History | None = None  # the primer's tokens, for the repetition prior (the same for every output)
 
     @property
     def metered(self) -> bool:
@@ -239,6 +273,35 @@ def _choose(logits: np.ndarray, valid: np.ndarray, options: SamplingOptions, rng
     return np.minimum(choice, probs.shape[1] - 1)
 
 
+class _RepetitionPrior:
+    """Per row: the grid step its next token begins at and the ids it sampled, by onset; the bonus they earn."""
+
+    def __init__(self, history: History, options: SamplingOptions, rows: int):
+        self.history, self.bonus = history, float(options.repetition)
+        self.back = options.repetition_bars * history.steps_per_bar
+        self.step = np.full(rows, history.next_step, dtype=np.int64)
+        self.sampled: list[dict] = [{} for _ in range(rows)]
+
+    def apply(self, logits: np.ndarray) -> np.ndarray:
+        """`logits` with the bonus added to each row's token that began `back` steps before its next onset."""
+        out = np.array(logits, dtype=np.float64)
+        for r, step in enumerate(self.step - self.back):
+            token = self.sampled[r].get(int(step), self.history.onsets.get(int(step)))
+            if token is not None and token >= NUM_SPECIAL:
+                out[r, token] += self.bonus
+        return out
+
+    def advance(self, choice: np.ndarray, active: np.ndarray, durations: np.ndarray) -> None:
+        for r in np.flatnonzero(active):
+            self.sampled[r][int(self.step[r])] = int(choice[r])
+        self.step = self.step + np.where(active, durations[choice], 0)
+
+    def take(self, index: np.ndarray) -> None:
+        """Rows in the order of `index` (beam expansion and pruning); repeated rows get their own copies."""
+        self.step = self.step[index]
+        self.sampled = [dict(self.sampled[i]) for i in index]
+
+
 def plan(durations, remaining_steps, allowed=None):
     """What both samplers need before the loop: the allowed mask (no specials, no zero durations), the table of
     fillable remainders, and each output's target: its steps, or, where no token sequence can fill them exactly
@@ -264,13 +327,19 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
         where the token after each fed id begins, in [0, steps_per_bar).
       start: each output's model state, first token, steps to fill and (meter features) bar position.
       tokens: the vocabulary's durations and the mask of tokens that may be produced.
-      options: temperature, top-k, top-p, beam search settings and the seed (`backend` is the caller's business);
-        the same seed, inputs and options give the same ids. Another seed: `dataclasses.replace(options, seed=s)`.
+      options: temperature, top-k, top-p, beam search settings, the repetition prior and the seed (`backend` is
+        the caller's business); the same seed, inputs and options give the same ids. Another seed:
+        `dataclasses.replace(options, seed=s)`.
 
     Returns:
       SampleResult with the best beam of each output.
+
+    Raises:
+      SamplingError: a repetition prior without `start.history`.
     """
     options = options or SamplingOptions()
+    if options.repetition and start.history is None:
+        raise SamplingError("the repetition prior needs the primer's tokens (DecodeStart.history)")
     rng = np.random.default_rng(options.seed)
     durations = np.asarray(tokens.durations, dtype=np.int64)
     base, fillable, target, unfilled_steps = plan(durations, start.remaining_steps, tokens.allowed)
@@ -292,6 +361,7 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
         pos = np.repeat(np.asarray(start.bar_positions, dtype=np.int64), beam) % bar
     else:
         bar = pos = np.zeros(len(rows), dtype=np.int64)
+    prior = _RepetitionPrior(start.history, options, len(rows)) if options.repetition else None
 
     while (rem > 0).any():
         if branch > 1:  # every beam is extended by `branch` independent samples
@@ -301,6 +371,8 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
             state = [s[expand] for s in state]
             ids = [list(ids[i]) for i in expand]
             lls = [list(lls[i]) for i in expand]
+            if prior is not None:
+                prior.take(expand)
         for _ in range(options.steps_per_iteration):
             active = rem > 0
             if not active.any():
@@ -310,12 +382,18 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
             valid = base[None, :] & (left >= 0) & fillable[np.clip(left, 0, len(fillable) - 1)]
             assert valid[active].any(axis=1).all(), "fillable targets always leave a valid token"
             valid[~active] = True  # finished rows draw a dummy token that is thrown away
-            choice = _choose(logits, valid, options, rng)
+            biased = prior.apply(logits) if prior is not None else logits
+            choice = _choose(biased, valid, options, rng)
             token_ll = np.take_along_axis(log_softmax(np.where(valid, logits, NEG_INF)), choice[:, None], 1)[:, 0]
             for r in np.flatnonzero(active):
                 ids[r].append(int(choice[r]))
                 lls[r].append(float(token_ll[r]))
-            score = score + np.where(active, token_ll, 0.0)
+            if prior is not None:  # beams are ranked with the prior; the reported log-likelihoods stay the model's
+                ranked = np.take_along_axis(log_softmax(np.where(valid, biased, NEG_INF)), choice[:, None], 1)[:, 0]
+                prior.advance(choice, active, durations)
+            else:
+                ranked = token_ll
+            score = score + np.where(active, ranked, 0.0)
             rem = rem - np.where(active, durations[choice], 0)
             # finished rows keep their old state and feed; nothing they compute is used
             state = [np.where(active[:, None], ns, s) if ns.ndim == 2 else ns for ns, s in zip(new_state, state)]
@@ -332,6 +410,8 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
             state = [s[keep] for s in state]
             ids = [ids[i] for i in keep]
             lls = [lls[i] for i in keep]
+            if prior is not None:
+                prior.take(keep)
 
     best = [int(np.flatnonzero(rows == o)[np.argmax(score[rows == o])]) for o in range(outputs)]
     return SampleResult([ids[b] for b in best], [lls[b] for b in best], [int(unfilled[b]) for b in best])

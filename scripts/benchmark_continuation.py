@@ -16,6 +16,7 @@ a Markdown table; --output_json writes the figures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -80,13 +81,14 @@ def score_copy_baseline(tunes, reference_bars: int) -> dict:
     return result
 
 
-def score_model(generator: MelodyGenerator, tunes, reference_bars: int, num_outputs: int, seed: int,
-                temperature: float) -> dict:
+def score_model(generator: MelodyGenerator, tunes, reference_bars: int, num_outputs: int,
+                sampling: SamplingOptions) -> dict:
+    """The model's continuations of every tune's primer, scored against its reference (tune i: seed + i)."""
     tune_scores, seconds = [], 0.0
     for i, tune in enumerate(tunes):
         start = time.perf_counter()
         generations = generator.generate(tune["primer"], num_bars=reference_bars, num_outputs=num_outputs,
-                                         sampling=SamplingOptions(temperature=temperature, seed=seed + i),
+                                         sampling=dataclasses.replace(sampling, seed=sampling.seed + i),
                                          continuation_only=True)
         seconds += time.perf_counter() - start
         spb = tune["primer"].steps_per_bar
@@ -128,11 +130,19 @@ def main():
     parser.add_argument("--num_outputs", type=int, default=4, help="continuations per tune and model")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repetition", default="0", help="repetition prior strengths to score each model at, "
+                        "comma-separated (melody_generate's --repetition; default 0: the model alone)")
+    parser.add_argument("--repetition_bars", type=int, default=2, help="bars the prior looks back (default 2)")
     parser.add_argument("--max_tunes", type=int, default=None, help="score the first N usable held-out tunes")
     parser.add_argument("--run_dir", action="append", metavar="NAME=PATH", help="a model to score (repeatable)")
     parser.add_argument("--no_default_model", action="store_true", help="leave out the model shipped in the package")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args()
+    try:
+        repetitions = [float(r) for r in args.repetition.split(",")]
+    except ValueError:
+        sys.exit(f"benchmark_continuation: error: --repetition must be numbers separated by commas, got "
+                 f"{args.repetition!r}")
 
     models = [] if args.no_default_model else [("shipped model", None)]
     models += parse_run_dirs(args.run_dir)
@@ -155,12 +165,16 @@ def main():
               f"{reading['skipped'] or 'none'}), read in "
               f"{time.perf_counter() - start:.0f} s; primer {args.primer_bars} bars, reference "
               f"{args.reference_bars} bars, {args.num_outputs} continuations per tune, temperature "
-              f"{args.temperature}, seed {args.seed}", flush=True)
+              f"{args.temperature}, seed {args.seed}, repetition {args.repetition} "
+              f"({args.repetition_bars} bars back)", flush=True)
         rows = {"copy the primer (baseline)": score_copy_baseline(tunes, args.reference_bars)}
         for name, generator in generators:
-            label = f"{name} ({generator.config.name}, step {generator.step})"
-            rows[label] = score_model(generator, tunes, args.reference_bars, args.num_outputs, args.seed,
-                                      args.temperature)
+            for repetition in repetitions:
+                label = f"{name} ({generator.config.name}, step {generator.step}" + (
+                    f", repetition {repetition:g})" if repetition else ")")
+                sampling = SamplingOptions(temperature=args.temperature, seed=args.seed, repetition=repetition,
+                                           repetition_bars=args.repetition_bars)
+                rows[label] = score_model(generator, tunes, args.reference_bars, args.num_outputs, sampling)
     except MelodyPluginError as e:
         sys.exit(f"benchmark_continuation: error: {e}")
     print(markdown_table(rows))
@@ -168,7 +182,8 @@ def main():
         atomic.write_json(args.output_json, {
             "input": args.input, "eval_ratio": args.eval_ratio, "primer_bars": args.primer_bars,
             "reference_bars": args.reference_bars, "num_outputs": args.num_outputs,
-            "temperature": args.temperature, "seed": args.seed, "tunes": [t["name"] for t in tunes],
+            "temperature": args.temperature, "seed": args.seed, "repetition": repetitions,
+            "repetition_bars": args.repetition_bars, "tunes": [t["name"] for t in tunes],
             "reading": reading, "models": {name: path for name, path in models}, "results": rows})
         print(f"wrote {args.output_json}")
 

@@ -67,6 +67,17 @@ def test_inline_primer_and_key_constraint(tmp_path):
     assert all(n["pitch"] is None or n["pitch"] % 12 in {2, 4, 6, 7, 9, 11, 1} for n in sidecar["notes"])
 
 
+def test_repetition_flag_repeats_the_primers_bars(tmp_path):
+    # two bars of 3/4 by hand: D E F# A rest | G F# E D-
+    primer = "D4:0.5 E4:0.5 F#4:1 A4:1 G4:0.5 F#4:0.5 E4:1 D4:1"
+    run_cli("melody_generate", f"--primer_melody={primer}", "--time_signature=3/4", "--num_bars=4",
+            "--repetition=40", f"--output_dir={tmp_path}", "--seed=1", "--continuation_only", check=True)
+    sidecar = json.loads((tmp_path / "melody_001.json").read_text())
+    assert sidecar["flags"]["repetition"] == 40 and sidecar["flags"]["repetition_bars"] == 2
+    pitches = [n["pitch"] for n in sidecar["notes"]]
+    assert pitches == [62, 64, 66, 69, 67, 66, 64, 62] * 2
+
+
 def bad_primers(tmp_path):
     empty = tmp_path / "empty.mid"
     empty.write_bytes(b"")
@@ -118,6 +129,7 @@ BAD_NUMBERS = [
     ("program", 128), ("num_training_steps", 0), ("eval_ratio", -0.1), ("eval_ratio", 1.0),
     ("summary_frequency", 0), ("save_checkpoint_steps", 0), ("num_checkpoints", 0), ("eval_timeout", 0.0),
     ("num_cpu_devices", -1), ("intra_op_threads", -1), ("inter_op_threads", -2), ("workers", 0),
+    ("repetition", float("inf")), ("repetition", -101.0), ("repetition_bars", 0),
 ]
 
 

@@ -190,6 +190,31 @@ def test_a_cut_primer_is_continued_bar_for_bar_with_its_reference():
         assert 0.0 <= continuation.compare(g.melody, reference)["interval_overlap"] <= 1.0
 
 
+def test_a_model_told_to_repeat_two_bars_back_scores_exactly_as_the_copy_baseline():
+    """Any model (random weights) under a repetition prior strong enough to copy the bars two back plays the
+    copy baseline's notes, so its figures are the baseline's (up to the rounding of averaging 3 outputs)."""
+    vocab = Vocabulary(((REST, 12), (C4, 12), (D4, 12), (E4, 24), (G4, 36)), 12)
+    config = registry.with_hparams(registry.get_config("char_lstm"), "rnn_layer_sizes=[8],embedding_size=4")
+    rng = np.random.default_rng(4)
+    shapes = {"embedding": (len(vocab), 4), "lstm_0/kernel": (4, 32), "lstm_0/recurrent_kernel": (8, 32),
+              "lstm_0/bias": (32,), "logits/kernel": (8, len(vocab)), "logits/bias": (len(vocab),)}
+    generator = MelodyGenerator(config, vocab, {k: rng.normal(0, 1, v).astype(np.float32) for k, v in shapes.items()},
+                                source="random")
+    # five bars of 3/4, every note a vocabulary token: C D C | E - rest | G-- | D E- | C C C
+    tune = _melody([(C4, 12), (D4, 12), (C4, 12), (E4, 24), (REST, 12), (G4, 36), (D4, 12), (E4, 24)]
+                   + [(C4, 12)] * 3, time_signature=(3, 4))
+    primer, reference = continuation.split_primer_reference(tune, 2, 3)
+    copy = continuation.copy_primer(primer, 3)
+    copied = continuation.score_tune([copy], reference)
+    prior = SamplingOptions(seed=2, repetition=60.0, repetition_bars=2)
+    repeated = generator.generate(primer, num_bars=3, num_outputs=3, sampling=prior, continuation_only=True)
+    assert all(g.melody.notes == copy.notes for g in repeated)
+    assert continuation.score_tune([g.melody for g in repeated], reference) == pytest.approx(copied, rel=1e-12)
+    free = generator.generate(primer, num_bars=3, num_outputs=3, sampling=SamplingOptions(seed=2),
+                              continuation_only=True)
+    assert continuation.score_tune([g.melody for g in free], reference) != copied
+
+
 # --- melody_evaluate --generated --references, on MIDI files written with mido
 
 Q = 480  # ticks per quarter

@@ -318,3 +318,25 @@ def test_compiled_tf_sampler_respects_constraints(tiny_generator):
 
     with pytest.raises(SamplingError, match="beam search runs in the numpy sampler"):
         tiny_generator.generate(None, num_bars=1, sampling=SamplingOptions(beam_size=2, backend="tf"))
+
+
+@pytest.mark.parametrize("meter, text", [((4, 4), "D4:1 E4:0.5 F#4:0.5 G4:1 A4:1 B4:0.5 A4:0.5 F#4:1 D4:2"),
+                                         ((6, 8), "D5:0.5 B4:0.5 A4:0.5 G4:1.5 E4:1 F#4:0.5 G4:1.5")])
+def test_a_strong_repetition_prior_repeats_the_primers_two_bars(meter, text):
+    # the shipped model is key-normalised: the primer (D major) is looked back at as the model sees it, and the
+    # copy must come back in D, every note and rest where the primer had it, two bars later
+    gen = MelodyGenerator.default()
+    primer = gen.primer_from_text(text, time_signature=meter)
+    assert primer.total_steps == 2 * primer.steps_per_bar  # two whole bars, by the hand count above
+    sampling = SamplingOptions(repetition=40.0, seed=5)
+    for out in gen.generate(primer, num_bars=4, num_outputs=3, sampling=sampling, continuation_only=True):
+        assert out.melody.notes == primer.notes * 2
+    free = gen.generate(primer, num_bars=4, num_outputs=3, sampling=SamplingOptions(seed=5), continuation_only=True)
+    assert any(out.melody.notes != primer.notes * 2 for out in free)
+
+
+def test_the_repetition_prior_is_numpy_only(tiny_generator):
+    from melody_plugin.sampler import SamplingError
+
+    with pytest.raises(SamplingError, match="repetition prior runs in the numpy sampler"):
+        tiny_generator.generate(None, num_bars=1, sampling=SamplingOptions(repetition=1.0, backend="tf"))

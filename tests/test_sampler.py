@@ -226,3 +226,91 @@ def test_constraints_parse_text_or_values_to_the_same_mask(scale, pitch_range):
     expected = sampler.constraint_mask(PITCHES, sampler.scale_pitch_classes("C:major"), (60, 67))
     np.testing.assert_array_equal(constraints.mask(PITCHES), expected)
     assert sampler.Constraints().mask(PITCHES).sum() == sampler.constraint_mask(PITCHES).sum()
+
+
+# --- the repetition prior, with a stub model that has no preference (equal logits for every token)
+
+def _uniform_logits(ids, state):
+    return np.zeros((len(ids), V)), state
+
+
+def _quarters_table():
+    """Four pitched quarter notes (12 steps) and nothing else: every token fits everywhere in 4/4 (48 steps)."""
+    durations = np.zeros(V, dtype=np.int64)
+    quarters = [NUM_SPECIAL + i for i in range(4)]
+    durations[quarters] = 12
+    return TokenTable(durations), quarters
+
+
+def _start(outputs, history, remaining):
+    return DecodeStart([np.zeros((outputs, 1))], np.full(outputs, 1), np.full(outputs, remaining), history=history)
+
+
+def test_a_strong_repetition_prior_copies_the_bars_it_looks_back_at():
+    tokens, (a, b, c, d) = _quarters_table()
+    primer = [a, b, c, d, b, b, a, c]  # two 4/4 bars of quarters, written by hand
+    history = sampler.History.from_tokens(primer, [12] * 8, steps_per_bar=48)
+    assert history.next_step == 96 and history.onsets[48] == b
+    two_back = sample(_uniform_logits, _start(3, history, 4 * 48), tokens, SamplingOptions(repetition=40.0))
+    assert two_back.ids == [primer * 2] * 3  # bars 3-6 repeat bars 1-2 twice, for any seed
+    one_back = sample(_uniform_logits, _start(1, history, 2 * 48), tokens,
+                      SamplingOptions(repetition=40.0, repetition_bars=1))
+    assert one_back.ids == [primer[4:] * 2]  # the last bar, again and again
+    # the reported log-likelihoods stay the model's: uniform over the 4 tokens that fit
+    np.testing.assert_allclose(two_back.log_likelihoods[0], np.log(1 / 4))
+
+
+def test_a_negative_prior_never_repeats_and_zero_is_the_model_alone():
+    tokens, quarters = _quarters_table()
+    primer = [quarters[0]] * 4 + [quarters[1]] * 4
+    history = sampler.History.from_tokens(primer, [12] * 8, steps_per_bar=48)
+    result = sample(_uniform_logits, _start(8, history, 8 * 48), tokens, SamplingOptions(repetition=-40.0, seed=3))
+    for ids in result.ids:
+        whole = primer + ids
+        assert all(whole[i] != whole[i - 8] for i in range(8, len(whole)))  # never what began 2 bars (8 beats) back
+    off = sample(_uniform_logits, _start(8, history, 8 * 48), tokens, SamplingOptions(seed=3))
+    plain = sample(_uniform_logits, _start(8, None, 8 * 48), tokens, SamplingOptions(seed=3))
+    assert off.ids == plain.ids  # repetition=0 ignores the history: the same draws as without it
+
+
+def test_a_moderate_prior_repeats_as_often_as_its_odds_say():
+    # with 4 equally likely tokens and a bonus of log(3), the looked-back token has odds 3 : 1 + 1 + 1 = p 1/2
+    tokens, quarters = _quarters_table()
+    primer = [quarters[i % 4] for i in range(8)]
+    history = sampler.History.from_tokens(primer, [12] * 8, steps_per_bar=48)
+    result = sample(_uniform_logits, _start(200, history, 16 * 48), tokens, SamplingOptions(repetition=np.log(3.0)))
+    repeats = [(primer + ids)[i] == (primer + ids)[i - 8] for ids in result.ids for i in range(8, 8 + len(ids))]
+    assert len(repeats) == 200 * 64
+    assert abs(np.mean(repeats) - 0.5) < 0.02  # 12,800 draws: the standard error is 0.0044
+
+
+def test_the_prior_looks_back_by_grid_step_not_by_token_count():
+    # one 4/4 bar (48 steps) of the primer, by hand: `a` held for a half note (24 steps), then quarters `b`, `c`;
+    # the start token lasts nothing and begins nowhere
+    tokens, (a, b, c, _) = _quarters_table()
+    history = sampler.History.from_tokens([sampler.NUM_SPECIAL - 1, a, b, c], [0, 24, 12, 12], steps_per_bar=48)
+    assert history.onsets == {0: a, 24: b, 36: c} and history.next_step == 48
+    # one bar back from the onsets 48, 60, 72, 84: steps 0 (a), 12 (inside a: no token begins there), 24 (b), 36 (c)
+    result = sample(_uniform_logits, _start(16, history, 48), tokens,
+                    SamplingOptions(repetition=40.0, repetition_bars=1))
+    assert all(ids[0] == a and ids[2:] == [b, c] for ids in result.ids)
+    assert len({ids[1] for ids in result.ids}) > 1  # the second beat is the model's (uniform) choice
+
+
+def test_the_prior_needs_a_history_and_sane_options():
+    tokens, _ = _quarters_table()
+    with pytest.raises(SamplingError, match="history"):
+        sample(_uniform_logits, _start(1, None, 48), tokens, SamplingOptions(repetition=1.0))
+    with pytest.raises(SamplingError, match="repetition_bars"):
+        SamplingOptions(repetition_bars=0)
+    with pytest.raises(SamplingError, match="finite"):
+        SamplingOptions(repetition=float("inf"))
+
+
+def test_beams_are_ranked_with_the_prior():
+    tokens, quarters = _quarters_table()
+    primer = [quarters[i % 4] for i in range(8)]
+    history = sampler.History.from_tokens(primer, [12] * 8, steps_per_bar=48)
+    options = SamplingOptions(repetition=5.0, beam_size=4, branch_factor=3, temperature=1.0, seed=1)
+    result = sample(_uniform_logits, _start(2, history, 2 * 48), tokens, options)
+    assert result.ids == [primer] * 2  # every step's best continuation under the prior is the copy

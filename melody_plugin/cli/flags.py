@@ -39,6 +39,8 @@ LIMITS = {
     "beam_size": _at_least(1),
     "branch_factor": _at_least(1),
     "steps_per_iteration": _at_least(1),
+    "repetition": ((lambda v: -100 <= v <= 100), "in [-100, 100] (0 = off)"),
+    "repetition_bars": _at_least(1),
     "seed": ((lambda v: 0 <= v <= SEED_MAX), f"in [0, {SEED_MAX}]"),
     "qpm": ((lambda v: v > 0), "> 0"),
     "track": ((lambda v: v == "all" or v >= 0), ">= 0 or all"),

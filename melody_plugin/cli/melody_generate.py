@@ -24,6 +24,11 @@ common.define("float", "top_p", 1.0, "Nucleus sampling: the smallest set of toke
 common.define("integer", "beam_size", 1, "Beams kept per output (beam search scored by log-likelihood).")
 common.define("integer", "branch_factor", 1, "Samples drawn from each beam per iteration.")
 common.define("integer", "steps_per_iteration", 1, "Tokens sampled per beam-search iteration.")
+common.define("float", "repetition", 0.0, "Repetition prior: added to the log-probability of the note (or rest) "
+              "that began at the same point --repetition_bars bars earlier, primer included. > 0: more repetition "
+              "(about 2-4 repeats often; 20 copies the bars), < 0: more variation, 0: the model alone.")
+common.define("integer", "repetition_bars", 2, "How many bars back --repetition looks (2: a folk tune's two-bar "
+              "phrase).")
 common.define("integer", "seed", None, "Random seed; the same seed and inputs give the same MIDI bytes. "
                      "Default: a fresh one, recorded in the sidecar JSON.")
 common.define("float", "qpm", None, "Tempo of the output (default: the primer's, or 120).")
@@ -76,7 +81,8 @@ def main(argv):
     seed = FLAGS.seed if FLAGS.seed is not None else secrets.randbelow(2**31)
     sampling = SamplingOptions(temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                                beam_size=FLAGS.beam_size, branch_factor=FLAGS.branch_factor,
-                               steps_per_iteration=FLAGS.steps_per_iteration, seed=seed, backend=FLAGS.sampler)
+                               steps_per_iteration=FLAGS.steps_per_iteration, repetition=FLAGS.repetition,
+                               repetition_bars=FLAGS.repetition_bars, seed=seed, backend=FLAGS.sampler)
     constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
     primer, prefix = gen.empty_primer(meter, FLAGS.qpm), "melody"
     if FLAGS.primer_midi:
@@ -99,8 +105,8 @@ def main(argv):
         "primer_midi": FLAGS.primer_midi, "primer_melody": FLAGS.primer_melody, "command": " ".join(sys.argv),
         "flags": {name: FLAGS[name].value for name in (
             "num_outputs", "num_bars", "temperature", "top_k", "top_p", "beam_size", "branch_factor",
-            "steps_per_iteration", "qpm", "time_signature", "continuation_only", "key", "scale", "pitch_range",
-            "polyphony_policy", "track", "program", "sampler")},
+            "steps_per_iteration", "repetition", "repetition_bars", "qpm", "time_signature", "continuation_only",
+            "key", "scale", "pitch_range", "polyphony_policy", "track", "program", "sampler")},
     }
     sidecar["flags"].update(time_signature=f"{num}/{den}", polyphony_policy=policy)
     paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar)
