@@ -495,9 +495,13 @@ def load_vocabulary(vocab=None) -> Vocabulary:
 
 
 def get_pipeline(config, eval_ratio: float = 0.0, vocab=None, augment: bool = True,
-                 sequence_format: str = "plugin") -> PartitionedPipeline:
+                 sequence_format: str = "plugin", *, transposition_range=None) -> PartitionedPipeline:
     """The dataset graph of a config, with Magenta's signature: NoteSequence -> {"eval_melodies",
     "training_melodies": [tf.train.SequenceExample]}.
+
+    Both of Magenta's call shapes work: `get_pipeline(config, eval_ratio)` (drums_rnn, improv_rnn and
+    melody_rnn_create_dataset's keyword call) and melody_rnn_pipeline's positional
+    `get_pipeline(config, transposition_range, eval_ratio)`.
 
     Args:
       config: a registered config name or a ModelConfig.
@@ -506,11 +510,25 @@ def get_pipeline(config, eval_ratio: float = 0.0, vocab=None, augment: bool = Tr
         (melody_plugin/data/default_model/vocab.json, the folk set's tokens on a grid of 12 per quarter).
       augment: make the config's transposition copies in the training partition (never in eval).
       sequence_format: "plugin" (int64 ids) or "magenta" (float one-hot inputs, int64 labels).
+      transposition_range: Magenta's collection of semitone shifts, e.g. range(-5, 7); it must be a run of whole
+        numbers that holds 0. It replaces the config's `augment_transpositions` and, as those, makes copies in
+        the training partition only (the held-out melodies stay in their own keys).
 
     Raises:
       GridError: if the vocabulary's grid is not the config's.
+      MelodyPluginError: a transposition range that is not a run of shifts holding 0.
     """
+    if isinstance(eval_ratio, (list, tuple, range, set, frozenset)):  # melody_rnn's (config, range, ratio)
+        transposition_range, eval_ratio = eval_ratio, 0.0
+        if isinstance(vocab, (int, float)) and not isinstance(vocab, bool):
+            eval_ratio, vocab = float(vocab), None
     config = config if isinstance(config, ModelConfig) else get_config(config)
+    if transposition_range is not None:
+        shifts = sorted({int(s) for s in transposition_range})
+        if not shifts or 0 not in shifts or shifts != list(range(shifts[0], shifts[-1] + 1)):
+            raise MelodyPluginError(f"transposition_range must be a run of semitone shifts holding 0, such as "
+                                    f"range(-5, 7); got {list(transposition_range)}")
+        config = dataclasses.replace(config, augment_transpositions=(shifts[0], shifts[-1]))
     vocab = load_vocabulary(vocab)
     if vocab.steps_per_quarter != config.steps_per_quarter:
         raise GridError(f"the vocabulary is on {vocab.steps_per_quarter} steps per quarter, config {config.name} "
@@ -690,8 +708,9 @@ class MelodySequenceGenerator(_GeneratorBase):
                  snap_to_bar: bool = False):
         """Args:
           model: a loaded MelodyGenerator; or leave None and give exactly one of:
-          checkpoint: a run dir, a folder in it (Magenta's run_dir/train) or a checkpoint file in it; its
-            latest checkpoint is loaded by `initialize()`.
+          checkpoint: a run dir or a folder in it (Magenta's run_dir/train): its best checkpoint (lowest eval
+            bits/note), else its latest, is loaded by `initialize()`; or one checkpoint, by its prefix
+            (checkpoints/ckpt-20) or one of its files (ckpt-20.index): that one.
           bundle: a GeneratorBundle proto (what Magenta's `read_bundle_file` returns) or a .mag path.
           details: a GeneratorDetails; default: the model's config name and description.
         """
@@ -708,6 +727,9 @@ class MelodySequenceGenerator(_GeneratorBase):
         self._checkpoint_file = "best"  # the run's best checkpoint, else its latest
         if checkpoint is not None:
             path = Path(checkpoint).expanduser()
+            prefix = re.fullmatch(r"(ckpt-\d+)\.(index|data-\d+-of-\d+)", path.name)
+            if prefix and path.is_file():  # one of a checkpoint's files names the checkpoint
+                path = path.with_name(prefix.group(1))
             if Path(f"{path}.index").is_file():  # a checkpoint named by its prefix, as tf.train lists them
                 self._checkpoint_file = str(path)
             elif not path.is_dir() and (re.fullmatch(r"ckpt-\d+", path.name) or not path.parent.is_dir()):
@@ -718,13 +740,16 @@ class MelodySequenceGenerator(_GeneratorBase):
             except ModelLoadError as e:
                 raise SequenceGeneratorError(str(e)) from None
         self._checkpoint = checkpoint
-        self._bundle = _bundle_proto(bundle) if bundle is not None else None
-        if model is not None:
-            self.config = model.config
-        elif self._checkpoint is not None:
-            self.config = RunDir(self._checkpoint).load_config()
-        else:
-            self.config = ModelConfig.from_json(_bundle_meta(self._bundle)["config"])
+        try:  # Magenta's callers catch SequenceGeneratorError: an unreadable bundle or run dir is one too
+            self._bundle = _bundle_proto(bundle) if bundle is not None else None
+            if model is not None:
+                self.config = model.config
+            elif self._checkpoint is not None:
+                self.config = RunDir(self._checkpoint).load_config()
+            else:
+                self.config = ModelConfig.from_json(_bundle_meta(self._bundle)["config"])
+        except ModelLoadError as e:
+            raise SequenceGeneratorError(str(e)) from None
         self._details = details or generator_pb2.GeneratorDetails(
             id=self.config.name, description=self.config.description or self.config.name)
         if self._bundle is not None and self._bundle.generator_details.id != self._details.id:
@@ -788,7 +813,8 @@ class MelodySequenceGenerator(_GeneratorBase):
         Raises:
           SequenceGeneratorError: for more than one input section, not exactly one generate section, a section
             that ends before it starts or holds no grid step, a start before the primer's last note ends, an
-            input section overlapping the generate section, or a meter change before `start_time`.
+            input section overlapping the generate section, or a meter change after the primer's first note (a
+            primer whose notes all begin after the last change is read from the change, in its meter).
         """
         self.initialize()
         return self._generate(input_sequence, generator_options)
@@ -830,10 +856,19 @@ class MelodySequenceGenerator(_GeneratorBase):
             del events[:]
             events.extend(kept)
         primer_ns.total_time = min(primer_ns.total_time, start_time)
-        changes = melody_lib.meter_change_times(primer_ns)
+        # a primer whose notes all begin after its last meter change is read from the change, in that meter
+        changes, offset = melody_lib.meter_change_times(primer_ns), 0.0
         if changes:
-            raise SequenceGeneratorError(f"the time signature changes at {changes[-1]:.3f} s, before the generate "
-                                         "section; give an input section after the change")
+            first_note = min((n.start_time for n in primer_ns.notes), default=start_time)
+            if first_note < changes[-1] - 1e-9:
+                raise SequenceGeneratorError(
+                    f"the time signature changes at {changes[-1]:.3f} s, after the primer's first note "
+                    f"({first_note:.3f} s); give an input section that starts at or after the change")
+            offset, whole = changes[-1], primer_ns
+            whole.total_time = start_time  # the primer lasts to the generate section (a rest where nothing sounds)
+            primer_ns = sequences_lib.extract_subsequence(whole, offset, start_time)
+            primer_ns.ClearField("subsequence_info")
+            start_time, end_time = start_time - offset, end_time - offset
 
         args = _generate_args(options.args)
         snap = args.get("snap_to_bar", self.snap_to_bar)
@@ -861,6 +896,17 @@ class MelodySequenceGenerator(_GeneratorBase):
         for note in ns.notes:  # float steps must not poke past the end
             note.end_time = min(note.end_time, end)
         ns.total_time = end
+        if offset:  # back to the input's clock, with its tempo and meter events before the change
+            ns = sequences_lib.shift_sequence_times(ns, offset)
+            start, ns.total_time = start_time + offset, end + offset if snap else section.end_time
+            for note in ns.notes:  # adding the offset back must not move a new note before start_time
+                if abs(note.start_time - start) < 1e-6:
+                    note.start_time = max(note.start_time, section.start_time)
+                note.end_time = min(note.end_time, ns.total_time)
+            for name in ("tempos", "time_signatures", "key_signatures"):
+                earlier = [e for e in getattr(whole, name) if e.time < offset]
+                getattr(ns, name).extend(earlier)
+                getattr(ns, name).sort(key=lambda e: e.time)
         return ns
 
     def _primer(self, primer_ns, start_step: int, tempo_map) -> Melody:

@@ -254,9 +254,24 @@ def test_generator_map_loads_the_checkpoint_it_is_given(tiny_run_dir):
     steps = sorted(int(m.group(1)) for p in (tiny_run_dir / "checkpoints").glob("ckpt-*.index")
                    if (m := re.fullmatch(r"ckpt-(\d+)\.index", p.name)))
     assert steps
-    gen = get_generator_map()["char_lstm"](checkpoint=tiny_run_dir / "checkpoints" / f"ckpt-{steps[0]}")
+    prefix = tiny_run_dir / "checkpoints" / f"ckpt-{steps[0]}"
+    gen = get_generator_map()["char_lstm"](checkpoint=prefix)
     with gen:
         assert gen.model.step == steps[0]
+    # one of the checkpoint's files names it too (a file picker hands over ckpt-N.index), not the run's best
+    for file in [prefix.with_name(prefix.name + ".index")] + sorted(prefix.parent.glob(prefix.name + ".data-*")):
+        named = get_generator_map()["char_lstm"](checkpoint=file)
+        assert named._checkpoint_file == str(prefix)
+        with named:
+            assert named.model.step == steps[0]
+
+
+def test_a_file_that_is_no_bundle_is_magentas_error(tmp_path):
+    from melody_plugin.pipelines import SequenceGeneratorError
+
+    (tmp_path / "notes.txt").write_text("not a bundle")
+    with pytest.raises(SequenceGeneratorError, match="not a generator bundle"):
+        get_generator_map()["char_lstm"](bundle=tmp_path / "notes.txt")
 
 
 def test_numpy_inference_matches_keras_logits(tiny_generator):

@@ -26,6 +26,7 @@ from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
 import conftest  # noqa: E402
 from conftest import PHRASES, ROOT, make_sequence, pattern_notes  # noqa: E402
 from melody_plugin import dataset, midi_io, pipelines, registry  # noqa: E402
+from melody_plugin.errors import MelodyPluginError  # noqa: E402
 from melody_plugin.melody import Melody, Note  # noqa: E402
 from melody_plugin.vocab import START, Vocabulary  # noqa: E402
 from test_pipelines import melody_of  # noqa: E402
@@ -124,6 +125,21 @@ def test_get_pipeline_runs_in_magentas_run_pipeline_serial(tmp_path):
     evals = sum(in_eval(f"tune_{i:02d}.mid", 0.3) for i in range(10))
     assert len(dataset.read_sequences(tmp_path / "out" / "folk_eval_melodies.tfrecord")) == evals
     assert len(dataset.read_sequences(tmp_path / "out" / "folk_training_melodies.tfrecord")) == 10 - evals
+
+
+def test_get_pipeline_takes_melody_rnns_positional_transposition_range(tmp_path):
+    # Magenta's melody_rnn_pipeline.get_pipeline(config, transposition_range=(0,), eval_ratio=0.0), positionally
+    sequences = tunes(10)
+    evals = sum(in_eval(f"tune_{i:02d}.mid", 0.3) for i in range(10))
+    for graph in (pipelines.get_pipeline("char_lstm", range(-2, 3), 0.3),
+                  pipelines.get_pipeline("char_lstm", transposition_range=(-2, -1, 0, 1, 2), eval_ratio=0.3)):
+        out = {"eval_melodies": 0, "training_melodies": 0}
+        for ns in sequences:
+            for name, examples in graph.transform(ns).items():
+                out[name] += len(examples)
+        assert out == {"eval_melodies": evals, "training_melodies": 5 * (10 - evals)}  # 5 shifts, training only
+    with pytest.raises(MelodyPluginError, match="run of semitone shifts holding 0"):
+        pipelines.get_pipeline("char_lstm", (1, 2), 0.3)
 
 
 def test_magentas_melody_extractor_feeds_the_plugins_encoder():
@@ -305,6 +321,23 @@ def test_magentas_errors_for_bad_sections(tiny_generator):
     for opts, message in bad:
         with pytest.raises(sequence_generator.SequenceGeneratorError, match=message):
             generator.generate(primer, opts)
+
+
+def test_an_input_section_after_a_meter_change_is_read_in_the_new_meter(tiny_generator):
+    # 4/4 until 4.0 s, then 3/4 (120 qpm: bars of 1.5 s from 4.0 s, so bar lines at 5.5, 7.0, 8.5, 10.0, 11.5)
+    song = make_sequence([(60 + i % 5, i, i + 1) for i in range(14)])  # quarters: one note every 0.5 s to 7.0 s
+    song.time_signatures.add(time=4.0, numerator=3, denominator=4)
+    generator = pipelines.MelodySequenceGenerator(tiny_generator)
+    ns = generator.generate(song, options(7.0, 10.0, input_section=(4.5, 7.0), seed=1))
+    assert ns.total_time == 10.0
+    assert [(n.pitch, n.start_time) for n in ns.notes if n.start_time < 7.0] == [
+        (60 + i % 5, i * 0.5) for i in range(9, 14)]  # the input section's notes, where they were
+    assert min(n.start_time for n in ns.notes if n.start_time >= 7.0 - 1e-9) >= 7.0
+    assert [(t.time, t.numerator, t.denominator) for t in ns.time_signatures] == [(0.0, 4, 4), (4.0, 3, 4)]
+    snapped = generator.generate(song, options(7.0, 11.0, input_section=(4.5, 7.0), seed=1, snap_to_bar=True))
+    assert snapped.total_time == pytest.approx(10.0)  # the last 3/4 bar line at or before 11.0 s
+    with pytest.raises(sequence_generator.SequenceGeneratorError, match="input section that starts at or after"):
+        generator.generate(song, options(7.0, 10.0, input_section=(3.0, 7.0)))
 
 
 def test_snap_to_bar_ends_on_the_last_bar_line_before_end_time(tiny_generator):
