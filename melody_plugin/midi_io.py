@@ -717,9 +717,13 @@ def list_music_files(input_path) -> list[Path]:
     else:
         path = Path(text)
         if path.is_dir():
-            files = []
+            files, records = [], 0
             for root, _, names in os.walk(path, followlinks=False):
                 files += [Path(root) / n for n in names if Path(n).suffix.lower() in MUSIC_EXTENSIONS]
+                records += sum(".tfrecord" in n.lower() for n in names)
+            if not files and records:  # a folder is searched for music files only; records are named
+                raise InputFileError(path, f"no MIDI, MusicXML or ABC files found, but {records} TFRecord file(s): "
+                                           f"pass them by name or a glob, e.g. --input='{path}/*.tfrecord*'")
         elif path.exists() or path.is_symlink():
             files = [path]
         else:

@@ -487,3 +487,10 @@ def test_melody_sequences_are_written_as_before():
         assert a.getvalue() == b.getvalue()
         assert midi_io.note_sequence_to_midi_bytes(ns) == midi_bytes_as_before(ns)
         assert pretty_midi.PrettyMIDI(io.BytesIO(a.getvalue())).instruments[0].notes
+
+
+def test_a_folder_of_tfrecords_only_says_how_to_name_them(tmp_path):
+    for i in range(2):
+        (tmp_path / f"notesequences-0000{i}-of-00002.tfrecord").write_bytes(b"")
+    with pytest.raises(midi_io.InputFileError, match=r"but 2 TFRecord file\(s\): pass them by name or a glob"):
+        midi_io.list_music_files(tmp_path)
