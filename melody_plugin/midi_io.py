@@ -14,6 +14,7 @@ installed (note-seq reads what music21 fails on), else to note-seq (`reader=`, `
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import glob
 import io
@@ -25,6 +26,7 @@ import struct
 import threading
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 from melody_plugin.errors import InputFileError
@@ -397,10 +399,65 @@ def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):
 
 # --- MusicXML and ABC
 
+class _PrologEnd(Exception):
+    """The root element began: no entity can be declared after it."""
+
+
 def _check_xml_bytes(path, xml: bytes) -> None:
-    head = xml[:65536]
-    if b"<!ENTITY" in head:
+    """Refuses XML that declares entities (a "billion laughs" bomb expands them at parse time).
+
+    Entities can only be declared in the DOCTYPE, which comes before the root element: expat reads the prolog,
+    however long (a comment of any size may come first), in the encoding the XML declares, and stops at the root.
+    """
+    from xml.parsers import expat
+
+    def declared(*args):
         raise InputFileError(path, "XML entity declarations are not accepted (possible entity bomb)")
+
+    def root(*args):
+        raise _PrologEnd
+
+    parser = expat.ParserCreate()
+    parser.EntityDeclHandler = declared
+    parser.UnparsedEntityDeclHandler = declared
+    parser.StartElementHandler = root
+    try:
+        for start in range(0, len(xml), 65536):  # fed in pieces: a score stops at its root, early
+            parser.Parse(xml[start:start + 65536], False)
+        parser.Parse(b"", True)
+    except _PrologEnd:
+        pass
+    except expat.ExpatError as e:  # both readers parse with expat too and would fail the same way
+        raise InputFileError(path, f"unreadable MusicXML ({expat.ErrorString(e.code)}: line {e.lineno}, "
+                                   f"column {e.offset})") from None
+
+
+_UNPACK_PIECE = 65536
+
+
+def _unpack_limited(path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, budget: int) -> bytes:
+    """One member of an archive, decompressed in pieces and refused as soon as it passes `budget` bytes.
+
+    The sizes in a zip's headers are the archive's word, not the data's: zipfile trusts the declared size only
+    after decompressing in one piece (a 1 GiB payload declared as 1000 bytes took 2 GB of memory before its CRC
+    failed). Here the member is opened as if it declared a little more than the budget, and the actual bytes are
+    counted as they come.
+    """
+    probe = copy.copy(info)
+    # zipfile stops (and checks the CRC) at the declared size: past the budget by more than a read can bring
+    probe.file_size = budget + 2 * _UNPACK_PIECE
+    chunks, size = [], 0
+    with zf.open(probe) as member:
+        while chunk := member.read(_UNPACK_PIECE):
+            size += len(chunk)
+            if size > budget:
+                raise InputFileError(path, f"archive unpacks to more than {MAX_UNCOMPRESSED_BYTES} bytes, over "
+                                           f"the limit (zip bomb? {info.filename} declares {info.file_size})")
+            chunks.append(chunk)
+    if size != info.file_size:
+        raise InputFileError(path, f"corrupt .mxl archive ({info.filename} declares {info.file_size} bytes and "
+                                   f"holds {size})")
+    return b"".join(chunks)
 
 
 def _musicxml_score_bytes(path, data: bytes) -> bytes:
@@ -413,13 +470,15 @@ def _musicxml_score_bytes(path, data: bytes) -> bytes:
             total = sum(info.file_size for info in zf.infolist())
             if total > MAX_UNCOMPRESSED_BYTES:
                 raise InputFileError(path, f"archive unpacks to {total} bytes, over the limit (zip bomb?)")
-            scores = {}
+            scores, left = {}, MAX_UNCOMPRESSED_BYTES
             for info in zf.infolist():
                 if info.filename.lower().endswith((".xml", ".musicxml")):
-                    scores[info.filename] = zf.read(info)
+                    scores[info.filename] = _unpack_limited(path, zf, info, left)
+                    left -= len(scores[info.filename])
                     _check_xml_bytes(path, scores[info.filename])
-    except zipfile.BadZipFile as e:
-        raise InputFileError(path, f"corrupt .mxl archive ({e})") from None
+    except (zipfile.BadZipFile, NotImplementedError, EOFError, zlib.error, RuntimeError) as e:
+        # also an unknown compression method, data cut short, an encrypted member (RuntimeError)
+        raise InputFileError(path, f"corrupt .mxl archive ({type(e).__name__}: {e})") from None
     # META-INF/container.xml names the score; without it, the first XML file outside META-INF is the score
     root = re.search(rb'full-path="([^"]+)"', scores.get("META-INF/container.xml", b""))
     names = [n for n in scores if not n.startswith("META-INF/")]

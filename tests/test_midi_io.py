@@ -141,6 +141,58 @@ def test_musicxml_entity_bomb_and_zip_bomb_are_refused(tmp_path):
     refused(broken, "unreadable MusicXML")
 
 
+def lying_zip(member, payload, declared):
+    """An archive of one deflated member whose local and central headers declare `declared` bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(member, payload)
+    data = bytearray(buffer.getvalue())
+    struct.pack_into("<I", data, data.index(b"PK\x03\x04") + 22, declared)  # uncompressed size, local header
+    struct.pack_into("<I", data, data.index(b"PK\x01\x02") + 24, declared)  # and in the central directory
+    return bytes(data)
+
+
+def test_a_zip_bomb_whose_headers_lie_is_refused_while_unpacking_in_bounded_memory(tmp_path, monkeypatch):
+    import tracemalloc
+
+    monkeypatch.setattr(midi_io, "MAX_UNCOMPRESSED_BYTES", 1 << 20)  # 1 MiB, for a 16 MiB payload
+    monkeypatch.setattr(midi_io, "MAX_FILE_BYTES", 1 << 20)  # the file's read buffer is this size: keep it small
+    mxl = tmp_path / "liar.mxl"
+    mxl.write_bytes(lying_zip("score.xml", b"<score-partwise>" + b" " * (16 << 20), declared=1000))
+    tracemalloc.start()
+    try:
+        with pytest.raises(InputFileError) as bomb:
+            midi_io.read_music_file(mxl)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert bomb.value.reason == (f"archive unpacks to more than {1 << 20} bytes, over the limit "
+                                    "(zip bomb? score.xml declares 1000)")
+    assert peak < 4 << 20  # the 1 MiB kept and a piece being unpacked, never the 16 MiB
+    # under the limit, a member holding more than it declares is corrupt, as zipfile's CRC check said before
+    small = tmp_path / "small_liar.mxl"
+    small.write_bytes(lying_zip("score.xml", b"<score-partwise>" + b" " * 4984, declared=1000))
+    assert refused(small, "corrupt").reason == "corrupt .mxl archive (score.xml declares 1000 bytes and holds 5000)"
+
+
+BILLION_LAUGHS = ('<!DOCTYPE lolz [<!ENTITY lol0 "lol">'
+                  + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10}">' for i in range(1, 7)) + "]>")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_an_entity_bomb_behind_a_long_comment_is_refused(tmp_path, encoding):
+    # 70 KB of comment first: the DOCTYPE starts past the first 64 KiB
+    xml = (f'<?xml version="1.0" encoding="{encoding.upper()}"?>\n<!--{"x" * 70_000}-->\n{BILLION_LAUGHS}'
+           "<score-partwise>&lol6;</score-partwise>")
+    bomb = tmp_path / "bomb.musicxml"
+    bomb.write_bytes(xml.encode(encoding))
+    assert refused(bomb, "entity").reason == "XML entity declarations are not accepted (possible entity bomb)"
+    mxl = tmp_path / "bomb.mxl"
+    with zipfile.ZipFile(mxl, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("score.xml", xml.encode(encoding))
+    assert refused(mxl, "entity").reason == "XML entity declarations are not accepted (possible entity bomb)"
+
+
 def test_abc_tunes_are_read_and_garbage_is_refused(tmp_path):
     abc = tmp_path / "tunes.abc"
     abc.write_text("X:1\nT:Test\nM:6/8\nL:1/8\nK:G\nGAB c2d|e2d B2A|\n\nX:2\nT:Two\nM:4/4\nL:1/8\nK:D\nDEFG ABcd|\n")
