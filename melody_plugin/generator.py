@@ -209,8 +209,9 @@ class MelodyGenerator:
     def load_primer(self, path, policy: str = "highest", track=None, program=None) -> tuple[Melody, list[str]]:
         """Like `primer_from_file`, also returning what the reader noticed (each warning names the file).
 
-        A tune of an ABC tunebook is picked by its number: `book.abc#X:9` (or `book.abc#9`); without one, the
-        first readable tune is used and a warning names it.
+        A tune of an ABC tunebook is picked by its number: `book.abc#X:9` (or `book.abc#9`); only that tune is
+        read, and when it cannot be, the error gives its reason. Without one, the first readable tune is used and
+        a warning names it.
         """
         from melody_plugin import midi_io
 
@@ -222,13 +223,8 @@ class MelodyGenerator:
             path, wanted = str(path).rsplit("#", 1)
             wanted = wanted[2:] if wanted.startswith("X:") else wanted
         try:
-            music = midi_io.read_music_file(path)
+            music = midi_io.read_music_file(path, tune=wanted)
             sequences = music.sequences
-            if wanted is not None:
-                sequences = [ns for ns in sequences if ns.filename.endswith(f"#X:{wanted}")]
-                if not sequences:
-                    numbers = ", ".join(ns.filename.rsplit("#", 1)[-1] for ns in music.sequences[:20])
-                    raise PrimerError(f"{path}: no readable tune X:{wanted} (read: {numbers})")
             extraction = melody_lib.melodies_from_note_sequence(sequences[0], self.vocab.steps_per_quarter,
                                                                 policy, track, program)
         except InputFileError as e:
@@ -236,11 +232,11 @@ class MelodyGenerator:
         except melody_lib.MelodyError as e:
             raise PrimerError(f"{path}: {str(e).split(': ', 1)[-1]}") from None
         warnings = [f"{path}: {w}" for w in music.warnings + tuple(extraction.warnings)]
-        if len(music.sequences) > 1:
+        if len(music.sequences) > 1:  # no tune named (a named one is read alone)
             tune = sequences[0].filename.rsplit("#", 1)[-1]
             title = f" {sequences[0].sequence_metadata.title!r}" if sequences[0].sequence_metadata.title else ""
-            how = "" if wanted is not None else f" (the first readable; pick another with {path}#X:N)"
-            warnings.append(f"{path}: {len(music.sequences)} tunes; the primer is tune {tune}{title}{how}")
+            warnings.append(f"{path}: {len(music.sequences)} tunes; the primer is tune {tune}{title} (the first "
+                            f"readable; pick another with {path}#X:N)")
         if len(extraction.melodies) > 1:
             last = extraction.melodies[-1]
             warnings.append(f"{path}: the time signature changes; continuing its last part "

@@ -488,29 +488,35 @@ def _musicxml_score_bytes(path, data: bytes) -> bytes:
     return scores[name]
 
 
-def _read_musicxml(path, data: bytes, reader: str = "auto"):
-    """music21 first when installed (see `read_music_file`), note-seq for what it fails on or alone."""
+def _read_musicxml(path, data: bytes, reader: str = "auto", timeout_s: float = READ_TIMEOUT_S):
+    """music21 first when installed (see `read_music_file`), note-seq for what it fails on or alone.
+
+    Each reader gets `timeout_s`: in `auto`, a score music21 runs out of time on (a long one on a busy machine)
+    still goes to note-seq, which reads most scores faster.
+    """
     from melody_plugin import music21_io
 
-    xml = _musicxml_score_bytes(path, data)
     use_music21 = reader == "music21" or (reader == "auto" and music21_io.available())
     refusal = ""
-    if use_music21:
-        try:
-            return [music21_io.musicxml_to_note_sequence(xml, str(path))], []
-        except ReadTimeout:
-            raise
-        except InputFileError as e:
-            if reader == "music21":
-                raise InputFileError(path, e.reason) from None
-            refusal = e.reason
+    with time_limit(timeout_s, path):
+        xml = _musicxml_score_bytes(path, data)
+        if use_music21:
+            try:
+                return [music21_io.musicxml_to_note_sequence(xml, str(path))], []
+            except InputFileError as e:  # a time-out included
+                if reader == "music21":
+                    raise InputFileError(path, e.reason) from None
+                refusal = e.reason
     quiet_third_party()
     from note_seq import musicxml_reader
 
     try:
-        ns = musicxml_reader.musicxml_file_to_sequence_proto(str(path))
-    except InputFileError:
-        raise
+        with time_limit(timeout_s, path):
+            ns = musicxml_reader.musicxml_file_to_sequence_proto(str(path))
+    except InputFileError as e:
+        if not refusal:
+            raise
+        raise InputFileError(path, f"music21: {refusal}; note-seq: {e.reason}") from None
     except Exception as e:
         reason = f"unreadable MusicXML ({type(e).__name__}: {e})"
         if refusal:
@@ -610,9 +616,12 @@ def _abc_tune_with_note_seq(tune: AbcTune):
     return next(iter(tunes.values()))
 
 
-def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool):
-    """(NoteSequence or None, who read it: "music21"/"note_seq"/"", why not). With music21 installed, `auto`
-    tries it first and note-seq only for what music21 fails on (see `read_music_file` for why)."""
+def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool, seconds):
+    """(NoteSequence or None, who read it: "music21"/"note_seq"/"", music21's refusal or why neither read it).
+
+    With music21 installed, `auto` tries it first and note-seq for what music21 fails on, a time-out included
+    (see `read_music_file` for why). Each reader gets `seconds()` (the time it may still take) when it starts.
+    """
     from melody_plugin import music21_io
 
     if tune.number is not None and not tune.number.isdigit():  # both readers int() the X: field; the label
@@ -621,13 +630,18 @@ def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool):
     refusals = []
     order = ["music21"] if reader == "music21" else ["note_seq"] if not use_music21 else ["music21", "note_seq"]
     for who in order:
+        if who == "note_seq":  # imported before the clock starts: the first import takes a second or two
+            from note_seq import abc_parser  # noqa: F401
+        left = seconds()
+        if left <= 0:
+            refusals.append("not read: the file's time was used up")
+            break
         try:
-            if who == "music21":
-                return music21_io.abc_tune_to_note_sequence("\n".join(tune.lines), name), who, ""
-            return _abc_tune_with_note_seq(tune), who, ""
-        except ReadTimeout:
-            raise
-        except InputFileError as e:
+            with time_limit(left, name):
+                if who == "music21":
+                    return music21_io.abc_tune_to_note_sequence("\n".join(tune.lines), name), who, ""
+                return _abc_tune_with_note_seq(tune), who, refusals[0] if refusals else ""
+        except InputFileError as e:  # a time-out included
             refusals.append(e.reason)
         except Exception as e:  # note-seq's ABCParseError says what it refuses; anything else needs its type
             refusals.append(str(e) if type(e).__module__ == "note_seq.abc_parser" else f"{type(e).__name__}: {e}")
@@ -645,13 +659,13 @@ def printable(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_TIMEOUT_S):
+def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_TIMEOUT_S, tune: str | None = None):
     """An ABC tunebook, tune by tune: each tune is read by music21 when it is installed (note-seq for what
     music21 fails on), else by note-seq; a tune neither reads is skipped with its number and reason.
 
-    Each tune gets `timeout_s`; the whole file `timeout_s` plus ABC_SECONDS_PER_TUNE per tune (music21 takes
-    about 0.2 s a tune, and a tunebook holds hundreds), at most MAX_ABC_BOOK_SECONDS: the tunes left then are
-    reported as not read.
+    Each reader of a tune gets `timeout_s`; the whole file `timeout_s` plus ABC_SECONDS_PER_TUNE per tune (music21
+    takes about 0.2 s a tune, and a tunebook holds hundreds), at most MAX_ABC_BOOK_SECONDS: the tunes left then
+    are reported as not read. `tune` (an X: number, or its name such as "4 (2)") reads that tune alone.
     """
     from melody_plugin import music21_io
 
@@ -663,59 +677,66 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
     if len(tunes) > MAX_ABC_TUNES:
         raise InputFileError(path, f"{len(tunes)} tunes, over the limit of {MAX_ABC_TUNES}; split the tunebook")
     use_music21 = reader != "note_seq" and music21_io.available()
-    if reader == "music21" and not use_music21:
-        raise InputFileError(path, f"the music21 reader is not installed ({music21_io.INSTALL_HINT})")
-    budget_s = min(timeout_s + ABC_SECONDS_PER_TUNE * len(tunes), MAX_ABC_BOOK_SECONDS)
-    deadline = time.monotonic() + budget_s
-    sequences, skipped, fallbacks, seen, timed_out = [], [], [], {}, 0
-    for tune in tunes:
-        name = f"{path}#X:{printable(tune.number)}" if tune.number is not None else str(path)
+    named, seen = [], {}
+    for abc_tune in tunes:
+        name = f"{path}#X:{printable(abc_tune.number)}" if abc_tune.number is not None else str(path)
         seen[name] = seen.get(name, 0) + 1
         if seen[name] > 1:  # two tunes with one X: number must still be told apart in reports and sidecars
-            warnings.append(f"ABC tune {printable(tune.label)} repeats an earlier X: number: named "
-                            f"{Path(name).name} ({seen[name]})")
+            if tune is None:
+                warnings.append(f"ABC tune {printable(abc_tune.label)} repeats an earlier X: number: named "
+                                f"{Path(name).name} ({seen[name]})")
             name = f"{name} ({seen[name]})"
-        left = deadline - time.monotonic()
-        if left <= 0:
+        named.append((abc_tune, name))
+    if tune is not None:  # one tune asked for: the others are neither read nor reported
+        chosen = [(t, n) for t, n in named if n == f"{path}#X:{tune}"]
+        if not chosen:
+            numbers = ", ".join(n[len(str(path)) + 1:] or "one without X:" for _, n in named[:20])
+            numbers += ", ..." if len(named) > 20 else ""
+            raise InputFileError(path, f"no tune X:{printable(tune)} in the file (its tunes: {numbers})")
+        named = chosen
+    budget_s = min(timeout_s + ABC_SECONDS_PER_TUNE * len(named), MAX_ABC_BOOK_SECONDS)
+    deadline = time.monotonic() + budget_s
+    sequences, skipped, fallbacks, timed_out = [], [], [], 0
+    for abc_tune, name in named:
+        if deadline - time.monotonic() <= 0:
             timed_out += 1
-            skipped.append((tune, f"not read: the file's {budget_s:g} s were used up"))
+            skipped.append((abc_tune, f"not read: the file's {budget_s:g} s were used up"))
             continue
-        try:
-            with time_limit(min(timeout_s, left), name):
-                ns, read_by, refusal = _read_abc_tune(tune, name, reader, use_music21)
-        except ReadTimeout as e:
-            ns, read_by, refusal = None, "", e.reason
+        ns, read_by, refusal = _read_abc_tune(abc_tune, name, reader, use_music21,
+                                              lambda: min(timeout_s, deadline - time.monotonic()))
         if ns is None:
-            skipped.append((tune, refusal))
+            skipped.append((abc_tune, refusal))
             continue
         if read_by == "note_seq" and use_music21:
-            fallbacks.append(tune)
+            fallbacks.append((abc_tune, refusal))
         ns.filename = name
-        if tune.number is not None and tune.number.isdigit():
-            ns.reference_number = int(tune.number)
-        if tune.title and not ns.sequence_metadata.title:
-            ns.sequence_metadata.title = tune.title
+        if abc_tune.number is not None and abc_tune.number.isdigit():
+            ns.reference_number = int(abc_tune.number)
+        if abc_tune.title and not ns.sequence_metadata.title:
+            ns.sequence_metadata.title = abc_tune.title
         sequences.append(ns)
     hint = (f"the music21 reader may read {'them' if len(skipped) > 1 else 'it'}: {music21_io.INSTALL_HINT}"
             if skipped and reader == "auto" and not use_music21 else "")
     if timed_out:
-        warnings.append(f"time limit of {budget_s:g} s for the file reached after {len(tunes) - timed_out} of "
-                        f"{len(tunes)} tunes ({len(sequences)} read); {timed_out} not tried (split the tunebook "
+        warnings.append(f"time limit of {budget_s:g} s for the file reached after {len(named) - timed_out} of "
+                        f"{len(named)} tunes ({len(sequences)} read); {timed_out} not tried (split the tunebook "
                         "to read them all)")
     if not sequences:
         # the tune's name in parentheses: reports count alike reasons together without them
         first, reason = skipped[0]
+        if tune is not None:
+            raise InputFileError(path, f"tune {printable(first.label)} is not readable: {printable(reason, 200)}"
+                                 + (f"; {hint}" if hint else ""))
         if timed_out:
             reason = f"{warnings[-1]}; the first: {reason}"
         which = printable(first.label) + (f", and {len(skipped) - 1} more tunes" if len(skipped) > 1 else "")
         raise InputFileError(path, f"no readable ABC tune: {printable(reason, 200)} ({which})"
                              + (f"; {hint}" if hint else ""))
-    if fallbacks:
-        labels = ", ".join(f"X:{printable(t.number or '', 20)}" for t in fallbacks[:10]) + (
-            ", ..." if len(fallbacks) > 10 else "")
-        warnings.append(f"note-seq read {len(fallbacks)} tune(s) music21 fails on: {labels}")
-    warnings += [f"ABC tune {printable(tune.label)} skipped: {printable(reason, 200)}"
-                 for tune, reason in skipped[:50]]
+    if fallbacks:  # each with music21's reason, shortened: the whole of it is one --music_reader=music21 away
+        labels = "; ".join(f"X:{printable(t.number or '', 20)} ({printable(why, 80)})" for t, why in fallbacks[:10])
+        warnings.append(f"note-seq read {len(fallbacks)} tune(s) music21 fails on: {labels}"
+                        + ("; ..." if len(fallbacks) > 10 else ""))
+    warnings += [f"ABC tune {printable(t.label)} skipped: {printable(reason, 200)}" for t, reason in skipped[:50]]
     if len(skipped) > 50:
         warnings.append(f"... and {len(skipped) - 50} more tunes skipped")
     if hint:
@@ -723,36 +744,46 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
     return sequences, warnings
 
 
-def read_music_file(path, timeout_s: float | None = None, reader: str | None = None) -> MusicFile:
+def read_music_file(path, timeout_s: float | None = None, reader: str | None = None,
+                    tune: str | None = None) -> MusicFile:
     """Reads one MIDI, MusicXML or ABC file into NoteSequences, bounded in size, time and memory.
 
     Args:
       path: the file.
-      timeout_s: wall-clock limit for parsing (default READ_TIMEOUT_S).
+      timeout_s: wall-clock limit for parsing (default READ_TIMEOUT_S); for ABC and MusicXML, for each reader.
       reader: for ABC and MusicXML: "auto" (music21 when the extra is installed, note-seq for what music21
-        fails on; note-seq alone without the extra), "note_seq" or "music21". Default: $MELODY_PLUGIN_READER,
-        else "auto". music21 comes first because note-seq reads some files wrong without refusing them: its ABC
-        reader splits a tie across a bar line into two notes and ignores pickup bars (every bar line shifts), and
-        its MusicXML reader drops part names (the melody track cannot be found by name).
+        fails on, a time-out included; note-seq alone without the extra), "note_seq" or "music21". Default:
+        $MELODY_PLUGIN_READER, else "auto". music21 comes first because note-seq reads some files wrong without
+        refusing them: its ABC reader splits a tie across a bar line into two notes and ignores pickup bars (every
+        bar line shifts), and its MusicXML reader drops part names (the melody track cannot be found by name).
+      tune: of an ABC tunebook, read only this tune: its X: number ("9"), or its name in reports ("4 (2)" for the
+        second tune numbered 4). Its reason is the error when it cannot be read; other tunes are not reported.
 
     Raises:
       InputFileError: with the file and the reason, for anything that is not readable music.
     """
+    from melody_plugin import music21_io
+
     path = Path(path)
     timeout_s = timeout_s or READ_TIMEOUT_S
     reader = reader or os.environ.get(READER_ENV) or "auto"
     if reader not in READERS:
         raise InputFileError(path, f"reader must be one of {READERS}, got {reader!r}")
-    data = read_guarded_bytes(path)
     suffix = path.suffix.lower()
+    if tune is not None and suffix not in ABC_EXTENSIONS:
+        raise InputFileError(path, f"a tune number (#X:{printable(tune)}) picks a tune of an ABC tunebook; "
+                                   "this file is not one")
+    if reader == "music21" and suffix in ABC_EXTENSIONS + MUSICXML_EXTENSIONS and not music21_io.available():
+        raise InputFileError(path, f"the music21 reader is not installed ({music21_io.INSTALL_HINT})")
+    data = read_guarded_bytes(path)
     try:
         if suffix in ABC_EXTENSIONS:  # a tunebook is timed tune by tune
-            sequences, warnings = _read_abc(path, data, reader, timeout_s)
+            sequences, warnings = _read_abc(path, data, reader, timeout_s, tune)
+            return MusicFile(str(path), tuple(sequences), tuple(warnings))
+        if suffix in MUSICXML_EXTENSIONS:  # each reader is timed: in auto, note-seq reads what music21 ran out on
+            sequences, warnings = _read_musicxml(path, data, reader, timeout_s)
             return MusicFile(str(path), tuple(sequences), tuple(warnings))
         with time_limit(timeout_s, path):
-            if suffix in MUSICXML_EXTENSIONS:
-                sequences, warnings = _read_musicxml(path, data, reader)
-                return MusicFile(str(path), tuple(sequences), tuple(warnings))
             ns, warnings = midi_bytes_to_note_sequence(data, path)
             return MusicFile(str(path), (ns,), tuple(warnings))
     except (MemoryError, RecursionError) as e:

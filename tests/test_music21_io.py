@@ -185,9 +185,9 @@ def test_the_reader_can_be_chosen_by_environment(tmp_path, monkeypatch):
         midi_io.read_music_file(write(tmp_path, "t.abc", TRIPLETS), reader="pretty_midi")
 
 
-def test_a_tune_over_the_time_limit_is_skipped_and_the_rest_read(tmp_path, monkeypatch):
-    def slow(text, name):  # the triplet tune hangs; the others music21 "fails on", so note-seq reads them
-        if "Triplets too" in text:
+def test_a_tune_music21_runs_out_of_time_on_goes_to_note_seq_in_auto(tmp_path, monkeypatch):
+    def slow(text, name):  # the first tune hangs; the others music21 "fails on"
+        if "Good one" in text:
             time.sleep(5)
         raise InputFileError(name, "stub refuses")
 
@@ -196,9 +196,18 @@ def test_a_tune_over_the_time_limit_is_skipped_and_the_rest_read(tmp_path, monke
     start = time.perf_counter()
     music = midi_io.read_music_file(write(tmp_path, "book.abc", BOOK), timeout_s=0.5)
     assert time.perf_counter() - start < 4  # 5 s if the limit did not hold
+    # note-seq reads X:1 after music21's time-out; X:3's triplets it refuses, as music21's stub does
     assert [ns.reference_number for ns in music.sequences] == [1]
-    assert "note-seq read 1 tune(s) music21 fails on: X:1" in music.warnings
-    assert any("X:3 'Triplets too' skipped: reading took longer than 0.5 s" in w for w in music.warnings)
+    assert melody_notes(music.sequences[0]) == [(60, 6), (62, 6), (64, 6), (65, 6), (67, 24)]
+    assert ("note-seq read 1 tune(s) music21 fails on: X:1 (reading took longer than 0.5 s; refused)"
+            in music.warnings)
+    assert ("ABC tune X:3 'Triplets too' skipped: music21: stub refuses; note-seq: Tuplets are not supported."
+            in music.warnings)
+    # music21 alone: the tune over the limit is skipped and the rest read (none here: the stub refuses them)
+    with pytest.raises(InputFileError) as refused:
+        midi_io.read_music_file(write(tmp_path, "book2.abc", BOOK), timeout_s=0.5, reader="music21")
+    assert refused.value.reason == ("no readable ABC tune: reading took longer than 0.5 s; refused "
+                                    "(X:1 'Good one', and 2 more tunes)")
 
 
 def test_bombs_are_refused_before_music21_sees_them(tmp_path):
@@ -249,6 +258,26 @@ def test_musicxml_tuplets_are_exact(tmp_path, music21, reader):
     assert onsets(notes) == [0, 4, 8, 12, 24, 36, 44, 52, 60]
     assert ns.tempos[0].qpm == pytest.approx(90)
     assert ns.notes[1].start_time == pytest.approx(1 / 3 * 60 / 90)
+
+
+def test_a_score_music21_runs_out_of_time_on_is_read_by_note_seq_in_auto(tmp_path, monkeypatch):
+    def slow(xml, name):  # a long score on a busy machine
+        time.sleep(10)
+
+    monkeypatch.setattr(music21_io, "available", lambda: True)
+    monkeypatch.setattr(music21_io, "musicxml_to_note_sequence", slow)
+    xml = MUSICXML_TUPLETS.format(triplet_eighths=_tuplet_notes([("C", 4), ("D", 4), ("E", 4)], 1, "eighth"),
+                                  triplet_quarters=_tuplet_notes([("B", 4), ("C", 5), ("D", 5)], 2, "quarter"))
+    path = write(tmp_path, "tuplets.musicxml", xml)
+    start = time.perf_counter()
+    music = midi_io.read_music_file(path, timeout_s=1)
+    assert time.perf_counter() - start < 8  # 10 s if music21's limit did not hold
+    assert music.warnings == ("read by note-seq (music21: reading took longer than 1 s; refused)",)
+    # as in test_musicxml_tuplets_are_exact: eighth triplets 4 steps, quarters 12, quarter triplets 8, rest 12
+    assert melody_notes(music.sequences[0]) == [(60, 4), (62, 4), (64, 4), (65, 12), (67, 12), (71, 8), (72, 8),
+                                                 (74, 8), (R, 12)]
+    with pytest.raises(InputFileError, match="reading took longer than 1 s"):  # music21 alone has no fallback
+        midi_io.read_music_file(path, timeout_s=1, reader="music21")
 
 
 def test_a_compressed_mxl_score_is_read_by_music21_from_its_container(tmp_path, music21):
@@ -358,33 +387,61 @@ def test_a_tunebook_has_a_time_cap_and_errors_carry_no_control_bytes(tmp_path, m
     assert "(X:1 'T\\x1b1', and 9 more tunes)" in reason  # the title's ESC as the text \x1b
 
 
-@pytest.mark.parametrize("suffix", ["", "#X:9", "#9"])
-def test_a_primer_tune_is_picked_from_a_tunebook_by_its_number(tmp_path, music21, suffix):
+PRIMER_BOOK = """M:2/4
+L:1/8
+
+X:1
+T:First
+K:C
+CDEF|
+
+X:2
+T:Corrupt
+K:C
+C/0 D E F|G4|
+
+X:9
+T:Ninth
+K:C
+GABc|
+"""
+
+
+def load_primer(path):
     from types import SimpleNamespace
 
     from melody_plugin.generator import MelodyGenerator
 
-    abc = "M:2/4\nL:1/8\n\nX:1\nT:First\nK:C\nCDEF|\n\nX:9\nT:Ninth\nK:C\nGABc|\n"
-    path = write(tmp_path, "book.abc", abc)
     stub = SimpleNamespace(vocab=SimpleNamespace(steps_per_quarter=12))  # load_primer needs only the grid
-    melody, warnings = MelodyGenerator.load_primer(stub, f"{path}{suffix}")
+    return MelodyGenerator.load_primer(stub, path)
+
+
+@pytest.mark.parametrize("suffix", ["", "#X:9", "#9"])
+def test_a_primer_tune_is_picked_from_a_tunebook_by_its_number(tmp_path, music21, suffix):
+    path = write(tmp_path, "book.abc", PRIMER_BOOK)
+    melody, warnings = load_primer(f"{path}{suffix}")
     if suffix:
         assert [(n.pitch, n.duration_steps) for n in melody.notes] == [(67, 6), (69, 6), (71, 6), (72, 6)]
-        assert f"{path}: 2 tunes; the primer is tune X:9 'Ninth'" in warnings
+        assert warnings == []  # the tune asked for is read alone: nothing about X:2, which is corrupt
     else:
         assert [(n.pitch, n.duration_steps) for n in melody.notes] == [(60, 6), (62, 6), (64, 6), (65, 6)]
         assert (f"{path}: 2 tunes; the primer is tune X:1 'First' (the first readable; pick another with "
                 f"{path}#X:N)") in warnings
+        assert any("X:2 'Corrupt' skipped" in w for w in warnings)
 
 
-def test_a_missing_primer_tune_is_a_primer_error_that_lists_the_tunes(tmp_path, music21):
-    from types import SimpleNamespace
+def test_a_missing_or_unreadable_primer_tune_is_a_primer_error_that_says_why(tmp_path, music21):
+    from melody_plugin.generator import PrimerError
 
-    from melody_plugin.generator import MelodyGenerator, PrimerError
-
-    path = write(tmp_path, "book.abc", "X:1\nT:One\nM:2/4\nL:1/8\nK:C\nCDEF|\n")
-    with pytest.raises(PrimerError, match=r"book.abc: no readable tune X:7 \(read: X:1\)"):
-        MelodyGenerator.load_primer(SimpleNamespace(vocab=SimpleNamespace(steps_per_quarter=12)), f"{path}#X:7")
+    path = write(tmp_path, "book.abc", PRIMER_BOOK)
+    with pytest.raises(PrimerError) as missing:
+        load_primer(f"{path}#X:7")
+    assert str(missing.value) == f"{path}: no tune X:7 in the file (its tunes: X:1, X:2, X:9)"
+    with pytest.raises(PrimerError) as corrupt:
+        load_primer(f"{path}#X:2")
+    # C/0: a note of length zero over zero, which neither reader can take
+    assert str(corrupt.value).startswith(f"{path}: tune X:2 'Corrupt' is not readable: music21: ")
+    assert "; note-seq: ZeroDivisionError" in str(corrupt.value)
 
 
 def test_a_modal_key_keeps_its_tonic_and_mode(tmp_path, music21):
