@@ -90,7 +90,7 @@ class ModelConfig:
         check(self.batch_size > 0, f"batch_size must be > 0, got {self.batch_size}")
         check(self.window_size > 0, f"window_size must be > 0, got {self.window_size}")
         check(self.window_stride > 0, f"window_stride must be > 0, got {self.window_stride}")
-        check(self.steps_per_quarter > 0 and 48 % self.steps_per_quarter == 0 or self.steps_per_quarter % 4 == 0,
+        check(self.steps_per_quarter > 0 and (48 % self.steps_per_quarter == 0 or self.steps_per_quarter % 4 == 0),
               f"steps_per_quarter must divide 48 or be a multiple of 4, got {self.steps_per_quarter}")
         check(self.min_token_count >= 1, f"min_token_count must be >= 1, got {self.min_token_count}")
         check(self.min_notes >= 0, f"min_notes must be >= 0, got {self.min_notes}")

@@ -120,6 +120,10 @@ def test_bad_flags_are_one_line_errors(tmp_path):
     assert proc.returncode == 2 and "/nonexistent/run: no such run directory" in proc.stderr
     proc = run_cli("melody_train", "--run_dir", str(tmp_path / "r"), "--hparams=units=3")
     assert proc.returncode == 2 and "unknown name(s) units" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("melody_train", "--run_dir", str(tmp_path / "r"), "--hparams=steps_per_quarter=0")
+    assert proc.returncode == 2 and "steps_per_quarter must divide 48 or be a multiple of 4, got 0" in proc.stderr
+    proc = run_cli("melody_generate", "--track=0", "--program=54", f"--output_dir={tmp_path}")
+    assert proc.returncode == 2 and "give --track or --program, not both" in proc.stderr
 
 
 BAD_NUMBERS = [
@@ -129,7 +133,8 @@ BAD_NUMBERS = [
     ("program", 128), ("num_training_steps", 0), ("eval_ratio", -0.1), ("eval_ratio", 1.0),
     ("summary_frequency", 0), ("save_checkpoint_steps", 0), ("num_checkpoints", 0), ("eval_timeout", 0.0),
     ("num_cpu_devices", -1), ("intra_op_threads", -1), ("inter_op_threads", -2), ("workers", 0),
-    ("repetition", float("inf")), ("repetition", -101.0), ("repetition_bars", 0),
+    ("repetition", float("inf")), ("repetition", -101.0), ("repetition_bars", 0), ("qpm", 3.0), ("qpm", 1e9),
+    ("steps_per_quarter", 0), ("steps_per_quarter", -4),
 ]
 
 

@@ -42,7 +42,9 @@ LIMITS = {
     "repetition": ((lambda v: -100 <= v <= 100), "in [-100, 100] (0 = off)"),
     "repetition_bars": _at_least(1),
     "seed": ((lambda v: 0 <= v <= SEED_MAX), f"in [0, {SEED_MAX}]"),
-    "qpm": ((lambda v: v > 0), "> 0"),
+    # MIDI stores a tempo as 1..16777215 microseconds per quarter: 3.6 qpm to 60 million; a usable range
+    "qpm": ((lambda v: 4 <= v <= 1000), "in [4, 1000]"),
+    "steps_per_quarter": _at_least(1),
     "track": ((lambda v: v == "all" or v >= 0), ">= 0 or all"),
     "program": ((lambda v: 0 <= v <= 127), "in [0, 127]"),
     # melody_train (and melody_create_dataset's eval_ratio, workers)
@@ -221,6 +223,8 @@ def guarded(program: str, main):
         problem = check_limits({name: FLAGS[name].value for name in LIMITS if name in FLAGS})
         if problem:
             fail(program, problem)
+        if "track" in FLAGS and FLAGS.track is not None and FLAGS.program is not None:
+            fail(program, "give --track or --program, not both (each picks the melody track)")
 
         try:
             return main(argv)
