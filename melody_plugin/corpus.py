@@ -286,7 +286,7 @@ def encode_corpus(input_path, config: ModelConfig, reading: Reading | None = Non
     if vocab is None:
         if not corpus.train:
             raise MelodyPluginError(f"{input_path or default_input()}: no usable melody in the training split "
-                                    f"({len(corpus.results)} files read, all skipped or in eval)")
+                                    f"({len(corpus.results)} files read, all skipped or in eval{_why_skipped(corpus)})")
         vocab = build_vocabulary(corpus.train, config)
     train_melodies = prepare_melodies(corpus.train, config, augment=True)
     eval_melodies = prepare_melodies(corpus.eval, config, augment=False)
@@ -303,8 +303,28 @@ def scoring_melodies(input_path, config: ModelConfig, progress=None) -> tuple[Co
 
 
 def _reason_kind(reason: str) -> str:
-    """A reason without its particulars, to count alike failures together ("events at tick N exceed ...")."""
-    return re.sub(r"\d+", "N", re.sub(r"\s*\([^)]*\)", "", reason)).strip()
+    """A reason without its particulars, to count alike failures together ("events at tick N exceed ...").
+
+    Parenthesised details go, nested ones whole (a reason cut short loses its unclosed one); numbers standing alone
+    become N (X:9 is X:N), and names with digits in them (music21) stay.
+    """
+    while True:
+        shorter = re.sub(r"\s*\([^()]*\)", "", reason)
+        if shorter == reason:
+            break
+        reason = shorter
+    reason = re.sub(r"\s*\(.*", "", reason).replace(")", "")  # what is left is unbalanced: ")"s, then "("s
+    return re.sub(r"\b\d+\b", "N", reason).strip()
+
+
+def _why_skipped(corpus: Corpus) -> str:
+    """The commonest kind of skip reason in one file's own words ("; 6 skipped like a.abc: ..."), or "" if none."""
+    errors = [r for r in corpus.results if r.error]
+    if not errors:
+        return ""
+    kind, count = collections.Counter(_reason_kind(r.error) for r in errors).most_common(1)[0]
+    example = next(r for r in errors if _reason_kind(r.error) == kind)
+    return f"; {count} skipped like {Path(example.path).name}: {example.error}"
 
 
 def corpus_report(corpus: Corpus, vocab: Vocabulary, train_stats: dict, eval_stats: dict, input_path) -> dict:

@@ -116,3 +116,35 @@ def test_magenta_format_dataset_trains_the_same_ids(tmp_path, tiny_corpus):
     a = [s.tolist() for s in dataset.read_sequences(tmp_path / "p" / "train.tfrecord")]
     b = [s.tolist() for s in dataset.read_sequences(tmp_path / "m" / "train.tfrecord")]
     assert a == b
+
+
+def test_skip_reasons_are_grouped_without_their_details_and_keep_words_with_digits():
+    both = ("music21: unreadable MusicXML (limit on input amplification factor (from DTD and entities) breached: "
+            "line 1, column 0); note-seq: unreadable MusicXML (ParseError: junk)")
+    assert corpus._reason_kind(both) == "music21: unreadable MusicXML; note-seq: unreadable MusicXML"
+    assert corpus._reason_kind("events at tick 900 (45 quarter notes) exceed the length limit; refused") == (
+        "events at tick N exceed the length limit; refused")
+    # a reason cut short by the report's 200 characters loses its unclosed detail
+    assert corpus._reason_kind("no readable ABC tune: music21 cannot read it (ValueError: bad X:3...") == (
+        "no readable ABC tune: music21 cannot read it")
+
+
+def test_music21_asked_for_but_not_installed_says_so_and_how_to_install_it(tmp_path, monkeypatch):
+    from melody_plugin import music21_io
+    from melody_plugin.errors import MelodyPluginError
+
+    monkeypatch.setattr(music21_io, "available", lambda: False)
+    monkeypatch.setenv(midi_io.READER_ENV, "music21")
+    folder = tmp_path / "scores"
+    folder.mkdir()
+    (folder / "a.abc").write_text("X:1\nT:A\nM:2/4\nL:1/8\nK:C\nCDEF|G4|\n")
+    (folder / "b.abc").write_text("X:1\nT:B\nM:2/4\nL:1/8\nK:C\nGABc|d4|\n")
+    (folder / "c.musicxml").write_text('<?xml version="1.0"?><score-partwise version="3.1"/>')
+    hint = 'the music21 reader is not installed (pip install "melody_plugin[music21]")'
+    results = corpus.collect_melodies(folder, config(), ONE_SPLIT).results
+    assert [(r.path.rsplit("/", 1)[-1], r.error) for r in results] == [("a.abc", hint), ("b.abc", hint),
+                                                                        ("c.musicxml", hint)]
+    with pytest.raises(MelodyPluginError) as refused:
+        corpus.encode_corpus(folder, config(), ONE_SPLIT)
+    assert str(refused.value) == (f"{folder}: no usable melody in the training split (3 files read, all skipped "
+                                  f"or in eval; 3 skipped like a.abc: {hint})")
