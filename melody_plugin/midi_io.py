@@ -641,6 +641,8 @@ def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool, sec
                 if who == "music21":
                     return music21_io.abc_tune_to_note_sequence("\n".join(tune.lines), name), who, ""
                 return _abc_tune_with_note_seq(tune), who, refusals[0] if refusals else ""
+        except music21_io.AbcSyntaxError as e:  # an unclosed chord...: note-seq would guess where music21 refuses
+            return None, "", e.reason
         except InputFileError as e:  # a time-out included
             refusals.append(e.reason)
         except Exception as e:  # note-seq's ABCParseError says what it refuses; anything else needs its type

@@ -450,3 +450,60 @@ def test_a_modal_key_keeps_its_tonic_and_mode(tmp_path, music21):
     # K:Ador: tonic A (pitch class 9), dorian (note-seq's KeySignature.DORIAN = 4); no sharps or flats
     assert [(k.key, k.mode) for k in ns.key_signatures] == [(9, ns.KeySignature.DORIAN)]
     assert melody_notes(ns) == [(69, 6), (71, 6), (72, 6), (74, 6), (76, 24)]
+
+
+def test_an_inline_note_length_changes_the_length_of_later_notes(tmp_path, music21):
+    abc = "X:1\nT:Unit\nM:4/4\nL:1/8\nK:C\nCDEF GABc|[L:1/4] CDEF|c4|\n"
+    notes = melody_notes(midi_io.read_music_file(write(tmp_path, "unit.abc", abc)).sequences[0])
+    # bar 1: eighths (6 steps); after [L:1/4]: quarters (12), and c4 is a whole note (48)
+    assert notes == [(60, 6), (62, 6), (64, 6), (65, 6), (67, 6), (69, 6), (71, 6), (72, 6),
+                     (60, 12), (62, 12), (64, 12), (65, 12), (72, 48)]
+    assert onsets(notes)[8:] == [48, 60, 72, 84, 96]
+
+
+def test_inline_and_line_key_changes_set_the_accidentals_and_the_key(tmp_path, music21):
+    abc = "X:2\nT:Keys\nM:4/4\nL:1/8\nQ:1/4=120\nK:C\nF2 B2 [K:G] F2 B2|[K:Bb] F2 B2 E2 e2|\nK:clef=bass\nB2 F2 z4|\n"
+    ns = midi_io.read_music_file(write(tmp_path, "keys.abc", abc)).sequences[0]
+    # C: F B; G: F# B; Bb: F Bb Eb eb; a K: naming only a clef keeps B-flat major
+    assert melody_notes(ns) == [(65, 12), (71, 12), (66, 12), (71, 12), (65, 12), (70, 12), (63, 12), (75, 12),
+                                (70, 12), (65, 12), (R, 24)]
+    # quarters at 120 qpm are 0.5 s: G major from the third quarter, B-flat major from the fifth
+    assert [(k.time, k.key, k.mode) for k in ns.key_signatures] == [(0, 0, 0), (1.0, 7, 0), (2.0, 10, 0)]
+
+
+def test_a_multi_bar_rest_is_that_many_bars_of_the_meter_in_force(tmp_path, music21):
+    abc = "X:3\nT:Rests\nM:3/4\nL:1/8\nK:C\nC2 D2 E2|Z2|F6|[M:2/4] G4|Z|A4|\n"
+    ns = midi_io.read_music_file(write(tmp_path, "rests.abc", abc)).sequences[0]
+    pitched = []
+    for melody in melodies_from_note_sequence(ns, 12).melodies:  # one per meter
+        notes = [(n.pitch, n.duration_steps) for n in melody.notes]
+        pitched.append([(pitch, onset) for (pitch, _), onset in zip(notes, onsets(notes)) if pitch != R])
+    # a 3/4 bar is 36 steps: Z2 is 72 steps, so F starts at 36 + 72; in 2/4 (bars of 24), Z is 24 steps
+    assert pitched == [[(60, 0), (62, 12), (64, 24), (65, 108)], [(67, 0), (69, 48)]]
+    # a Z among notes (O'Neill's "G4 Z2|" in 3/4) is a typo for z: the bar adds up with it
+    typo = "X:4\nT:Typo\nM:3/4\nL:1/8\nK:C\nG4 Z2|A6|\n"
+    notes = melody_notes(midi_io.read_music_file(write(tmp_path, "typo.abc", typo)).sequences[0])
+    assert notes == [(67, 24), (R, 12), (69, 36)]
+    free = "X:5\nT:Free\nM:none\nL:1/8\nK:C\nCDEF|Z|GABc|\n"
+    with pytest.raises(InputFileError) as refused:
+        midi_io.read_music_file(write(tmp_path, "free.abc", free), reader="music21")
+    assert refused.value.reason == ("no readable ABC tune: a multi-bar rest (Z) with no meter or note length in "
+                                    "force (X:5 'Free')")
+
+
+def test_an_overlay_voice_is_left_out_and_the_first_voice_read(tmp_path, music21):
+    abc = "X:6\nT:Overlay\nM:2/4\nL:1/8\nK:C\nCDEF & cdef|G4 & g2 a2:|\n"
+    notes = melody_notes(midi_io.read_music_file(write(tmp_path, "overlay.abc", abc)).sequences[0])
+    assert notes == [(60, 6), (62, 6), (64, 6), (65, 6), (67, 24)]
+
+
+def test_an_unclosed_chord_skips_its_tune_with_the_reason(tmp_path, music21):
+    abc = ("X:7\nT:Unclosed\nM:4/4\nL:1/8\nK:G\n[GB dedB|G8|]\n\n"
+           "X:8\nT:Wrapped\nM:2/4\nL:1/8\nK:D\n[A2f\n2] [F2d2]|\n")
+    music = midi_io.read_music_file(write(tmp_path, "chords.abc", abc))
+    # not read by note-seq either: it would guess (it reads the notes one after another)
+    assert music.warnings == ("ABC tune X:7 'Unclosed' skipped: unclosed chord '[GB dedB': no ']' before the "
+                              "next bar line",)
+    # a chord wrapped onto the next line is one chord: [A2f2] then [F2d2], the top notes f# and d, quarters
+    assert [ns.reference_number for ns in music.sequences] == [8]
+    assert melody_notes(music.sequences[0]) == [(78, 12), (74, 12)]
