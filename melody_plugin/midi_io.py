@@ -475,16 +475,17 @@ def _musicxml_score_bytes(path, data: bytes) -> bytes:
                 if info.filename.lower().endswith((".xml", ".musicxml")):
                     scores[info.filename] = _unpack_limited(path, zf, info, left)
                     left -= len(scores[info.filename])
-                    _check_xml_bytes(path, scores[info.filename])
     except (zipfile.BadZipFile, NotImplementedError, EOFError, zlib.error, RuntimeError) as e:
         # also an unknown compression method, data cut short, an encrypted member (RuntimeError)
         raise InputFileError(path, f"corrupt .mxl archive ({type(e).__name__}: {e})") from None
-    # META-INF/container.xml names the score; without it, the first XML file outside META-INF is the score
+    # META-INF/container.xml names the score; without it, the first XML file outside META-INF is the score (not
+    # macOS's AppleDouble companions, __MACOSX/._name.xml, which are binary). Only the score is parsed, and checked.
     root = re.search(rb'full-path="([^"]+)"', scores.get("META-INF/container.xml", b""))
-    names = [n for n in scores if not n.startswith("META-INF/")]
+    names = [n for n in scores if not n.startswith(("META-INF/", "__MACOSX/")) and not Path(n).name.startswith("._")]
     name = root.group(1).decode("utf-8", "replace") if root else (names[0] if names else "")
     if name not in scores:
         raise InputFileError(path, "the .mxl archive holds no MusicXML score")
+    _check_xml_bytes(path, scores[name])
     return scores[name]
 
 

@@ -291,6 +291,18 @@ def test_a_compressed_mxl_score_is_read_by_music21_from_its_container(tmp_path, 
         zf.writestr("score/tune.xml", xml)
     music = midi_io.read_music_file(path, reader="music21")
     assert melody_notes(music.sequences[0])[:3] == [(60, 4), (62, 4), (64, 4)]
+    # a Mac-made archive (as music21's own schoenberg/opus19/movement2.mxl) carries a binary AppleDouble companion
+    # named like a score; it is neither chosen nor parsed, with or without a container
+    for container in (True, False):
+        mac = tmp_path / f"mac_{container}.mxl"
+        with zipfile.ZipFile(mac, "w", zipfile.ZIP_DEFLATED) as zf:
+            if container:
+                zf.writestr("META-INF/container.xml", '<container><rootfiles><rootfile full-path="tune.xml"/>'
+                                                      "</rootfiles></container>")
+            zf.writestr("__MACOSX/._tune.xml", b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        \x00\x02")
+            zf.writestr("tune.xml", xml)
+        music = midi_io.read_music_file(mac, reader="music21")
+        assert melody_notes(music.sequences[0])[:3] == [(60, 4), (62, 4), (64, 4)]
 
 
 def test_auto_prefers_music21_for_ties_across_bar_lines_and_pickups(tmp_path, music21):
