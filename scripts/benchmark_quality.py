@@ -33,9 +33,9 @@ VARIANTS = {
     "before: windows": ("folk_lstm", "meter_features=false,carry_state=false"),
     "+ meter features": ("folk_lstm", "meter_features=true,carry_state=false"),
     "+ meter + whole melodies (folk_lstm now)": ("folk_lstm", "meter_features=true,carry_state=true"),
-    "+ meter + whole melodies + cosine": ("folk_lstm", "meter_features=true,carry_state=true,lr_warmup_steps=100,"
-                                                       "lr_decay=cosine"),
-    "+ meter + whole melodies + bar lookback (folk_lookback)": ("folk_lookback", ""),
+    "+ bar lookback, at folk_lstm's size (2x256)": ("folk_lookback", "rnn_layer_sizes=[256,256],learning_rate=0.002,"
+                                                                   "dropout_rate=0.2"),
+    "folk_lookback (2x128, learning rate 4e-3, dropout 0.1)": ("folk_lookback", ""),
 }
 
 
@@ -108,7 +108,7 @@ def main() -> None:
     parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"))
     parser.add_argument("--cpu_minutes", type=float, default=10.0, help="CPU budget of each training run")
     parser.add_argument("--variant", type=parse_variant, action="append",
-                        help="NAME=CONFIG[:HPARAMS]; repeatable; default: the four built-in variants")
+                        help="NAME=CONFIG[:HPARAMS]; repeatable; default: the five built-in variants")
     parser.add_argument("--work_dir", help="keep the dataset and run dirs here (default: a temporary folder)")
     parser.add_argument("--output_json")
     args = parser.parse_args()
