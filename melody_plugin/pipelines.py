@@ -678,7 +678,13 @@ def _generate_args(args) -> dict:
         raw = getattr(value, field)
         if kind is bool and isinstance(raw, (str, bytes)):
             raw = (raw.decode() if isinstance(raw, bytes) else raw).lower() in ("1", "true", "yes")
-        out[name] = kind(raw)
+        try:
+            out[name] = kind(raw.decode() if isinstance(raw, bytes) else raw)
+            if kind is int and out[name] != float(raw):
+                raise ValueError("not a whole number")
+        except (TypeError, ValueError):
+            raise SequenceGeneratorError(f"args[{name!r}] must be {'a whole number' if kind is int else 'a number'}"
+                                         f", got {raw!r}") from None
     return out
 
 
@@ -883,14 +889,17 @@ class MelodySequenceGenerator(_GeneratorBase):
             raise SequenceGeneratorError(f"generate section {start_time}-{end_time} s holds no grid step"
                                          f"{' up to a bar line' if snap else ''} after its start (step {start_step} "
                                          f"of {spq} per quarter)")
-        from melody_plugin.sampler import SamplingOptions
+        from melody_plugin.sampler import SamplingError, SamplingOptions
 
-        sampling = SamplingOptions(
-            temperature=args.get("temperature", 1.0), beam_size=args.get("beam_size", 1),
-            branch_factor=args.get("branch_factor", 1), steps_per_iteration=args.get("steps_per_iteration", 1),
-            top_k=args.get("top_k", 0), top_p=args.get("top_p", 1.0), repetition=args.get("repetition", 0.0),
-            repetition_bars=args.get("repetition_bars", 2), seed=args.get("seed", secrets.randbelow(2**31)))
-        generation = self._model.generate(primer, end_step=end_step, sampling=sampling)[0]
+        try:  # Magenta's callers catch SequenceGeneratorError: bad args are one
+            sampling = SamplingOptions(
+                temperature=args.get("temperature", 1.0), beam_size=args.get("beam_size", 1),
+                branch_factor=args.get("branch_factor", 1), steps_per_iteration=args.get("steps_per_iteration", 1),
+                top_k=args.get("top_k", 0), top_p=args.get("top_p", 1.0), repetition=args.get("repetition", 0.0),
+                repetition_bars=args.get("repetition_bars", 2), seed=args.get("seed", secrets.randbelow(2**31)))
+            generation = self._model.generate(primer, end_step=end_step, sampling=sampling)[0]
+        except SamplingError as e:
+            raise SequenceGeneratorError(f"generator args: {e}") from None
         ns = generation.note_sequence
         end = ns.total_time if snap else end_time
         for note in ns.notes:  # float steps must not poke past the end

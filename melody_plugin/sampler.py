@@ -66,8 +66,8 @@ class SamplingOptions:
             raise SamplingError(f"top_k must be >= 0, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise SamplingError(f"top_p must be in (0, 1], got {self.top_p}")
-        if not np.isfinite(self.repetition):
-            raise SamplingError(f"repetition must be finite, got {self.repetition}")
+        if not -100 <= self.repetition <= 100:  # NaN fails this too
+            raise SamplingError(f"repetition must be in [-100, 100] (0 = off), got {self.repetition}")
         for name in ("beam_size", "branch_factor", "steps_per_iteration", "repetition_bars"):
             if getattr(self, name) < 1:
                 raise SamplingError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import signal
+import resource
 import tempfile
 import time
 from collections.abc import Callable
@@ -84,7 +85,9 @@ class TrainOptions:
     progress: bool | None = None
     write_curve: bool = True
     max_minutes: float | None = None
-    max_cpu_minutes: float | None = None  # the same, in CPU time of this process (all its threads)
+    # the same, in CPU time of this process (all its threads) and its finished child processes (the reading pool),
+    # counted from the process start
+    max_cpu_minutes: float | None = None
     started_at: float | None = None
     log: Callable[..., object] = dataclasses.field(default=print, compare=False)
 
@@ -646,16 +649,24 @@ def _fit(trainer: _Trainer, iterator, eval_ds, ckpts: _Checkpoints, report: _Rep
             ckpts.keep_if_best(step, last_metrics["eval"])
         if out_of_time:  # the caller saves the checkpoint
             report.bar.close()
-            opts.log(f"{budget.describe()} reached at step {step}; run the same command to resume")
+            opts.log(f"{budget.describe()} reached at step {step}; run the same command to resume (without --input "
+                     "it resumes on the run's own data, without reading the files again)")
             return step, last_metrics, True
         if step % every_save == 0 and step < total:
             ckpts.save()
     return step, last_metrics, False
 
 
+def _cpu_seconds() -> float:
+    """CPU time of this process (all threads) and of its finished child processes (the file-reading pool)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 class _Budget:
     """The time budgets of a run: wall-clock minutes from `opts.started_at` (or the process start) and CPU minutes
-    of this process. A compiled call is not started when the last one's length says it would end past either."""
+    of this process and the workers it ran. A compiled call is not started when the last one's length says it would
+    end past either."""
 
     def __init__(self, opts: TrainOptions):
         self.opts = opts
@@ -666,7 +677,7 @@ class _Budget:
         self.reached: list[str] = []
 
     def call_starts(self) -> None:
-        self.call_wall, self.call_cpu = time.time(), time.process_time()
+        self.call_wall, self.call_cpu = time.time(), _cpu_seconds()
 
     def fraction(self) -> float:
         """The share of the tighter budget spent (drives a learning-rate decay to the budget); 0 without one."""
@@ -674,11 +685,11 @@ class _Budget:
         if self.wall_s:
             shares.append((time.time() - self.started) / self.wall_s)
         if self.cpu_s:
-            shares.append(time.process_time() / self.cpu_s)
+            shares.append(_cpu_seconds() / self.cpu_s)
         return max(shares)
 
     def next_call_overruns(self) -> bool:
-        wall, cpu = time.time(), time.process_time()
+        wall, cpu = time.time(), _cpu_seconds()
         self.reached = []  # the budgets the next call would overrun
         if self.wall_s and wall + (wall - self.call_wall) > self.started + self.wall_s:
             self.reached.append(f"{self.opts.max_minutes:g} min")

@@ -340,6 +340,20 @@ def test_an_input_section_after_a_meter_change_is_read_in_the_new_meter(tiny_gen
         generator.generate(song, options(7.0, 10.0, input_section=(3.0, 7.0)))
 
 
+def test_bad_generator_args_are_magentas_error_naming_the_arg(tiny_generator):
+    generator = pipelines.MelodySequenceGenerator(tiny_generator)
+    bad = options(4.0, 8.0)
+    bad.args["repetition"].string_value = "x"
+    with pytest.raises(sequence_generator.SequenceGeneratorError, match=r"args\['repetition'\] must be a number"):
+        generator.generate(primer_of(), bad)
+    with pytest.raises(sequence_generator.SequenceGeneratorError, match="must be a whole number, got 1.5"):
+        generator.generate(primer_of(), options(4.0, 8.0, repetition_bars=1.5))
+    with pytest.raises(sequence_generator.SequenceGeneratorError, match=r"repetition must be in \[-100, 100\]"):
+        generator.generate(primer_of(), options(4.0, 8.0, repetition=1000.0))
+    ns = generator.generate(primer_of(), options(4.0, 8.0, repetition=3.0, repetition_bars=1, seed=1))
+    assert ns.total_time == 8.0
+
+
 def test_snap_to_bar_ends_on_the_last_bar_line_before_end_time(tiny_generator):
     generator = pipelines.MelodySequenceGenerator(tiny_generator, snap_to_bar=True)
     ns = generator.generate(primer_of(), options(4.0, 11.0, seed=2))  # bars of 2 s: the last line is 10 s

@@ -303,8 +303,9 @@ def test_the_prior_needs_a_history_and_sane_options():
         sample(_uniform_logits, _start(1, None, 48), tokens, SamplingOptions(repetition=1.0))
     with pytest.raises(SamplingError, match="repetition_bars"):
         SamplingOptions(repetition_bars=0)
-    with pytest.raises(SamplingError, match="finite"):
-        SamplingOptions(repetition=float("inf"))
+    for bad in (float("inf"), float("nan"), 1000.0, -100.5):  # the CLI's range, for every caller
+        with pytest.raises(SamplingError, match=r"repetition must be in \[-100, 100\]"):
+            SamplingOptions(repetition=bad)
 
 
 def test_beams_are_ranked_with_the_prior():

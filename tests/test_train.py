@@ -11,6 +11,8 @@ from melody_plugin import registry, train
 from melody_plugin.errors import RunDirError
 from melody_plugin.rundir import RunDir
 
+RESUME_HINT = ("run the same command to resume (without --input it resumes on the run's own data, without reading "
+               "the files again)")
 
 def tiny_config(extra=""):
     hp = TINY_HPARAMS + ("," + extra if extra else "")
@@ -167,7 +169,7 @@ def test_max_minutes_stops_with_a_checkpoint_and_a_rerun_resumes(tmp_path, tiny_
         max_minutes=0.05, started_at=time.time(), log=lines.append))
     step = result.step
     assert result.budget_reached and 0 < step < 100_000
-    assert f"time budget of 0.05 min reached at step {step}; run the same command to resume" in lines
+    assert f"time budget of 0.05 min reached at step {step}; {RESUME_HINT}" in lines
     assert RunDir(run_dir).latest_checkpoint_step() == step
     assert _metrics_rows(run_dir)[-1]["step"] == step  # evaluated at the stop
     lines = []
@@ -196,16 +198,32 @@ def test_max_minutes_counts_from_the_process_start(tmp_path, tiny_corpus):
 def test_max_cpu_minutes_counts_this_process_cpu_time(tmp_path, tiny_corpus):
     import time
 
+    import resource
+
     run_dir, config = tmp_path / "cpu_budget", tiny_config()
-    budget_s = time.process_time() + 3.0  # this process's CPU time so far, and 3 s more for the run
+    # this process's CPU time so far and its finished children's (other tests ran commands), and 3 s for the run
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    budget_s = time.process_time() + children.ru_utime + children.ru_stime + 3.0
     lines = []
     result = train.train_and_evaluate(config, run_dir, tiny_corpus, options(
         num_training_steps=100_000, summary_frequency=20, save_checkpoint_steps=100_000, write_curve=False,
         max_cpu_minutes=budget_s / 60, log=lines.append))
     assert result.budget_reached and 0 < result.step < 100_000
-    assert f"time budget of {budget_s / 60:g} CPU min reached at step {result.step}; run the same command to resume" \
-        in lines
+    assert f"time budget of {budget_s / 60:g} CPU min reached at step {result.step}; {RESUME_HINT}" in lines
     assert RunDir(run_dir).latest_checkpoint_step() == result.step
+
+
+def test_the_cpu_budget_counts_finished_worker_processes():
+    # the file-reading pool's CPU belongs to the command: a child that burns 0.5 s of CPU adds that much
+    import subprocess
+    import sys
+    import time
+
+    before, own_before = train._cpu_seconds(), time.process_time()
+    subprocess.run([sys.executable, "-c", "import time\nend = time.process_time() + 0.5\n"
+                    "while time.process_time() < end: pass"], check=True)
+    assert train._cpu_seconds() - before >= 0.5
+    assert time.process_time() - own_before < 0.2  # not this process's own
 
 
 def test_best_checkpoint_is_the_one_with_the_lowest_eval_bits_per_note(tmp_path, tiny_corpus):

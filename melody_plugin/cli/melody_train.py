@@ -17,7 +17,8 @@ common.define("integer", "num_training_steps", 2000, "Train until this global st
 common.define("float", "max_minutes", None, "Time budget: stop with a checkpoint (and an eval) once this many minutes "
               "have passed since the command started; run it again to resume with a new budget.")
 common.define("float", "max_cpu_minutes", None, "CPU-time budget: the same, counting the CPU time this command has "
-              "used (all threads) instead of the clock; fair comparisons on a shared or busy machine.")
+              "used (all threads, and its file-reading workers) instead of the clock; fair comparisons on a shared "
+              "or busy machine.")
 common.define("float", "eval_ratio", 0.1, "Share of input files held out for evaluation.")
 common.define("integer", "summary_frequency", 100,
               "Steps between TensorBoard summaries, evaluations and progress lines.")
