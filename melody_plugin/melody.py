@@ -625,8 +625,8 @@ def melody_from_quantized(qns, policy: str = "highest", track: int | None = None
     if end > step:
         events += _split_rest(step, end - step, spb)
     changes, qpm = [], tempos[0][1]
-    for change_step, change_qpm in tempos[1:]:
-        if change_step < end and change_qpm != qpm:
+    for change_step, change_qpm in tempos[1:]:  # one on the final bar line is the tempo a continuation takes
+        if change_step <= end and change_qpm != qpm:
             changes.append((change_step, change_qpm))
             qpm = change_qpm
     if qns.key_signatures:

@@ -164,6 +164,14 @@ def test_ritardando_primer_keeps_every_note_and_its_tempo_map(tmp_path):
                                                                             (180, 70)]
 
 
+def test_a_tempo_change_on_the_final_bar_line_is_the_continuations_tempo(tmp_path):
+    # 2 bars of 4/4 quarters at 120, then 60 qpm set exactly at the end-of-track (tick 3840): what comes next is at 60
+    notes = [(60 + i % 5, ticks(i), ticks(i + 1)) for i in range(8)]
+    path = conftest.write_mido_file(tmp_path / "slow_end.mid", notes, [(0, 120), (ticks(8), 60)], end_tick=ticks(8))
+    m = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0]).melodies[0]
+    assert m.total_steps == 2 * 48 and m.tempo_changes == ((96, 60.0),) and m.final_qpm == 60.0
+
+
 def test_tempo_change_on_beat_3_does_not_move_bar_lines(tmp_path):
     # 3 bars of 4/4 eighths with a tempo change at beat 3 of bar 2 (quarter 6)
     notes = [(62 + i % 3, ticks(i / 2), ticks(i / 2 + 0.5)) for i in range(24)]
