@@ -390,6 +390,17 @@ def create_dataset(input_path, output_dir, config: ModelConfig, reading: Reading
     return report
 
 
+# what each conversion count means, for the report line ("conversion: 5 keys estimated (no key signature), ...")
+_CONVERSION_WORDS = {
+    "time_change_splits": "melodies split where the meter changes",
+    "notes_snapped_to_grid": "notes snapped to the grid",
+    "polyphony_resolved": "overlapping notes resolved to one line",
+    "key_estimated": "keys estimated (no key signature)",
+    "other_tracks_ignored": "other tracks ignored",
+    "too_short": "melodies too short, left out",
+}
+
+
 def format_report(report: dict, max_lines: int = 20) -> str:
     """The readable terminal summary of a dataset report."""
     lines = [
@@ -399,7 +410,8 @@ def format_report(report: dict, max_lines: int = 20) -> str:
         f"{report['notes_train']} / {report['notes_eval']}; tokens: {report['tokens_train']} / {report['tokens_eval']}",
         f"vocabulary: {report['vocab_size']} tokens; coverage: train {report['coverage_train']}, "
         f"eval {report['coverage_eval']}",
-        "conversion: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in report["conversion"].items() if v),
+        "conversion: " + (", ".join(f"{v} {_CONVERSION_WORDS[k]}" for k, v in report["conversion"].items() if v)
+                          or "nothing changed"),
     ]
     if report["skipped"]:
         lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in report["skipped_by_reason"].items()))

@@ -138,10 +138,15 @@ class OovChange:
     how: str
 
     def describe(self) -> str:
+        """One line for people: notes (and rests) counted from 1, an octave shift with its direction and size."""
         def fmt(t):
             return f"{pitch_name(t[0])}/{t[1]}"
         new = " + ".join(fmt(t) for t in self.replacement) or "<unk>"
-        return f"note {self.index} ({fmt(self.original)} steps) -> {new} ({self.how})"
+        how = self.how
+        if how == "octave shift" and self.replacement:
+            octaves = (self.replacement[0][0] - self.original[0]) // 12
+            how = f"moved {'up' if octaves > 0 else 'down'} {abs(octaves)} octave{'s' if abs(octaves) > 1 else ''}"
+        return f"note {self.index + 1} ({fmt(self.original)} steps) -> {new} ({how})"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,6 +63,10 @@ def test_create_dataset_report_is_accurate_with_broken_files(tmp_path):
     assert sum(len(s) - 1 for s in train) == report["tokens_train"]
     text = corpus.format_report(report)
     assert "skipped: 5" in text and "empty.mid: empty file" in text
+    # the conversion line is in words, a count before each ("key estimated 33" read like a key)
+    conversion = next(line for line in text.splitlines() if line.startswith("conversion: "))
+    assert "_" not in conversion and conversion != "conversion: "
+    assert all(f"{count} " in conversion for count in report["conversion"].values() if count)
 
 
 def test_augmentation_only_in_training_split(tmp_path):

@@ -63,7 +63,7 @@ def test_oov_pitch_is_shifted_by_octaves():
     ids, changes = vocab.encode_with_report(Melody((Note(84, 12),)))
     assert vocab.decode(ids).notes == (Note(60, 12),)
     assert changes[0].how == "octave shift"
-    assert "C6/12 steps) -> C4/12" in changes[0].describe()
+    assert changes[0].describe() == "note 1 (C6/12 steps) -> C4/12 (moved down 2 octaves)"  # counted from 1
 
 
 def test_unmappable_note_becomes_unknown_and_is_reported():
