@@ -105,4 +105,4 @@ def test_multi_worker_job_trains_checkpoints_resumes_and_generates(tmp_path, tin
     (run_dir / "weights.npz").unlink()
     proc = run_cli("melody_generate", f"--run_dir={run_dir}", "--num_bars=2", f"--output_dir={tmp_path / 'out'}",
                    "--seed=1", check=True)
-    assert "wrote 1 melodies of 2 bars" in proc.stdout
+    assert "wrote 1 melody of 2 bars" in proc.stdout

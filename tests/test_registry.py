@@ -104,7 +104,7 @@ def test_external_config_is_found_and_used_everywhere(plugin_path, tmp_path, tin
             "--num_training_steps=30", "--summary_frequency=10", env=env, check=True)
     proc = run_cli("melody_generate", f"--run_dir={run_dir}", "--num_bars=2", f"--output_dir={tmp_path / 'out'}",
                    "--seed=1", env=env, check=True)
-    assert "wrote 1 melodies of 2 bars" in proc.stdout
+    assert "wrote 1 melody of 2 bars" in proc.stdout
 
 
 def test_non_editable_install_still_finds_builtin_configs(tmp_path):

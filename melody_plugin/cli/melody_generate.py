@@ -110,7 +110,8 @@ def main(argv):
     }
     sidecar["flags"].update(time_signature=f"{num}/{den}", polyphony_policy=policy)
     paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar)
-    print(f"wrote {len(paths)} melodies of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
+    melodies = "melody" if len(paths) == 1 else "melodies"
+    print(f"wrote {len(paths)} {melodies} of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
           f"in {time.perf_counter() - start:.2f} s (seed {seed}):")
     for p in paths:
         print(f"  {p}")
