@@ -211,6 +211,8 @@ def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):
                    check=True)
     assert "resumed from ckpt-40 at step 40" in proc.stdout and "step 60/60" in proc.stdout
     assert (run_dir / "training_curve.png").is_file()
+    proc = run_cli("melody_train", f"--run_dir={run_dir}", hp, "--num_training_steps=60", check=True)
+    assert "done: the run is already at step 60 (--num_training_steps=60); raise --num_training_steps" in proc.stdout
     proc = run_cli("melody_evaluate", f"--run_dir={run_dir}", f"--input={corpus}", check=True)
     line = proc.stdout.strip().splitlines()[-1]
     scores = json.loads(line)

@@ -54,6 +54,10 @@ def main(argv):
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
     result = train.train_and_evaluate(config, FLAGS.run_dir, FLAGS.input, train_options(log))
     evals = (result.metrics or {}).get("eval") or {}
+    if not result.tokens_per_second and not result.budget_reached:  # at or past --num_training_steps already
+        print(f"done: the run is already at step {result.step} (--num_training_steps={FLAGS.num_training_steps}); "
+              f"raise --num_training_steps to train on; run dir {result.run_dir}")
+        return
     print(f"done: step {result.step}, {result.tokens_per_second:.0f} tokens/s on average (with start-up, evaluation)"
           + (f", eval bits/note {evals['bits_per_note']:.3f}" if evals else "") + f"; run dir {result.run_dir}")
 
