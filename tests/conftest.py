@@ -219,3 +219,23 @@ def assert_samplers_agree_greedily(generator, primer_text: str, meter, num_bars:
               for b in ("numpy", "tf")]
     assert greedy[0].continuation_ids == greedy[1].continuation_ids
     assert greedy[1].log_likelihoods == pytest.approx(greedy[0].log_likelihoods, abs=1e-3)
+
+
+def evaluate_waltz_by_hand(generator, tmp_path):
+    """melody_evaluate's scores of 4 bars of a 3/4 waltz written as MIDI, the tune's ids ([START] + its notes), and
+    by hand where each next note begins in the 36-step bar and how long each id lasts."""
+    import numpy as np
+
+    from melody_plugin import evaluate
+    from melody_plugin.melody import melody_from_note_sequence
+    from melody_plugin.vocab import START
+
+    phrase = [(60, 1), (62, 0.5), (64, 0.5), (65, 1)]  # a 3/4 bar: 12 + 6 + 6 + 12 steps
+    (tmp_path / "in").mkdir()
+    write_midi(tmp_path / "in" / "waltz.mid", pattern_notes(phrase, repeats=4), time_signature=(3, 4), key=0)
+    scores = evaluate.evaluate_input(generator, tmp_path / "in")
+    melody = melody_from_note_sequence(make_sequence(pattern_notes(phrase, repeats=4), time_signature=(3, 4)))
+    ids = [START] + generator.vocab.encode(melody, map_oov=False)
+    positions = np.array([0] + [12, 18, 24, 0] * 4)
+    steps = np.array([0] + [12, 6, 6, 12] * 4)  # each note's own length, <unk> ones too
+    return scores, ids, positions, steps

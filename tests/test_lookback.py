@@ -268,18 +268,10 @@ def test_a_run_dir_without_the_field_still_loads(lookback_run_dir, tiny_run_dir,
 
 
 def test_evaluation_scores_a_lookback_model_through_its_roll(lookback_generator, tmp_path):
-    from conftest import make_sequence, pattern_notes, write_midi
+    from conftest import evaluate_waltz_by_hand
     from melody_plugin import evaluate
-    from melody_plugin.melody import melody_from_note_sequence
 
-    phrase = [(60, 1), (62, 0.5), (64, 0.5), (65, 1)]  # a 3/4 bar: 12 + 6 + 6 + 12 steps
-    (tmp_path / "in").mkdir()
-    write_midi(tmp_path / "in" / "waltz.mid", pattern_notes(phrase, repeats=4), time_signature=(3, 4), key=0)
-    scores = evaluate.evaluate_input(lookback_generator, tmp_path / "in")
-    melody = melody_from_note_sequence(make_sequence(pattern_notes(phrase, repeats=4), time_signature=(3, 4)))
-    ids = [START] + lookback_generator.vocab.encode(melody, map_oov=False)
-    positions = np.array([0] + [12, 18, 24, 0] * 4)  # by hand
-    steps = np.array([0] + [12, 6, 6, 12] * 4)  # each note's own length, <unk> ones too
+    scores, ids, positions, steps = evaluate_waltz_by_hand(lookback_generator, tmp_path)
     expected = evaluate.score_sequences(lookback_generator.model, [ids], lookback_generator.vocab,
                                         features=[(positions, np.full(17, 36), steps)])
     assert scores["bits_per_note"] == pytest.approx(expected["bits_per_note"], rel=1e-9)

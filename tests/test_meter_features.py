@@ -174,18 +174,10 @@ def test_an_old_style_run_dir_still_loads_and_generates_the_same(tiny_run_dir, t
 
 
 def test_evaluation_feeds_the_melodys_own_bar_positions(meter_generator, tmp_path):
-    from conftest import pattern_notes, write_midi
+    from conftest import evaluate_waltz_by_hand
     from melody_plugin import evaluate
-    from melody_plugin.melody import melody_from_note_sequence
-    from conftest import make_sequence
 
-    phrase = [(60, 1), (62, 0.5), (64, 0.5), (65, 1)]  # a 3/4 bar: 12 + 6 + 6 + 12 steps
-    (tmp_path / "in").mkdir()
-    write_midi(tmp_path / "in" / "waltz.mid", pattern_notes(phrase, repeats=4), time_signature=(3, 4), key=0)
-    scores = evaluate.evaluate_input(meter_generator, tmp_path / "in")
-    melody = melody_from_note_sequence(make_sequence(pattern_notes(phrase, repeats=4), time_signature=(3, 4)))
-    ids = [START] + meter_generator.vocab.encode(melody, map_oov=False)
-    positions = np.array([0] + [12, 18, 24, 0] * 4)  # by hand: where each next note begins in the 36-step bar
+    scores, ids, positions, _ = evaluate_waltz_by_hand(meter_generator, tmp_path)
     expected = evaluate.score_sequences(meter_generator.model, [ids], meter_generator.vocab,
                                         features=[(positions, np.full(17, 36))])
     assert scores["bits_per_note"] == pytest.approx(expected["bits_per_note"], rel=1e-9)
