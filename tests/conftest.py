@@ -239,3 +239,24 @@ def evaluate_waltz_by_hand(generator, tmp_path):
     positions = np.array([0] + [12, 18, 24, 0] * 4)
     steps = np.array([0] + [12, 6, 6, 12] * 4)  # each note's own length, <unk> ones too
     return scores, ids, positions, steps
+
+
+def assert_old_run_dir_generates_the_same(tiny_run_dir, tiny_generator, tmp_path, field: str):
+    """A copy of the tiny run dir whose config.json lacks `field` (written before it existed) loads with the field
+    off and generates what the tiny model does."""
+    import json
+    import shutil
+
+    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.sampler import SamplingOptions
+
+    old = tmp_path / "old_run"
+    shutil.copytree(tiny_run_dir, old)
+    config = json.loads((old / "config.json").read_text())
+    del config[field]
+    (old / "config.json").write_text(json.dumps(config))
+    gen = MelodyGenerator.from_run_dir(old)
+    assert not getattr(gen.config, field) and not getattr(gen.model, field)
+    a, b = (g.generate(None, num_bars=2, num_outputs=2, sampling=SamplingOptions(seed=9))
+            for g in (gen, tiny_generator))
+    assert [o.continuation_ids for o in a] == [o.continuation_ids for o in b]

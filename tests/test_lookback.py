@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -250,19 +249,9 @@ def test_bundle_and_saved_model_of_a_lookback_model(lookback_generator, tmp_path
 
 
 def test_a_run_dir_without_the_field_still_loads(lookback_run_dir, tiny_run_dir, tiny_generator, tmp_path):
-    from melody_plugin.generator import MelodyGenerator
-    from melody_plugin.sampler import SamplingOptions
+    from conftest import assert_old_run_dir_generates_the_same
 
-    old = tmp_path / "old_run"
-    shutil.copytree(tiny_run_dir, old)
-    config = json.loads((old / "config.json").read_text())
-    del config["bar_lookback"]  # as written before the field existed
-    (old / "config.json").write_text(json.dumps(config))
-    gen = MelodyGenerator.from_run_dir(old)
-    assert not gen.config.bar_lookback and not gen.model.bar_lookback
-    a, b = (g.generate(None, num_bars=2, num_outputs=2, sampling=SamplingOptions(seed=9))
-            for g in (gen, tiny_generator))
-    assert [o.continuation_ids for o in a] == [o.continuation_ids for o in b]
+    assert_old_run_dir_generates_the_same(tiny_run_dir, tiny_generator, tmp_path, "bar_lookback")
     # and the lookback run dir keeps its field
     assert json.loads((lookback_run_dir / "config.json").read_text())["bar_lookback"] is True
 

@@ -155,22 +155,9 @@ def test_bundle_and_saved_model_of_a_meter_model(meter_generator, tmp_path):
 
 
 def test_an_old_style_run_dir_still_loads_and_generates_the_same(tiny_run_dir, tiny_generator, tmp_path):
-    import json
-    import shutil
+    from conftest import assert_old_run_dir_generates_the_same
 
-    from melody_plugin.generator import MelodyGenerator
-    from melody_plugin.sampler import SamplingOptions
-
-    old = tmp_path / "old_run"
-    shutil.copytree(tiny_run_dir, old)
-    config = json.loads((old / "config.json").read_text())
-    del config["meter_features"]  # as written before the field existed
-    (old / "config.json").write_text(json.dumps(config))
-    gen = MelodyGenerator.from_run_dir(old)
-    assert not gen.config.meter_features and not gen.model.meter_features
-    a, b = (g.generate(None, num_bars=2, num_outputs=2, sampling=SamplingOptions(seed=9))
-            for g in (gen, tiny_generator))
-    assert [o.continuation_ids for o in a] == [o.continuation_ids for o in b]
+    assert_old_run_dir_generates_the_same(tiny_run_dir, tiny_generator, tmp_path, "meter_features")
 
 
 def test_evaluation_feeds_the_melodys_own_bar_positions(meter_generator, tmp_path):
