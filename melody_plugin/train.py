@@ -382,6 +382,7 @@ class _Trainer:
         for i, batch in enumerate(dataset):
             if i >= max_batches:
                 break
+            _STOP.check()  # a signal during training stops it between two batches
             for k, v in self.eval_step(batch).items():
                 totals[k] = totals.get(k, 0.0) + float(v)
         return summarize(totals) if totals else None
@@ -433,14 +434,22 @@ class _StopSignals:
 
     The flag is the safety net: a KeyboardInterrupt raised inside library code can be swallowed there (a Cython
     module loaded by TensorFlow's import writes it off as "unraisable"), so the loop checks the flag as well.
+
+    Inside `deferred()` (TensorFlow at work: building, compiled calls, checkpoints, evaluation) a signal is only
+    remembered: Python runs its handler wherever TensorFlow's C++ code calls back into Python, and an exception
+    raised there can crash the process (a segmentation fault while a checkpoint was written). The loop then stops
+    at its next check, between two compiled calls or two eval batches; the command's watchdog (cli.flags) ends it
+    if that takes longer than its grace period.
     """
 
     def __init__(self):
         self.requested = False
+        self._deferring = 0
         self._previous = {}
 
     def __enter__(self):
         self.requested = False
+        self._deferring = 0
         if _main_thread():  # only the main thread may set handlers; elsewhere Ctrl-C is the caller's business
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._previous[sig] = signal.signal(sig, self._on_signal)
@@ -453,7 +462,18 @@ class _StopSignals:
 
     def _on_signal(self, signum, frame):
         self.requested = True
-        raise KeyboardInterrupt
+        if not self._deferring:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """Signals only remembered while TensorFlow works; KeyboardInterrupt at the end if one came."""
+        self._deferring += 1
+        try:
+            yield
+        finally:
+            self._deferring -= 1
+        self.check()
 
     def check(self) -> None:
         """Raises KeyboardInterrupt if a signal came, even if its KeyboardInterrupt was swallowed."""
@@ -507,29 +527,30 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
         resume_step = run.latest_checkpoint_step() or 0  # reseeds the shuffle: a resumed run sees new batches
         train_ds, eval_ds = _distribute_datasets(dist, config, train_seqs, eval_seqs, opts.seed + resume_step,
                                                  _meter_inputs(config, vocab, bars, opts.log), opts.log)
-        # --- model
-        trainer = _build_trainer(tf, dist, config, vocab, config.mixed_precision)
-        # --- restore
-        ckpts = _Checkpoints(trainer, run, opts.num_checkpoints, chief)
-        resumed = ckpts.restore_latest(config.learning_rate, opts.log)
-        # --- fit
-        report = _Report(trainer, run, chief, opts)
-        iterator = iter(train_ds)
-        start_step, run_start = trainer.step, time.perf_counter()
-        report.start(start_step)
-        try:
-            step, last_metrics, budget_reached = _fit(trainer, iterator, eval_ds, ckpts, report, opts)
-            if step > start_step or not resumed:
+        with _STOP.deferred():
+            # --- model
+            trainer = _build_trainer(tf, dist, config, vocab, config.mixed_precision)
+            # --- restore
+            ckpts = _Checkpoints(trainer, run, opts.num_checkpoints, chief)
+            resumed = ckpts.restore_latest(config.learning_rate, opts.log)
+            # --- fit
+            report = _Report(trainer, run, chief, opts)
+            iterator = iter(train_ds)
+            start_step, run_start = trainer.step, time.perf_counter()
+            report.start(start_step)
+            try:
+                step, last_metrics, budget_reached = _fit(trainer, iterator, eval_ds, ckpts, report, opts)
+                if step > start_step or not resumed:
+                    ckpts.save()
+            except KeyboardInterrupt:
+                report.bar.close()
+                step = trainer.step  # the stop lands between compiled calls: the graph's counter is the truth
                 ckpts.save()
-        except KeyboardInterrupt:
-            report.bar.close()
-            step = trainer.step  # Ctrl-C lands once the compiled call returns: the graph's counter is the truth
-            ckpts.save()
-            raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved in {run.checkpoint_dir}, "
-                                      "run the same command to resume") from None
-        finally:
-            report.close()
-            ckpts.close()
+                raise TrainingInterrupted(f"interrupted at step {step}; checkpoint saved in {run.checkpoint_dir}, "
+                                          "run the same command to resume") from None
+            finally:
+                report.close()
+                ckpts.close()
         total_s = time.perf_counter() - run_start
         tokens_per_second = report.tokens_seen / max(total_s, 1e-9)
         if chief and opts.write_curve:

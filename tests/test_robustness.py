@@ -178,6 +178,29 @@ def test_a_signal_at_any_moment_stops_training_and_leaves_a_resumable_run_dir(tm
             assert run_dir.latest_checkpoint_step() == step, f"run {run.index}"
 
 
+def test_a_signal_while_tensorflow_works_is_held_until_a_safe_point():
+    """Inside `deferred()` the handler only remembers the signal (an exception raised where TensorFlow's C++ code
+    calls back into Python can crash the process); the stop comes as KeyboardInterrupt when the section ends."""
+    from melody_plugin import train
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with train._STOP:
+            with train._STOP.deferred():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)  # the handler has run by now: Python runs it between two bytecodes
+                reached.append("the section went on")
+                assert train._STOP.requested
+    assert reached == ["the section went on"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    with pytest.raises(KeyboardInterrupt):  # outside deferred(), the signal raises where it lands
+        with train._STOP:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached.append("not reached")
+    assert reached == ["the section went on"]
+
+
 SWALLOWING_COMMAND = """
 from melody_plugin.cli import flags
 def main(argv):
