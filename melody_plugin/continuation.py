@@ -4,8 +4,9 @@ Step of the flow: after generation, comparing melodies (a listener's proxy, not 
 `pitch_class_histogram`, `interval_histogram`, `duration_histogram`, `overlap(a, b)`, `notes_per_bar`,
 `compare(continuation, reference) -> dict`, `score_tune(continuations, reference)`, `average(scores)`;
 `split_primer_reference(melody, primer_bars, reference_bars) -> (primer, reference)` and the trivial baseline
-`copy_primer(primer, num_bars)`. `melody_evaluate --generated --references` and
-scripts/benchmark_continuation.py score with these.
+`copy_primer(primer, num_bars)`; `repeated_share(melody, start_step, bars_back)`, how much of a stretch plays
+the bars before it again. `melody_evaluate --generated --references` and scripts/benchmark_continuation.py score
+with these.
 
 Histograms count notes, not time: every sounding note counts once whatever its length (its length has its own
 histogram), and rests count in none of them. Each is a dict {bin: share} over its non-empty bins, summing to 1;
@@ -120,6 +121,34 @@ def score_tune(continuations, reference: Melody) -> dict[str, float]:
     if not continuations:
         raise ContinuationError("no continuation to score")
     return average(compare(c, reference) for c in continuations)
+
+
+def repeated_share(melody: Melody, start_step: int, bars_back: int) -> float:
+    """Share of the notes beginning at grid step `start_step` or later that repeat a note `bars_back` bars earlier.
+
+    A note repeats when a note of the same pitch and the same length began exactly `bars_back` bars (of the
+    melody's meter) before it. Rests count neither way. With the primer as the start of `melody` and
+    `start_step` its end, this says how much a continuation replays rather than varies: 1.0 for the copy
+    baseline at `bars_back` = its primer's length, and for a tune's own next bars how much real tunes repeat.
+    0.0 when no note begins at `start_step` or later.
+    """
+    if bars_back < 1:
+        raise ContinuationError(f"bars_back must be >= 1, got {bars_back}")
+    onsets, step = {}, 0
+    for n in melody.notes:
+        if not n.is_rest:
+            onsets[step] = n
+        step += n.duration_steps
+    later = [(t, n) for t, n in onsets.items() if t >= start_step]
+    if not later:
+        return 0.0
+    back = bars_back * melody.steps_per_bar
+    return sum(onsets.get(t - back) == n for t, n in later) / len(later)
+
+
+def joined(primer: Melody, continuation: Melody) -> Melody:
+    """The primer followed by its continuation, as one melody (the primer's meter, tempo and tempo changes)."""
+    return primer.with_notes(primer.notes + continuation.notes)
 
 
 # --- cutting melodies at bar lines

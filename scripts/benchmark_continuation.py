@@ -9,8 +9,10 @@ and the reference is what the tune really does in the next --reference_bars bars
 the tune's own bar lines). Every model continues each primer --num_outputs times for exactly --reference_bars
 bars (seeded: --seed plus the tune's index); the copy baseline plays the primer's bars again. Each continuation
 is compared with the reference: overlap (0..1) of the pitch-class, melodic-interval and note-duration
-histograms, and notes per bar against the reference's; figures are averaged per tune, then over tunes. Prints
-a Markdown table; --output_json writes the figures.
+histograms, notes per bar against the reference's, and how much of it replays the primer: the share of its notes
+that repeat the note begun --primer_bars bars earlier (1 for the copy; the reference's own share says how much the
+real tunes repeat). Figures are averaged per tune, then over tunes. Prints a Markdown table; --output_json writes
+the figures.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from melody_plugin.sampler import SamplingOptions  # noqa: E402
 
 COLUMNS = (("pitch_class_overlap", "pitch-class overlap"), ("interval_overlap", "interval overlap"),
            ("duration_overlap", "duration overlap"), ("notes_per_bar", "notes/bar"),
-           ("notes_per_bar_error", "abs notes/bar error"), ("seconds_per_melody", "s/melody"))
+           ("notes_per_bar_error", "abs notes/bar error"), ("repeated_share", "notes repeated"),
+           ("seconds_per_melody", "s/melody"))
 READ_CONFIG = "char_lstm"  # tunes are read with its extraction settings (grid, polyphony policy, min_notes)
 
 
@@ -72,10 +75,24 @@ def held_out_tunes(input_path, config, eval_ratio: float, primer_bars: int, refe
     return tunes, {"held_out_files": len(files), "files_read": read, "skipped": skipped}
 
 
+def score_tune(tune: dict, continuations: list) -> dict:
+    """The continuations of one tune against its reference (`continuation.score_tune`), and the share of their
+    notes (and of the reference's) that repeat the note begun a primer's length earlier."""
+    primer = tune["primer"]
+    bars_back = primer.total_steps // primer.steps_per_bar
+
+    def repeated(melody):
+        return continuation.repeated_share(continuation.joined(primer, melody), primer.total_steps, bars_back)
+
+    scores = continuation.score_tune(continuations, tune["reference"])
+    scores["repeated_share"] = sum(repeated(c) for c in continuations) / len(continuations)
+    scores["reference_repeated_share"] = repeated(tune["reference"])
+    return scores
+
+
 def score_copy_baseline(tunes, reference_bars: int) -> dict:
     start = time.perf_counter()
-    scores = [continuation.compare(continuation.copy_primer(t["primer"], reference_bars), t["reference"])
-              for t in tunes]
+    scores = [score_tune(t, [continuation.copy_primer(t["primer"], reference_bars)]) for t in tunes]
     result = continuation.average(scores)
     result["seconds_per_melody"] = (time.perf_counter() - start) / len(tunes)
     return result
@@ -94,16 +111,17 @@ def score_model(generator: MelodyGenerator, tunes, reference_bars: int, num_outp
         spb = tune["primer"].steps_per_bar
         for g in generations:  # the primer is whole bars: no leading rest, exactly reference_bars bars
             assert g.primer_steps == 0 and g.melody.total_steps == reference_bars * spb, tune["name"]
-        tune_scores.append(continuation.score_tune([g.melody for g in generations], tune["reference"]))
+        tune_scores.append(score_tune(tune, [g.melody for g in generations]))
     result = continuation.average(tune_scores)
     result["seconds_per_melody"] = seconds / (len(tunes) * num_outputs)
     return result
 
 
 def markdown_table(rows: dict[str, dict]) -> str:
-    reference_density = next(iter(rows.values()))["reference_notes_per_bar"]
-    header = [name if key != "notes_per_bar" else f"{name} (reference {reference_density:.2f})"
-              for key, name in COLUMNS]
+    first = next(iter(rows.values()))
+    references = {"notes_per_bar": f"reference {first['reference_notes_per_bar']:.2f}",
+                  "repeated_share": f"reference {first['reference_repeated_share']:.3f}"}
+    header = [f"{name} ({references[key]})" if key in references else name for key, name in COLUMNS]
     lines = ["| | " + " | ".join(header) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     for label, figures in rows.items():
         cells = [f"{figures[key]:.4f}" if key == "seconds_per_melody" else f"{figures[key]:.3f}"

@@ -161,6 +161,30 @@ def test_copy_primer_cuts_a_held_note_at_the_last_bar_line():
     assert (copied.qpm, copied.tempo_changes) == (80.0, ())  # the primer's final tempo, as a continuation
 
 
+def test_repeated_share_counts_notes_begun_the_same_two_bars_earlier_in_3_4():
+    # bars of 3/4 (36 steps): | C D E | F-- | C D G | F rest | ; the continuation starts at bar 3 (step 72)
+    tune = _melody([(C4, 12), (D4, 12), (E4, 12), (F4, 36), (C4, 12), (D4, 12), (G4, 12), (F4, 12), (REST, 24)],
+                   time_signature=(3, 4))
+    # after step 72: C (72), D (84), G (96), F (108). Two bars back (72 steps): C at 0 yes, D at 12 yes, E at 24 is
+    # not G, F at 36 is held 36 steps, not 12: 2 of 4
+    assert continuation.repeated_share(tune, 72, 2) == 0.5
+    # one bar back (36 steps): F-- at 36 is not C at 72; steps 48, 60 begin no note; C at 72 is not F: 0 of 4
+    assert continuation.repeated_share(tune, 72, 1) == 0.0
+    assert continuation.repeated_share(tune, 144, 2) == 0.0  # no note begins there
+    with pytest.raises(continuation.ContinuationError, match="bars_back"):
+        continuation.repeated_share(tune, 72, 0)
+
+
+def test_the_copy_baseline_repeats_every_note_of_a_primer_that_ends_in_a_rest():
+    primer = _melody([(C4, 36), (D4, 12), (REST, 24), (E4, 24)])  # 2 bars of 4/4; the rest counts neither way
+    copy = continuation.copy_primer(primer, 4)
+    full = continuation.joined(primer, copy)
+    assert full.total_steps == 6 * 48 and _pairs(full)[:4] == _pairs(primer)
+    assert continuation.repeated_share(full, primer.total_steps, 2) == 1.0
+    # one bar back: bar 2 (rest, E) differs from bar 1 (C held, D) wherever a note begins: 0 of the 6 later notes
+    assert continuation.repeated_share(full, primer.total_steps, 1) == 0.0
+
+
 def test_copy_primer_needs_whole_bars():
     with pytest.raises(continuation.ContinuationError, match="whole bars"):
         continuation.copy_primer(_melody([(C4, 36)]), 2)
@@ -326,4 +350,6 @@ def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
     assert len(report["tunes"]) == 2 and set(report["results"]) == {
         "copy the primer (baseline)", next(k for k in report["results"] if k.startswith("shipped model"))}
     for figures in report["results"].values():
-        assert all(0.0 <= figures[k] <= 1.0 for k in ("pitch_class_overlap", "interval_overlap", "duration_overlap"))
+        assert all(0.0 <= figures[k] <= 1.0 for k in ("pitch_class_overlap", "interval_overlap", "duration_overlap",
+                                                       "repeated_share", "reference_repeated_share"))
+    assert report["results"]["copy the primer (baseline)"]["repeated_share"] == 1.0  # it plays the 2 bars again
