@@ -238,7 +238,9 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
     if not tune_scores:
         raise EvaluationError(f"{generated_dir}: no generated melody could be scored against {references_dir} "
                               f"({len(generated)} generated, {len(references)} references, "
-                              f"{sum(map(len, pairs.values()))} paired, {len(skipped)} unreadable)")
+                              f"{sum(map(len, pairs.values()))} paired, {len(skipped)} skipped: "
+                              + "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
+                              + ("; ..." if len(skipped) > 3 else "") + ")")
     result = continuation.average(tune_scores)
     result.update({
         "tunes": len(tune_scores),

@@ -592,12 +592,17 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
         bars = (train_bars, eval_bars)
         vocab = old_vocab
     else:
-        if input_path is not None and run.latest_checkpoint_step() is not None:
-            opts.log(f"resuming on --input={input_path}: the run dir's data/ is replaced by it (the best checkpoint "
-                     "so far was chosen on the earlier eval data); leave --input out to resume on the run's own data")
         train_seqs, eval_seqs, vocab, bars = load_training_data(input_path, config, opts.eval_ratio, old_vocab,
                                                           opts.progress, opts.log)
         run.check_compatible(config, vocab)
+        if input_path is not None and run.latest_checkpoint_step() is not None:
+            if _same_data(run, train_seqs, eval_seqs, bars):
+                opts.log(f"resuming on --input={input_path}: the same melodies as the run's own data/ (leave "
+                         "--input out to resume without reading the files again)")
+            else:
+                opts.log(f"resuming on --input={input_path}: the run dir's data/ is replaced by it (the best "
+                         "checkpoint so far was chosen on the earlier eval data); leave --input out to resume on "
+                         "the run's own data")
         if chief:
             write_sequences(train_seqs, run.data_dir / TRAIN_FILE, steps_per_bar=bars[0])
             write_sequences(eval_seqs, run.data_dir / EVAL_FILE, steps_per_bar=bars[1])
@@ -606,6 +611,23 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
             vocab.save(run.vocab_file)
         run.save_config(config)
     return train_seqs, eval_seqs, vocab, bars
+
+
+def _same_data(run: RunDir, train_seqs, eval_seqs, bars) -> bool:
+    """Whether the run dir's data/ holds exactly these melodies (ids and bar lengths), train and eval."""
+    for name, seqs, seq_bars in ((TRAIN_FILE, train_seqs, bars[0]), (EVAL_FILE, eval_seqs, bars[1])):
+        path = run.data_dir / name
+        if not path.is_file():
+            if seqs:
+                return False
+            continue
+        old_seqs, old_bars = read_sequences(path, with_steps_per_bar=True)
+        new_bars = [None] * len(seqs) if seq_bars is None else [None if b is None else int(b) for b in seq_bars]
+        if len(old_seqs) != len(seqs) or old_bars != new_bars:
+            return False
+        if any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(old_seqs, seqs)):
+            return False
+    return True
 
 
 def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed: int, meter=(None, None),

@@ -131,12 +131,55 @@ def markdown_table(rows: dict[str, dict]) -> str:
 
 
 def parse_run_dirs(values) -> list[tuple[str, str]]:
-    """NAME=PATH pairs; a bare PATH is named after its folder."""
+    """NAME=PATH pairs; a bare PATH is named after its folder.
+
+    Raises:
+      ValueError: an empty name or path, or a name given twice (the table and the JSON key rows by name).
+    """
     runs = []
     for value in values or ():
         name, _, path = value.partition("=") if "=" in value else (Path(value).name, "", value)
+        if not name.strip() or not path:
+            raise ValueError(f"--run_dir={value}: give NAME=PATH, both non-empty")
+        if name in (n for n, _ in runs):
+            raise ValueError(f"--run_dir: the name {name!r} is given twice; each model needs its own")
         runs.append((name, path))
     return runs
+
+
+def check_arguments(parser: argparse.ArgumentParser, args) -> tuple[list[float], list[tuple[str, str | None]]]:
+    """Every argument checked before the tunes are read (parser.error: one line, exit 2).
+
+    Returns (the repetition strengths, the [(name, run dir or None for the shipped model)] to score).
+    """
+    try:
+        repetitions = [float(r) for r in args.repetition.split(",")]
+    except ValueError:
+        parser.error(f"--repetition must be numbers separated by commas, got {args.repetition!r}")
+    problems = [f"--{name} must be >= 1, got {value}" for name, value in (
+        ("primer_bars", args.primer_bars), ("reference_bars", args.reference_bars),
+        ("num_outputs", args.num_outputs), ("repetition_bars", args.repetition_bars),
+        ("max_tunes", 1 if args.max_tunes is None else args.max_tunes)) if value < 1]
+    if not 0.0 < args.eval_ratio < 1.0:
+        problems.append(f"--eval_ratio must be between 0 and 1, got {args.eval_ratio}")
+    for repetition in repetitions:  # the sampler's own checks (temperature >= 0, repetition in range)
+        try:
+            SamplingOptions(temperature=args.temperature, repetition=repetition, repetition_bars=1)
+        except MelodyPluginError as e:
+            problems.append(f"--{e}".replace("--repetition must", "--repetition values must"))
+            break
+    if args.output_json and Path(args.output_json).is_dir():
+        problems.append(f"--output_json={args.output_json} is a folder; name the JSON file to write")
+    try:
+        models = ([] if args.no_default_model else [("shipped model", None)]) + parse_run_dirs(args.run_dir)
+    except ValueError as e:
+        problems.append(str(e))
+        models = []
+    if not models and not problems:
+        problems.append("no model to score: --no_default_model needs at least one --run_dir")
+    if problems:
+        parser.error("; ".join(problems))
+    return repetitions, models
 
 
 def main():
@@ -156,14 +199,7 @@ def main():
     parser.add_argument("--no_default_model", action="store_true", help="leave out the model shipped in the package")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args()
-    try:
-        repetitions = [float(r) for r in args.repetition.split(",")]
-    except ValueError:
-        sys.exit(f"benchmark_continuation: error: --repetition must be numbers separated by commas, got "
-                 f"{args.repetition!r}")
-
-    models = [] if args.no_default_model else [("shipped model", None)]
-    models += parse_run_dirs(args.run_dir)
+    repetitions, models = check_arguments(parser, args)
     try:
         generators = [(name, MelodyGenerator.from_run_dir(path) if path else MelodyGenerator.default())
                       for name, path in models]
@@ -194,7 +230,7 @@ def main():
                                            repetition_bars=args.repetition_bars)
                 rows[label] = score_model(generator, tunes, args.reference_bars, args.num_outputs, sampling)
     except MelodyPluginError as e:
-        sys.exit(f"benchmark_continuation: error: {e}")
+        parser.exit(2, f"benchmark_continuation: error: {e}\n")
     print(markdown_table(rows))
     if args.output_json:
         atomic.write_json(args.output_json, {

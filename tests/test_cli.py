@@ -76,6 +76,11 @@ def test_repetition_flag_repeats_the_primers_bars(tmp_path):
     assert sidecar["flags"]["repetition"] == 40 and sidecar["flags"]["repetition_bars"] == 2
     pitches = [n["pitch"] for n in sidecar["notes"]]
     assert pitches == [62, 64, 66, 69, 67, 66, 64, 62] * 2
+    # 2 primer bars + 4 new ones = 6 bars: looking 6 bars back from any new note passes the primer's start
+    out = run_cli("melody_generate", f"--primer_melody={primer}", "--time_signature=3/4", "--num_bars=4",
+                  "--repetition=40", "--repetition_bars=6", f"--output_dir={tmp_path}", "--overwrite", check=True)
+    assert "warning: --repetition does nothing here: --repetition_bars=6" in out.stderr
+    assert "(6 bars in all)" in out.stderr
 
 
 def bad_primers(tmp_path):

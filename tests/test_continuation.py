@@ -307,8 +307,9 @@ def test_evaluate_continuations_skips_the_primer_bars(folders, tmp_path):
                      (C4, 4 * Q, 5 * Q), (C4, 5 * Q, 6 * Q), (G4, 6 * Q, 8 * Q)], tempos=((0, 120),), end_tick=8 * Q)
     scores = evaluate.evaluate_continuations(two_bars, refs, skip_bars=1)
     assert scores["pitch_class_overlap"] == pytest.approx(0.25) and scores["notes_per_bar"] == 3.0
-    with pytest.raises(evaluate.EvaluationError, match="no generated melody could be scored"):
+    with pytest.raises(evaluate.EvaluationError, match="no generated melody could be scored") as error:
         evaluate.evaluate_continuations(two_bars, refs, skip_bars=2)  # nothing left after 2 bars
+    assert "1 skipped: tune_a.mid: 2 bars, nothing left after skipping 2" in str(error.value)
 
 
 def test_pairing_prefers_the_exact_name():
@@ -353,3 +354,19 @@ def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
         assert all(0.0 <= figures[k] <= 1.0 for k in ("pitch_class_overlap", "interval_overlap", "duration_overlap",
                                                        "repeated_share", "reference_repeated_share"))
     assert report["results"]["copy the primer (baseline)"]["repeated_share"] == 1.0  # it plays the 2 bars again
+
+
+def test_benchmark_script_refuses_bad_arguments_before_reading_the_tunes(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    for args, message in ((["--primer_bars=0"], "--primer_bars must be >= 1, got 0"),
+                          (["--eval_ratio=2"], "--eval_ratio must be between 0 and 1"),
+                          ([f"--output_json={tmp_path}"], "is a folder; name the JSON file to write"),
+                          (["--run_dir=a=x", "--run_dir=a=y"], "the name 'a' is given twice")):
+        # --input names no file: the check must come first, or the message would be about the input
+        proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_continuation.py"),
+                               f"--input={tmp_path / 'none'}", *args], capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], (args, proc.stderr)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 import threading
 
 import pytest
@@ -71,6 +72,21 @@ def test_resume_continues_from_saved_step_with_optimizer_state(tmp_path, tiny_co
     assert second.get_tensor(iteration_key) == 60
     slots = [k for k, shape in names.items() if k.startswith("optimizer/") and shape]
     assert slots and all(abs(first.get_tensor(k)).sum() > 0 for k in slots[:4])  # Adam moments were saved
+
+    # the same --input again (the same files): said to be the same data, not "replaced"
+    lines.clear()
+    train.train_and_evaluate(config, run_dir, tiny_corpus, options(num_training_steps=61, log=lines.append,
+                                                                   write_curve=False))
+    assert any("the same melodies as the run's own data/" in line for line in lines), lines
+    assert not any("replaced" in line for line in lines)
+    fewer = tmp_path / "fewer"  # 3 of its files: other data, which does replace data/
+    fewer.mkdir()
+    for path in sorted(tiny_corpus.iterdir())[:3]:
+        shutil.copy(path, fewer / path.name)
+    lines.clear()
+    train.train_and_evaluate(config, run_dir, fewer, options(num_training_steps=62, log=lines.append,
+                                                             write_curve=False))
+    assert any("the run dir's data/ is replaced by it" in line for line in lines), lines
 
 
 def test_incompatible_config_or_vocabulary_is_refused(tiny_run_dir, tmp_path):

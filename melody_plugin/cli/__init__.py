@@ -6,10 +6,9 @@ an import, so when this package is imported by one of our console scripts it ins
 has been read or written yet, so the command says so in one line and exits 130 at once.
 """
 
+import _signal  # built in and already loaded: no import time, unlike `signal` (an enum built at import)
 import os
-import signal
 import sys
-import threading
 
 COMMANDS = ("melody_create_dataset", "melody_train", "melody_evaluate", "melody_generate", "melody_export")
 
@@ -20,7 +19,9 @@ def _interrupted_while_starting(signum, frame):
     os._exit(130)
 
 
-if (os.path.basename(sys.argv[0] if sys.argv else "").removesuffix(".py") in COMMANDS
-        and threading.current_thread() is threading.main_thread()):
-    for _sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(_sig, _interrupted_while_starting)
+if os.path.basename(sys.argv[0] if sys.argv else "").removesuffix(".py") in COMMANDS:
+    for _sig in (_signal.SIGINT, _signal.SIGTERM):
+        try:
+            _signal.signal(_sig, _interrupted_while_starting)
+        except ValueError:  # not the main thread: the caller's business
+            break

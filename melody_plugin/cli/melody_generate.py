@@ -98,6 +98,10 @@ def main(argv):
                                constraints=constraints, continuation_only=FLAGS.continuation_only)
     for change in generations[0].oov_changes:
         print(f"primer note changed to fit the vocabulary: {change.describe()}", file=sys.stderr)
+    whole_bars = primer.total_steps // primer.steps_per_bar + FLAGS.num_bars  # primer included, as generate ends
+    if FLAGS.repetition and FLAGS.repetition_bars >= whole_bars:
+        print(f"warning: --repetition does nothing here: --repetition_bars={FLAGS.repetition_bars} looks back past "
+              f"the primer's start from every new note ({whole_bars} bars in all)", file=sys.stderr)
     # --- write: the sidecar records what was used, not what was typed (a primer's meter wins over --time_signature)
     num, den = generations[0].melody.time_signature
     sidecar = {
