@@ -2,6 +2,7 @@
 
     python scripts/benchmark_quality.py                      # 5 variants x 10 CPU-minutes: about 40 min on 2 cores
     python scripts/benchmark_quality.py --cpu_minutes=2 --variant=mine=folk_lstm:dropout_rate=0.3
+    python scripts/benchmark_quality.py --variant=char_lstm=char_lstm: --score="shipped=melody_plugin/data/default_model"
 
 Each variant is a config and `--hparams` overrides. The folk set is read once into a dataset folder
 (`melody_create_dataset`, the file-name split with eval_ratio 0.1), every variant trains on its train split with
@@ -9,6 +10,7 @@ Each variant is a config and `--hparams` overrides. The folk set is read once in
 a user's clock would be: start-up and data loading included), and `melody_evaluate` scores its best checkpoint on
 the held-out files, whole melodies from the start token. Prints a Markdown table with bits/note and pitch
 bits/note, each also as a ratio to the first variant, and the steps, tokens/s and CPU minutes each run used.
+`--score=NAME=RUN_DIR` adds a model trained elsewhere (the shipped one, say), scored on the same held-out files.
 """
 
 from __future__ import annotations
@@ -83,12 +85,27 @@ def train_and_score(name: str, config: str, hparams: str, data: Path, held_out: 
                 k: scores[k] for k in ("bits_per_note", "pitch_bits_per_note", "accuracy", "notes", "files")}}
 
 
+def score_only(name: str, run_dir: str, held_out: Path) -> dict:
+    scores = json.loads(run([str(BIN / "melody_evaluate"), f"--run_dir={run_dir}", f"--input={held_out}"])[0]
+                        .strip().splitlines()[-1])
+    config = json.loads((Path(run_dir) / "config.json").read_text())
+    return {"name": name, "config": config.get("name", "?"), "hparams": "", "steps": None, "train_wall_s": None,
+            "train_cpu_s": None, "tokens_per_second": None, **{
+                k: scores[k] for k in ("bits_per_note", "pitch_bits_per_note", "accuracy", "notes", "files")}}
+
+
+def _figure(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def table(rows: list[dict], cpu_minutes: float) -> str:
     base = rows[0]
     lines = [f"| variant ({cpu_minutes:g} CPU-min each) | steps | tokens/s | CPU min used | bits/note | vs first | "
              "pitch bits/note | vs first | accuracy |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['name']} | {r['steps']:,} | {r['tokens_per_second']:,.0f} | {r['train_cpu_s'] / 60:.1f} | "
+        cpu_min = None if r["train_cpu_s"] is None else r["train_cpu_s"] / 60
+        lines.append(f"| {r['name']} | {_figure(r['steps'], ',')} | {_figure(r['tokens_per_second'], ',.0f')} | "
+                     f"{_figure(cpu_min, '.1f')} | "
                      f"{r['bits_per_note']:.3f} | {r['bits_per_note'] / base['bits_per_note']:.3f} | "
                      f"{r['pitch_bits_per_note']:.3f} | {r['pitch_bits_per_note'] / base['pitch_bits_per_note']:.3f} "
                      f"| {r['accuracy']:.3f} |")
@@ -109,6 +126,8 @@ def main() -> None:
     parser.add_argument("--cpu_minutes", type=float, default=10.0, help="CPU budget of each training run")
     parser.add_argument("--variant", type=parse_variant, action="append",
                         help="NAME=CONFIG[:HPARAMS]; repeatable; default: the five built-in variants")
+    parser.add_argument("--score", type=parse_variant, action="append", default=[],
+                        help="NAME=RUN_DIR: also score this trained model (no training); repeatable")
     parser.add_argument("--work_dir", help="keep the dataset and run dirs here (default: a temporary folder)")
     parser.add_argument("--output_json")
     args = parser.parse_args()
@@ -124,6 +143,9 @@ def main() -> None:
         rows = []
         for name, (config, hparams) in variants.items():
             rows.append(train_and_score(name, config, hparams, data, held_out, work, args.cpu_minutes))
+            print(json.dumps(rows[-1]), flush=True)
+        for name, (run_dir, _) in args.score:
+            rows.append(score_only(name, run_dir, held_out))
             print(json.dumps(rows[-1]), flush=True)
     print()
     print(table(rows, args.cpu_minutes))

@@ -19,6 +19,57 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLK = ROOT.parent / "shared" / "data" / "folk"
 VENV_BIN = Path(sys.executable).parent
 
+# Optional extras: a test that needs one carries its marker (@pytest.mark.music21...). Without the extra it skips,
+# saying what to install; `--extras=required` (.ci/run's second pass) refuses to start when one is missing and fails
+# the run if any test skips, so a test that always skips cannot pass CI.
+EXTRAS = {
+    "music21": ("music21", 'pip install -e ".[music21]"'),
+    "magenta": ("magenta", "pip install --no-deps magenta==2.1.4 tensorflow-probability==0.25.0 tf-keras==2.21.0 "
+                           "dm-tree tf-slim==1.1.0"),
+}
+
+
+def extra_installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def pytest_addoption(parser):
+    parser.addoption("--extras", choices=("optional", "required"), default="optional",
+                     help="required: every optional extra must be installed and no test may skip (CI's extras pass)")
+
+
+def pytest_configure(config):
+    for marker, (module, install) in EXTRAS.items():
+        config.addinivalue_line("markers", f"{marker}: needs the {module} extra ({install})")
+
+
+def pytest_collection_modifyitems(config, items):
+    required = config.getoption("--extras") == "required"
+    missing = {marker: install for marker, (module, install) in EXTRAS.items() if not extra_installed(module)}
+    if required and missing:
+        raise pytest.UsageError("--extras=required, but not installed: " + "; ".join(
+            f"{marker} ({install})" for marker, install in missing.items()))
+    for item in items:
+        for marker, install in missing.items():
+            if item.get_closest_marker(marker):
+                item.add_marker(pytest.mark.skip(reason=f"needs the {marker} extra: {install}"))
+
+
+SKIPPED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if session.config.getoption("--extras") == "required" and SKIPPED and exitstatus == 0:
+        print(f"\n--extras=required: {len(SKIPPED)} tests skipped, every test must run here: {SKIPPED[:5]}")
+        session.exitstatus = 1
+
 
 def make_sequence(notes, time_signature=(4, 4), qpm=120.0, key=None, program=0, is_drum=False, instrument=0,
                   filename="test.mid"):

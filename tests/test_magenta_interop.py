@@ -1,6 +1,6 @@
 """The plugin run by Magenta 2.1.4's own code: DAG pipelines, extractors, generator options, readers, converters.
 
-Skipped when Magenta is not installed (CI installs it: `pip install --no-deps magenta==2.1.4 ...`, see .ci/run).
+Marked `magenta`: skipped when Magenta is not installed (.ci/run's extras pass installs it and runs them).
 Magenta's melody_rnn modules need TF_USE_LEGACY_KERAS=1, which would change Keras for every test in this
 process, so the one test that imports them runs in a subprocess.
 """
@@ -13,8 +13,11 @@ import sys
 
 import pytest
 
-pytest.importorskip("magenta", reason="Magenta 2.1.4 is not installed: pip install --no-deps magenta==2.1.4 "
-                    "tensorflow-probability==0.25.0 tf-keras==2.21.0 dm-tree tf-slim==1.1.0")
+import conftest
+
+pytestmark = pytest.mark.magenta
+if not conftest.extra_installed("magenta"):  # collected but skipped (conftest says what to install)
+    pytest.skip(f"needs the magenta extra: {conftest.EXTRAS['magenta'][1]}", allow_module_level=True)
 
 from magenta.common import sequence_example_lib  # noqa: E402
 from magenta.models.shared import sequence_generator, sequence_generator_bundle  # noqa: E402
@@ -23,7 +26,6 @@ from magenta.pipelines import (  # noqa: E402
 from note_seq import melodies_lib  # noqa: E402
 from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
 
-import conftest  # noqa: E402
 from conftest import PHRASES, ROOT, make_sequence, pattern_notes  # noqa: E402
 from melody_plugin import dataset, midi_io, pipelines, registry  # noqa: E402
 from melody_plugin.errors import MelodyPluginError  # noqa: E402
