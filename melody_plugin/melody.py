@@ -359,23 +359,23 @@ def _meter(ts) -> tuple[int, int]:
 
 
 def meter_change_times(ns) -> list[float]:
-    """Times (seconds) where the meter really changes; a repeated time signature is no change.
+    """Times (seconds) where the meter changes, by note-seq's rule (`split_note_sequence_on_time_changes`, tempo
+    events left out): before the first time-signature event the meter is MIDI's default 4/4, an event repeating
+    the meter in force is no change, and of several at one time the first that differs is the change.
 
-    Before the first time-signature event the meter is MIDI's default 4/4.
+    A first time signature after 0 with no note before it is the piece's meter from 0 (note-seq splits off the
+    empty stretch before it).
     """
-    by_time: dict[float, tuple[int, int]] = {}
-    for ts in sorted(ns.time_signatures, key=lambda ts: ts.time):
-        by_time[max(ts.time, 0.0)] = _meter(ts)
+    signatures = sorted(ns.time_signatures, key=lambda ts: ts.time)
+    lead_in = 0.0
+    if signatures and signatures[0].time > 0:
+        if not any(n.start_time < signatures[0].time - 1e-6 for n in ns.notes):
+            lead_in = signatures[0].time  # nothing sounds before it: it is the piece's meter
     current, changes = (4, 4), []
-    if 0.0 not in by_time and by_time:
-        first = min(by_time)
-        if not any(n.start_time < first - 1e-6 for n in ns.notes):
-            by_time[0.0] = by_time.pop(first)  # nothing sounds before it: it is the piece's meter
-    for time in sorted(by_time):
-        if by_time[time] != current:
-            if time > 1e-6:
-                changes.append(time)
-            current = by_time[time]
+    for ts in signatures:
+        if _meter(ts) != current and ts.time > max(changes[-1] if changes else 0.0, lead_in):
+            changes.append(ts.time)
+        current = _meter(ts)
     return changes
 
 
@@ -505,30 +505,41 @@ def split_note_sequence(ns, split_times) -> list:
 
 
 def split_on_time_changes(ns, stats=None) -> list:
-    """`ns` cut where the meter changes (never at tempo changes); times restart at 0 in each part.
+    """`ns` cut where the meter changes (never at tempo changes), by note-seq's rules: meter changes at or after
+    the sequence's end are ignored, and every part, an unsplit sequence's one included, is made by
+    `split_note_sequence` (times from 0, notes sorted, bends and non-pedal controls dropped, `subsequence_info`).
 
-    Each part starts on the first bar line of its meter, so its bar lines are counted from its start.
+    Each part starts on the first bar line of its meter, so its bar lines are counted from its start. Unlike
+    note-seq's (docs/note-seq-differences.md): the last part lasts to the sequence's end (a MIDI file's
+    end-of-track: a final rest is music), a sequence whose `total_time` falls short of its notes ends with its last
+    note, and parts without pitched notes are left out.
+
+    Raises:
+      MelodyError: no notes, or drums only.
     """
     if not ns.notes:
         raise MelodyError("no_notes", path=ns.filename)
     if all(n.is_drum for n in ns.notes):
         raise MelodyError("drums_only", "only drum notes", path=ns.filename)
-    changes = meter_change_times(ns)
-    try:
-        if changes:
-            segments = split_note_sequence(ns, changes)
-        else:
-            segment = type(ns)()
-            segment.CopyFrom(ns)
-            segments = [segment]
-    except Exception as e:
-        raise MelodyError("split_failed", f"cannot split at time-signature changes ({type(e).__name__}: {e})",
-                          path=ns.filename) from None
+    end = max(ns.total_time, max(n.end_time for n in ns.notes))
+    whole = ns
+    if end > ns.total_time:  # a hand-built sequence without total_time: note-seq would drop the notes past it
+        whole = type(ns)()
+        whole.CopyFrom(ns)
+        whole.total_time = end
+    segments = split_note_sequence(whole, [t for t in meter_change_times(ns) if t < end])
+    if segments:  # note-seq ends the last part with its last note and drops the events on its end
+        final = segments[-1]
+        start = final.subsequence_info.start_time_offset
+        final.total_time = end - start
+        final.subsequence_info.end_time_offset = 0.0
+        for tempo in sorted(ns.tempos, key=lambda t: t.time):  # one on the final bar line: a continuation's tempo
+            if end <= tempo.time <= end + 1e-6:
+                final.tempos.add(time=tempo.time - start, qpm=tempo.qpm)
     segments = [s for s in segments if any(not n.is_drum for n in s.notes)]
     if stats is not None and len(segments) > 1:
         stats["time_change_splits"] += len(segments) - 1
     for seg in segments:
-        seg.filename = ns.filename
         # the meter in force at the cut is the segment's, from its start
         if len(seg.time_signatures) > 1:
             last = sorted(seg.time_signatures, key=lambda ts: ts.time)

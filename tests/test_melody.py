@@ -355,3 +355,84 @@ def test_split_note_sequence_refuses_what_note_seq_refuses():
             sequences_lib.split_note_sequence(ns, cuts, skip_splits_inside_notes=False)
         with pytest.raises(ValueError):
             split_note_sequence(ns, cuts)
+
+
+# --- the meter split against note-seq's split_note_sequence_on_time_changes (tempo events left out of both)
+
+def test_meter_changes_at_or_after_the_sequences_end_are_ignored_as_note_seq_does(tmp_path):
+    from note_seq import midi_io as ns_midi_io, sequences_lib
+
+    from melody_plugin.melody import split_on_time_changes
+
+    ns = make_sequence([(60, 0, 2)])  # one note, 0-1 s, then 3/4 at 2 s and 4/4 at 3 s
+    ns.time_signatures.add(time=2.0, numerator=3, denominator=4)
+    ns.time_signatures.add(time=3.0, numerator=4, denominator=4)
+    theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
+    assert len(theirs) == 1
+    assert split_on_time_changes(ns) == theirs
+    assert [m.time_signature for m in melodies_from_note_sequence(ns).melodies] == [(4, 4)]
+
+    # the same from a file: note-seq's reader ends the sequence with its last note, ours at the end-of-track (3 s)
+    path = conftest.write_mido_file(tmp_path / "late_meters.mid", [(60, 0, 480)], [(0, 120)],
+                                    [(0, 4, 4), (1920, 3, 4), (2880, 4, 4)], end_tick=2880)
+    read_by_note_seq = ns_midi_io.midi_file_to_note_sequence(str(path))
+    theirs = sequences_lib.split_note_sequence_on_time_changes(read_by_note_seq)
+    assert len(theirs) == 1
+    assert split_on_time_changes(read_by_note_seq) == theirs
+    ours = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert [m.time_signature for m in ours.melodies] == [(4, 4)]  # the 3/4 stretch holds no note
+
+
+def test_an_unsplit_sequence_is_one_part_made_as_note_seqs(tmp_path):
+    from note_seq import sequences_lib
+
+    from melody_plugin.melody import split_on_time_changes
+
+    ns = make_sequence([(64, 2, 3), (60, 0, 1), (62, 1, 2)], qpm=100, key=2)  # notes out of order
+    ns.pitch_bends.add(time=0.5, bend=512)
+    ns.control_changes.add(time=0.2, control_number=7, control_value=90)  # volume
+    ns.control_changes.add(time=0.3, control_number=64, control_value=127)  # sustain pedal
+    ns.text_annotations.add(time=0.4, text="lyric")
+    before = ns.SerializeToString()
+    theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
+    assert len(theirs) == 1 and [n.pitch for n in theirs[0].notes] == [60, 62, 64]  # sorted, bends dropped ...
+    assert split_on_time_changes(ns) == theirs  # ... every field alike, subsequence_info included
+    assert ns.SerializeToString() == before
+
+
+def test_coincident_meter_events_split_where_note_seq_splits():
+    # 4/4, then 3/4 and 4/4 at one time: note-seq splits there (the first differs); both parts are in 4/4
+    from note_seq import sequences_lib
+
+    from melody_plugin.melody import split_on_time_changes
+
+    ns = make_sequence(pattern_notes([(60, 1)], repeats=8))
+    ns.time_signatures.add(time=2.0, numerator=3, denominator=4)
+    ns.time_signatures.add(time=2.0, numerator=4, denominator=4)
+    theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
+    assert [p.subsequence_info.start_time_offset for p in theirs] == [0.0, 2.0]
+    assert split_on_time_changes(ns) == theirs
+    assert [m.time_signature for m in melodies_from_note_sequence(ns).melodies] == [(4, 4), (4, 4)]
+
+
+def test_the_last_part_lasts_to_the_end_of_track_after_a_split_too(tmp_path):
+    # 2 bars of 4/4, then 3/4 whose last bar ends in a quarter rest before the end-of-track
+    notes = [(60, i * 480, i * 480 + 480) for i in range(8)] + [(67, 3840 + i * 480, 4320 + i * 480) for i in range(5)]
+    path = conftest.write_mido_file(tmp_path / "rest_after_split.mid", notes, [(0, 120)], [(0, 4, 4), (3840, 3, 4)],
+                                    end_tick=3840 + 6 * 480)
+    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    assert [m.time_signature for m in ex.melodies] == [(4, 4), (3, 4)]
+    assert [(n.pitch, n.duration_steps) for n in ex.melodies[1].notes] == [(67, 12)] * 5 + [(REST, 12)]
+
+
+def test_a_sequence_without_total_time_ends_with_its_last_note():
+    # note-seq's split returns nothing for total_time 0 (a hand-built sequence); ours takes the notes' end
+    from note_seq import sequences_lib
+
+    from melody_plugin.melody import split_on_time_changes
+
+    ns = make_sequence(pattern_notes([(60, 1), (62, 0.5), (None, 0.5)], repeats=3))
+    theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
+    ns.total_time = 0.0
+    assert sequences_lib.split_note_sequence_on_time_changes(ns) == []
+    assert split_on_time_changes(ns) == theirs
