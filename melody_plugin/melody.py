@@ -393,6 +393,8 @@ def split_note_sequence(ns, split_times) -> list:
 
     Raises:
       ValueError: a cut before 0, or at or past the sequence's end.
+      MelodyError: a quantized sequence (`split_failed`; note-seq raises QuantizationStatusError): the parts'
+        quantized steps would be stale.
     """
     text_type = type(ns).TextAnnotation
     times = [0.0] + sorted(split_times)
@@ -400,6 +402,12 @@ def split_note_sequence(ns, split_times) -> list:
         times.append(ns.total_time)
     if len(times) < 2:
         return []
+    info = ns.quantization_info
+    if info.steps_per_quarter > 0 or info.steps_per_second > 0:
+        grid = (f"{info.steps_per_quarter} steps per quarter" if info.steps_per_quarter > 0
+                else f"{info.steps_per_second} steps per second")
+        raise MelodyError("split_failed", f"cannot split a quantized NoteSequence ({grid}): melodies are taken from "
+                          "unquantized sequences; split before quantizing", path=ns.filename)
     if any(a > b for a, b in zip(times, times[1:])):
         raise ValueError("Split times must be sorted.")  # a negative time
     if any(t >= ns.total_time for t in times[:-1]):
@@ -515,7 +523,7 @@ def split_on_time_changes(ns, stats=None) -> list:
     note, and parts without pitched notes are left out.
 
     Raises:
-      MelodyError: no notes, or drums only.
+      MelodyError: no notes, drums only, or a quantized sequence (`split_failed`).
     """
     if not ns.notes:
         raise MelodyError("no_notes", path=ns.filename)

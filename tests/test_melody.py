@@ -400,6 +400,24 @@ def test_an_unsplit_sequence_is_one_part_made_as_note_seqs(tmp_path):
     assert ns.SerializeToString() == before
 
 
+def test_a_quantized_sequence_is_refused_by_the_split_as_note_seq_refuses_it():
+    from note_seq import sequences_lib
+
+    from melody_plugin.melody import split_note_sequence
+
+    ns = sequences_lib.quantize_note_sequence(make_sequence(pattern_notes([(60, 1)], repeats=4)), 4)
+    with pytest.raises(sequences_lib.QuantizationStatusError):
+        sequences_lib.split_note_sequence_on_time_changes(ns)
+    with pytest.raises(MelodyError, match=r"^test.mid: cannot split a quantized NoteSequence \(4 steps per "
+                                          r"quarter\)") as e:
+        melodies_from_note_sequence(ns)
+    assert e.value.reason == "split_failed"
+    with pytest.raises(sequences_lib.QuantizationStatusError):
+        sequences_lib.split_note_sequence(ns, [1.0])
+    with pytest.raises(MelodyError, match="quantized"):
+        split_note_sequence(ns, [1.0])
+
+
 def test_coincident_meter_events_split_where_note_seq_splits():
     # 4/4, then 3/4 and 4/4 at one time: note-seq splits there (the first differs); both parts are in 4/4
     from note_seq import sequences_lib
