@@ -856,12 +856,17 @@ def note_sequence_to_midi_bytes(ns) -> bytes:
     Written at 480 ticks per quarter (unless the sequence's own resolution holds the 12-step grid), so 16ths and
     triplets fall on whole ticks; every track's end-of-track event is exactly at `total_time` (a melody ending in
     a rest lasts to its final bar line, so players and DAWs loop it at the right length, and reading it back as a
-    primer continues there).
+    primer continues there). A note shorter than a tick lasts one tick: it would vanish otherwise.
     """
     if not ns.ticks_per_quarter or ns.ticks_per_quarter % 12:
         ns = type(ns).FromString(ns.SerializeToString())
         ns.ticks_per_quarter = 480
     pm = note_sequence_to_pretty_midi(ns)
+    for instrument in pm.instruments:  # on one tick, pretty_midi writes the note-off first: the note never ends
+        for note in instrument.notes:
+            start_tick = pm.time_to_tick(note.start)
+            if pm.time_to_tick(note.end) <= start_tick:
+                note.end = pm.tick_to_time(start_tick + 1)
     buffer = io.BytesIO()
     pm.write(buffer)
     end_tick = pm.time_to_tick(max(ns.total_time, 0.0))

@@ -523,6 +523,35 @@ def test_our_midi_writer_writes_note_seqs_bytes(name, data):
         (k.key_number, round(k.time, 6)) for k in before.key_signature_changes]
 
 
+def test_a_note_shorter_than_a_tick_is_written_one_tick_long(tmp_path):
+    # 1000 ticks per quarter (not a multiple of 12: written at 480): a 1-tick note, 0.5 ms, between two quarters
+    import mido
+    from note_seq import midi_io as ns_midi_io
+
+    def note(at, pitch, length):
+        return [(at, mido.Message("note_on", note=pitch, velocity=80)),
+                (at + length, mido.Message("note_off", note=pitch, velocity=0))]
+
+    data = mido_midi_bytes([note(0, 60, 1000) + note(1500, 62, 1) + note(2000, 64, 1000)
+                            + [(3000, mido.MetaMessage("end_of_track"))]], 1000, fmt=0)
+    ns = ns_midi_io.midi_to_note_sequence(data)
+    assert [n.pitch for n in ns.notes] == [60, 62, 64]  # note-seq reads it ...
+    path = tmp_path / "note_seq.mid"
+    ns_midi_io.note_sequence_to_midi_file(ns, str(path))
+    assert conftest.midi_ticks(path)[1] == [(60, 0, 1000), (62, 1500, 1501), (64, 2000, 3000)]  # ... and writes it
+    path = tmp_path / "ours.mid"
+    midi_io.note_sequence_to_midi_file(ns, path)
+    tpq, notes, _, _ = conftest.midi_ticks(path)
+    assert (tpq, notes) == (480, [(60, 0, 480), (62, 720, 721), (64, 960, 1440)])  # 1500 * 480 / 1000 = 720
+    assert [n.pitch for n in midi_io.read_music_file(path).sequences[0].notes] == [60, 62, 64]
+
+    shorter = type(ns).FromString(ns.SerializeToString())  # at the sequence's own resolution, and of no length
+    shorter.ticks_per_quarter = 960
+    shorter.notes[1].end_time = shorter.notes[1].start_time
+    path.write_bytes(midi_io.note_sequence_to_midi_bytes(shorter))
+    assert conftest.midi_ticks(path)[1] == [(60, 0, 960), (62, 1440, 1441), (64, 1920, 2880)]
+
+
 def test_melody_sequences_are_written_as_before():
     import pretty_midi
     from note_seq import midi_io as ns_midi_io
