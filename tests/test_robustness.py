@@ -205,9 +205,11 @@ SWALLOWING_COMMAND = """
 from melody_plugin.cli import flags
 def main(argv):
     import time
-    print("ready", flush=True)
+    ready = False
     while True:
-        try:
+        try:  # "ready" is said inside the try, so a signal right after it is swallowed too, however busy the machine
+            if not ready:
+                ready = print("ready", flush=True) or True
             time.sleep(10)
         except KeyboardInterrupt:
             pass  # what a library may do with Ctrl-C
