@@ -173,11 +173,12 @@ def _check_midi_structure(path, data: bytes) -> tuple[list[str], bytes]:
     return warnings, data
 
 
-def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes, float]:
+def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes, float, list[int] | None]:
     """Parses with mido (memory bounded by the file size) and checks tempo, ticks and notes before pretty_midi.
 
     Returns warnings, the bytes to convert (notes never released are ended at the end of their track: the
-    libraries would silently drop them otherwise) and the file's end (its last end-of-track) in quarter notes.
+    libraries would silently drop them otherwise), the file's end (its last end-of-track) in quarter notes, and
+    the order to put pretty_midi's instruments in (None: as they come; see `_end_open_notes`).
     """
     import mido
 
@@ -187,39 +188,18 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes, float]:
     except Exception as e:  # mido raises OSError, EOFError, ValueError, KeyError... on junk
         raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
     tpq = mid.ticks_per_beat
-    num_notes = zero_length = unreleased = end_tick = 0
-    for track in mid.tracks:
-        tick, sounding = 0, {}
-        for msg in track:
-            tick += msg.time
-            if msg.type == "set_tempo" and msg.tempo <= 0:
-                raise InputFileError(path, f"tempo event of {msg.tempo} microseconds per quarter; refused")
-            if msg.type == "note_on" and msg.velocity > 0:
-                num_notes += 1
-                sounding.setdefault((msg.channel, msg.note), []).append(tick)
-            elif msg.type in ("note_off", "note_on"):
-                starts = sounding.get((msg.channel, msg.note))
-                if starts:
-                    if starts.pop(0) == tick:
-                        zero_length += 1
-        end_tick = max(end_tick, tick)  # the end-of-track event (or the last event) of the longest track
-        if tick > MAX_TICK or tick / tpq > MAX_QUARTERS:
-            raise InputFileError(
-                path, f"events at tick {tick} ({tick / tpq:.0f} quarter notes) exceed the length limit; refused")
-        open_notes = [(channel, note) for (channel, note), starts in sounding.items() for _ in starts]
-        if open_notes:
-            unreleased += len(open_notes)
-            end = len(track) - 1 if track and track[-1].type == "end_of_track" else len(track)
-            delta = track[end].time if end < len(track) else 0
-            offs = [mido.Message("note_off", channel=c, note=n, velocity=0, time=0) for c, n in open_notes]
-            offs[0].time = delta
-            if end < len(track):
-                track[end] = track[end].copy(time=0)
-            track[end:end] = offs
+    scans = [_scan_track(path, track) for track in mid.tracks]
+    end_tick = max(scan.end_tick for scan in scans)  # the end-of-track (or the last event) of the longest track
+    if end_tick > MAX_TICK or end_tick / tpq > MAX_QUARTERS:
+        raise InputFileError(
+            path, f"events at tick {end_tick} ({end_tick / tpq:.0f} quarter notes) exceed the length limit; refused")
+    num_notes = sum(scan.num_notes for scan in scans)
     if num_notes > MAX_NOTES:
         raise InputFileError(path, f"{num_notes} notes exceed the limit of {MAX_NOTES}")
+    zero_length = sum(scan.zero_length for scan in scans)
     if zero_length:
         warnings.append(f"{zero_length} zero-length notes dropped")
+    unreleased, instrument_order = _end_open_notes(mid, scans)
     moved_tempos = _tempos_to_first_track(mid) if mid.type == 1 else 0
     if unreleased:
         warnings.append(f"{unreleased} notes never released; ended at the end of their track")
@@ -230,7 +210,82 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes, float]:
         except Exception as e:
             raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
         data = buffer.getvalue()
-    return warnings, data, end_tick / tpq
+    return warnings, data, end_tick / tpq, instrument_order
+
+
+@dataclasses.dataclass
+class _TrackNotes:
+    """One track's notes as pretty_midi reads them (see `_scan_track`)."""
+
+    num_notes: int = 0
+    zero_length: int = 0
+    end_tick: int = 0
+    instruments: list = dataclasses.field(default_factory=list)  # (program, channel), as pretty_midi makes them
+    open_notes: dict = dataclasses.field(default_factory=dict)  # (channel, pitch) -> start ticks never ended
+    programs: list = dataclasses.field(default_factory=lambda: [0] * 16)  # each channel's program at the end
+
+
+def _scan_track(path, track) -> _TrackNotes:
+    """Reads a track's notes as pretty_midi does: a note-off ends every open note of its channel and pitch (but
+    one struck on its own tick, when it ends others), and pretty_midi makes an instrument for a (program,
+    channel) at its first ended note. Refuses a tempo of 0."""
+    scan, tick = _TrackNotes(), 0
+    for msg in track:
+        tick += msg.time
+        if msg.type == "set_tempo" and msg.tempo <= 0:
+            raise InputFileError(path, f"tempo event of {msg.tempo} microseconds per quarter; refused")
+        if msg.type == "program_change":
+            scan.programs[msg.channel] = msg.program
+        elif msg.type == "note_on" and msg.velocity > 0:
+            scan.num_notes += 1
+            scan.open_notes.setdefault((msg.channel, msg.note), []).append(tick)
+        elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in scan.open_notes:
+            starts = scan.open_notes.pop((msg.channel, msg.note))
+            struck_now = starts.count(tick)
+            if struck_now == len(starts):
+                scan.zero_length += struck_now
+                continue
+            if struck_now:
+                scan.open_notes[(msg.channel, msg.note)] = [tick] * struck_now
+            if (scan.programs[msg.channel], msg.channel) not in scan.instruments:
+                scan.instruments.append((scan.programs[msg.channel], msg.channel))
+    scan.end_tick = tick
+    for key, starts in list(scan.open_notes.items()):  # struck on the last tick: nothing left to hold
+        scan.zero_length += starts.count(tick)
+        scan.open_notes[key] = [start for start in starts if start != tick]
+        if not scan.open_notes[key]:
+            del scan.open_notes[key]
+    return scan
+
+
+def _end_open_notes(mid, scans: list[_TrackNotes]) -> tuple[int, list[int] | None]:
+    """Ends every note left open at the end of its track, in `mid`. Returns how many, and the order to put
+    pretty_midi's instruments in: one that only these notes make goes after all the others, so every other track
+    keeps the number note-seq gives it (the number `--track` takes). None when the order stays."""
+    import mido
+
+    made, late, ended = [], [], 0
+    for index, (track, scan) in enumerate(zip(mid.tracks, scans)):
+        made += [(program, channel, index) for program, channel in scan.instruments]
+        if not scan.open_notes:
+            continue
+        keys = sorted(scan.open_notes)
+        ended += sum(len(scan.open_notes[key]) for key in keys)
+        for channel, _ in keys:  # pretty_midi makes an instrument at the note-off that ends a note
+            instrument = (scan.programs[channel], channel, index)
+            if instrument not in made:
+                late.append(len(made))
+                made.append(instrument)
+        end = len(track) - 1 if track and track[-1].type == "end_of_track" else len(track)
+        delta = track[end].time if end < len(track) else 0
+        offs = [mido.Message("note_off", channel=channel, note=pitch, velocity=0, time=0) for channel, pitch in keys]
+        offs[0].time = delta
+        if end < len(track):
+            track[end] = track[end].copy(time=0)
+        track[end:end] = offs
+    if not late:
+        return ended, None
+    return ended, [i for i in range(len(made)) if i not in late] + late
 
 
 def _tempos_to_first_track(mid) -> int:
@@ -382,11 +437,14 @@ def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):
     """Checks MIDI bytes and converts them as note-seq does (through pretty_midi). Returns (NoteSequence,
     warnings)."""
     warnings, data = _check_midi_structure(path, data)
-    event_warnings, data, end_quarters = _check_midi_events(path, data)
+    event_warnings, data, end_quarters, instrument_order = _check_midi_events(path, data)
     warnings += event_warnings
     pretty_midi = _pretty_midi()
     try:
-        ns = pretty_midi_to_note_sequence(pretty_midi.PrettyMIDI(io.BytesIO(data)))
+        midi = pretty_midi.PrettyMIDI(io.BytesIO(data))
+        if instrument_order and len(instrument_order) == len(midi.instruments):
+            midi.instruments = [midi.instruments[i] for i in instrument_order]
+        ns = pretty_midi_to_note_sequence(midi)
     except Exception as e:  # pretty_midi's own errors, or a signature the proto cannot hold
         raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
     ns.filename = str(path)

@@ -271,6 +271,64 @@ def test_unreleased_note_is_kept_until_the_end_of_its_track(tmp_path):
     assert "2 notes never released" in " ".join(music.warnings)
 
 
+def note_fields(notes):
+    return [(n.instrument, n.program, n.is_drum, n.pitch, n.velocity, n.start_time, n.end_time) for n in notes]
+
+
+def test_a_never_released_note_keeps_the_other_tracks_numbers(tmp_path):
+    # track 1's only note is never released (note-seq drops it and numbers track 2 as instrument 0); track 3 plays
+    import mido
+    from note_seq import midi_io as ns_midi_io
+
+    from melody_plugin.melody import melody_from_note_sequence
+
+    def notes(channel, pitches, program):
+        events = [(0, mido.Message("program_change", channel=channel, program=program))]
+        for i, pitch in enumerate(pitches):
+            events += [(i * 480, mido.Message("note_on", channel=channel, note=pitch, velocity=80)),
+                       (i * 480 + 480, mido.Message("note_off", channel=channel, note=pitch, velocity=0))]
+        return events
+
+    eot = mido.MetaMessage("end_of_track")
+    data = mido_midi_bytes([[(0, mido.MetaMessage("set_tempo", tempo=500000)), (0, eot)],
+                            [(0, mido.Message("note_on", channel=0, note=48, velocity=80)), (1920, eot)],
+                            notes(1, [72, 74, 76, 77], 73) + [(1920, eot)],
+                            notes(2, [60, 62, 64, 65], 0) + [(1920, eot)]])
+    theirs = ns_midi_io.midi_to_note_sequence(data)
+    assert sorted({n.instrument for n in theirs.notes}) == [0, 1]
+    path = tmp_path / "held_track.mid"
+    path.write_bytes(data)
+    music = midi_io.read_music_file(path)
+    assert "1 notes never released" in " ".join(music.warnings)
+    ours = music.sequences[0]
+    assert note_fields(ours.notes[:-1]) == note_fields(theirs.notes)  # every track keeps note-seq's number
+    assert note_fields(ours.notes[-1:]) == [(2, 0, False, 48, 80, 0.0, 2.0)]  # the held note: numbered after them
+    for track in (0, 1):
+        expected = [n.pitch for n in theirs.notes if n.instrument == track]
+        assert [n.pitch for n in melody_from_note_sequence(ours, track=track).notes] == expected
+
+
+@pytest.mark.parametrize("offs", [[480], [480, 720]], ids=["released_once", "released_twice"])
+def test_a_note_off_that_ends_a_restruck_pitch_is_no_unreleased_note(tmp_path, offs):
+    # 60 struck at 0 and 240: pretty_midi's first note-off ends both (note-seq's two notes end at 480)
+    import mido
+    from note_seq import midi_io as ns_midi_io
+
+    events = [(0, mido.Message("note_on", note=60, velocity=80)), (240, mido.Message("note_on", note=60, velocity=90))]
+    events += [(tick, mido.Message("note_off", note=60, velocity=0)) for tick in offs]
+    events += [(960, mido.Message("note_on", note=62, velocity=80)), (1440, mido.Message("note_off", note=62)),
+               (1920, mido.MetaMessage("end_of_track"))]
+    data = mido_midi_bytes([events], fmt=0)
+    theirs = ns_midi_io.midi_to_note_sequence(data)
+    assert [(n.pitch, n.start_time, n.end_time) for n in theirs.notes] == [(60, 0.0, 0.5), (60, 0.25, 0.5),
+                                                                             (62, 1.0, 1.5)]
+    path = tmp_path / "restruck.mid"
+    path.write_bytes(data)
+    music = midi_io.read_music_file(path)
+    assert music.warnings == ()
+    assert note_fields(music.sequences[0].notes) == note_fields(theirs.notes)
+
+
 def test_musicxml_is_read_with_its_meter_and_key(tmp_path):
     from melody_plugin.melody import melody_from_note_sequence
 

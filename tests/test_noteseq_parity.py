@@ -5,9 +5,13 @@ the test applies that one difference to note-seq's answer, step by step, and say
 """
 
 
+import collections
+import io
+
 import numpy as np
 import pytest
 
+from melody_plugin import midi_io
 from melody_plugin.melody import MelodyError, split_note_sequence, split_on_time_changes
 
 METERS = [(4, 4), (3, 4), (6, 8), (2, 2), (5, 8)]
@@ -143,3 +147,108 @@ def test_split_note_sequence_equals_note_seqs_on_random_cuts():
             continue
         assert split_note_sequence(ns, cuts) == expected, f"case {case}: cuts {cuts}\n{ns}"
     assert 30 < refused < 270
+
+
+# --- the MIDI reader: notes never released are ended at the end of their track; nothing else changes
+
+def midi_bytes(tracks, ticks_per_quarter, fmt):
+    """A MIDI file written with mido from per-track lists of (tick, message) and each track's end tick."""
+    import mido
+
+    mid = mido.MidiFile(type=fmt, ticks_per_beat=ticks_per_quarter)
+    for events, end_tick in tracks:
+        track, tick = mido.MidiTrack(), 0
+        for at, msg in sorted(events, key=lambda e: e[0]) + [(end_tick, mido.MetaMessage("end_of_track"))]:
+            track.append(msg.copy(time=at - tick))
+            tick = at
+        mid.tracks.append(track)
+    buffer = io.BytesIO()
+    mid.save(file=buffer)
+    return buffer.getvalue()
+
+
+def random_midi_tracks(rng):
+    """Tracks of notes as sloppy writers leave them: pitches struck again before their note-off, note-offs that
+    never come or come twice, notes of no length, note-ons of velocity 0, program changes, controls and bends
+    before any note; a conductor track with the tempo map first (format 1), or everything in one (format 0)."""
+    import mido
+
+    tpq = int(rng.choice([96, 220, 480, 1000]))
+    step = tpq // 4
+    conductor = [(0, mido.MetaMessage("set_tempo", tempo=int(rng.choice([400000, 500000, 750000]))))]
+    if rng.random() < 0.5:
+        conductor.append((int(rng.integers(1, 16)) * step, mido.MetaMessage("set_tempo", tempo=600000)))
+    tracks = [(conductor, 16 * step)]
+    for _ in range(rng.integers(1, 5)):
+        channels = [int(c) for c in rng.choice([0, 1, 2, 9], size=rng.integers(1, 3), replace=False)]
+        events = []
+        if rng.random() < 0.5:
+            events.append((0, mido.Message("program_change", channel=channels[0], program=int(rng.integers(0, 80)))))
+        if rng.random() < 0.3:
+            events.append((0, mido.Message("control_change", channel=channels[-1], control=64, value=127)))
+            events.append((step, mido.Message("pitchwheel", channel=channels[-1], pitch=1000)))
+        for _ in range(rng.integers(0, 10)):
+            channel, pitch = int(rng.choice(channels)), int(rng.integers(60, 64))  # few pitches: struck again
+            start = int(rng.integers(0, 16)) * step
+            events.append((start, mido.Message("note_on", channel=channel, note=pitch, velocity=80)))
+            kind = rng.random()
+            offs = [] if kind < 0.15 else [0] if kind < 0.25 else [int(rng.integers(1, 8)) * step]
+            if rng.random() < 0.15:
+                offs.append(int(rng.integers(1, 12)) * step)  # released twice
+            for length in offs:
+                off = (mido.Message("note_off", channel=channel, note=pitch) if rng.random() < 0.5
+                       else mido.Message("note_on", channel=channel, note=pitch, velocity=0))
+                events.append((start + length, off))
+        if rng.random() < 0.2:
+            events.append((int(rng.integers(4, 16)) * step,
+                           mido.Message("program_change", channel=channels[0], program=int(rng.integers(0, 80)))))
+        end = max([tick for tick, _ in events], default=0) + int(rng.integers(0, 4)) * step
+        tracks.append((events, end))
+    if rng.random() < 0.25:  # format 0
+        return [([e for events, _ in tracks for e in events], max(end for _, end in tracks))], tpq, 0
+    return tracks, tpq, 1
+
+
+def with_every_note_ended(tracks):
+    """The tracks with a note-off for every channel and pitch they play right before their end-of-track (one
+    ends every open note of a pitch, in pretty_midi)."""
+    import mido
+
+    out = []
+    for events, end in tracks:
+        keys = sorted({(m.channel, m.note) for _, m in events if m.type in ("note_on", "note_off")})
+        out.append((events + [(end, mido.Message("note_off", channel=c, note=n)) for c, n in keys], end))
+    return out
+
+
+def test_midi_reader_equals_note_seqs_on_random_files_with_unreleased_notes():
+    from note_seq import midi_io as ns_midi_io
+
+    def fields(note):
+        return (note.instrument, note.program, note.is_drum, note.pitch, note.velocity, note.start_time,
+                note.end_time)
+
+    rng = np.random.default_rng(11)
+    with_unreleased = 0
+    for case in range(200):
+        tracks, tpq, fmt = random_midi_tracks(rng)
+        data = midi_bytes(tracks, tpq, fmt)
+        theirs = ns_midi_io.midi_to_note_sequence(data)
+        theirs_ended = ns_midi_io.midi_to_note_sequence(midi_bytes(with_every_note_ended(tracks), tpq, fmt))
+        unreleased = len(theirs_ended.notes) - len(theirs.notes)  # the notes note-seq drops for want of a note-off
+        ours, warnings = midi_io.midi_bytes_to_note_sequence(data, "random.mid")
+        said = [w for w in warnings if "never released" in w]
+        assert said == ([f"{unreleased} notes never released; ended at the end of their track"] if unreleased
+                        else []), f"case {case}"
+        # the same notes as note-seq's once every note is ended ...
+        assert sorted(fields(n)[1:] for n in ours.notes) == sorted(fields(n)[1:] for n in theirs_ended.notes)
+        # ... and note-seq's own notes, in its order, under its instrument numbers; the ended ones come after
+        left = collections.Counter(fields(n) for n in theirs.notes)
+        kept = []
+        for note in ours.notes:
+            if left[fields(note)]:
+                left[fields(note)] -= 1
+                kept.append(fields(note))
+        assert kept == [fields(n) for n in theirs.notes], f"case {case}"
+        with_unreleased += unreleased > 0
+    assert with_unreleased > 40
