@@ -1,11 +1,13 @@
 """Write user artefacts safely: to a temporary file in the same folder, then `os.replace` into place.
 
-A crash, a kill or a full disk leaves either the old file or the new one, never half of one.
+A crash, a kill or a full disk leaves either the old file or the new one, never half of one. A path that is a
+symbolic link is written through: its target is replaced, the link stays (as a plain `open` would do).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -14,8 +16,13 @@ from pathlib import Path
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yields a temporary path beside `path`; on success it is renamed onto `path`, on error deleted."""
+    """Yields a temporary path beside `path` (beside its target, for a symlink); on success it is renamed onto
+    `path` (its target), on error deleted."""
     path = Path(path)
+    if path.is_symlink():  # os.replace would replace the link itself with a regular file
+        path = Path(os.path.realpath(path))
+        if path.is_symlink():  # realpath stops in a loop of links
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
