@@ -362,18 +362,10 @@ def meter_change_times(ns) -> list[float]:
     """Times (seconds) where the meter changes, by note-seq's rule (`split_note_sequence_on_time_changes`, tempo
     events left out): before the first time-signature event the meter is MIDI's default 4/4, an event repeating
     the meter in force is no change, and of several at one time the first that differs is the change.
-
-    A first time signature after 0 with no note before it is the piece's meter from 0 (note-seq splits off the
-    empty stretch before it).
     """
-    signatures = sorted(ns.time_signatures, key=lambda ts: ts.time)
-    lead_in = 0.0
-    if signatures and signatures[0].time > 0:
-        if not any(n.start_time < signatures[0].time - 1e-6 for n in ns.notes):
-            lead_in = signatures[0].time  # nothing sounds before it: it is the piece's meter
     current, changes = (4, 4), []
-    for ts in signatures:
-        if _meter(ts) != current and ts.time > max(changes[-1] if changes else 0.0, lead_in):
+    for ts in sorted(ns.time_signatures, key=lambda ts: ts.time):
+        if _meter(ts) != current and ts.time > (changes[-1] if changes else 0.0):
             changes.append(ts.time)
         current = _meter(ts)
     return changes

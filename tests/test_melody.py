@@ -454,3 +454,20 @@ def test_a_sequence_without_total_time_ends_with_its_last_note():
     ns.total_time = 0.0
     assert sequences_lib.split_note_sequence_on_time_changes(ns) == []
     assert split_on_time_changes(ns) == theirs
+
+
+def test_a_meter_set_after_a_silent_count_in_starts_the_melody_on_its_bar_line():
+    # a silent 4/4 bar (MIDI's default meter), then 3/4 at 2.0 s: note-seq cuts there, the notes fall on 3/4 beats
+    from note_seq import sequences_lib
+
+    from melody_plugin.melody import split_on_time_changes
+
+    ns = make_sequence([(p, 4 + i, 5 + i) for i, p in enumerate([60, 62, 64, 65, 67, 69])])
+    del ns.time_signatures[:]
+    ns.time_signatures.add(time=2.0, numerator=3, denominator=4)
+    theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
+    assert [(p.subsequence_info.start_time_offset, len(p.notes)) for p in theirs] == [(0.0, 0), (2.0, 6)]
+    assert split_on_time_changes(ns) == theirs[1:]  # the empty count-in holds no melody
+    m = melody_from_note_sequence(ns)
+    assert m.time_signature == (3, 4) and [(n.pitch, n.duration_steps) for n in m.notes] == [
+        (60, 12), (62, 12), (64, 12), (65, 12), (67, 12), (69, 12)]  # two 3/4 bars from the first note

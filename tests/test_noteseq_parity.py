@@ -46,8 +46,8 @@ def random_sequence(rng):
         return rng.integers(0, 36) * grid
 
     meter = METERS[rng.integers(len(METERS))]
-    # one at 0: a first meter after 0 with no note before it is the piece's (a deliberate difference)
-    ns.time_signatures.add(time=0.0, numerator=meter[0], denominator=meter[1])
+    if rng.random() < 0.8:  # else the first comes later (after 4/4, MIDI's default)
+        ns.time_signatures.add(time=0.0, numerator=meter[0], denominator=meter[1])
     times = []
     for _ in range(rng.integers(0, 6)):
         time = float(rng.choice(times)) if times and rng.random() < 0.3 else some_time()  # coincident
