@@ -100,7 +100,8 @@ def _figure(value, spec: str) -> str:
 
 def table(rows: list[dict], cpu_minutes: float) -> str:
     base = rows[0]
-    lines = [f"| variant ({cpu_minutes:g} CPU-min each) | steps | tokens/s | CPU min used | bits/note | vs first | "
+    trained = any(r["steps"] is not None for r in rows)
+    lines = [f"| {f'variant ({cpu_minutes:g} CPU-min each)' if trained else 'model'} | steps | tokens/s | CPU min used | bits/note | vs first | "
              "pitch bits/note | vs first | accuracy |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cpu_min = None if r["train_cpu_s"] is None else r["train_cpu_s"] / 60
@@ -131,12 +132,12 @@ def main() -> None:
     parser.add_argument("--work_dir", help="keep the dataset and run dirs here (default: a temporary folder)")
     parser.add_argument("--output_json")
     args = parser.parse_args()
-    variants = dict(args.variant) if args.variant else VARIANTS
+    variants = dict(args.variant) if args.variant else ({} if args.score else VARIANTS)  # --score alone: no training
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work_dir or tmp)
         data, held_out = work / "data", work / "held_out"
-        if not (data / "train.tfrecord").is_file():
+        if variants and not (data / "train.tfrecord").is_file():
             run([str(BIN / "melody_create_dataset"), f"--input={args.input}", f"--output_dir={data}",
                  "--config=folk_lstm", "--progress=false"])
         print(f"{held_out_folder(Path(args.input), held_out, 0.1)} held-out files; dataset in {data}", flush=True)

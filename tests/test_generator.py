@@ -302,7 +302,7 @@ def test_embedded_default_model_loads_and_generates(tmp_path):
     assert (ts.numerator, ts.denominator) == (6, 8) and out.melody.time_signature == (6, 8)
     assert set(out_ends) == {expected_bars * 3 * conftest.midi_ticks(tmp_path / "out.mid")[0]}
     assert out.total_bars == expected_bars
-    assert dataclasses.asdict(gen.config)["name"] == "char_lstm"
+    assert dataclasses.asdict(gen.config)["name"] == "folk_lookback" and gen.config.bar_lookback  # our best config
 
 
 @pytest.mark.parametrize("meter", [(4, 4), (3, 4), (6, 8)])
