@@ -1,4 +1,4 @@
-"""Generations -> files: one MIDI per output, a JSON sidecar to reproduce it, and optional PNG/WAV renders.
+"""Generations -> files: one MIDI (or ABC, MusicXML) per output, a JSON sidecar, and PNG/WAV/score renders.
 
 Entry point: `write_generations(generations, output_dir, prefix, ...) -> list[Path]`. File names never overwrite
 an existing file unless `overwrite` is set; every file is written to a temporary name and renamed into place.
@@ -16,7 +16,18 @@ from melody_plugin.errors import MelodyPluginError
 class OutputError(MelodyPluginError):
     """A bad output request: unknown render kinds, an output that would overwrite a user's file."""
 
-RENDER_KINDS = ("png", "wav")
+RENDER_KINDS = ("png", "wav", "score")
+FORMATS = {"mid": ".mid", "abc": ".abc", "musicxml": ".musicxml"}  # --format: the files of each melody
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """--format: "mid,abc,musicxml" -> ("mid", "abc", "musicxml"); at least one."""
+    kinds = tuple(dict.fromkeys(k.strip().lower() for k in (text or "").split(",") if k.strip()))
+    bad = [k for k in kinds if k not in FORMATS]
+    if bad or not kinds:
+        raise OutputError(f"--format: {'unknown format(s) ' + ', '.join(bad) if bad else 'no format given'}; "
+                          f"choose from {', '.join(FORMATS)}")
+    return kinds
 
 
 def parse_render(text: str) -> tuple[str, ...]:
@@ -24,6 +35,10 @@ def parse_render(text: str) -> tuple[str, ...]:
     bad = [k for k in kinds if k not in RENDER_KINDS]
     if bad:
         raise OutputError(f"--render: unknown kind(s) {', '.join(bad)}; choose from {', '.join(RENDER_KINDS)}")
+    if "score" in kinds:  # before any work: verovio is an extra
+        from melody_plugin.notation import score
+
+        score.require()
     return kinds
 
 
@@ -39,8 +54,12 @@ def _free_index(output_dir: Path, prefix: str, count: int) -> int:
 
 
 def write_generations(generations, output_dir, prefix: str = "melody", overwrite: bool = False,
-                      render=(), sidecar: dict | None = None) -> list[Path]:
-    """Writes each generation as PREFIX_NNN.mid (+ .json, and .png/.wav when asked). Returns the MIDI paths."""
+                      render=(), sidecar: dict | None = None, formats=("mid",)) -> list[Path]:
+    """Writes each generation as PREFIX_NNN.mid (+ .json, and renders when asked). Returns each first-format path.
+
+    `formats` picks the files: "mid", "abc", "musicxml" (the paths returned are of the first); `render` adds
+    "png" (piano roll), "wav" and "score" (sheet music: .score.svg, and .score.png where cairosvg is installed).
+    """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", prefix) or "melody"
@@ -49,11 +68,15 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
     for i, gen in enumerate(generations):
         stem = output_dir / f"{prefix}_{first + i:03d}"
         midi_path = stem.with_suffix(".mid")
-        midi_io.note_sequence_to_midi_file(gen.note_sequence, midi_path)
         m = gen.melody
+        if "mid" in formats:
+            midi_io.note_sequence_to_midi_file(gen.note_sequence, midi_path)
+        if "abc" in formats or "musicxml" in formats or "score" in render:
+            _write_notation(gen, stem, formats, render)
         record = dict(sidecar or {})
         record.update({
-            "midi_file": midi_path.name,
+            "midi_file": midi_path.name if "mid" in formats else None,
+            "files": [stem.with_suffix(FORMATS[f]).name for f in formats],
             "output_index": i,
             "seed": gen.seed,
             "time_signature": list(m.time_signature),
@@ -81,5 +104,20 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
             from melody_plugin import render as render_lib
 
             render_lib.wav_file(gen.note_sequence, stem.with_suffix(".wav"))
-        paths.append(midi_path)
+        paths.append(stem.with_suffix(FORMATS[formats[0]]))
     return paths
+
+
+def _write_notation(gen, stem: Path, formats, render) -> None:
+    """ABC, MusicXML and the engraved score of one generation (notation/ is imported only when asked for)."""
+    from melody_plugin.notation import abc_out, musicxml_out
+
+    title = stem.name
+    if "abc" in formats:
+        abc_out.write_abc(gen.melody, stem.with_suffix(".abc"), title)
+    if "musicxml" in formats:
+        musicxml_out.write_musicxml(gen.melody, stem.with_suffix(".musicxml"), title)
+    if "score" in render:
+        from melody_plugin.notation import score
+
+        score.write_score(gen.melody, stem.with_suffix(".score"), gen.primer_steps, title)

@@ -41,7 +41,9 @@ common.define("string", "scale", None, "Only these pitch classes, e.g. '0,2,4,7,
 common.define("string", "pitch_range", None, "Only pitches in LOW:HIGH (MIDI numbers), e.g. 55:84.")
 common.define("enum", "sampler", "numpy", ["numpy", "tf"], "numpy: the sampling loop in numpy (no TensorFlow "
               "import, starts in a second, beam search); tf: one compiled TensorFlow loop for the whole batch.")
-common.define("string", "render", "", "Also write png (piano roll) and/or wav (synthesized audio), e.g. png,wav.")
+common.define("string", "render", "", "Also write png (piano roll), wav (synthesized audio) and/or score (sheet "
+              "music as .score.svg, and .score.png with cairosvg; needs the [notation] extra), e.g. png,wav,score.")
+common.define("string", "format", "mid", "Files of each melody: mid, abc and/or musicxml, e.g. mid,abc,musicxml.")
 
 
 def _save_bundle():
@@ -74,7 +76,7 @@ def main(argv):
     if FLAGS.key and FLAGS.scale:
         common.fail("melody_generate", "give --key or --scale, not both")
     # --- flags -> values
-    render = outputs.parse_render(FLAGS.render)
+    render, formats = outputs.parse_render(FLAGS.render), outputs.parse_formats(FLAGS.format)
     gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
     policy = FLAGS.polyphony_policy or gen.config.polyphony_policy
     meter = melody_lib.parse_time_signature(FLAGS.time_signature)
@@ -113,7 +115,8 @@ def main(argv):
             "key", "scale", "pitch_range", "polyphony_policy", "track", "program", "sampler")},
     }
     sidecar["flags"].update(time_signature=f"{num}/{den}", polyphony_policy=policy)
-    paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar)
+    paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar,
+                                      formats)
     melodies = "melody" if len(paths) == 1 else "melodies"
     print(f"wrote {len(paths)} {melodies} of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
           f"in {time.perf_counter() - start:.2f} s (seed {seed}):")
