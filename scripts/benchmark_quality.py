@@ -2,7 +2,7 @@
 
     python scripts/benchmark_quality.py                      # 5 variants x 10 CPU-minutes: about 40 min on 2 cores
     python scripts/benchmark_quality.py --cpu_minutes=2 --variant=mine=folk_lstm:dropout_rate=0.3
-    python scripts/benchmark_quality.py --variant=char_lstm=char_lstm: --score="shipped=melody_plugin/data/default_model"
+    python scripts/benchmark_quality.py --score=shipped=melody_plugin/data/default_model   # score only, no training
 
 Each variant is a config and `--hparams` overrides. The folk set is read once into a dataset folder
 (`melody_create_dataset`, the file-name split with eval_ratio 0.1), every variant trains on its train split with
@@ -101,7 +101,8 @@ def _figure(value, spec: str) -> str:
 def table(rows: list[dict], cpu_minutes: float) -> str:
     base = rows[0]
     trained = any(r["steps"] is not None for r in rows)
-    lines = [f"| {f'variant ({cpu_minutes:g} CPU-min each)' if trained else 'model'} | steps | tokens/s | CPU min used | bits/note | vs first | "
+    first = f"variant ({cpu_minutes:g} CPU-min each)" if trained else "model"
+    lines = [f"| {first} | steps | tokens/s | CPU min used | bits/note | vs first | "
              "pitch bits/note | vs first | accuracy |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         cpu_min = None if r["train_cpu_s"] is None else r["train_cpu_s"] / 60
