@@ -26,6 +26,10 @@ EXTRAS = {
     "music21": ("music21", 'pip install -e ".[music21]"'),
     "magenta": ("magenta", "pip install --no-deps magenta==2.1.4 tensorflow-probability==0.25.0 tf-keras==2.21.0 "
                            "dm-tree tf-slim==1.1.0"),
+    "notation": ("verovio", 'pip install -e ".[notation]"'),
+    "studio": ("starlette", 'pip install -e ".[studio]"'),
+    # the browser tests also need Chromium and its driver: apt-get install chromium chromium-driver
+    "browser": ("selenium", 'pip install -e ".[studio,browser]" and apt-get install chromium chromium-driver'),
 }
 
 
