@@ -158,14 +158,24 @@ def generation_speed(run_dir) -> dict:
     tf_ms = statistics.median(tf_times) / 10 * 1000
     # baseline: re-run the Keras model on the whole growing sequence for every new token (the tutorial's way)
     from melody_plugin.numpy_model import keras_model_from_weights
-    from melody_plugin.vocab import START
+    from melody_plugin.vocab import START, lookback_features, meter_features, token_durations
 
     model = keras_model_from_weights(gen.config, gen.weights)
     seq = [START] + gen.vocab.encode(primer)
     rng = np.random.default_rng(0)
+
+    def model_inputs(ids):  # the ids, and for a model with meter inputs its features, recomputed for the whole prefix
+        if not gen.config.meter_features:
+            return np.array([ids])
+        steps = token_durations(ids, gen.vocab.durations())
+        inputs = dict(zip(("bar_position", "bar_steps"), meter_features(steps, primer.steps_per_bar)), ids=ids)
+        if gen.config.bar_lookback:
+            inputs.update(zip(("lookback_1", "lookback_2"), lookback_features(steps, ids, primer.steps_per_bar)))
+        return {name: np.asarray([value]) for name, value in inputs.items()}
+
     start, naive_tokens = time.perf_counter(), 0
     while time.perf_counter() - start < 5 and naive_tokens < 64:
-        logits = np.asarray(model(np.array([seq]), training=False))[0, -1]
+        logits = np.asarray(model(model_inputs(seq), training=False))[0, -1]
         p = np.exp(logits - logits.max())
         seq.append(int(rng.choice(len(p), p=p / p.sum())))
         naive_tokens += 1
