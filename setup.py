@@ -9,12 +9,14 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["melody_plugin", "melody_plugin.cli", "melody_plugin.configs"],
+    packages=["melody_plugin", "melody_plugin.cli", "melody_plugin.configs", "melody_plugin.notation",
+              "melody_plugin.studio"],
     # The built-in presets live in the top-level configs/ folder and are installed as a package.
     package_dir={"melody_plugin": "melody_plugin", "melody_plugin.configs": "configs"},
     package_data={
         "melody_plugin": ["data/corpus/*.mid", "data/examples/*.mid", "data/default_model/*"],
         "melody_plugin.configs": ["*.toml"],
+        "melody_plugin.studio": ["static/*"],  # the page: HTML, CSS, JavaScript (no network at run time)
     },
     include_package_data=False,
     install_requires=[
@@ -38,6 +40,12 @@ setup(
         # Magenta's DAGs). Magenta itself pins packages that do not install on Python 3.11, so it goes in next,
         # without its dependencies: pip install --no-deps magenta==2.1.4 (see .ci/run).
         "magenta": ["tensorflow-probability==0.25.0", "tf-keras==2.21.0", "dm-tree", "tf-slim==1.1.0"],
+        # --render=score: verovio engraves the MusicXML we write; cairosvg turns its SVG into PNG (needs libcairo)
+        "notation": ["verovio>=4.3,<7", "cairosvg>=2.7,<3"],
+        # melody_studio: the page's server, and verovio for its sheet music
+        "studio": ["starlette>=0.37,<2", "uvicorn>=0.29,<1", "verovio>=4.3,<7"],
+        # the studio's browser tests: Selenium drives Debian's chromium + chromium-driver (apt-get, see .ci/run)
+        "browser": ["selenium>=4.20,<5"],
     },
     entry_points={
         "console_scripts": [
@@ -46,6 +54,7 @@ setup(
             "melody_evaluate=melody_plugin.cli.melody_evaluate:console_entry_point",
             "melody_generate=melody_plugin.cli.melody_generate:console_entry_point",
             "melody_export=melody_plugin.cli.melody_export:console_entry_point",
+            "melody_studio=melody_plugin.cli.melody_studio:console_entry_point",
         ],
     },
 )
