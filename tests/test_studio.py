@@ -187,7 +187,13 @@ def test_a_file_declared_too_big_is_refused_before_its_body_is_read(studio_serve
     with socket.create_connection(("127.0.0.1", running.port), timeout=30) as conn:
         conn.sendall(b"POST /api/primer?name=big.mid HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Melody-Studio: 1\r\n"
                      b"Content-Length: 104857600\r\n\r\nMThd")
-        reply = conn.recv(65536).decode()
+        reply = b""
+        while b"\r\n\r\n" not in reply or not reply.endswith(b"}"):  # the headers, then the JSON body
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    reply = reply.decode()
     assert reply.startswith("HTTP/1.1 413")
     assert "big.mid: 104857600 bytes is over the 16777216 byte limit" in reply
 

@@ -182,7 +182,9 @@ def create_app(studio: Studio) -> Starlette:
         if job not in studio.jobs or not DOWNLOAD_NAME.match(name) or not (jobs_dir / job / name).is_file():
             return _error("no such file (the studio keeps files until it stops)", 404)
         kind = name.rsplit(".", 1)[1]
-        return FileResponse(jobs_dir / job / name, media_type=MEDIA_TYPES[kind], filename=name)
+        # the name the page's link gives it: files of several generations do not clash in a downloads folder
+        filename = name.replace("melody_", f"melody_{job[:6]}_")
+        return FileResponse(jobs_dir / job / name, media_type=MEDIA_TYPES[kind], filename=filename)
 
     async def http_error(request, exc):
         return _error(exc.detail if isinstance(exc.detail, str) else "bad request", exc.status_code)

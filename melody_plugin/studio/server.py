@@ -80,6 +80,7 @@ class StudioServer:
         except OSError as e:
             self.sock.close()
             raise StudioError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port") from None
+        self.sock.listen(128)  # connections wait in the backlog from now on: the URL printed answers at once
         self.host, self.port = host, self.sock.getsockname()[1]
         uvicorn = _uvicorn()
         config = uvicorn.Config(create_app(studio), log_level="warning", access_log=False,
