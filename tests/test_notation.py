@@ -25,6 +25,8 @@ CASES = {
     "5_4": ((5, 4), (9, True), "A4:1.5 C5:0.5 E5:3 D5:2 B4:1 G#4:1 A4:1", ()),
     "flats_f_minor": ((4, 4), (5, True), "F4:1 Ab4:0.5 Bb4:0.5 C5:1 Db5:1 E4:2 F4:2", ()),
     "sharps_e_major": ((4, 4), (4, False), "E4:1 F#4:1 G#4:0.5 A4:0.5 B4:1 C#5:1 D#5:1 G5:1 F#5:1 E5:4", ()),
+    "4_4_two_note_triplet_and_sextuplet": ((4, 4), (0, False), "C5:1/3 D5:2/3 E5:1/6 F5:1/6 G5:1/6 A5:1/2 B5:2 C6:4",
+                                           ()),
     "quarter_triplets_and_tempo_change": ((2, 4), (7, False), "G4:2/3 A4:2/3 B4:2/3 D5:2 C5:1 B4:1", ((24, 90.0),)),
 }
 
@@ -85,10 +87,13 @@ def test_abc_ties_a_note_across_the_bar_line():
 
 def test_abc_triplets_in_6_8_and_quarter_triplets_in_2_4():
     sixteenths = abc_out.melody_to_abc(case_melody("6_8_triplets"))
-    assert "(3:2:3E/F/G/" in sixteenths  # three sixteenths in the time of two (F# from K:D)
+    assert "(3E/F/G/" in sixteenths  # three sixteenths in the time of two (F# from K:D)
     quarters = abc_out.melody_to_abc(case_melody("quarter_triplets_and_tempo_change"))
-    assert "(3:2:3G2 A2 B2" in quarters  # three quarters in the time of two (not beamed)
+    assert "(3G2 A2 B2" in quarters  # three quarters in the time of two (not beamed)
     assert "[Q:1/4=90]" in quarters
+    others = abc_out.melody_to_abc(case_melody("4_4_two_note_triplet_and_sextuplet"))
+    assert "(3:2:2c d2" in others  # a triplet eighth then a triplet quarter: two notes under the 3
+    assert "(6:4:4e/f/g/a3/2" in others  # sixteenth sextuplet: three of them, then a dotted one
 
 
 def test_abc_writes_accidentals_outside_the_key_and_again_after_a_bar_line():

@@ -3,7 +3,7 @@
 Step of the flow: melody -> notation. Entry points: `melody_to_abc(melody, title=..., reference_number=1) -> str`
 and `write_abc(melody, path, ...)`. The header is `X: T: M: L:1/8 Q:1/4=.. K:` (the key from the melody, `Gm`
 for G minor); bars are `|`, four to a line, ending `|]`; ties `-` (across bar lines too, the accidental written
-again in the new bar), tuplets `(p:q:r`, rests `z`, beamed notes written together, inline `[Q:...]` where the
+again in the new bar), tuplets `(3` or `(p:q:r`, rests `z`, beamed notes written together, inline `[Q:...]` where the
 tempo changes. The bars, ties and tuplets come from layout.py.
 """
 
@@ -65,7 +65,9 @@ def _event(e: Written) -> str:
     text = f"[Q:{abc_tempo(e.tempo)}]" if e.tempo else ""
     if e.tuplet_start:
         actual, normal = e.tuplet
-        text += f"({actual}:{normal}:{e.tuplet_count}"
+        # "(3" is the triplet every ABC reader knows; others say all three numbers (their defaults vary by meter)
+        short = (actual, normal, e.tuplet_count) == (3, 2, 3)
+        text += "(3" if short else f"({actual}:{normal}:{e.tuplet_count}"
     text += ("z" if e.is_rest else _pitch(e)) + _length(e.written_quarters)
     return text + ("-" if e.tie_start else "")
 
