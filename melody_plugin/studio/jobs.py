@@ -21,8 +21,9 @@ WORKER_MODULE = "melody_plugin.studio.worker"
 class WorkerPool:
     """At most `max_workers` worker processes at once; a request waits for a free one within its time limit."""
 
-    def __init__(self, max_workers: int = 2, timeout_s: float = 60.0, log=None):
+    def __init__(self, max_workers: int = 2, timeout_s: float = 60.0, log=None, cwd=None):
         self.timeout_s = timeout_s
+        self.cwd = cwd  # `python -m` puts its folder first on sys.path: the studio's own, not the user's
         self._slots = threading.BoundedSemaphore(max_workers)
         self._running: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
@@ -45,7 +46,8 @@ class WorkerPool:
             if self._closed:
                 return {"error": "the studio is shutting down"}
             proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                    cwd=self.cwd)
             self._running.add(proc)
         try:
             stdout, stderr = proc.communicate(json.dumps(request), timeout=max(timeout_s, 0.001))

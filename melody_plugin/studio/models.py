@@ -67,7 +67,7 @@ def find_models(run_dirs=(), search_dirs=()) -> list[ModelEntry]:
     Raises:
       ModelListError: a run dir given that is not one, or a search folder that does not exist.
     """
-    entries = [ModelEntry("0", "folk model shipped with melody_plugin", None, _detail(DEFAULT_MODEL_DIR))]
+    entries = [ModelEntry("0", "the shipped folk model", None, _detail(DEFAULT_MODEL_DIR))]
     paths = []
     for run_dir in run_dirs:
         path = Path(run_dir).expanduser()

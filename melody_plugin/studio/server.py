@@ -60,7 +60,7 @@ def studio_session(run_dirs=(), models_dirs=(), timeout_s: float = 60.0, workers
     """A Studio with its temporary folder (uploads, generated files), removed with the workers on exit."""
     models = find_models(run_dirs, models_dirs)
     work_dir = Path(tempfile.mkdtemp(prefix="melody_studio_"))
-    pool = WorkerPool(workers, timeout_s)
+    pool = WorkerPool(workers, timeout_s, cwd=work_dir)
     try:
         yield Studio(models, work_dir, pool, max_upload_bytes, ["*"] if any_host else list(LOOPBACK_HOSTS))
     finally:

@@ -82,6 +82,7 @@ async function uploadPrimer(file) {
     $("primer-summary").textContent =
       `${p.time_signature.join("/")}, ${p.key}, ${p.qpm} qpm, ${p.bars} bars, ${p.num_notes} notes`;
     $("primer-info").hidden = false;
+    $("time-signature").value = p.time_signature.join("/");  // the file's meter: what the outputs will be in
     showMessage(body.warnings.join("\n"), body.warnings.length ? "warning" : "");
   } catch (e) {
     showMessage(e.message, "error");
