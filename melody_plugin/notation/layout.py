@@ -304,8 +304,7 @@ def melody_to_layout(melody: Melody, primer_steps: int = 0, pickup: bool = True)
             span_events = []
             for pitch, start, end, tie_in, tie_on in inside:
                 lo, hi = max(start, a), min(end, b)
-                span_events += _written(pitch, lo, hi, spq, tuplet, s_end - s_start,
-                                        tie_in or lo > start, tie_on or hi < end)
+                span_events += _written(pitch, lo, hi, spq, tuplet, tie_in or lo > start, tie_on or hi < end)
             if tuplet and span_events:
                 span_events[0] = dataclasses.replace(span_events[0], tuplet_start=True,
                                                      tuplet_count=len(span_events))
@@ -319,7 +318,7 @@ def melody_to_layout(melody: Melody, primer_steps: int = 0, pickup: bool = True)
     return Layout(melody, tuple(measures), fifths, (spb - lead) if lead else 0)
 
 
-def _written(pitch, start, end, spq, tuplet, span_quarters, tie_in, tie_on) -> list[Written]:
+def _written(pitch, start, end, spq, tuplet, tie_in, tie_on) -> list[Written]:
     """One piece of a note inside a span as tied written values (in a tuplet, each unit is written longer)."""
     scale = Fraction(tuplet[0], tuplet[1]) if tuplet else Fraction(1)
     written = Fraction(end - start, spq) * scale

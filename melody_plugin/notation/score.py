@@ -9,6 +9,7 @@ the primer stays black.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from melody_plugin import atomic
@@ -45,8 +46,6 @@ def _verovio():
 
 def available() -> bool:
     """Whether verovio can be imported (the `[notation]` extra)."""
-    import importlib.util
-
     return importlib.util.find_spec("verovio") is not None
 
 

@@ -1,5 +1,8 @@
 """Studio settings -> a running local web server: its temporary folder, the bound socket and uvicorn.
 
+Like app.py (Starlette), this module is the server: it imports uvicorn at the top, and only melody_studio's `main`
+imports it, after checking that the `[studio]` extra is installed.
+
 Entry points: `check_host(host, expose_to_network)`, `with studio_session(...) as studio:` (the model menu, the
 worker pool and a temporary folder that is removed on exit, whatever ends the server) and
 `StudioServer(studio, host, port)` with `.url`, `.serve()` (blocking, for the CLI) or `.start()`/`.stop()` (a
@@ -18,6 +21,8 @@ import threading
 import time
 from pathlib import Path
 
+import uvicorn
+
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.studio.app import LOOPBACK_HOSTS, Studio, create_app
 from melody_plugin.studio.jobs import WorkerPool
@@ -26,12 +31,6 @@ from melody_plugin.studio.models import find_models
 
 class StudioError(MelodyPluginError):
     """A studio that cannot start: a host it may not expose, a port in use."""
-
-
-def _uvicorn():
-    import uvicorn
-
-    return uvicorn
 
 
 def is_loopback(host: str) -> bool:
@@ -82,7 +81,6 @@ class StudioServer:
             raise StudioError(f"cannot listen on {host}:{port} ({e.strerror or e}); pick another --port") from None
         self.sock.listen(128)  # connections wait in the backlog from now on: the URL printed answers at once
         self.host, self.port = host, self.sock.getsockname()[1]
-        uvicorn = _uvicorn()
         config = uvicorn.Config(create_app(studio), log_level="warning", access_log=False,
                                 timeout_graceful_shutdown=3)
         self.server = uvicorn.Server(config)

@@ -20,6 +20,8 @@ from melody_plugin import melody as melody_lib, outputs
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.generator import MelodyGenerator
 from melody_plugin.melody import Melody
+from melody_plugin.notation import score
+from melody_plugin.quiet import quiet_third_party
 from melody_plugin.sampler import Constraints, SamplingOptions
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -60,8 +62,6 @@ def _load_primer(gen: MelodyGenerator, request: dict) -> tuple[Melody, list[str]
 
 def _score_svg(melody: Melody, primer_steps: int) -> tuple[str | None, str | None]:
     """(svg, None), or (None, why) where verovio is missing or refuses: the page still draws the piano roll."""
-    from melody_plugin.notation import score
-
     if not score.available():
         return None, f"sheet music needs verovio: {score.INSTALL_HINT}"
     try:
@@ -122,8 +122,6 @@ def handle(request: dict) -> dict:
 
 
 def main() -> int:
-    from melody_plugin.quiet import quiet_third_party
-
     quiet_third_party()
     try:
         request = json.loads(sys.stdin.read(MAX_REQUEST_BYTES))
