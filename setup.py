@@ -1,6 +1,6 @@
 """Install melody_plugin: `pip install .` (add `[test]` for the test tools)."""
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="melody_plugin",
@@ -9,8 +9,8 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=["melody_plugin", "melody_plugin.cli", "melody_plugin.configs", "melody_plugin.notation",
-              "melody_plugin.studio"],
+    # the package and its sub-packages (one per step of the flow), and the presets as melody_plugin.configs
+    packages=find_packages(include=["melody_plugin", "melody_plugin.*"]) + ["melody_plugin.configs"],
     # The built-in presets live in the top-level configs/ folder and are installed as a package.
     package_dir={"melody_plugin": "melody_plugin", "melody_plugin.configs": "configs"},
     package_data={

@@ -1,59 +1,6 @@
-"""Write user artefacts safely: to a temporary file in the same folder, then `os.replace` into place.
+"""Thin re-export: the old module path melody_plugin.atomic, kept so old imports keep working.
 
-A crash, a kill or a full disk leaves either the old file or the new one, never half of one. A path that is a
-symbolic link is written through: its target is replaced, the link stays (as a plain `open` would do).
+The code lives in melody_plugin.runtime.atomic.
 """
 
-from __future__ import annotations
-
-import contextlib
-import errno
-import json
-import os
-import tempfile
-from pathlib import Path
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yields a temporary path beside `path` (beside its target, for a symlink); on success it is renamed onto
-    `path` (its target), on error deleted."""
-    path = Path(path)
-    if path.is_symlink():  # os.replace would replace the link itself with a regular file
-        path = Path(os.path.realpath(path))
-        if path.is_symlink():  # realpath stops in a loop of links
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; users expect their umask
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Atomically writes `data` to `path`, fsynced before the rename."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: str | os.PathLike, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+from melody_plugin.runtime.atomic import _umask, atomic_path, write_bytes, write_json, write_text  # noqa: F401

@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from melody_plugin import atomic, midi_io
 from melody_plugin.errors import MelodyPluginError
+from melody_plugin.io import midi as midi_io
+from melody_plugin.runtime import atomic
 
 
 class OutputError(MelodyPluginError):

@@ -1,51 +1,6 @@
-"""note-seq's protobuf modules (`music_pb2`, `generator_pb2`) without importing the note-seq package.
+"""Thin re-export: the old module path melody_plugin.protos, kept so old imports keep working.
 
-Every `from note_seq.protobuf import music_pb2` runs `note_seq/__init__.py`, which imports all of note-seq,
-its notebook helpers with bokeh and pandas among them: about a second, most of `melody_generate`'s start-up.
-`music_pb2()` loads the generated module by its file path instead (a few ms). The message classes are the
-same objects either way (protobuf keeps one class per descriptor), so sequences made here and by note-seq
-mix freely. When note-seq is already imported, its own module is returned.
+The code lives in melody_plugin.io.protos.
 """
 
-from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
-
-_loaded: dict[str, object] = {}
-
-
-def _load(name: str):
-    """note_seq.protobuf.<name>: the real module when note-seq is imported, else loaded by path, once."""
-    real = sys.modules.get(f"note_seq.protobuf.{name}")
-    if real is not None:
-        return real
-    if name in _loaded:
-        return _loaded[name]
-    from melody_plugin.quiet import quiet_third_party
-
-    quiet_third_party()
-    spec = importlib.util.find_spec("note_seq")  # finds the package without running its __init__
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("note_seq is not installed (pip install note-seq)", name="note_seq")
-    path = Path(next(iter(spec.submodule_search_locations))) / "protobuf" / f"{name}.py"
-    if not path.is_file():  # an unusual install (zipped, compiled only): the ordinary, slower import
-        module = importlib.import_module(f"note_seq.protobuf.{name}")
-    else:
-        # a private name: `note_seq.protobuf.<name>` in sys.modules would make `import note_seq` half-done
-        module_spec = importlib.util.spec_from_file_location(f"melody_plugin._note_seq_{name}", path)
-        module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
-    _loaded[name] = module
-    return module
-
-
-def music_pb2():
-    """note-seq's `music_pb2` module (`NoteSequence`), without importing the note-seq package."""
-    return _load("music_pb2")
-
-
-def generator_pb2():
-    """note-seq's `generator_pb2` module (`GeneratorBundle`, `GeneratorOptions`), without the note-seq package."""
-    return _load("generator_pb2")
+from melody_plugin.io.protos import _load, _loaded, generator_pb2, music_pb2  # noqa: F401

@@ -62,7 +62,7 @@ def startup(out_dir, magenta_bundle=None, repeats=5) -> list[str]:
     bundle (e.g. basic_rnn.mag) is given. Returns the report lines."""
     import os
 
-    from melody_plugin.generator import EXAMPLE_PRIMER
+    from melody_plugin.generate.generator import EXAMPLE_PRIMER
 
     generate = [str(BIN / "melody_generate"), f"--primer_midi={EXAMPLE_PRIMER}", "--num_outputs=10",
                 "--num_bars=8", f"--output_dir={Path(out_dir) / 'startup'}", "--seed=1", "--overwrite"]
@@ -95,11 +95,13 @@ def startup(out_dir, magenta_bundle=None, repeats=5) -> list[str]:
 
 
 def train_speed(config_name, data_dir, steps, run_root) -> dict:
-    from melody_plugin import registry, train
+    from melody_plugin.model import registry
+    from melody_plugin.train.loop import train_and_evaluate
+    from melody_plugin.train.options import TrainOptions
 
     config = registry.get_config(config_name)
     run_dir = Path(run_root) / config_name
-    result = train.train_and_evaluate(config, run_dir, data_dir, train.TrainOptions(
+    result = train_and_evaluate(config, run_dir, data_dir, TrainOptions(
         num_training_steps=steps, summary_frequency=max(steps // 5, 1), save_checkpoint_steps=steps * 10,
         progress=False, log=lambda *a: None, write_curve=False))
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -114,12 +116,13 @@ def fit_baseline(data_dir, steps=300) -> float:
     import keras
     import numpy as np
 
-    from melody_plugin import dataset, registry
-    from melody_plugin.model import build_model
-    from melody_plugin.vocab import Vocabulary
+    from melody_plugin.model import registry
+    from melody_plugin.model.keras_model import build_model
+    from melody_plugin.tokens import records as dataset
+    from melody_plugin.tokens.vocab import Vocabulary
 
     vocab = Vocabulary.load(Path(data_dir) / "vocab.json")
-    stream = np.concatenate(dataset.read_sequences(Path(data_dir) / dataset.TRAIN_FILE))
+    stream = np.concatenate(dataset.read_ids(Path(data_dir) / dataset.TRAIN_FILE))
     n = steps * 16
     windows = np.lib.stride_tricks.sliding_window_view(stream, 9)[:n]
     x, y = windows[:, :-1], windows[:, 1:]
@@ -134,8 +137,8 @@ def fit_baseline(data_dir, steps=300) -> float:
 def generation_speed(run_dir) -> dict:
     import numpy as np
 
-    from melody_plugin.generator import EXAMPLE_PRIMER, MelodyGenerator
-    from melody_plugin.sampler import SamplingOptions
+    from melody_plugin.generate.generator import EXAMPLE_PRIMER, MelodyGenerator
+    from melody_plugin.generate.sampler import SamplingOptions
 
     start = time.perf_counter()
     gen = MelodyGenerator.from_run_dir(run_dir)
@@ -157,10 +160,10 @@ def generation_speed(run_dir) -> dict:
         tf_times.append(time.perf_counter() - start)
     tf_ms = statistics.median(tf_times) / 10 * 1000
     # baseline: re-run the Keras model on the whole growing sequence for every new token (the tutorial's way)
-    from melody_plugin.numpy_model import keras_model_from_weights
-    from melody_plugin.vocab import START, lookback_features, meter_features, token_durations
+    from melody_plugin.model.numpy_model import weights_to_keras_model
+    from melody_plugin.tokens.vocab import START, lookback_features, meter_features, token_durations
 
-    model = keras_model_from_weights(gen.config, gen.weights)
+    model = weights_to_keras_model(gen.config, gen.weights)
     seq = [START] + gen.vocab.encode(primer)
     rng = np.random.default_rng(0)
 
@@ -196,8 +199,9 @@ def main():
     parser.add_argument("--magenta_bundle", default=None,
                         help="a Magenta melody_rnn bundle (basic_rnn.mag) to time melody_rnn_generate with")
     args = parser.parse_args()
-    from melody_plugin import corpus, registry
-    from melody_plugin.generator import DEFAULT_MODEL_DIR, EXAMPLE_PRIMER
+    from melody_plugin.generate.generator import DEFAULT_MODEL_DIR, EXAMPLE_PRIMER
+    from melody_plugin.model import registry
+    from melody_plugin.tokens import corpus
 
     tmp = Path(tempfile.mkdtemp(prefix="melody_bench_"))
     lines = []

@@ -3,7 +3,7 @@
     python scripts/benchmark_continuation.py --max_tunes=60                       # the shipped model vs the copy
     python scripts/benchmark_continuation.py --run_dir=folk=runs/folk --output_json=cont.json
 
-On the folk set's held-out tunes (the file-name split training uses: corpus.split_key / corpus.is_eval at
+On the folk set's held-out tunes (the file-name split training uses: split_key / is_eval at
 --eval_ratio, sorted by name, the first melody of each file), the primer is a tune's first --primer_bars bars
 and the reference is what the tune really does in the next --reference_bars bars (continuation.py cuts them at
 the tune's own bar lines). Every model continues each primer --num_outputs times for exactly --reference_bars
@@ -28,11 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from melody_plugin import atomic, continuation, corpus, registry  # noqa: E402
 from melody_plugin.errors import MelodyPluginError  # noqa: E402
-from melody_plugin.generator import MelodyGenerator  # noqa: E402
-from melody_plugin.quiet import quiet_third_party  # noqa: E402
-from melody_plugin.sampler import SamplingOptions  # noqa: E402
+from melody_plugin.evaluate import continuation
+from melody_plugin.generate.generator import MelodyGenerator
+from melody_plugin.generate.sampler import SamplingOptions
+from melody_plugin.io.inputs import input_files
+from melody_plugin.model import registry
+from melody_plugin.runtime import atomic
+from melody_plugin.runtime.quiet import quiet_third_party
+from melody_plugin.tokens.corpus import Reading, collect_melodies, is_eval, split_key
 
 COLUMNS = (("pitch_class_overlap", "pitch-class overlap"), ("interval_overlap", "interval overlap"),
            ("duration_overlap", "duration overlap"), ("notes_per_bar", "notes/bar"),
@@ -42,12 +46,12 @@ READ_CONFIG = "char_lstm"  # tunes are read with its extraction settings (grid, 
 
 
 def held_out_files(input_path, eval_ratio: float) -> list[Path]:
-    """The files training holds out, in name order: the split is keyed on the file's name (corpus.split_key)."""
+    """The files training holds out, in name order: the split is keyed on the file's name (split_key)."""
     quiet_third_party()
     from note_seq.protobuf import music_pb2
 
-    return [path for path in corpus.input_files(input_path)
-            if corpus.is_eval(corpus.split_key(music_pb2.NoteSequence(filename=str(path))), eval_ratio)]
+    return [path for path in input_files(input_path)
+            if is_eval(split_key(music_pb2.NoteSequence(filename=str(path))), eval_ratio)]
 
 
 def held_out_tunes(input_path, config, eval_ratio: float, primer_bars: int, reference_bars: int,
@@ -60,7 +64,7 @@ def held_out_tunes(input_path, config, eval_ratio: float, primer_bars: int, refe
             break
         read += 1
         # read as training reads (same converters, config and split); the split is checked, not assumed
-        found = corpus.collect_melodies(path, config, corpus.Reading(eval_ratio, workers=1, progress=False))
+        found = collect_melodies(path, config, Reading(eval_ratio, workers=1, progress=False))
         result = found.results[0]
         if result.error or not found.eval:
             reason = result.error or "not held out"

@@ -56,12 +56,13 @@ def run(cmd: list[str]) -> tuple[str, float, float]:
 
 def held_out_folder(input_dir: Path, out: Path, eval_ratio: float) -> int:
     """Links the held-out files of `input_dir` (the split melody_create_dataset makes) into `out`."""
-    from melody_plugin import corpus
+    from melody_plugin.io.inputs import input_files
+    from melody_plugin.tokens.corpus import is_eval
 
     out.mkdir(parents=True, exist_ok=True)
     count = 0
-    for path in corpus.input_files(input_dir):
-        if corpus.is_eval(path.name, eval_ratio):
+    for path in input_files(input_dir):
+        if is_eval(path.name, eval_ratio):
             link = out / path.name
             if not link.exists():
                 link.symlink_to(path.resolve())

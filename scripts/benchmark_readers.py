@@ -20,9 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from melody_plugin import midi_io  # noqa: E402
 from melody_plugin.errors import InputFileError, MelodyPluginError  # noqa: E402
-from melody_plugin.melody import melodies_from_note_sequence  # noqa: E402
+from melody_plugin.io.abc import abc_bytes_to_text, split_abc_tunebook
+from melody_plugin.io.files import read_music_file
+from melody_plugin.music.extract import note_sequence_to_melodies
 
 
 def corpus_files() -> tuple[list[Path], list[Path]]:
@@ -46,7 +47,7 @@ def measure(files, reader: str) -> dict:
     lost = collections.Counter()
     for path in files:
         try:
-            music = midi_io.read_music_file(path, reader=reader)
+            music = read_music_file(path, reader=reader)
         except InputFileError as e:
             refused += 1
             lost[reason_kind(e.reason)] += 1
@@ -57,7 +58,7 @@ def measure(files, reader: str) -> dict:
                 lost[reason_kind(warning.split(" skipped: ", 1)[1])] += 1
         for ns in music.sequences:
             try:
-                with_melody += bool(melodies_from_note_sequence(ns, 12).melodies)
+                with_melody += bool(note_sequence_to_melodies(ns, 12).melodies)
             except MelodyPluginError:
                 pass
     return {"read": read, "with_melody": with_melody, "refused_files": refused, "lost": lost,
@@ -80,7 +81,7 @@ def main() -> None:
     parser.add_argument("--no-musicxml", action="store_true", help="measure the ABC tunebooks only")
     args = parser.parse_args()
     abc, xml = corpus_files()
-    tunes = sum(len(midi_io.split_abc_tunebook(midi_io.abc_bytes_to_text(p, p.read_bytes())[0])) for p in abc)
+    tunes = sum(len(split_abc_tunebook(abc_bytes_to_text(p, p.read_bytes())[0])) for p in abc)
     report("ABC tunebooks", abc, tunes, "tunes")
     if not args.no_musicxml:
         report("MusicXML scores", xml, len(xml), "scores")

@@ -10,7 +10,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from melody_plugin import melody as melody_lib, midi_io  # noqa: E402
+from melody_plugin.io.files import read_music_file
+from melody_plugin.io.midi import note_sequence_to_midi_file
+from melody_plugin.music import extract as melody_lib
 
 
 def main():
@@ -19,7 +21,7 @@ def main():
     parser.add_argument("--bars", type=int, default=4)
     args = parser.parse_args()
     for path in sorted(Path(args.folk).glob("*.mid")):
-        m = melody_lib.melody_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+        m = melody_lib.note_sequence_to_melody(read_music_file(path).sequences[0])
         if m.time_signature != (6, 8) or m.num_bars < 16:
             continue
         notes, steps = [], 0
@@ -30,7 +32,7 @@ def main():
             steps += n.duration_steps
         primer = m.with_notes(notes)
         out = ROOT / "melody_plugin" / "data" / "examples" / "seed.mid"
-        midi_io.note_sequence_to_midi_file(melody_lib.melody_to_note_sequence(primer), out)
+        note_sequence_to_midi_file(melody_lib.melody_to_note_sequence(primer), out)
         print(f"wrote {out} from {path.name}: {primer.num_bars:g} bars of {m.time_signature}, {m.key_name}")
         return
 

@@ -23,8 +23,10 @@ STEPS = 5000  # the shipped model's: weights.npz's metadata names its step and c
 EVAL_RATIO = 0.1
 sys.path.insert(0, str(ROOT))
 
-from melody_plugin import registry, train  # noqa: E402
-from melody_plugin.rundir import RunDir  # noqa: E402
+from melody_plugin.model import registry
+from melody_plugin.model.rundir import RunDir
+from melody_plugin.train.loop import train_and_evaluate
+from melody_plugin.train.options import TrainOptions
 
 
 def main():
@@ -39,7 +41,7 @@ def main():
     config = registry.with_hparams(registry.get_config(args.config), args.hparams)
     run_dir = Path(args.run_dir or tempfile.mkdtemp(prefix="default_model_"))
     start = time.perf_counter()
-    result = train.train_and_evaluate(config, run_dir, args.folk, train.TrainOptions(
+    result = train_and_evaluate(config, run_dir, args.folk, TrainOptions(
         num_training_steps=args.steps, eval_ratio=EVAL_RATIO, summary_frequency=1000, save_checkpoint_steps=5000,
         seed=args.seed, progress=False))
     run = RunDir(run_dir)

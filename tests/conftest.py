@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from melody_plugin.quiet import quiet_third_party  # noqa: E402
+from melody_plugin.runtime.quiet import quiet_third_party
 
 quiet_third_party()
 
@@ -107,7 +107,7 @@ def pattern_notes(pattern, repeats=1):
 
 
 def write_midi(path, notes, **kwargs) -> Path:
-    from melody_plugin import midi_io
+    from melody_plugin.io import midi as midi_io
 
     ns = make_sequence(notes, filename=str(path), **kwargs)
     midi_io.note_sequence_to_midi_file(ns, path)
@@ -174,7 +174,8 @@ def midi_ticks(path):
 def assert_same_split(folder, tfrecord, work_dir, config, expected_eval: int, total: int) -> None:
     """melody_create_dataset's split of a MIDI folder and of a TFRecord of the same tunes: the same counts, the
     same token sequences on each side."""
-    from melody_plugin import corpus, dataset
+    from melody_plugin.tokens import corpus
+    from melody_plugin.tokens import records as dataset
 
     reading = corpus.Reading(eval_ratio=0.1, progress=False)
     by_folder = corpus.create_dataset(folder, work_dir / "a", config, reading)
@@ -183,8 +184,8 @@ def assert_same_split(folder, tfrecord, work_dir, config, expected_eval: int, to
     for report in (by_folder, by_record):
         assert (report["melodies_train"], report["melodies_eval"]) == (total - expected_eval, expected_eval)
     for name in ("train.tfrecord", "eval.tfrecord"):
-        a = sorted(s.tolist() for s in dataset.read_sequences(work_dir / "a" / name))
-        b = sorted(s.tolist() for s in dataset.read_sequences(work_dir / "b" / name))
+        a = sorted(s.tolist() for s in dataset.read_ids(work_dir / "a" / name))
+        b = sorted(s.tolist() for s in dataset.read_ids(work_dir / "b" / name))
         assert a == b
 
 
@@ -222,11 +223,13 @@ TINY_HPARAMS = "rnn_layer_sizes=[48],embedding_size=16,batch_size=32,window_size
 
 def train_tiny_run(tmp_path_factory, corpus, name: str, extra_hparams: str = "") -> Path:
     """A tiny char_lstm trained 300 steps on `corpus` into a fresh run dir."""
-    from melody_plugin import registry, train
+    from melody_plugin.model import registry
+    from melody_plugin.train.loop import train_and_evaluate
+    from melody_plugin.train.options import TrainOptions
 
     run_dir = tmp_path_factory.mktemp(name)
     config = registry.with_hparams(registry.get_config("char_lstm"), TINY_HPARAMS + extra_hparams)
-    result = train.train_and_evaluate(config, run_dir, corpus, train.TrainOptions(
+    result = train_and_evaluate(config, run_dir, corpus, TrainOptions(
         num_training_steps=300, eval_ratio=0.0, summary_frequency=100, save_checkpoint_steps=300, progress=False,
         log=lambda *a: None, write_curve=False))
     assert result.step == 300
@@ -241,7 +244,7 @@ def tiny_run_dir(tmp_path_factory, tiny_corpus) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_generator(tiny_run_dir):
-    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.generate.generator import MelodyGenerator
 
     return MelodyGenerator.from_run_dir(tiny_run_dir)
 
@@ -254,7 +257,7 @@ BAR_EXACT_PRIMERS = [((4, 4), "C4:1 D4:1 E4:2 G4:1.5"), ((3, 4), "R:2 G4:1 C5:3 
 def assert_bar_exact_generation(generator, backend: str, meter, primer_text: str, num_bars: int = 3) -> None:
     """3 outputs continue the primer unchanged and end exactly `num_bars` bars after its last complete bar
     (counted from the primer's own grid steps and bar length)."""
-    from melody_plugin.sampler import SamplingOptions
+    from melody_plugin.generate.sampler import SamplingOptions
 
     primer = generator.primer_from_text(primer_text, time_signature=meter)
     complete = primer.total_steps // primer.steps_per_bar
@@ -267,7 +270,7 @@ def assert_bar_exact_generation(generator, backend: str, meter, primer_text: str
 
 def assert_samplers_agree_greedily(generator, primer_text: str, meter, num_bars: int) -> None:
     """The numpy and the compiled TensorFlow samplers pick the same ids greedily, with the same likelihoods."""
-    from melody_plugin.sampler import SamplingOptions
+    from melody_plugin.generate.sampler import SamplingOptions
 
     primer = generator.primer_from_text(primer_text, time_signature=meter)
     greedy = [generator.generate(primer, num_bars=num_bars, sampling=SamplingOptions(temperature=0.0, backend=b))[0]
@@ -281,15 +284,15 @@ def evaluate_waltz_by_hand(generator, tmp_path):
     by hand where each next note begins in the 36-step bar and how long each id lasts."""
     import numpy as np
 
-    from melody_plugin import evaluate
-    from melody_plugin.melody import melody_from_note_sequence
-    from melody_plugin.vocab import START
+    from melody_plugin.evaluate import scoring as evaluate
+    from melody_plugin.music.extract import note_sequence_to_melody
+    from melody_plugin.tokens.vocab import START
 
     phrase = [(60, 1), (62, 0.5), (64, 0.5), (65, 1)]  # a 3/4 bar: 12 + 6 + 6 + 12 steps
     (tmp_path / "in").mkdir()
     write_midi(tmp_path / "in" / "waltz.mid", pattern_notes(phrase, repeats=4), time_signature=(3, 4), key=0)
     scores = evaluate.evaluate_input(generator, tmp_path / "in")
-    melody = melody_from_note_sequence(make_sequence(pattern_notes(phrase, repeats=4), time_signature=(3, 4)))
+    melody = note_sequence_to_melody(make_sequence(pattern_notes(phrase, repeats=4), time_signature=(3, 4)))
     ids = [START] + generator.vocab.encode(melody, map_oov=False)
     positions = np.array([0] + [12, 18, 24, 0] * 4)
     steps = np.array([0] + [12, 6, 6, 12] * 4)  # each note's own length, <unk> ones too
@@ -302,8 +305,8 @@ def assert_old_run_dir_generates_the_same(tiny_run_dir, tiny_generator, tmp_path
     import json
     import shutil
 
-    from melody_plugin.generator import MelodyGenerator
-    from melody_plugin.sampler import SamplingOptions
+    from melody_plugin.generate.generator import MelodyGenerator
+    from melody_plugin.generate.sampler import SamplingOptions
 
     old = tmp_path / "old_run"
     shutil.copytree(tiny_run_dir, old)

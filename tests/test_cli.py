@@ -7,9 +7,9 @@ import sys
 import wave
 
 import pytest
-
 from conftest import FOLK, make_sequence, run_cli, write_midi
-from melody_plugin.generator import EXAMPLE_PRIMER
+
+from melody_plugin.generate.generator import EXAMPLE_PRIMER
 
 
 def primer_meter(path) -> str:
@@ -90,7 +90,7 @@ def bad_primers(tmp_path):
     text.write_text("not a midi file at all\n")
     drums = write_midi(tmp_path / "drums.mid", [(36, 0, 1)], is_drum=True, instrument=9)
     notes_less = tmp_path / "nonotes.mid"
-    from melody_plugin import midi_io
+    from melody_plugin.io import midi as midi_io
 
     ns = make_sequence([])
     midi_io.note_sequence_to_midi_file(ns, notes_less)

@@ -7,13 +7,15 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli, write_mido_file
-from melody_plugin import continuation, evaluate, registry
-from melody_plugin.generator import MelodyGenerator
-from melody_plugin.melody import REST, Melody, Note
-from melody_plugin.sampler import SamplingOptions
-from melody_plugin.vocab import Vocabulary
+
+from melody_plugin.evaluate import continuation
+from melody_plugin.evaluate import scoring as evaluate
+from melody_plugin.generate.generator import MelodyGenerator
+from melody_plugin.generate.sampler import SamplingOptions
+from melody_plugin.model import registry
+from melody_plugin.music.melody import REST, Melody, Note
+from melody_plugin.tokens.vocab import Vocabulary
 
 C4, D4, E4, F4, G4, A4, B4, C6 = 60, 62, 64, 65, 67, 69, 71, 84
 
@@ -339,14 +341,15 @@ def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
     import sys
 
     from conftest import ROOT
-    from melody_plugin.corpus import default_input
+
+    from melody_plugin.io.inputs import default_input
 
     out = tmp_path / "cont.json"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_continuation.py"),
                            f"--input={default_input()}", "--max_tunes=2", "--num_outputs=2",
                            f"--output_json={out}"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "| copy the primer (baseline) |" in proc.stdout and "| shipped model (char_lstm" in proc.stdout
+    assert "| copy the primer (baseline) |" in proc.stdout and "| shipped model (folk_lookback" in proc.stdout
     report = json.loads(out.read_text())
     assert len(report["tunes"]) == 2 and set(report["results"]) == {
         "copy the primer (baseline)", next(k for k in report["results"] if k.startswith("shipped model"))}

@@ -3,14 +3,18 @@
 import hashlib
 import json
 
-import pytest
-
 import conftest
+import pytest
 from conftest import PHRASES, pattern_notes, write_midi
-from melody_plugin import corpus, dataset, midi_io, registry
-from melody_plugin.errors import InputFileError
-from melody_plugin.vocab import Vocabulary
 
+from melody_plugin.errors import InputFileError
+from melody_plugin.io import music21_score
+from melody_plugin.io.files import READER_ENV, read_music_file
+from melody_plugin.io.tfrecord import write_note_sequence_tfrecord
+from melody_plugin.model import registry
+from melody_plugin.tokens import corpus
+from melody_plugin.tokens import records as dataset
+from melody_plugin.tokens.vocab import Vocabulary
 
 ONE_SPLIT = corpus.Reading(eval_ratio=0.0, progress=False)  # every melody in the train split
 
@@ -58,7 +62,7 @@ def test_create_dataset_report_is_accurate_with_broken_files(tmp_path):
     assert report["vocab_size"] == len(Vocabulary.load(tmp_path / "ds" / "vocab.json"))
     saved = json.loads((tmp_path / "ds" / "stats.json").read_text())
     assert saved["files_skipped"] == 5
-    train = dataset.read_sequences(tmp_path / "ds" / "train.tfrecord")
+    train = dataset.read_ids(tmp_path / "ds" / "train.tfrecord")
     assert len(train) == report["melodies_train"]
     assert sum(len(s) - 1 for s in train) == report["tokens_train"]
     text = corpus.format_report(report)
@@ -76,8 +80,8 @@ def test_augmentation_only_in_training_split(tmp_path):
         write_midi(folder / f"t{i}.mid", pattern_notes(PHRASES[(4, 4)], 2))
     report = corpus.create_dataset(folder, tmp_path / "ds", config(augment_transpositions="[-2,2]"),
                                    corpus.Reading(0.3, progress=False))
-    train = dataset.read_sequences(tmp_path / "ds" / "train.tfrecord")
-    evals = dataset.read_sequences(tmp_path / "ds" / "eval.tfrecord")
+    train = dataset.read_ids(tmp_path / "ds" / "train.tfrecord")
+    evals = dataset.read_ids(tmp_path / "ds" / "eval.tfrecord")
     assert len(train) == 5 * report["melodies_train"]
     assert len(evals) == report["melodies_eval"] == sum(in_eval(f"t{i}.mid", 0.3) for i in range(12))
     vocab = json.loads((tmp_path / "ds" / "vocab.json").read_text())
@@ -88,10 +92,10 @@ def test_tfrecord_splits_by_each_note_sequences_file_name_like_the_folder(tmp_pa
     folder = distinct_tunes(tmp_path / "tunes", 30)
     sequences = []
     for path in sorted(folder.iterdir()):
-        ns = midi_io.read_music_file(path).sequences[0]
+        ns = read_music_file(path).sequences[0]
         ns.filename = f"sub/{path.name}"  # a relative path, as convert_dir_to_note_sequences writes it
         sequences.append(ns)
-    midi_io.write_note_sequence_tfrecord(sequences, tmp_path / "ns.tfrecord")
+    write_note_sequence_tfrecord(sequences, tmp_path / "ns.tfrecord")
     expected_eval = sum(in_eval(f"tune_{i:02d}.mid", 0.1) for i in range(30))
     conftest.assert_same_split(folder, tmp_path / "ns.tfrecord", tmp_path, config(), expected_eval, 30)
 
@@ -104,7 +108,7 @@ def test_sharded_tfrecords_and_globs_are_read(tmp_path, names, pattern):
     from conftest import make_sequence
 
     for shard, name in enumerate(names):
-        midi_io.write_note_sequence_tfrecord(
+        write_note_sequence_tfrecord(
             [make_sequence(pattern_notes(PHRASES[(4, 4)], 2), filename=f"s{shard}_{i}.mid") for i in range(3)],
             tmp_path / name)
     assert len(corpus.collect_melodies(tmp_path / names[1], config(), ONE_SPLIT).train) == 3
@@ -117,8 +121,8 @@ def test_magenta_format_dataset_trains_the_same_ids(tmp_path, tiny_corpus):
     plugin = corpus.create_dataset(tiny_corpus, tmp_path / "p", config(), ONE_SPLIT)
     magenta = corpus.create_dataset(tiny_corpus, tmp_path / "m", config(), ONE_SPLIT, sequence_format="magenta")
     assert magenta["sequence_format"] == "magenta" and plugin["tokens_train"] == magenta["tokens_train"]
-    a = [s.tolist() for s in dataset.read_sequences(tmp_path / "p" / "train.tfrecord")]
-    b = [s.tolist() for s in dataset.read_sequences(tmp_path / "m" / "train.tfrecord")]
+    a = [s.tolist() for s in dataset.read_ids(tmp_path / "p" / "train.tfrecord")]
+    b = [s.tolist() for s in dataset.read_ids(tmp_path / "m" / "train.tfrecord")]
     assert a == b
 
 
@@ -134,11 +138,10 @@ def test_skip_reasons_are_grouped_without_their_details_and_keep_words_with_digi
 
 
 def test_music21_asked_for_but_not_installed_says_so_and_how_to_install_it(tmp_path, monkeypatch):
-    from melody_plugin import music21_io
     from melody_plugin.errors import MelodyPluginError
 
-    monkeypatch.setattr(music21_io, "available", lambda: False)
-    monkeypatch.setenv(midi_io.READER_ENV, "music21")
+    monkeypatch.setattr(music21_score, "available", lambda: False)
+    monkeypatch.setenv(READER_ENV, "music21")
     folder = tmp_path / "scores"
     folder.mkdir()
     (folder / "a.abc").write_text("X:1\nT:A\nM:2/4\nL:1/8\nK:C\nCDEF|G4|\n")

@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from melody_plugin import dataset
-from melody_plugin.dataset import Batching
-from melody_plugin.vocab import START
+from melody_plugin.tokens.batches import Batching, make_dataset, melody_lanes
+from melody_plugin.tokens.records import DatasetError
+from melody_plugin.tokens.vocab import START
 
 
 def test_windows_are_shifted_by_one():
     seqs = [np.array([START] + list(range(10, 30)))]
-    ds = dataset.make_dataset(seqs, Batching(window_size=4, batch_size=3, shuffle=False, repeat=False))
+    ds = make_dataset(seqs, Batching(window_size=4, batch_size=3, shuffle=False, repeat=False))
     batches = list(ds.as_numpy_iterator())
     x, y = batches[0]
     assert x.shape == (3, 4) and y.shape == (3, 4)
@@ -18,8 +18,8 @@ def test_windows_are_shifted_by_one():
     np.testing.assert_array_equal(x[0], [START, 10, 11, 12])
     # 21 tokens: windows of 5 tokens start at offsets 0..16, 17 of them, batched by 3 with the remainder dropped
     assert sum(len(b[0]) for b in batches) == 15
-    with pytest.raises(dataset.DatasetError, match="fewer than one window"):
-        dataset.make_dataset([np.array([START, 5])], Batching(window_size=4, batch_size=2))
+    with pytest.raises(DatasetError, match="fewer than one window"):
+        make_dataset([np.array([START, 5])], Batching(window_size=4, batch_size=2))
 
 
 # Three melodies (start token first) in two lanes of 3-token windows, laid out by hand:
@@ -30,7 +30,7 @@ MELODIES = [[START, 5, 6, 7, 8, 9], [START, 3, 4], [START, 10, 11, 12, 13, 14, 1
 
 
 def test_lanes_hold_whole_melodies_one_after_another():
-    lanes = dataset.melody_lanes([np.array(m) for m in MELODIES], window_size=3, lanes=2)
+    lanes = melody_lanes([np.array(m) for m in MELODIES], window_size=3, lanes=2)
     assert lanes["ids"].shape == (4, 2, 3) and lanes["reset"].shape == (4, 2)
     assert lanes["ids"][:, 0].tolist() == [[START, 5, 6], [7, 8, 0], [0, 0, 0], [0, 0, 0]]
     assert lanes["targets"][:, 0].tolist() == [[5, 6, 7], [8, 9, 0], [0, 0, 0], [0, 0, 0]]
@@ -62,14 +62,14 @@ def lane_melodies(batches, finished=False):
 def test_lane_batches_hold_each_melody_whole_and_reshuffle_each_pass():
     seqs = [np.array([START] + list(range(10 + n, 20 + 2 * n))) for n in (5, 9, 3, 12, 7, 4)]  # distinct tokens
     melodies = sorted(s[1:].tolist() for s in seqs)
-    one_pass = list(dataset.make_dataset(seqs, Batching(4, 2, carry_state=True, shuffle=False, repeat=False))
+    one_pass = list(make_dataset(seqs, Batching(4, 2, carry_state=True, shuffle=False, repeat=False))
                     .as_numpy_iterator())
     x, y, w, reset = one_pass[0]
     assert x.shape == (2, 4) and y.shape == (2, 4) and w.shape == (2, 4) and reset.shape == (2,)
     # every melody once, whole, its windows in a row within one lane, started in the listed order
     assert lane_melodies(one_pass, finished=True) == [s[1:].tolist() for s in seqs]
 
-    training = list(dataset.make_dataset(seqs, Batching(4, 2, carry_state=True, seed=3)).take(60)
+    training = list(make_dataset(seqs, Batching(4, 2, carry_state=True, seed=3)).take(60)
                     .as_numpy_iterator())
     seen = lane_melodies(training)
     assert all(m in melodies for m in seen) and len(seen) >= 2 * len(seqs)
@@ -81,19 +81,19 @@ def test_lane_batches_hold_each_melody_whole_and_reshuffle_each_pass():
 
 def test_lanes_take_melodies_shorter_than_a_window():
     seqs = [np.array([START, 5, 6]), np.array([START, 7])]
-    (x, y, w, reset), = dataset.make_dataset(seqs, Batching(8, 2, carry_state=True, shuffle=False, repeat=False)
+    (x, y, w, reset), = make_dataset(seqs, Batching(8, 2, carry_state=True, shuffle=False, repeat=False)
                                              ).as_numpy_iterator()
     assert x.tolist() == [[START, 5, 0, 0, 0, 0, 0, 0], [START, 0, 0, 0, 0, 0, 0, 0]]
     assert y[:, :2].tolist() == [[5, 6], [7, 0]] and w.sum() == 3 and reset.tolist() == [1, 1]
-    with pytest.raises(dataset.DatasetError, match="no melody has a token after its start token"):
-        dataset.make_dataset([np.array([START])], Batching(8, 2, carry_state=True))
+    with pytest.raises(DatasetError, match="no melody has a token after its start token"):
+        make_dataset([np.array([START])], Batching(8, 2, carry_state=True))
 
 
 def test_lanes_carry_meter_features_alongside_the_ids():
     seqs = [np.array(m) for m in MELODIES]
     durations = np.zeros(20, dtype=np.int64)
     durations[3:] = 12  # every note a quarter (ids 0-2 are the special tokens)
-    ds = dataset.make_dataset(seqs, Batching(3, 2, carry_state=True, shuffle=False, repeat=False),
+    ds = make_dataset(seqs, Batching(3, 2, carry_state=True, shuffle=False, repeat=False),
                               meter=([48, 36, 48], durations))
     x, _, _, _ = next(ds.as_numpy_iterator())
     assert x["ids"][1].tolist() == [START, 3, 0]

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import TINY_HPARAMS, run_cli
 
 COMPARE = r'''

@@ -8,12 +8,13 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import write_midi
-from melody_plugin import evaluate, registry
-from melody_plugin.generator import MelodyGenerator
-from melody_plugin.melody import REST
-from melody_plugin.vocab import NUM_SPECIAL, START, UNK, Vocabulary
+
+from melody_plugin.evaluate import scoring as evaluate
+from melody_plugin.generate.generator import MelodyGenerator
+from melody_plugin.model import registry
+from melody_plugin.music.melody import REST
+from melody_plugin.tokens.vocab import NUM_SPECIAL, START, UNK, Vocabulary
 
 TOKENS = ((REST, 12), (60, 12), (62, 12), (64, 12), (64, 24), (65, 12))
 
@@ -115,7 +116,7 @@ def test_without_rests_bits_per_note_equals_bits_per_token(generator, tmp_path):
 
 def test_ids_alone_count_an_unk_target_as_a_note_of_an_unknown_pitch(generator):
     ids = [START, _token_id(60, 12), UNK, _token_id(REST, 12)]
-    scores = evaluate.score_sequences(generator.model, [ids], generator.vocab)
+    scores = evaluate.score_ids(generator.model, [ids], generator.vocab)
     expected = _expected(generator, [(60, 1), (100, 1), (None, 1)])  # an unknown pitch scores through <unk>
     assert (scores["notes"], scores["unk_notes"], scores["tokens"]) == (2, 1, 3)
     assert scores["pitch_bits_per_note"] == pytest.approx(expected["pitch_bits_per_note"], rel=1e-5)

@@ -7,12 +7,13 @@ fills s - s % 6 and reports s % 6 unfilled (a hand count, checked against sample
 import numpy as np
 import pytest
 
-from melody_plugin import registry, sampler
-from melody_plugin.export import MAX_SERVING_STEPS, export_saved_model
-from melody_plugin.generator import MelodyGenerator
-from melody_plugin.melody import REST
-from melody_plugin.quiet import import_tensorflow
-from melody_plugin.vocab import NUM_SPECIAL, START, Vocabulary
+from melody_plugin.generate import sampler
+from melody_plugin.generate.export import MAX_SERVING_STEPS, export_saved_model
+from melody_plugin.generate.generator import MelodyGenerator
+from melody_plugin.model import registry
+from melody_plugin.music.melody import REST
+from melody_plugin.runtime.quiet import import_tensorflow
+from melody_plugin.tokens.vocab import NUM_SPECIAL, START, Vocabulary
 
 TOKENS = ((REST, 6), (REST, 12), (60, 6), (60, 12), (62, 12))
 DURATIONS = np.array([0] * NUM_SPECIAL + [d for _, d in TOKENS])

@@ -2,14 +2,15 @@
 
 import dataclasses
 
-import pytest
-
 import conftest
+import pytest
 from conftest import PHRASES, make_sequence, pattern_notes
-from melody_plugin import midi_io
-from melody_plugin.generator import MelodyGenerator, MelodySequenceGenerator, PrimerError, get_generator_map
-from melody_plugin.melody import melody_from_note_sequence
-from melody_plugin.sampler import Constraints, SamplingOptions
+
+from melody_plugin.generate.generator import MelodyGenerator, PrimerError
+from melody_plugin.generate.sampler import Constraints, SamplingOptions
+from melody_plugin.generator import MelodySequenceGenerator, get_generator_map
+from melody_plugin.io import midi as midi_io
+from melody_plugin.music.extract import note_sequence_to_melody
 
 
 def primer_sequence(meter, quarters_extra=0.0):
@@ -103,7 +104,7 @@ def test_output_fed_back_as_primer_continues_at_its_final_bar_line(tiny_generato
 
 def test_generation_continues_exactly_where_a_full_bar_primer_ends(tiny_generator):
     primer = primer_sequence((4, 4))
-    pm = melody_from_note_sequence(primer)
+    pm = note_sequence_to_melody(primer)
     assert pm.total_steps % pm.steps_per_bar == 0  # the primer fills its last bar to the end
     out = tiny_generator.generate(primer, num_bars=2, sampling=SamplingOptions(seed=1))[0]
     first_new = out.melody.notes[len(pm.notes)]
@@ -137,7 +138,7 @@ def test_scale_constraint_yields_only_in_scale_pitches(tiny_generator):
                                       sampling=SamplingOptions(temperature=2.0, seed=3),
                                       constraints=Constraints.parse(scale="C:major_pentatonic"))
     for out in outputs:
-        new = out.melody.notes[len(melody_from_note_sequence(primer).notes):]
+        new = out.melody.notes[len(note_sequence_to_melody(primer).notes):]
         assert all(n.is_rest or n.pitch % 12 in {0, 2, 4, 7, 9} for n in new)
 
 
@@ -159,7 +160,7 @@ def test_the_tiny_model_continues_its_learned_phrase(tiny_generator):
     # trained on the 4/4 phrase repeated; greedy decoding after one phrase should repeat it
     primer = primer_sequence((4, 4))
     out = tiny_generator.generate(primer, num_bars=2, sampling=SamplingOptions(temperature=0.0))[0]
-    pm = melody_from_note_sequence(primer)
+    pm = note_sequence_to_melody(primer)
     assert out.melody.notes[len(pm.notes):] == pm.notes[:len(out.melody.notes) - len(pm.notes)]
 
 
@@ -206,7 +207,7 @@ def test_bundle_round_trip_gives_identical_output(tiny_generator, tmp_path):
 
 
 def test_bad_bundle_is_a_clear_error(tmp_path):
-    from melody_plugin.generator import ModelLoadError
+    from melody_plugin.generate.generator import ModelLoadError
 
     junk = tmp_path / "junk.mag"
     junk.write_bytes(b"\x00\x01 not a bundle")
@@ -226,20 +227,20 @@ def test_magenta_generator_options_section_of_4_bars_yields_4_bars(tiny_generato
     options.generate_sections.add(start_time=4.0, end_time=12.0)  # 8 s = 4 bars of 4/4 at 120
     ns = MelodySequenceGenerator(tiny_generator).generate(primer, options)
     assert ns.total_time == pytest.approx(12.0)
-    m = melody_from_note_sequence(ns)
+    m = note_sequence_to_melody(ns)
     assert m.total_steps <= 6 * m.steps_per_bar  # primer 2 bars + section 4 bars
     assert max(n.end_time for n in ns.notes) <= 12.0 + 1e-9
     assert MelodySequenceGenerator(tiny_generator).details.id == "char_lstm"
 
 
 def test_generator_map_has_every_config_and_loads_run_dirs(tiny_run_dir):
-    from melody_plugin.registry import list_configs
+    from melody_plugin.model.registry import list_configs
 
     generators = get_generator_map()
     assert set(list_configs()) <= set(generators)
     gen = generators["char_lstm"](checkpoint=tiny_run_dir)
     assert isinstance(gen, MelodySequenceGenerator)
-    from melody_plugin.pipelines import SequenceGeneratorError
+    from melody_plugin.interop.sequence_generator import SequenceGeneratorError
 
     with pytest.raises(SequenceGeneratorError, match="not 'folk_lstm'"):
         generators["folk_lstm"](checkpoint=tiny_run_dir)
@@ -267,7 +268,7 @@ def test_generator_map_loads_the_checkpoint_it_is_given(tiny_run_dir):
 
 
 def test_a_file_that_is_no_bundle_is_magentas_error(tmp_path):
-    from melody_plugin.pipelines import SequenceGeneratorError
+    from melody_plugin.interop.sequence_generator import SequenceGeneratorError
 
     (tmp_path / "notes.txt").write_text("not a bundle")
     with pytest.raises(SequenceGeneratorError, match="not a generator bundle"):
@@ -277,9 +278,9 @@ def test_a_file_that_is_no_bundle_is_magentas_error(tmp_path):
 def test_numpy_inference_matches_keras_logits(tiny_generator):
     import numpy as np
 
-    from melody_plugin.numpy_model import keras_model_from_weights
+    from melody_plugin.model.numpy_model import weights_to_keras_model
 
-    model = keras_model_from_weights(tiny_generator.config, tiny_generator.weights)
+    model = weights_to_keras_model(tiny_generator.config, tiny_generator.weights)
     ids = np.array([[1, 5, 6, 7, 8, 5, 6, 7, 8, 9, 10, 5]])
     keras_logits = np.asarray(model(ids, training=False))
     numpy_logits, _ = tiny_generator.model.run(ids)
@@ -288,7 +289,7 @@ def test_numpy_inference_matches_keras_logits(tiny_generator):
 
 def test_embedded_default_model_loads_and_generates(tmp_path):
     gen = MelodyGenerator.default()
-    from melody_plugin.generator import EXAMPLE_PRIMER
+    from melody_plugin.generate.generator import EXAMPLE_PRIMER
 
     # the example primer's length, from its ticks: 6/8, ends at its end-of-track (capped at the bar line)
     tpq, notes, meta, ends = conftest.midi_ticks(EXAMPLE_PRIMER)
@@ -308,7 +309,7 @@ def test_embedded_default_model_loads_and_generates(tmp_path):
 @pytest.mark.parametrize("meter", [(4, 4), (3, 4), (6, 8)])
 def test_compiled_tf_sampler_fills_bars_exactly_and_agrees_with_numpy(tiny_generator, meter):
     primer = primer_sequence(meter, 1.0)
-    pm = melody_from_note_sequence(primer)
+    pm = note_sequence_to_melody(primer)
     complete = pm.total_steps // pm.steps_per_bar
     outs = tiny_generator.generate(primer, num_bars=3, num_outputs=4, sampling=SamplingOptions(seed=8, backend="tf"))
     again = tiny_generator.generate(primer, num_bars=3, num_outputs=4, sampling=SamplingOptions(seed=8, backend="tf"))
@@ -329,7 +330,7 @@ def test_compiled_tf_sampler_respects_constraints(tiny_generator):
     outs = tiny_generator.generate(None, num_bars=4, num_outputs=4, sampling=sampling, constraints=constraints)
     for out in outs:
         assert all(n.is_rest or (n.pitch % 12 in {0, 2, 4, 7, 9} and 60 <= n.pitch <= 72) for n in out.melody.notes)
-    from melody_plugin.sampler import SamplingError
+    from melody_plugin.generate.sampler import SamplingError
 
     with pytest.raises(SamplingError, match="beam search runs in the numpy sampler"):
         tiny_generator.generate(None, num_bars=1, sampling=SamplingOptions(beam_size=2, backend="tf"))
@@ -351,7 +352,7 @@ def test_a_strong_repetition_prior_repeats_the_primers_two_bars(meter, text):
 
 
 def test_the_repetition_prior_is_numpy_only(tiny_generator):
-    from melody_plugin.sampler import SamplingError
+    from melody_plugin.generate.sampler import SamplingError
 
     with pytest.raises(SamplingError, match="repetition prior runs in the numpy sampler"):
         tiny_generator.generate(None, num_bars=1, sampling=SamplingOptions(repetition=1.0, backend="tf"))

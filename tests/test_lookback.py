@@ -4,14 +4,23 @@ import dataclasses
 import json
 from pathlib import Path
 
+import conftest
 import numpy as np
 import pytest
 
-import conftest
-from melody_plugin import registry
 from melody_plugin.errors import ConfigError
-from melody_plugin.vocab import (LOOKBACK_STEPS, METER_FEATURE_SIZE, PAD, START, Vocabulary, lookback_features,
-                                 meter_features, roll_lookback, token_durations)
+from melody_plugin.model import registry
+from melody_plugin.tokens.vocab import (
+    LOOKBACK_STEPS,
+    METER_FEATURE_SIZE,
+    PAD,
+    START,
+    Vocabulary,
+    lookback_features,
+    meter_features,
+    roll_lookback,
+    token_durations,
+)
 
 # (steps_per_bar at 12 steps per quarter, token durations with the start token's 0 first, ids, and by hand: the id
 # sounding one bar and two bars before where the token after each input begins; PAD (0) before the melody)
@@ -101,7 +110,7 @@ def test_config_field_needs_meter_features_and_old_configs_load_without_it():
 
 
 def test_windows_carry_the_lookback_ids_alongside_the_ids():
-    from melody_plugin.dataset import Batching, MeterInputs, make_dataset
+    from melody_plugin.tokens.batches import Batching, MeterInputs, make_dataset
 
     vocab = Vocabulary(((60, 12), (62, 24), (64, 48)), 12)  # ids 3, 4, 5
     # 4/4: a quarter, a half, a quarter (o = 12, 36, 48), then a whole note (o = 96) and a quarter (o = 108)
@@ -118,22 +127,23 @@ def test_windows_carry_the_lookback_ids_alongside_the_ids():
 
 
 def test_meter_inputs_ask_for_lookback_when_the_config_does():
-    from melody_plugin import train
+    from melody_plugin.train.data import _meter_inputs
 
     vocab = Vocabulary(((60, 12), (62, 6)), 12)
     on = registry.with_hparams(registry.get_config("char_lstm"), "meter_features=true,bar_lookback=true")
     off = registry.with_hparams(registry.get_config("char_lstm"), "meter_features=true")
-    assert train._meter_inputs(on, vocab, ([36], [48]), log=lambda *a: None)[0].lookback
-    assert not train._meter_inputs(off, vocab, ([36], [48]), log=lambda *a: None)[1].lookback
+    assert _meter_inputs(on, vocab, ([36], [48]), log=lambda *a: None)[0].lookback
+    assert not _meter_inputs(off, vocab, ([36], [48]), log=lambda *a: None)[1].lookback
 
 
 def test_carried_lanes_with_lookback_score_as_the_numpy_roll_does():
     """Lanes of windows (lookback ids computed per melody up front) give the NLL that NumpyLSTM's step-by-step roll
     gives scoring each melody whole: the training data and inference feed the same lookback."""
-    from melody_plugin import numpy_model, train
-    from melody_plugin.dataset import Batching, MeterInputs, make_dataset
-    from melody_plugin.evaluate import score_sequences
-    from melody_plugin.quiet import import_tensorflow
+    from melody_plugin.evaluate.scoring import score_ids
+    from melody_plugin.model import numpy_model
+    from melody_plugin.runtime.quiet import import_tensorflow
+    from melody_plugin.tokens.batches import Batching, MeterInputs, make_dataset
+    from melody_plugin.train.step import _build_trainer
 
     tf = import_tensorflow()
     config = registry.with_hparams(registry.get_config("char_lstm"),
@@ -144,12 +154,12 @@ def test_carried_lanes_with_lookback_score_as_the_numpy_roll_does():
     sequences = [np.array([START] + rng.integers(3, len(vocab), size=n).tolist()) for n in (13, 4, 9, 21, 1)]
     bars = [48, 36, 36, 60, 48]
     durations = vocab.durations()
-    trainer = train._build_trainer(tf, tf.distribute.get_strategy(), config, vocab, mixed_precision=False)
+    trainer = _build_trainer(tf, tf.distribute.get_strategy(), config, vocab, mixed_precision=False)
     lanes = trainer.evaluate(make_dataset(sequences, Batching(5, 2, carry_state=True, shuffle=False, repeat=False),
                                           MeterInputs(bars, durations, lookback=True)), max_batches=10_000)
     features = [meter_features(token_durations(s, durations), b) for s, b in zip(sequences, bars)]
-    model = numpy_model.NumpyLSTM(numpy_model.weights_from_keras(trainer.model), durations)
-    whole = score_sequences(model, sequences, vocab, features=features)
+    model = numpy_model.NumpyLSTM(numpy_model.keras_to_weights(trainer.model), durations)
+    whole = score_ids(model, sequences, vocab, features=features)
     assert lanes["bits_per_token"] == pytest.approx(whole["bits_per_token"], rel=1e-5)
 
 
@@ -163,13 +173,13 @@ def lookback_run_dir(tmp_path_factory, tiny_corpus):
 
 @pytest.fixture(scope="module")
 def lookback_generator(lookback_run_dir):
-    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.generate.generator import MelodyGenerator
 
     return MelodyGenerator.from_run_dir(lookback_run_dir)
 
 
 def test_numpy_step_by_step_and_keras_logits_agree_with_lookback(lookback_generator):
-    from melody_plugin import numpy_model
+    from melody_plugin.model import numpy_model
 
     gen = lookback_generator
     assert gen.model.bar_lookback and gen.config.bar_lookback
@@ -182,13 +192,13 @@ def test_numpy_step_by_step_and_keras_logits_agree_with_lookback(lookback_genera
     assert (lookback_2 != PAD).sum() >= 3  # the sequence does reach two bars back
     batch = {"ids": np.array([ids], np.int32), "bar_position": positions[None], "bar_steps": bar_steps[None],
              "lookback_1": lookback_1[None], "lookback_2": lookback_2[None]}
-    keras_logits = np.asarray(numpy_model.keras_model_from_weights(gen.config, gen.weights)(batch, training=False))
+    keras_logits = np.asarray(numpy_model.weights_to_keras_model(gen.config, gen.weights)(batch, training=False))
     numpy_logits, state = gen.model.run(batch["ids"], positions=positions[None], bar_steps=bar_steps[None])
     np.testing.assert_allclose(numpy_logits, keras_logits, atol=1e-4)
     assert state[-1].shape == (1, LOOKBACK_STEPS) and state[-1][0, -1] == ids[-1]  # the last token sounds last
     # the lookback changes the output: the model does read it
     batch["lookback_1"] = np.full_like(batch["lookback_1"], ids[3])
-    moved = np.asarray(numpy_model.keras_model_from_weights(gen.config, gen.weights)(batch, training=False))
+    moved = np.asarray(numpy_model.weights_to_keras_model(gen.config, gen.weights)(batch, training=False))
     assert not np.allclose(moved, keras_logits, atol=1e-4)
 
 
@@ -199,7 +209,7 @@ def test_lookback_model_generates_bar_exact_output(lookback_generator, backend, 
 
 
 def test_beam_search_runs_with_the_roll_in_the_state(lookback_generator):
-    from melody_plugin.sampler import SamplingOptions
+    from melody_plugin.generate.sampler import SamplingOptions
 
     primer = lookback_generator.primer_from_text("C4:1 D4:1 E4:2", time_signature=(4, 4))
     out = lookback_generator.generate(primer, num_bars=2, num_outputs=2,
@@ -212,10 +222,10 @@ def test_tf_and_numpy_samplers_agree_greedily_with_lookback(lookback_generator):
 
 
 def test_bundle_and_saved_model_of_a_lookback_model(lookback_generator, tmp_path):
-    from melody_plugin.export import export_saved_model
-    from melody_plugin.generator import MelodyGenerator
-    from melody_plugin.quiet import import_tensorflow
-    from melody_plugin.sampler import SamplingOptions
+    from melody_plugin.generate.export import export_saved_model
+    from melody_plugin.generate.generator import MelodyGenerator
+    from melody_plugin.generate.sampler import SamplingOptions
+    from melody_plugin.runtime.quiet import import_tensorflow
 
     gen = lookback_generator
     # the tiny corpus's waltz phrase: in the vocabulary, so the ids last as long as the primer
@@ -258,13 +268,14 @@ def test_a_run_dir_without_the_field_still_loads(lookback_run_dir, tiny_run_dir,
 
 def test_evaluation_scores_a_lookback_model_through_its_roll(lookback_generator, tmp_path):
     from conftest import evaluate_waltz_by_hand
-    from melody_plugin import evaluate
+
+    from melody_plugin.evaluate import scoring as evaluate
 
     scores, ids, positions, steps = evaluate_waltz_by_hand(lookback_generator, tmp_path)
-    expected = evaluate.score_sequences(lookback_generator.model, [ids], lookback_generator.vocab,
+    expected = evaluate.score_ids(lookback_generator.model, [ids], lookback_generator.vocab,
                                         features=[(positions, np.full(17, 36), steps)])
     assert scores["bits_per_note"] == pytest.approx(expected["bits_per_note"], rel=1e-9)
     if scores["unk_notes"]:  # the roll moves by the true lengths, not by <unk>'s 0 steps
-        table = evaluate.score_sequences(lookback_generator.model, [ids], lookback_generator.vocab,
+        table = evaluate.score_ids(lookback_generator.model, [ids], lookback_generator.vocab,
                                          features=[(positions, np.full(17, 36))])
         assert table["bits_per_note"] != pytest.approx(expected["bits_per_note"], rel=1e-6)

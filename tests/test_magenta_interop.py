@@ -11,27 +11,37 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 import conftest
+import pytest
 
 pytestmark = pytest.mark.magenta
 if not conftest.extra_installed("magenta"):  # collected but skipped (conftest says what to install)
     pytest.skip(f"needs the magenta extra: {conftest.EXTRAS['magenta'][1]}", allow_module_level=True)
 
+from conftest import PHRASES, ROOT, make_sequence, pattern_notes  # noqa: E402
 from magenta.common import sequence_example_lib  # noqa: E402
 from magenta.models.shared import sequence_generator, sequence_generator_bundle  # noqa: E402
-from magenta.pipelines import (  # noqa: E402
-    dag_pipeline, melody_pipelines, note_sequence_pipelines, pipeline, statistics)
+from magenta.pipelines import dag_pipeline, melody_pipelines, note_sequence_pipelines, pipeline, statistics  # noqa: E402
 from note_seq import melodies_lib  # noqa: E402
 from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
-
-from conftest import PHRASES, ROOT, make_sequence, pattern_notes  # noqa: E402
-from melody_plugin import dataset, midi_io, pipelines, registry  # noqa: E402
-from melody_plugin.errors import MelodyPluginError  # noqa: E402
-from melody_plugin.melody import Melody, Note  # noqa: E402
-from melody_plugin.vocab import START, Vocabulary  # noqa: E402
 from test_pipelines import melody_of  # noqa: E402
+
+from melody_plugin.errors import MelodyPluginError  # noqa: E402
+from melody_plugin.interop.graph import get_pipeline, run_pipeline_serial
+from melody_plugin.interop.sequence_generator import MelodySequenceGenerator, get_generator_map
+from melody_plugin.interop.units import (
+    FilePartition,
+    MelodyEncoder,
+    MelodyExtractor,
+    SequenceExampleMaker,
+    note_seq_melody_to_melody,
+)
+from melody_plugin.io.midi import note_sequence_to_midi_file
+from melody_plugin.io.tfrecord import write_note_sequence_tfrecord
+from melody_plugin.model import registry
+from melody_plugin.music.melody import Melody, Note
+from melody_plugin.tokens import records as dataset
+from melody_plugin.tokens.vocab import START, Vocabulary
 
 
 def in_eval(name: str, ratio: float) -> bool:
@@ -58,14 +68,14 @@ def counter_values(stats) -> dict:
 
 def dataset_dag(vocab, eval_ratio):
     """Magenta's melody_rnn graph with the plugin's units after Magenta's TimeChangeSplitter and Quantizer."""
-    partition = pipelines.FilePartition(eval_ratio)
+    partition = FilePartition(eval_ratio)
     dag = {partition: dag_pipeline.DagInput(music_pb2.NoteSequence)}
     for mode in ("eval", "training"):
         splitter = note_sequence_pipelines.TimeChangeSplitter(name=f"TimeChangeSplitter_{mode}")
         quantizer = note_sequence_pipelines.Quantizer(steps_per_quarter=12, name=f"Quantizer_{mode}")
-        extractor = pipelines.MelodyExtractor(min_notes=2, name=f"MelodyExtractor_{mode}")
-        encoder = pipelines.MelodyEncoder(vocab, name=f"MelodyEncoder_{mode}")
-        maker = pipelines.SequenceExampleMaker(name=f"SequenceExampleMaker_{mode}")
+        extractor = MelodyExtractor(min_notes=2, name=f"MelodyExtractor_{mode}")
+        encoder = MelodyEncoder(vocab, name=f"MelodyEncoder_{mode}")
+        maker = SequenceExampleMaker(name=f"SequenceExampleMaker_{mode}")
         dag[splitter] = partition[f"{mode}_melodies"]
         dag[quantizer] = splitter
         dag[extractor] = quantizer
@@ -82,7 +92,7 @@ def test_units_run_in_magentas_dag_through_its_run_pipeline_serial_and_load_pipe
     sequences = tunes(12) + [make_sequence([(36, 0, 1)], is_drum=True, filename="drums.mid")]
     vocab = Vocabulary.build([tune_melody(i) for i in range(12)])
     dag = dataset_dag(vocab, 0.25)
-    assert isinstance(pipelines.MelodyExtractor(), pipeline.Pipeline)
+    assert isinstance(MelodyExtractor(), pipeline.Pipeline)
     expected = {"eval_melodies": [], "training_melodies": []}
     for i in range(12):
         split = "eval_melodies" if in_eval(f"tune_{i:02d}.mid", 0.25) else "training_melodies"
@@ -91,12 +101,12 @@ def test_units_run_in_magentas_dag_through_its_run_pipeline_serial_and_load_pipe
 
     pipeline.run_pipeline_serial(dag, iter(sequences), str(tmp_path / "magenta"))
     for name, seqs in expected.items():
-        written = [s.tolist() for s in dataset.read_sequences(tmp_path / "magenta" / f"{name}.tfrecord")]
+        written = [s.tolist() for s in dataset.read_ids(tmp_path / "magenta" / f"{name}.tfrecord")]
         assert sorted(written) == sorted(seqs)
 
     loaded = pipeline.load_pipeline(dag, iter(sequences))
     for name, seqs in expected.items():
-        assert sorted(dataset.example_to_sequence(e).tolist() for e in loaded[name]) == sorted(seqs)
+        assert sorted(dataset.example_to_ids(e).tolist() for e in loaded[name]) == sorted(seqs)
 
     # Magenta's own merging loop: statistics of each call, merged, count every input once
     stats = []
@@ -112,36 +122,36 @@ def test_units_run_in_magentas_dag_through_its_run_pipeline_serial_and_load_pipe
             + counts.get("DAGPipeline_FilePartition_training_melodies_count", 0)) == 13
 
     # the plugin's run_pipeline_serial takes the Magenta DAG too, and reports the same merged counts
-    ours = pipelines.run_pipeline_serial(dag, iter(sequences), tmp_path / "ours")
+    ours = run_pipeline_serial(dag, iter(sequences), tmp_path / "ours")
     assert {k: v for k, v in ours.items() if k in counts} == counts
     assert ours["written_eval_melodies"] == len(expected["eval_melodies"])
 
 
 def test_get_pipeline_runs_in_magentas_run_pipeline_serial(tmp_path):
     sequences = tunes(10)
-    midi_io.write_note_sequence_tfrecord(sequences, tmp_path / "ns.tfrecord")
-    graph = pipelines.get_pipeline("char_lstm", 0.3, sequence_format="magenta")
+    write_note_sequence_tfrecord(sequences, tmp_path / "ns.tfrecord")
+    graph = get_pipeline("char_lstm", 0.3, sequence_format="magenta")
     assert graph["training_melodies"].output_type is graph.output_type["training_melodies"]
     records = pipeline.tf_record_iterator(str(tmp_path / "ns.tfrecord"), music_pb2.NoteSequence)
     pipeline.run_pipeline_serial(graph, records, str(tmp_path / "out"), output_file_base="folk")
     evals = sum(in_eval(f"tune_{i:02d}.mid", 0.3) for i in range(10))
-    assert len(dataset.read_sequences(tmp_path / "out" / "folk_eval_melodies.tfrecord")) == evals
-    assert len(dataset.read_sequences(tmp_path / "out" / "folk_training_melodies.tfrecord")) == 10 - evals
+    assert len(dataset.read_ids(tmp_path / "out" / "folk_eval_melodies.tfrecord")) == evals
+    assert len(dataset.read_ids(tmp_path / "out" / "folk_training_melodies.tfrecord")) == 10 - evals
 
 
 def test_get_pipeline_takes_melody_rnns_positional_transposition_range(tmp_path):
     # Magenta's melody_rnn_pipeline.get_pipeline(config, transposition_range=(0,), eval_ratio=0.0), positionally
     sequences = tunes(10)
     evals = sum(in_eval(f"tune_{i:02d}.mid", 0.3) for i in range(10))
-    for graph in (pipelines.get_pipeline("char_lstm", range(-2, 3), 0.3),
-                  pipelines.get_pipeline("char_lstm", transposition_range=(-2, -1, 0, 1, 2), eval_ratio=0.3)):
+    for graph in (get_pipeline("char_lstm", range(-2, 3), 0.3),
+                  get_pipeline("char_lstm", transposition_range=(-2, -1, 0, 1, 2), eval_ratio=0.3)):
         out = {"eval_melodies": 0, "training_melodies": 0}
         for ns in sequences:
             for name, examples in graph.transform(ns).items():
                 out[name] += len(examples)
         assert out == {"eval_melodies": evals, "training_melodies": 5 * (10 - evals)}  # 5 shifts, training only
     with pytest.raises(MelodyPluginError, match="run of semitone shifts holding 0"):
-        pipelines.get_pipeline("char_lstm", (1, 2), 0.3)
+        get_pipeline("char_lstm", (1, 2), 0.3)
 
 
 def test_magentas_melody_extractor_feeds_the_plugins_encoder():
@@ -149,15 +159,15 @@ def test_magentas_melody_extractor_feeds_the_plugins_encoder():
     quantizer = note_sequence_pipelines.Quantizer(steps_per_quarter=4)
     extractor = melody_pipelines.MelodyExtractor(min_bars=1, min_unique_pitches=1, gap_bars=1.0,
                                                  ignore_polyphonic_notes=True)
-    encoder = pipelines.MelodyEncoder(vocab, input_type=melodies_lib.Melody, name="Encoder")
-    maker = pipelines.SequenceExampleMaker()
+    encoder = MelodyEncoder(vocab, input_type=melodies_lib.Melody, name="Encoder")
+    maker = SequenceExampleMaker()
     dag = dag_pipeline.DAGPipeline({quantizer: dag_pipeline.DagInput(music_pb2.NoteSequence),
                                     extractor: quantizer, encoder: extractor, maker: encoder,
                                     dag_pipeline.DagOutput("melodies"): maker})
     for i, ns in enumerate(tunes(3)):
         out = dag.transform(ns)["melodies"]
         # Magenta's melody on 4 steps per quarter, moved onto the vocabulary's 12
-        assert [dataset.example_to_sequence(e).tolist() for e in out] == [[START] + vocab.encode(tune_melody(i))]
+        assert [dataset.example_to_ids(e).tolist() for e in out] == [[START] + vocab.encode(tune_melody(i))]
         assert counter_values(dag.get_stats())["DAGPipeline_Encoder_note_seq_melodies_converted"] == 1
 
 
@@ -165,7 +175,7 @@ def test_magentas_get_padded_batch_reads_magenta_format_examples(tmp_path):
     import tensorflow as tf
 
     seqs = [[START, 5, 6, 7, 3], [START, 8, 2]]
-    dataset.write_sequences(seqs, tmp_path / "m.tfrecord", one_hot_size=10)
+    dataset.write_ids(seqs, tmp_path / "m.tfrecord", one_hot_size=10)
     with tf.Graph().as_default():
         inputs, labels, lengths = sequence_example_lib.get_padded_batch([str(tmp_path / "m.tfrecord")], 2, 10)
         with tf.compat.v1.Session() as sess:
@@ -228,7 +238,7 @@ def primer_of(meter=(4, 4), qpm=120.0):
 ])
 def test_generated_sequence_lasts_exactly_to_end_time_and_starts_no_note_before_start_time(
         tiny_run_dir, meter, start, end):
-    generator = pipelines.get_generator_map()["char_lstm"](checkpoint=tiny_run_dir)
+    generator = get_generator_map()["char_lstm"](checkpoint=tiny_run_dir)
     assert isinstance(generator, sequence_generator.BaseSequenceGenerator)
     primer = primer_of(meter)
     ns = generator.generate(primer, options(start, end, temperature=1.0, seed=3))
@@ -245,7 +255,7 @@ def test_generated_sequence_lasts_exactly_to_end_time_and_starts_no_note_before_
 
 def test_magentas_melody_rnn_generate_drives_the_generator(tiny_run_dir, tmp_path):
     """melody_rnn_generate.run_with_flags builds the GeneratorOptions and calls generate, num_outputs times."""
-    midi_io.note_sequence_to_midi_file(primer_of((3, 4)), tmp_path / "primer.mid")
+    note_sequence_to_midi_file(primer_of((3, 4)), tmp_path / "primer.mid")
     code = f"""
 import json, os, sys
 os.environ["TF_USE_LEGACY_KERAS"] = "1"  # Magenta's melody_rnn modules are tf_keras code
@@ -297,7 +307,7 @@ print("RECORDS" + json.dumps(records))
 
 def test_input_section_is_the_primer(tiny_generator):
     song = make_sequence([(60, 0, 2), (62, 2, 4), (64, 4, 6), (65, 6, 8)])  # C D E F, one a second
-    generator = pipelines.MelodySequenceGenerator(tiny_generator)
+    generator = MelodySequenceGenerator(tiny_generator)
     ns = generator.generate(song, options(8.0, 12.0, input_section=(0.0, 2.0), seed=1))
     pitches_before_8 = [(n.pitch, n.start_time) for n in ns.notes if n.start_time < 8.0]
     assert pitches_before_8 == [(60, 0.0), (62, 1.0)]  # E and F lay outside the input section
@@ -306,7 +316,7 @@ def test_input_section_is_the_primer(tiny_generator):
 
 
 def test_magentas_errors_for_bad_sections(tiny_generator):
-    generator = pipelines.MelodySequenceGenerator(tiny_generator)
+    generator = MelodySequenceGenerator(tiny_generator)
     primer = primer_of()  # ends at 4.0 s
     bad = [
         (options(3.5, 8.0), "before the end of the NoteSequence"),
@@ -329,7 +339,7 @@ def test_an_input_section_after_a_meter_change_is_read_in_the_new_meter(tiny_gen
     # 4/4 until 4.0 s, then 3/4 (120 qpm: bars of 1.5 s from 4.0 s, so bar lines at 5.5, 7.0, 8.5, 10.0, 11.5)
     song = make_sequence([(60 + i % 5, i, i + 1) for i in range(14)])  # quarters: one note every 0.5 s to 7.0 s
     song.time_signatures.add(time=4.0, numerator=3, denominator=4)
-    generator = pipelines.MelodySequenceGenerator(tiny_generator)
+    generator = MelodySequenceGenerator(tiny_generator)
     ns = generator.generate(song, options(7.0, 10.0, input_section=(4.5, 7.0), seed=1))
     assert ns.total_time == 10.0
     assert [(n.pitch, n.start_time) for n in ns.notes if n.start_time < 7.0] == [
@@ -343,7 +353,7 @@ def test_an_input_section_after_a_meter_change_is_read_in_the_new_meter(tiny_gen
 
 
 def test_bad_generator_args_are_magentas_error_naming_the_arg(tiny_generator):
-    generator = pipelines.MelodySequenceGenerator(tiny_generator)
+    generator = MelodySequenceGenerator(tiny_generator)
     bad = options(4.0, 8.0)
     bad.args["repetition"].string_value = "x"
     with pytest.raises(sequence_generator.SequenceGeneratorError, match=r"args\['repetition'\] must be a number"):
@@ -357,7 +367,7 @@ def test_bad_generator_args_are_magentas_error_naming_the_arg(tiny_generator):
 
 
 def test_snap_to_bar_ends_on_the_last_bar_line_before_end_time(tiny_generator):
-    generator = pipelines.MelodySequenceGenerator(tiny_generator, snap_to_bar=True)
+    generator = MelodySequenceGenerator(tiny_generator, snap_to_bar=True)
     ns = generator.generate(primer_of(), options(4.0, 11.0, seed=2))  # bars of 2 s: the last line is 10 s
     assert ns.total_time == pytest.approx(10.0)
     assert max(n.end_time for n in ns.notes) <= 10.0 + 1e-9
@@ -368,7 +378,7 @@ def test_snap_to_bar_ends_on_the_last_bar_line_before_end_time(tiny_generator):
 def test_factory_takes_a_bundle_proto_as_magenta_midi_passes_it(tiny_generator, tmp_path):
     tiny_generator.save_bundle(tmp_path / "tiny.mag", "a tiny test model")
     bundle = sequence_generator_bundle.read_bundle_file(str(tmp_path / "tiny.mag"))
-    factory = pipelines.get_generator_map()["char_lstm"]
+    factory = get_generator_map()["char_lstm"]
     generator = factory(bundle=bundle)
     assert generator.details.id == "char_lstm" and generator.steps_per_quarter == 12
     assert generator.bundle_details.description == "a tiny test model"
@@ -378,7 +388,7 @@ def test_factory_takes_a_bundle_proto_as_magenta_midi_passes_it(tiny_generator, 
     assert generator._model is None  # closed: weights dropped until the next generate
     assert generator.generate(primer_of(), options(4.0, 8.0, seed=5)) == ns  # same seed, same melody
     with pytest.raises(sequence_generator.SequenceGeneratorError, match="does not match"):
-        pipelines.get_generator_map()["folk_lstm"](bundle=bundle)
+        get_generator_map()["folk_lstm"](bundle=bundle)
     with pytest.raises(sequence_generator.SequenceGeneratorError, match="Either checkpoint or bundle"):
         factory()
     generator.create_bundle_file(str(tmp_path / "again.mag"), "copy")
@@ -396,7 +406,7 @@ def test_note_seq_melody_of_magentas_extractor_round_trips_notes():
     quantized = note_sequence_pipelines.Quantizer(steps_per_quarter=4).transform(tunes(1)[0])[0]
     melodies, _ = melody_pipelines.extract_melodies(quantized, min_bars=1, min_unique_pitches=1,
                                                     ignore_polyphonic_notes=True)
-    converted = pipelines.melody_from_note_seq_melody(melodies[0], steps_per_quarter=12)
+    converted = note_seq_melody_to_melody(melodies[0], steps_per_quarter=12)
     assert converted.notes == tune_melody(0).notes
     assert Melody(converted.notes).total_steps == len(melodies[0]) * 3
     assert all(isinstance(n, Note) for n in converted.notes)

@@ -1,13 +1,14 @@
 """NoteSequence <-> Melody: meters, grid, triplets, policies, tracks, splits, and MIDI round trips."""
 
-import pytest
-
 import conftest
+import pytest
 from conftest import make_sequence, pattern_notes
-from melody_plugin import midi_io
-from melody_plugin.melody import (REST, Melody, MelodyError, Note, melodies_from_note_sequence,
-                                  melody_from_note_sequence, melody_from_text, melody_to_note_sequence)
-from melody_plugin.vocab import Vocabulary
+
+from melody_plugin.io.files import read_music_file
+from melody_plugin.io.midi import note_sequence_to_midi_file
+from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies, note_sequence_to_melody
+from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
+from melody_plugin.tokens.vocab import Vocabulary
 
 METERS = [(4, 4), (3, 4), (6, 8), (2, 4), (9, 8), (5, 4), (7, 8)]
 
@@ -28,22 +29,22 @@ def meter_tune(meter, bars=4):
 def test_midi_tokens_midi_round_trip_keeps_notes_and_bars(tmp_path, meter):
     notes = meter_tune(meter)
     path = tmp_path / "tune.mid"
-    midi_io.note_sequence_to_midi_file(make_sequence(notes, time_signature=meter), path)
-    m = melody_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    note_sequence_to_midi_file(make_sequence(notes, time_signature=meter), path)
+    m = note_sequence_to_melody(read_music_file(path).sequences[0])
     assert m.time_signature == meter
     assert m.num_bars == 4
     vocab = Vocabulary.build([m])
     back = vocab.decode(vocab.encode(m), m.time_signature, m.qpm, m.key, m.minor)
     assert back == m
     out = tmp_path / "out.mid"
-    midi_io.note_sequence_to_midi_file(melody_to_note_sequence(back), out)
-    ns = midi_io.read_music_file(out).sequences[0]
+    note_sequence_to_midi_file(melody_to_note_sequence(back), out)
+    ns = read_music_file(out).sequences[0]
     assert [(ts.numerator, ts.denominator) for ts in ns.time_signatures] == [meter]
     assert [round(t.qpm) for t in ns.tempos] == [120]
     assert [n.pitch for n in ns.notes] == [p for p, _, _ in notes]
     got = [t for n in ns.notes for t in (n.start_time, n.end_time)]
     assert got == pytest.approx([t * 0.5 for _, s, e in notes for t in (s, e)], abs=1e-6)  # 120 qpm
-    assert melody_from_note_sequence(ns) == m
+    assert note_sequence_to_melody(ns) == m
 
 
 def test_triplet_melody_survives_exactly(tmp_path):
@@ -52,12 +53,12 @@ def test_triplet_melody_survives_exactly(tmp_path):
                (62, 1), (60, 2 * third), (62, third)]
     notes = pattern_notes(pattern, repeats=2)
     path = tmp_path / "triplets.mid"
-    midi_io.note_sequence_to_midi_file(make_sequence(notes), path)
+    note_sequence_to_midi_file(make_sequence(notes), path)
     # the written file, read with mido: every onset and release on a whole tick, exactly at k/3 quarters
     tpq, written, _, _ = conftest.midi_ticks(path)
     assert [(p, on, off) for p, on, off in written] == [(p, round(s * tpq), round(e * tpq)) for p, s, e in notes]
     assert all(abs(s * tpq - round(s * tpq)) < 1e-9 for _, s, _ in notes[:1]) and tpq % 3 == 0
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     m = ex.melodies[0]
     assert ex.stats["notes_snapped_to_grid"] == 0
     assert [n.duration_steps for n in m.notes[:4]] == [4, 4, 4, 12]
@@ -68,27 +69,27 @@ def test_triplet_melody_survives_exactly(tmp_path):
 
 def test_off_grid_notes_are_snapped_and_counted():
     ns = make_sequence([(60, 0.0, 1.0), (62, 1.03, 2.0), (64, 2.0, 3.0)])
-    ex = melodies_from_note_sequence(ns)
+    ex = note_sequence_to_melodies(ns)
     assert ex.stats["notes_snapped_to_grid"] == 1
     assert [n.pitch for n in ex.melodies[0].notes] == [60, 62, 64]
 
 
 def test_rests_are_kept_and_split_at_bar_lines():
     ns = make_sequence([(60, 1.0, 2.0), (62, 6.0, 7.0)])  # leading rest of 1 quarter, then a rest over a bar line
-    m = melody_from_note_sequence(ns)
+    m = note_sequence_to_melody(ns)
     assert m.notes == (Note(REST, 12), Note(60, 12), Note(REST, 24), Note(REST, 24), Note(62, 12))
 
 
 @pytest.mark.parametrize("policy,expected", [("highest", [72, 64]), ("lowest", [60, 64])])
 def test_polyphony_policies(policy, expected):
     ns = make_sequence([(60, 0, 1), (72, 0, 1), (64, 1, 2)])
-    m = melody_from_note_sequence(ns, policy=policy)
+    m = note_sequence_to_melody(ns, policy=policy)
     assert [n.pitch for n in m.notes] == expected
 
 
 def test_skyline_cuts_held_note_at_next_onset():
     ns = make_sequence([(72, 0, 4), (60, 1, 2), (62, 2, 3)])
-    m = melody_from_note_sequence(ns)
+    m = note_sequence_to_melody(ns)
     # the piece lasts 4 quarters (the held 72), so the cut melody ends with a one-quarter rest
     assert [(n.pitch, n.duration_steps) for n in m.notes] == [(72, 12), (60, 12), (62, 12), (-1, 12)]
 
@@ -96,30 +97,30 @@ def test_skyline_cuts_held_note_at_next_onset():
 def test_reject_policy_names_the_time():
     ns = make_sequence([(60, 0, 2), (64, 1, 2)], filename="chords.mid")
     with pytest.raises(MelodyError, match=r"chords.mid: 2 notes overlap at 0.50 s \(policy=reject\)"):
-        melody_from_note_sequence(ns, policy="reject")
+        note_sequence_to_melody(ns, policy="reject")
 
 
 def test_drums_are_skipped_and_drums_only_is_refused():
     ns = make_sequence([(36, 0, 1), (38, 1, 2)], is_drum=True, filename="drums.mid")
     with pytest.raises(MelodyError) as e:
-        melody_from_note_sequence(ns)
+        note_sequence_to_melody(ns)
     assert e.value.reason == "drums_only"
     mixed = make_sequence([(60, 0, 1), (62, 1, 2)])
     mixed.notes.add(pitch=36, start_time=0, end_time=0.5, is_drum=True, instrument=9, velocity=90)
     mixed.notes.add(pitch=38, start_time=0.1, end_time=0.5, is_drum=True, instrument=9, velocity=90)
     mixed.notes.add(pitch=40, start_time=0.2, end_time=0.5, is_drum=True, instrument=9, velocity=90)
-    assert [n.pitch for n in melody_from_note_sequence(mixed).notes] == [60, 62]
+    assert [n.pitch for n in note_sequence_to_melody(mixed).notes] == [60, 62]
 
 
 def test_track_with_most_notes_is_chosen_and_can_be_selected():
     ns = make_sequence([(60, 0, 1), (62, 1, 2), (64, 2, 3)], instrument=0, program=0)
     for p, s, e in [(48, 0, 3)]:
         ns.notes.add(pitch=p, start_time=s * 0.5, end_time=e * 0.5, instrument=1, program=33, velocity=80)
-    assert [n.pitch for n in melody_from_note_sequence(ns).notes] == [60, 62, 64]
-    assert [n.pitch for n in melody_from_note_sequence(ns, track=1).notes] == [48]
-    assert [n.pitch for n in melody_from_note_sequence(ns, program=33).notes] == [48]
+    assert [n.pitch for n in note_sequence_to_melody(ns).notes] == [60, 62, 64]
+    assert [n.pitch for n in note_sequence_to_melody(ns, track=1).notes] == [48]
+    assert [n.pitch for n in note_sequence_to_melody(ns, program=33).notes] == [48]
     with pytest.raises(MelodyError, match="instrument 5"):
-        melody_from_note_sequence(ns, track=5)
+        note_sequence_to_melody(ns, track=5)
 
 
 def test_time_signature_change_splits_the_piece():
@@ -128,7 +129,7 @@ def test_time_signature_change_splits_the_piece():
     for i in range(6):
         ns.notes.add(pitch=67, start_time=4.0 + i * 0.5, end_time=4.5 + i * 0.5, velocity=80)
     ns.total_time = 7.0
-    ex = melodies_from_note_sequence(ns)
+    ex = note_sequence_to_melodies(ns)
     assert ex.stats["time_change_splits"] == 1
     assert [m.time_signature for m in ex.melodies] == [(4, 4), (3, 4)]
     assert [m.num_bars for m in ex.melodies] == [2, 2]
@@ -139,7 +140,7 @@ def test_tempo_change_is_kept_inside_one_melody_not_a_split():
     ns.tempos.add(time=2.0, qpm=90)
     ns.notes.add(pitch=64, start_time=2.0, end_time=2.0 + 60 / 90, velocity=80)  # one quarter at 90 qpm
     ns.total_time = 2.0 + 60 / 90
-    ex = melodies_from_note_sequence(ns)
+    ex = note_sequence_to_melodies(ns)
     assert len(ex.melodies) == 1 and ex.stats["time_change_splits"] == 0
     m = ex.melodies[0]
     assert [(n.pitch, n.duration_steps) for n in m.notes] == [(60, 12)] * 4 + [(64, 12)]
@@ -155,7 +156,7 @@ def test_ritardando_primer_keeps_every_note_and_its_tempo_map(tmp_path):
     notes = [(60 + i % 5, ticks(i), ticks(i + 1)) for i in range(16)]
     tempos = [(0, 120), (ticks(12), 100), (ticks(13), 90), (ticks(14), 80), (ticks(15), 70)]
     path = conftest.write_mido_file(tmp_path / "rit.mid", notes, tempos)
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert len(ex.melodies) == 1
     m = ex.melodies[0]
     assert [(n.pitch, n.duration_steps) for n in m.notes] == [(p, 12) for p, _, _ in notes]
@@ -168,7 +169,7 @@ def test_a_tempo_change_on_the_final_bar_line_is_the_continuations_tempo(tmp_pat
     # 2 bars of 4/4 quarters at 120, then 60 qpm set exactly at the end-of-track (tick 3840): what comes next is at 60
     notes = [(60 + i % 5, ticks(i), ticks(i + 1)) for i in range(8)]
     path = conftest.write_mido_file(tmp_path / "slow_end.mid", notes, [(0, 120), (ticks(8), 60)], end_tick=ticks(8))
-    m = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0]).melodies[0]
+    m = note_sequence_to_melodies(read_music_file(path).sequences[0]).melodies[0]
     assert m.total_steps == 2 * 48 and m.tempo_changes == ((96, 60.0),) and m.final_qpm == 60.0
 
 
@@ -176,7 +177,7 @@ def test_tempo_change_on_beat_3_does_not_move_bar_lines(tmp_path):
     # 3 bars of 4/4 eighths with a tempo change at beat 3 of bar 2 (quarter 6)
     notes = [(62 + i % 3, ticks(i / 2), ticks(i / 2 + 0.5)) for i in range(24)]
     path = conftest.write_mido_file(tmp_path / "change.mid", notes, [(0, 120), (ticks(6), 75)])
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert len(ex.melodies) == 1
     m = ex.melodies[0]
     onsets = [sum(n.duration_steps for n in m.notes[:i]) for i in range(len(m.notes))]
@@ -192,7 +193,7 @@ def test_meter_change_splits_exactly_at_the_new_meters_first_bar(tmp_path, first
     notes += [(67, change + i * 240, change + i * 240 + 240) for i in range(3 * bar2 // 240)]
     path = conftest.write_mido_file(tmp_path / "meters.mid", notes, [(0, 100), (bar1, 80)],
                                     [(0, *first), (change, *second)])
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert [m.time_signature for m in ex.melodies] == [first, second]
     assert [m.num_bars for m in ex.melodies] == [2, 3]
     assert {n.pitch for n in ex.melodies[1].notes} == {67}  # the split is at the change, not a tempo change
@@ -202,7 +203,7 @@ def test_meter_change_splits_exactly_at_the_new_meters_first_bar(tmp_path, first
 def test_repeated_time_signature_is_not_a_split(tmp_path):
     notes = [(60, i * 480, i * 480 + 480) for i in range(16)]
     path = conftest.write_mido_file(tmp_path / "same.mid", notes, [(0, 120)], [(0, 4, 4), (1920, 4, 4), (3840, 4, 4)])
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert len(ex.melodies) == 1 and ex.melodies[0].num_bars == 4
 
 
@@ -218,7 +219,7 @@ def test_trailing_rest_lasts_to_end_of_track(tmp_path, tpq, end_extra, expected_
     notes = [(p, q * tpq, (q + 1) * tpq) for p, q in pattern]
     path = conftest.write_mido_file(tmp_path / "rest.mid", notes, [(0, 120)], ticks_per_quarter=tpq,
                                     end_tick=7 * tpq + end_extra)
-    m = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0]).melodies[0]
+    m = note_sequence_to_melodies(read_music_file(path).sequences[0]).melodies[0]
     assert [n.duration_steps for n in m.notes if n.is_rest] == [12] + expected_rest_steps  # the rest at quarter 3
     assert m.total_steps == 7 * 12 + sum(expected_rest_steps)
 
@@ -230,10 +231,10 @@ def test_melody_track_is_chosen_by_name_and_range_and_reported(tmp_path):
              for track, (_, base, count) in parts.items() for i in range(count)]
     path = conftest.write_mido_file(tmp_path / "chorale.mid", notes, [(0, 100)],
                                     track_names=[name for name, _, _ in parts.values()])
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert {n.pitch for n in ex.melodies[0].notes if not n.is_rest} == {72, 73, 74}
     assert "Soprano" in ex.warnings[0] and "--track=N" in ex.warnings[0] and "Tenor" in ex.warnings[0]
-    every = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0], track="all")
+    every = note_sequence_to_melodies(read_music_file(path).sequences[0], track="all")
     assert sorted(min(n.pitch for n in m.notes if not n.is_rest) for m in every.melodies) == [48, 60, 67, 72]
 
 
@@ -242,24 +243,24 @@ def test_unnamed_tracks_prefer_the_high_monophonic_line_over_bass_and_chords(tmp
     bass = [(1, 40 + i % 4, i * 240, i * 240 + 240) for i in range(16)]                     # 16 notes, low
     chords = [(2, p, i * 960, i * 960 + 960) for i in range(4) for p in (60, 64, 67, 79)]   # 16 notes, chords
     path = conftest.write_mido_file(tmp_path / "pop.mid", tune + bass + chords, [(0, 120)])
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert {n.pitch for n in ex.melodies[0].notes if not n.is_rest} == {74, 75}
 
 
 def test_key_signature_is_kept_or_estimated():
-    assert melody_from_note_sequence(make_sequence([(62, 0, 1)], key=2)).key == 2
+    assert note_sequence_to_melody(make_sequence([(62, 0, 1)], key=2)).key == 2
     d_major = pattern_notes([(62, 1), (64, 1), (66, 1), (67, 1), (69, 1), (71, 1), (73, 1), (74, 2), (69, 1)], 2)
-    m = melody_from_note_sequence(make_sequence(d_major))
+    m = note_sequence_to_melody(make_sequence(d_major))
     assert (m.key, m.minor) == (2, False)
 
 
 def test_melody_from_text():
-    m = melody_from_text("C4:1 D4:0.5 E4:0.5 R:1 F#4:1/3 G4:2/3", time_signature=(4, 4))
+    m = text_to_melody("C4:1 D4:0.5 E4:0.5 R:1 F#4:1/3 G4:2/3", time_signature=(4, 4))
     assert m.notes == (Note(60, 12), Note(62, 6), Note(64, 6), Note(REST, 12), Note(66, 4), Note(67, 8))
     with pytest.raises(MelodyError, match="not on a grid"):
-        melody_from_text("C4:0.1")
+        text_to_melody("C4:0.1")
     with pytest.raises(MelodyError, match="cannot read"):
-        melody_from_text("hello")
+        text_to_melody("hello")
 
 
 def test_melody_validates_meter_and_durations():
@@ -272,7 +273,7 @@ def test_melody_validates_meter_and_durations():
 def test_conversions_do_not_mutate_input():
     ns = make_sequence([(60, 0, 1), (72, 0, 1)])
     before = ns.SerializeToString()
-    melodies_from_note_sequence(ns)
+    note_sequence_to_melodies(ns)
     assert ns.SerializeToString() == before
 
 
@@ -290,7 +291,7 @@ def test_silent_bars_after_the_last_note_are_ignored_and_reported(tmp_path):
     # one bar of quarters, then three silent bars before the end-of-track
     notes = [(60 + i, i * 480, (i + 1) * 480) for i in range(4)]
     path = conftest.write_mido_file(tmp_path / "padded.mid", notes, [(0, 120)], end_tick=4 * 1920)
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert ex.melodies[0].total_steps == 48
     assert any("3 silent bars after the last note ignored" in w for w in ex.warnings)
 
@@ -299,7 +300,7 @@ def test_silent_bars_after_the_last_note_are_ignored_and_reported(tmp_path):
 def test_modal_key_signatures_keep_their_tonic_and_third(mode, minor):
     ns = make_sequence(pattern_notes([(69, 1)], repeats=8))
     ns.key_signatures.add(time=0.0, key=9, mode=mode)  # A major, minor, mixolydian, dorian, phrygian, lydian, locrian
-    m = melody_from_note_sequence(ns)
+    m = note_sequence_to_melody(ns)
     assert (m.key, m.minor) == (9, minor)
 
 
@@ -333,7 +334,7 @@ def rich_sequence():
 def test_split_note_sequence_equals_note_seqs(cuts):
     from note_seq import sequences_lib
 
-    from melody_plugin.melody import split_note_sequence
+    from melody_plugin.music.timing import split_note_sequence
 
     ns = rich_sequence()
     before = ns.SerializeToString()
@@ -347,7 +348,7 @@ def test_split_note_sequence_equals_note_seqs(cuts):
 def test_split_note_sequence_refuses_what_note_seq_refuses():
     from note_seq import sequences_lib
 
-    from melody_plugin.melody import split_note_sequence
+    from melody_plugin.music.timing import split_note_sequence
 
     ns = rich_sequence()
     for cuts in ([8.5, 9.0], [-1.0]):
@@ -360,9 +361,10 @@ def test_split_note_sequence_refuses_what_note_seq_refuses():
 # --- the meter split against note-seq's split_note_sequence_on_time_changes (tempo events left out of both)
 
 def test_meter_changes_at_or_after_the_sequences_end_are_ignored_as_note_seq_does(tmp_path):
-    from note_seq import midi_io as ns_midi_io, sequences_lib
+    from note_seq import midi_io as ns_midi_io
+    from note_seq import sequences_lib
 
-    from melody_plugin.melody import split_on_time_changes
+    from melody_plugin.music.timing import split_on_time_changes
 
     ns = make_sequence([(60, 0, 2)])  # one note, 0-1 s, then 3/4 at 2 s and 4/4 at 3 s
     ns.time_signatures.add(time=2.0, numerator=3, denominator=4)
@@ -370,7 +372,7 @@ def test_meter_changes_at_or_after_the_sequences_end_are_ignored_as_note_seq_doe
     theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
     assert len(theirs) == 1
     assert split_on_time_changes(ns) == theirs
-    assert [m.time_signature for m in melodies_from_note_sequence(ns).melodies] == [(4, 4)]
+    assert [m.time_signature for m in note_sequence_to_melodies(ns).melodies] == [(4, 4)]
 
     # the same from a file: note-seq's reader ends the sequence with its last note, ours at the end-of-track (3 s)
     path = conftest.write_mido_file(tmp_path / "late_meters.mid", [(60, 0, 480)], [(0, 120)],
@@ -379,14 +381,14 @@ def test_meter_changes_at_or_after_the_sequences_end_are_ignored_as_note_seq_doe
     theirs = sequences_lib.split_note_sequence_on_time_changes(read_by_note_seq)
     assert len(theirs) == 1
     assert split_on_time_changes(read_by_note_seq) == theirs
-    ours = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ours = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert [m.time_signature for m in ours.melodies] == [(4, 4)]  # the 3/4 stretch holds no note
 
 
 def test_an_unsplit_sequence_is_one_part_made_as_note_seqs(tmp_path):
     from note_seq import sequences_lib
 
-    from melody_plugin.melody import split_on_time_changes
+    from melody_plugin.music.timing import split_on_time_changes
 
     ns = make_sequence([(64, 2, 3), (60, 0, 1), (62, 1, 2)], qpm=100, key=2)  # notes out of order
     ns.pitch_bends.add(time=0.5, bend=512)
@@ -403,14 +405,14 @@ def test_an_unsplit_sequence_is_one_part_made_as_note_seqs(tmp_path):
 def test_a_quantized_sequence_is_refused_by_the_split_as_note_seq_refuses_it():
     from note_seq import sequences_lib
 
-    from melody_plugin.melody import split_note_sequence
+    from melody_plugin.music.timing import split_note_sequence
 
     ns = sequences_lib.quantize_note_sequence(make_sequence(pattern_notes([(60, 1)], repeats=4)), 4)
     with pytest.raises(sequences_lib.QuantizationStatusError):
         sequences_lib.split_note_sequence_on_time_changes(ns)
     with pytest.raises(MelodyError, match=r"^test.mid: cannot split a quantized NoteSequence \(4 steps per "
                                           r"quarter\)") as e:
-        melodies_from_note_sequence(ns)
+        note_sequence_to_melodies(ns)
     assert e.value.reason == "split_failed"
     with pytest.raises(sequences_lib.QuantizationStatusError):
         sequences_lib.split_note_sequence(ns, [1.0])
@@ -422,7 +424,7 @@ def test_coincident_meter_events_split_where_note_seq_splits():
     # 4/4, then 3/4 and 4/4 at one time: note-seq splits there (the first differs); both parts are in 4/4
     from note_seq import sequences_lib
 
-    from melody_plugin.melody import split_on_time_changes
+    from melody_plugin.music.timing import split_on_time_changes
 
     ns = make_sequence(pattern_notes([(60, 1)], repeats=8))
     ns.time_signatures.add(time=2.0, numerator=3, denominator=4)
@@ -430,7 +432,7 @@ def test_coincident_meter_events_split_where_note_seq_splits():
     theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
     assert [p.subsequence_info.start_time_offset for p in theirs] == [0.0, 2.0]
     assert split_on_time_changes(ns) == theirs
-    assert [m.time_signature for m in melodies_from_note_sequence(ns).melodies] == [(4, 4), (4, 4)]
+    assert [m.time_signature for m in note_sequence_to_melodies(ns).melodies] == [(4, 4), (4, 4)]
 
 
 def test_the_last_part_lasts_to_the_end_of_track_after_a_split_too(tmp_path):
@@ -438,7 +440,7 @@ def test_the_last_part_lasts_to_the_end_of_track_after_a_split_too(tmp_path):
     notes = [(60, i * 480, i * 480 + 480) for i in range(8)] + [(67, 3840 + i * 480, 4320 + i * 480) for i in range(5)]
     path = conftest.write_mido_file(tmp_path / "rest_after_split.mid", notes, [(0, 120)], [(0, 4, 4), (3840, 3, 4)],
                                     end_tick=3840 + 6 * 480)
-    ex = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
     assert [m.time_signature for m in ex.melodies] == [(4, 4), (3, 4)]
     assert [(n.pitch, n.duration_steps) for n in ex.melodies[1].notes] == [(67, 12)] * 5 + [(REST, 12)]
 
@@ -447,7 +449,7 @@ def test_a_sequence_without_total_time_ends_with_its_last_note():
     # note-seq's split returns nothing for total_time 0 (a hand-built sequence); ours takes the notes' end
     from note_seq import sequences_lib
 
-    from melody_plugin.melody import split_on_time_changes
+    from melody_plugin.music.timing import split_on_time_changes
 
     ns = make_sequence(pattern_notes([(60, 1), (62, 0.5), (None, 0.5)], repeats=3))
     theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
@@ -460,7 +462,7 @@ def test_a_meter_set_after_a_silent_count_in_starts_the_melody_on_its_bar_line()
     # a silent 4/4 bar (MIDI's default meter), then 3/4 at 2.0 s: note-seq cuts there, the notes fall on 3/4 beats
     from note_seq import sequences_lib
 
-    from melody_plugin.melody import split_on_time_changes
+    from melody_plugin.music.timing import split_on_time_changes
 
     ns = make_sequence([(p, 4 + i, 5 + i) for i, p in enumerate([60, 62, 64, 65, 67, 69])])
     del ns.time_signatures[:]
@@ -468,6 +470,6 @@ def test_a_meter_set_after_a_silent_count_in_starts_the_melody_on_its_bar_line()
     theirs = sequences_lib.split_note_sequence_on_time_changes(ns)
     assert [(p.subsequence_info.start_time_offset, len(p.notes)) for p in theirs] == [(0.0, 0), (2.0, 6)]
     assert split_on_time_changes(ns) == theirs[1:]  # the empty count-in holds no melody
-    m = melody_from_note_sequence(ns)
+    m = note_sequence_to_melody(ns)
     assert m.time_signature == (3, 4) and [(n.pitch, n.duration_steps) for n in m.notes] == [
         (60, 12), (62, 12), (64, 12), (65, 12), (67, 12), (69, 12)]  # two 3/4 bars from the first note

@@ -1,12 +1,12 @@
 """Meter-aware inputs: the bar position and bar length fed with each token, in training, scoring and generation."""
 
+import conftest
 import numpy as np
 import pytest
 
-import conftest
-from melody_plugin import registry
-from melody_plugin.melody import REST, Melody, Note
-from melody_plugin.vocab import METER_FEATURE_SIZE, START, UNK, Vocabulary, meter_features, token_durations
+from melody_plugin.model import registry
+from melody_plugin.music.melody import REST, Melody, Note
+from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, START, UNK, Vocabulary, meter_features, token_durations
 
 # (meter, steps_per_bar at 12 steps per quarter, token durations with the start token's 0 first, expected
 # positions written out by hand: where the token after each input begins, counted within its bar)
@@ -63,21 +63,21 @@ def meter_run_dir(tmp_path_factory, tiny_corpus):
 
 @pytest.fixture(scope="module")
 def meter_generator(meter_run_dir):
-    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.generate.generator import MelodyGenerator
 
     return MelodyGenerator.from_run_dir(meter_run_dir)
 
 
 def test_training_data_carries_each_melodys_bar_length(meter_run_dir):
-    from melody_plugin import dataset
+    from melody_plugin.tokens import records as dataset
 
-    _, bars = dataset.read_sequences(meter_run_dir / "data" / dataset.TRAIN_FILE, with_steps_per_bar=True)
+    _, bars = dataset.read_ids(meter_run_dir / "data" / dataset.TRAIN_FILE, with_steps_per_bar=True)
     # the tiny corpus: 4/4, 3/4, 6/8 and 7/8 tunes at 12 steps per quarter
     assert set(bars) <= {48, 36, 42} and 48 in bars and 36 in bars
 
 
 def test_numpy_and_keras_logits_agree_with_meter_features(meter_generator):
-    from melody_plugin import numpy_model
+    from melody_plugin.model import numpy_model
 
     gen = meter_generator
     assert gen.model.meter_features
@@ -85,7 +85,7 @@ def test_numpy_and_keras_logits_agree_with_meter_features(meter_generator):
     ids = [START] + gen.vocab.encode(melody)
     positions, bar_steps = meter_features(token_durations(ids, gen.vocab.durations()), melody.steps_per_bar)
     batch = {"ids": np.array([ids], np.int32), "bar_position": positions[None], "bar_steps": bar_steps[None]}
-    keras_logits = np.asarray(numpy_model.keras_model_from_weights(gen.config, gen.weights)(batch, training=False))
+    keras_logits = np.asarray(numpy_model.weights_to_keras_model(gen.config, gen.weights)(batch, training=False))
     numpy_logits, _ = gen.model.run(batch["ids"], positions=batch["bar_position"], bar_steps=batch["bar_steps"])
     np.testing.assert_allclose(numpy_logits, keras_logits, atol=1e-4)
     # the features change the output: the model does read them
@@ -94,8 +94,8 @@ def test_numpy_and_keras_logits_agree_with_meter_features(meter_generator):
 
 
 def test_sampler_feeds_each_rows_bar_position_to_the_model():
-    from melody_plugin import sampler
-    from melody_plugin.vocab import NUM_SPECIAL
+    from melody_plugin.generate import sampler
+    from melody_plugin.tokens.vocab import NUM_SPECIAL
 
     # tokens of 12 and 6 steps; the stub always prefers the 12-step token, then (when it cannot fit) the 6-step one
     durations = np.array([0] * NUM_SPECIAL + [12, 6])
@@ -125,10 +125,10 @@ def test_tf_and_numpy_samplers_agree_greedily_with_meter_features(meter_generato
 
 
 def test_bundle_and_saved_model_of_a_meter_model(meter_generator, tmp_path):
-    from melody_plugin.export import export_saved_model
-    from melody_plugin.generator import MelodyGenerator
-    from melody_plugin.quiet import import_tensorflow
-    from melody_plugin.sampler import SamplingOptions
+    from melody_plugin.generate.export import export_saved_model
+    from melody_plugin.generate.generator import MelodyGenerator
+    from melody_plugin.generate.sampler import SamplingOptions
+    from melody_plugin.runtime.quiet import import_tensorflow
 
     gen = meter_generator
     primer = gen.primer_from_text("C4:1 D4:0.5 E4:0.5", time_signature=(3, 4))
@@ -162,19 +162,20 @@ def test_an_old_style_run_dir_still_loads_and_generates_the_same(tiny_run_dir, t
 
 def test_evaluation_feeds_the_melodys_own_bar_positions(meter_generator, tmp_path):
     from conftest import evaluate_waltz_by_hand
-    from melody_plugin import evaluate
+
+    from melody_plugin.evaluate import scoring as evaluate
 
     scores, ids, positions, _ = evaluate_waltz_by_hand(meter_generator, tmp_path)
-    expected = evaluate.score_sequences(meter_generator.model, [ids], meter_generator.vocab,
+    expected = evaluate.score_ids(meter_generator.model, [ids], meter_generator.vocab,
                                         features=[(positions, np.full(17, 36))])
     assert scores["bits_per_note"] == pytest.approx(expected["bits_per_note"], rel=1e-9)
-    shifted = evaluate.score_sequences(meter_generator.model, [ids], meter_generator.vocab,
+    shifted = evaluate.score_ids(meter_generator.model, [ids], meter_generator.vocab,
                                        features=[((positions + 6) % 36, np.full(17, 36))])
     assert shifted["bits_per_note"] != pytest.approx(expected["bits_per_note"], rel=1e-6)
 
 
 def test_a_dataset_without_bar_lengths_is_taken_as_4_4_and_says_so():
-    from melody_plugin import train
+    from melody_plugin.train import data as train
 
     vocab = Vocabulary(((60, 12), (62, 6)), 12)
     config = registry.with_hparams(registry.get_config("char_lstm"), "meter_features=true")

@@ -7,13 +7,26 @@ import struct
 import threading
 import zipfile
 
-import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
 import conftest
+import pytest
 from conftest import make_sequence, pattern_notes, write_midi
-from melody_plugin import midi_io
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from melody_plugin.errors import InputFileError
+from melody_plugin.io import midi as io_midi
+from melody_plugin.io import musicxml as io_musicxml
+from melody_plugin.io.files import read_music_file
+from melody_plugin.io.inputs import list_music_files
+from melody_plugin.io.midi import (
+    note_sequence_to_midi_bytes,
+    note_sequence_to_midi_file,
+    note_sequence_to_pretty_midi,
+    pretty_midi_to_note_sequence,
+)
+from melody_plugin.io.musicxml import MAX_UNCOMPRESSED_BYTES
+from melody_plugin.io.tfrecord import read_note_sequence_tfrecord, write_note_sequence_tfrecord
+from melody_plugin.runtime import guarded
 
 
 def smf(tracks, division=480, fmt=0, ntracks=None):
@@ -41,14 +54,14 @@ def good_midi_bytes():
 
 def refused(path, match):
     with pytest.raises(InputFileError, match=match) as e:
-        midi_io.read_music_file(path)
+        read_music_file(path)
     assert str(path) in str(e.value)
     return e.value
 
 
 def test_reads_a_real_midi_file(tmp_path):
     path = write_midi(tmp_path / "ok.MIDI", pattern_notes([(60, 1), (62, 1)]))
-    music = midi_io.read_music_file(path)
+    music = read_music_file(path)
     assert [n.pitch for n in music.sequences[0].notes] == [60, 62]
     assert music.warnings == ()
 
@@ -73,7 +86,7 @@ def test_hostile_midi_is_refused_with_a_reason(tmp_path, name, data, match):
 
 
 def test_huge_note_count_is_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(midi_io, "MAX_NOTES", 1000)
+    monkeypatch.setattr(io_midi, "MAX_NOTES", 1000)
     events = (b"\x00\x90\x3c\x40" + b"\x01\x80\x3c\x00") * 1001
     path = tmp_path / "many.mid"
     path.write_bytes(smf([events + END]))
@@ -106,7 +119,7 @@ def test_unreadable_file_is_refused(tmp_path):
 
 
 def test_oversized_file_is_refused_before_reading(tmp_path, monkeypatch):
-    monkeypatch.setattr(midi_io, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(guarded, "MAX_FILE_BYTES", 100)
     path = tmp_path / "big.mid"
     path.write_bytes(good_midi_bytes() + b"\x00" * 200)
     refused(path, "over the 100 byte limit")
@@ -118,7 +131,7 @@ def test_silent_misreads_become_warnings(tmp_path):
              + b"\x00\x90\x40\x40" + vlq(480) + b"\xff\x2f\x00")
     path = tmp_path / "sloppy.mid"
     path.write_bytes(smf([track], ntracks=3))
-    warnings = " ".join(midi_io.read_music_file(path).warnings)
+    warnings = " ".join(read_music_file(path).warnings)
     assert "header says 3 tracks but the file has 1" in warnings
     assert "1 notes never released; ended at the end of their track" in warnings
     assert "1 zero-length notes" in warnings
@@ -132,7 +145,7 @@ def test_musicxml_entity_bomb_and_zip_bomb_are_refused(tmp_path):
     mxl = tmp_path / "bomb.mxl"
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("score.xml", b"\x00" * (midi_io.MAX_UNCOMPRESSED_BYTES + 1))
+        zf.writestr("score.xml", b"\x00" * (MAX_UNCOMPRESSED_BYTES + 1))
     mxl.write_bytes(buffer.getvalue())
     refused(mxl, "zip bomb")
     broken = tmp_path / "broken.musicxml"
@@ -154,14 +167,14 @@ def lying_zip(member, payload, declared):
 def test_a_zip_bomb_whose_headers_lie_is_refused_while_unpacking_in_bounded_memory(tmp_path, monkeypatch):
     import tracemalloc
 
-    monkeypatch.setattr(midi_io, "MAX_UNCOMPRESSED_BYTES", 1 << 20)  # 1 MiB, for a 16 MiB payload
-    monkeypatch.setattr(midi_io, "MAX_FILE_BYTES", 1 << 20)  # the file's read buffer is this size: keep it small
+    monkeypatch.setattr(io_musicxml, "MAX_UNCOMPRESSED_BYTES", 1 << 20)  # 1 MiB, for a 16 MiB payload
+    monkeypatch.setattr(guarded, "MAX_FILE_BYTES", 1 << 20)  # the file's read buffer is this size: keep it small
     mxl = tmp_path / "liar.mxl"
     mxl.write_bytes(lying_zip("score.xml", b"<score-partwise>" + b" " * (16 << 20), declared=1000))
     tracemalloc.start()
     try:
         with pytest.raises(InputFileError) as bomb:
-            midi_io.read_music_file(mxl)
+            read_music_file(mxl)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -195,7 +208,7 @@ def test_an_entity_bomb_behind_a_long_comment_is_refused(tmp_path, encoding):
 def test_abc_tunes_are_read_and_garbage_is_refused(tmp_path):
     abc = tmp_path / "tunes.abc"
     abc.write_text("X:1\nT:Test\nM:6/8\nL:1/8\nK:G\nGAB c2d|e2d B2A|\n\nX:2\nT:Two\nM:4/4\nL:1/8\nK:D\nDEFG ABcd|\n")
-    music = midi_io.read_music_file(abc)
+    music = read_music_file(abc)
     assert len(music.sequences) == 2
     assert music.sequences[0].time_signatures[0].numerator == 6
     junk = tmp_path / "junk.abc"
@@ -207,18 +220,18 @@ def test_list_music_files_recurses_and_matches_extensions_in_any_case(tmp_path):
     (tmp_path / "a" / "b").mkdir(parents=True)
     for name in ("a/one.MID", "a/b/two.midi", "three.mid", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
-    names = sorted(p.name for p in midi_io.list_music_files(tmp_path))
+    names = sorted(p.name for p in list_music_files(tmp_path))
     assert names == ["one.MID", "three.mid", "two.midi"]
-    assert [p.name for p in midi_io.list_music_files(f"{tmp_path}/a/**/*.midi")] == ["two.midi"]
+    assert [p.name for p in list_music_files(f"{tmp_path}/a/**/*.midi")] == ["two.midi"]
     with pytest.raises(InputFileError, match="no such file"):
-        midi_io.list_music_files(tmp_path / "nope")
+        list_music_files(tmp_path / "nope")
 
 
 def test_note_sequence_tfrecord_round_trip(tmp_path):
     sequences = [make_sequence(pattern_notes([(60 + i, 1)] * 4), filename=f"s{i}.mid") for i in range(3)]
     path = tmp_path / "notesequences.tfrecord"
-    midi_io.write_note_sequence_tfrecord(sequences, path)
-    back = list(midi_io.read_note_sequence_tfrecord(path))
+    write_note_sequence_tfrecord(sequences, path)
+    back = list(read_note_sequence_tfrecord(path))
     assert [ns.filename for ns in back] == ["s0.mid", "s1.mid", "s2.mid"]
     assert back[1].notes[0].pitch == 61
 
@@ -242,7 +255,7 @@ def test_fuzz_mutated_midi_returns_music_or_our_error(tmp_path, data):
     path = tmp_path / "fuzz.mid"
     path.write_bytes(bytes(raw))
     try:
-        music = midi_io.read_music_file(path)
+        music = read_music_file(path)
         assert music.sequences
     except InputFileError as e:
         assert str(path) in str(e)
@@ -262,7 +275,7 @@ MUSICXML = """<?xml version="1.0" encoding="UTF-8"?>
 def test_unreleased_note_is_kept_until_the_end_of_its_track(tmp_path):
     path = tmp_path / "held.mid"
     path.write_bytes(smf([b"\x00\x90\x3c\x40" + vlq(480) + b"\x90\x3e\x40" + vlq(960) + b"\xff\x2f\x00"]))
-    music = midi_io.read_music_file(path)
+    music = read_music_file(path)
     notes = [(n.pitch, n.start_time, n.end_time) for n in music.sequences[0].notes]
     assert notes == [(60, 0.0, pytest.approx(1.5)), (62, 0.5, pytest.approx(1.5))]
     assert "2 notes never released" in " ".join(music.warnings)
@@ -277,7 +290,7 @@ def test_a_never_released_note_keeps_the_other_tracks_numbers(tmp_path):
     import mido
     from note_seq import midi_io as ns_midi_io
 
-    from melody_plugin.melody import melody_from_note_sequence
+    from melody_plugin.music.extract import note_sequence_to_melody
 
     def notes(channel, pitches, program):
         events = [(0, mido.Message("program_change", channel=channel, program=program))]
@@ -295,14 +308,14 @@ def test_a_never_released_note_keeps_the_other_tracks_numbers(tmp_path):
     assert sorted({n.instrument for n in theirs.notes}) == [0, 1]
     path = tmp_path / "held_track.mid"
     path.write_bytes(data)
-    music = midi_io.read_music_file(path)
+    music = read_music_file(path)
     assert "1 notes never released" in " ".join(music.warnings)
     ours = music.sequences[0]
     assert note_fields(ours.notes[:-1]) == note_fields(theirs.notes)  # every track keeps note-seq's number
     assert note_fields(ours.notes[-1:]) == [(2, 0, False, 48, 80, 0.0, 2.0)]  # the held note: numbered after them
     for track in (0, 1):
         expected = [n.pitch for n in theirs.notes if n.instrument == track]
-        assert [n.pitch for n in melody_from_note_sequence(ours, track=track).notes] == expected
+        assert [n.pitch for n in note_sequence_to_melody(ours, track=track).notes] == expected
 
 
 @pytest.mark.parametrize("offs", [[480], [480, 720]], ids=["released_once", "released_twice"])
@@ -321,17 +334,17 @@ def test_a_note_off_that_ends_a_restruck_pitch_is_no_unreleased_note(tmp_path, o
                                                                              (62, 1.0, 1.5)]
     path = tmp_path / "restruck.mid"
     path.write_bytes(data)
-    music = midi_io.read_music_file(path)
+    music = read_music_file(path)
     assert music.warnings == ()
     assert note_fields(music.sequences[0].notes) == note_fields(theirs.notes)
 
 
 def test_musicxml_is_read_with_its_meter_and_key(tmp_path):
-    from melody_plugin.melody import melody_from_note_sequence
+    from melody_plugin.music.extract import note_sequence_to_melody
 
     path = tmp_path / "tune.musicxml"
     path.write_text(MUSICXML)
-    m = melody_from_note_sequence(midi_io.read_music_file(path).sequences[0])
+    m = note_sequence_to_melody(read_music_file(path).sequences[0])
     assert m.time_signature == (3, 4) and m.key == 7
     assert [(n.pitch, n.duration_steps) for n in m.notes] == [(67, 12), (69, 6), (71, 6), (74, 12)]
 
@@ -339,27 +352,29 @@ def test_musicxml_is_read_with_its_meter_and_key(tmp_path):
 def test_midi_of_a_melody_ending_in_a_rest_lasts_to_its_bar_line(tmp_path):
     import mido
 
-    from melody_plugin.melody import REST, Melody, Note, melody_to_note_sequence
+    from melody_plugin.music.extract import melody_to_note_sequence
+    from melody_plugin.music.melody import REST, Melody, Note
 
     m = Melody((Note(60, 12), Note(62, 12), Note(REST, 24)))  # one 4/4 bar, the last half silent
     path = tmp_path / "rest.mid"
-    midi_io.note_sequence_to_midi_file(melody_to_note_sequence(m), path)
+    note_sequence_to_midi_file(melody_to_note_sequence(m), path)
     assert mido.MidiFile(path).length == pytest.approx(2.0, abs=0.01)
-    assert midi_io.read_music_file(path).sequences[0].notes[-1].end_time == pytest.approx(1.0)
+    assert read_music_file(path).sequences[0].notes[-1].end_time == pytest.approx(1.0)
 
 
 # --- the writer, checked with mido
 
 
 def test_written_midi_has_grid_ticks_tempo_map_and_end_of_track_on_the_final_bar_line(tmp_path):
-    from melody_plugin.melody import REST, Melody, Note, melody_to_note_sequence
+    from melody_plugin.music.extract import melody_to_note_sequence
+    from melody_plugin.music.melody import REST, Melody, Note
 
     # 2 bars of 3/4: triplet eighths, then a quarter rest at the end; a tempo change at bar 2
     notes = (Note(60, 4), Note(62, 4), Note(64, 4), Note(65, 12), Note(67, 12),
              Note(69, 12), Note(67, 12), Note(REST, 12))
     melody = Melody(notes, 12, (3, 4), 100.0, tempo_changes=((36, 60.0),))
     path = tmp_path / "out.mid"
-    midi_io.note_sequence_to_midi_file(melody_to_note_sequence(melody), path)
+    note_sequence_to_midi_file(melody_to_note_sequence(melody), path)
     tpq, written, meta, ends = conftest.midi_ticks(path)
     assert tpq % 12 == 0
     tick = tpq // 12  # ticks per grid step
@@ -376,12 +391,13 @@ def mido_tempo_to_qpm(tempo):
 
 def test_writer_end_of_track_is_read_back_as_the_same_length(tmp_path):
     # a file that ends in a rest, written by our writer, read by our reader: same length, same rest
-    from melody_plugin.melody import melodies_from_note_sequence, melody_from_text, melody_to_note_sequence
+    from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies
+    from melody_plugin.music.melody import text_to_melody
 
-    melody = melody_from_text("C4:1 D4:1 E4:1 R:1 C4:1 D4:1 E4:1 R:1")
+    melody = text_to_melody("C4:1 D4:1 E4:1 R:1 C4:1 D4:1 E4:1 R:1")
     path = tmp_path / "rests.mid"
-    midi_io.note_sequence_to_midi_file(melody_to_note_sequence(melody), path)
-    back = melodies_from_note_sequence(midi_io.read_music_file(path).sequences[0]).melodies[0]
+    note_sequence_to_midi_file(melody_to_note_sequence(melody), path)
+    back = note_sequence_to_melodies(read_music_file(path).sequences[0]).melodies[0]
     assert [(n.pitch, n.duration_steps) for n in back.notes] == [(60, 12), (62, 12), (64, 12), (-1, 12)] * 2
 
 
@@ -389,7 +405,7 @@ def test_tempo_events_in_a_later_track_are_read(tmp_path):
     # format 1, tempo map written in the note track (as some sequencers do): 70 qpm from quarter 2
     import mido
 
-    from melody_plugin.melody import melodies_from_note_sequence
+    from melody_plugin.music.extract import note_sequence_to_melodies
 
     mid = mido.MidiFile(ticks_per_beat=480)
     first = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=500000, time=0),
@@ -403,7 +419,7 @@ def test_tempo_events_in_a_later_track_are_read(tmp_path):
     notes.append(mido.MetaMessage("end_of_track", time=0))
     mid.tracks += [first, notes]
     mid.save(tmp_path / "t1.mid")
-    m = melodies_from_note_sequence(midi_io.read_music_file(tmp_path / "t1.mid").sequences[0]).melodies[0]
+    m = note_sequence_to_melodies(read_music_file(tmp_path / "t1.mid").sequences[0]).melodies[0]
     assert [n.duration_steps for n in m.notes] == [12] * 8
     assert [(step, round(qpm, 3)) for step, qpm in m.tempo_changes] == [(24, 70.0)]
 
@@ -505,13 +521,13 @@ def test_our_midi_reader_equals_note_seqs_on_every_field(name, data, tmp_path):
 
     theirs = ns_midi_io.midi_to_note_sequence(data)
     assert len(theirs.notes) > 0 and len(theirs.tempos) > 0  # the case is not empty
-    ours = midi_io.pretty_midi_to_note_sequence(pretty_midi.PrettyMIDI(io.BytesIO(data)))
+    ours = pretty_midi_to_note_sequence(pretty_midi.PrettyMIDI(io.BytesIO(data)))
     assert ours == theirs  # every field: notes, tempos, meters, keys, instruments, bends, pedals, source info
 
     # the guarded reader: note-seq's sequence, named, lasting to the file's end-of-track (a final rest is music)
     path = tmp_path / f"{name}.mid"
     path.write_bytes(data)
-    music = midi_io.read_music_file(path)
+    music = read_music_file(path)
     assert music.warnings == ()
     read = music.sequences[0]
     assert read.filename == str(path)
@@ -554,17 +570,17 @@ def test_our_midi_writer_writes_note_seqs_bytes(name, data):
         pm.write(buffer)
         return buffer.getvalue()
 
-    assert written(midi_io.note_sequence_to_pretty_midi(ns)) == written(ns_midi_io.note_sequence_to_pretty_midi(ns))
-    assert midi_io.note_sequence_to_midi_bytes(ns) == midi_bytes_as_before(ns)
+    assert written(note_sequence_to_pretty_midi(ns)) == written(ns_midi_io.note_sequence_to_pretty_midi(ns))
+    assert note_sequence_to_midi_bytes(ns) == midi_bytes_as_before(ns)
     shorter = type(ns).FromString(ns.SerializeToString())
     shorter.total_time = 0.5  # before the last note ends: end-of-track stays right after the last event
-    assert midi_io.note_sequence_to_midi_bytes(shorter) == midi_bytes_as_before(shorter)
+    assert note_sequence_to_midi_bytes(shorter) == midi_bytes_as_before(shorter)
     # the file we write (at 480 ticks unless the sequence's resolution holds the 12-step grid, end-of-track at
     # total_time) reads back to what note-seq's PrettyMIDI of the sequence reads back to
     if ns.ticks_per_quarter % 12:
         ns.ticks_per_quarter = 480
     before = pretty_midi.PrettyMIDI(io.BytesIO(written(ns_midi_io.note_sequence_to_pretty_midi(ns))))
-    after = pretty_midi.PrettyMIDI(io.BytesIO(midi_io.note_sequence_to_midi_bytes(ns)))
+    after = pretty_midi.PrettyMIDI(io.BytesIO(note_sequence_to_midi_bytes(ns)))
     assert after.resolution == ns.ticks_per_quarter
     assert [(i.program, i.is_drum, [(n.pitch, n.velocity, round(n.start, 6), round(n.end, 6)) for n in i.notes])
             for i in after.instruments] == [
@@ -595,15 +611,15 @@ def test_a_note_shorter_than_a_tick_is_written_one_tick_long(tmp_path):
     ns_midi_io.note_sequence_to_midi_file(ns, str(path))
     assert conftest.midi_ticks(path)[1] == [(60, 0, 1000), (62, 1500, 1501), (64, 2000, 3000)]  # ... and writes it
     path = tmp_path / "ours.mid"
-    midi_io.note_sequence_to_midi_file(ns, path)
+    note_sequence_to_midi_file(ns, path)
     tpq, notes, _, _ = conftest.midi_ticks(path)
     assert (tpq, notes) == (480, [(60, 0, 480), (62, 720, 721), (64, 960, 1440)])  # 1500 * 480 / 1000 = 720
-    assert [n.pitch for n in midi_io.read_music_file(path).sequences[0].notes] == [60, 62, 64]
+    assert [n.pitch for n in read_music_file(path).sequences[0].notes] == [60, 62, 64]
 
     shorter = type(ns).FromString(ns.SerializeToString())  # at the sequence's own resolution, and of no length
     shorter.ticks_per_quarter = 960
     shorter.notes[1].end_time = shorter.notes[1].start_time
-    path.write_bytes(midi_io.note_sequence_to_midi_bytes(shorter))
+    path.write_bytes(note_sequence_to_midi_bytes(shorter))
     assert conftest.midi_ticks(path)[1] == [(60, 0, 960), (62, 1440, 1441), (64, 1920, 2880)]
 
 
@@ -613,7 +629,7 @@ def test_writing_to_a_symlink_writes_its_target_as_note_seq_does(tmp_path):
 
     ns = make_sequence(pattern_notes([(60, 1), (62, 1)]))
     writers = {"note_seq": lambda path: ns_midi_io.note_sequence_to_midi_file(ns, str(path)),
-               "ours": lambda path: midi_io.note_sequence_to_midi_file(ns, path)}
+               "ours": lambda path: note_sequence_to_midi_file(ns, path)}
     seen = {}
     for who, write in writers.items():
         real, links = tmp_path / who / "real", tmp_path / who / "links"
@@ -633,29 +649,30 @@ def test_writing_to_a_symlink_writes_its_target_as_note_seq_does(tmp_path):
     assert seen["ours"] == seen["note_seq"]
     assert seen["ours"] == ({"a.mid": "b.mid", "b.mid": "a.mid", "new.mid": "../real/new.mid",
                              "old.mid": "../real/old.mid"}, {"new.mid": True, "old.mid": True})
-    assert (tmp_path / "ours" / "real" / "old.mid").read_bytes() == midi_io.note_sequence_to_midi_bytes(ns)
+    assert (tmp_path / "ours" / "real" / "old.mid").read_bytes() == note_sequence_to_midi_bytes(ns)
 
 
 def test_melody_sequences_are_written_as_before():
     import pretty_midi
     from note_seq import midi_io as ns_midi_io
 
-    from melody_plugin.melody import Melody, Note, melody_to_note_sequence
+    from melody_plugin.music.extract import melody_to_note_sequence
+    from melody_plugin.music.melody import Melody, Note
 
     melody = Melody((Note(67, 6), Note(-1, 6), Note(69, 4), Note(71, 8), Note(72, 12)), 12, (3, 4), 100.0, 7, False,
                     tempo_changes=((12, 80.0), (24, 133.0)))
     for ns in (melody_to_note_sequence(melody), make_sequence(pattern_notes([(60, 1), (None, 0.5), (64, 1.5)], 3),
                                                                   time_signature=(6, 8), key=2, program=5)):
         a, b = io.BytesIO(), io.BytesIO()
-        midi_io.note_sequence_to_pretty_midi(ns).write(a)
+        note_sequence_to_pretty_midi(ns).write(a)
         ns_midi_io.note_sequence_to_pretty_midi(ns).write(b)
         assert a.getvalue() == b.getvalue()
-        assert midi_io.note_sequence_to_midi_bytes(ns) == midi_bytes_as_before(ns)
+        assert note_sequence_to_midi_bytes(ns) == midi_bytes_as_before(ns)
         assert pretty_midi.PrettyMIDI(io.BytesIO(a.getvalue())).instruments[0].notes
 
 
 def test_a_folder_of_tfrecords_only_says_how_to_name_them(tmp_path):
     for i in range(2):
         (tmp_path / f"notesequences-0000{i}-of-00002.tfrecord").write_bytes(b"")
-    with pytest.raises(midi_io.InputFileError, match=r"but 2 TFRecord file\(s\): pass them by name or a glob"):
-        midi_io.list_music_files(tmp_path)
+    with pytest.raises(InputFileError, match=r"but 2 TFRecord file\(s\): pass them by name or a glob"):
+        list_music_files(tmp_path)

@@ -9,9 +9,11 @@ import zipfile
 
 import pytest
 
-from melody_plugin import midi_io, music21_io
 from melody_plugin.errors import InputFileError
-from melody_plugin.melody import REST, melodies_from_note_sequence
+from melody_plugin.io import files as midi_io
+from melody_plugin.io import abc as io_abc, music21_abc, music21_score
+from melody_plugin.music.extract import note_sequence_to_melodies
+from melody_plugin.music.melody import REST
 
 R = REST
 
@@ -32,7 +34,7 @@ def write(tmp_path, name, text, encoding="utf-8"):
 
 def melody_notes(ns):
     """(pitch, duration_steps) of the one melody of a sequence, on the 12-steps-per-quarter grid."""
-    extraction = melodies_from_note_sequence(ns, 12)
+    extraction = note_sequence_to_melodies(ns, 12)
     assert len(extraction.melodies) == 1
     return [(n.pitch, n.duration_steps) for n in extraction.melodies[0].notes]
 
@@ -173,7 +175,7 @@ def test_a_latin1_tunebook_is_read_with_the_charset_it_declares(tmp_path):
 
 
 def test_without_the_extra_the_refusal_says_the_extra_would_read_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(music21_io, "available", lambda: False)
+    monkeypatch.setattr(music21_score, "available", lambda: False)
     path = write(tmp_path, "triplets.abc", TRIPLETS)
     with pytest.raises(InputFileError) as refused:
         midi_io.read_music_file(path)
@@ -204,8 +206,8 @@ def test_a_tune_music21_runs_out_of_time_on_goes_to_note_seq_in_auto(tmp_path, m
             woke.append(name)  # reached only if the limit did not stop the hang
         raise InputFileError(name, "stub refuses")
 
-    monkeypatch.setattr(music21_io, "available", lambda: True)
-    monkeypatch.setattr(music21_io, "abc_tune_to_note_sequence", slow)
+    monkeypatch.setattr(music21_score, "available", lambda: True)
+    monkeypatch.setattr(music21_abc, "abc_tune_to_note_sequence", slow)
     music = midi_io.read_music_file(write(tmp_path, "book.abc", BOOK), timeout_s=0.5)
     assert woke == []
     # note-seq reads X:1 after music21's time-out; X:3's triplets it refuses, as music21's stub does
@@ -281,8 +283,8 @@ def test_a_score_music21_runs_out_of_time_on_is_read_by_note_seq_in_auto(tmp_pat
         time.sleep(60)
         woke.append(name)  # reached only if the limit did not stop it
 
-    monkeypatch.setattr(music21_io, "available", lambda: True)
-    monkeypatch.setattr(music21_io, "musicxml_to_note_sequence", slow)
+    monkeypatch.setattr(music21_score, "available", lambda: True)
+    monkeypatch.setattr(music21_score, "musicxml_to_note_sequence", slow)
     xml = MUSICXML_TUPLETS.format(triplet_eighths=_tuplet_notes([("C", 4), ("D", 4), ("E", 4)], 1, "eighth"),
                                   triplet_quarters=_tuplet_notes([("B", 4), ("C", 5), ("D", 5)], 2, "quarter"))
     path = write(tmp_path, "tuplets.musicxml", xml)
@@ -372,7 +374,7 @@ def test_meter_and_tempo_changes_inside_a_tune_are_kept(tmp_path, music21, chang
     # 4 quarters at 120 qpm = 2 s; then 6 quarters of 3/4 at 60 qpm = 6 s
     assert [(t.time, t.numerator, t.denominator) for t in ns.time_signatures] == [(0, 4, 4), (2, 3, 4), (8, 4, 4)]
     assert [(t.time, t.qpm) for t in ns.tempos] == [(0, 120), (2, 60)]
-    extraction = melodies_from_note_sequence(ns, 12)
+    extraction = note_sequence_to_melodies(ns, 12)
     assert [m.time_signature for m in extraction.melodies] == [(4, 4), (3, 4), (4, 4)]
     assert [[(n.pitch, n.duration_steps) for n in m.notes] for m in extraction.melodies] == [
         [(60, 12), (62, 12), (64, 12), (65, 12)], [(67, 12), (69, 12), (71, 12), (72, 36)],
@@ -404,9 +406,9 @@ def test_a_tunebook_has_a_time_cap_and_errors_carry_no_control_bytes(tmp_path, m
         time.sleep(0.3)
         raise InputFileError(name, "stub refuses \x1b[31m")
 
-    monkeypatch.setattr(music21_io, "available", lambda: True)
-    monkeypatch.setattr(music21_io, "abc_tune_to_note_sequence", slow)
-    monkeypatch.setattr(midi_io, "MAX_ABC_BOOK_SECONDS", 1.0)
+    monkeypatch.setattr(music21_score, "available", lambda: True)
+    monkeypatch.setattr(music21_abc, "abc_tune_to_note_sequence", slow)
+    monkeypatch.setattr(io_abc, "MAX_ABC_BOOK_SECONDS", 1.0)
     pytest.importorskip("note_seq.abc_parser")  # imported now, not inside the 1 s
     tunes = "".join(f"X:{i}\nT:T\x1b{i}\nK:C\nC/0|\n\n" for i in range(1, 11))
     with pytest.raises(InputFileError) as refused:
@@ -444,7 +446,7 @@ GABc|
 def load_primer(path):
     from types import SimpleNamespace
 
-    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.generate.generator import MelodyGenerator
 
     stub = SimpleNamespace(vocab=SimpleNamespace(steps_per_quarter=12))  # load_primer needs only the grid
     return MelodyGenerator.load_primer(stub, path)
@@ -467,7 +469,7 @@ def test_a_primer_tune_is_picked_from_a_tunebook_by_its_number(tmp_path, music21
 
 @pytest.mark.music21
 def test_a_missing_or_unreadable_primer_tune_is_a_primer_error_that_says_why(tmp_path, music21):
-    from melody_plugin.generator import PrimerError
+    from melody_plugin.generate.generator import PrimerError
 
     path = write(tmp_path, "book.abc", PRIMER_BOOK)
     with pytest.raises(PrimerError) as missing:
@@ -515,7 +517,7 @@ def test_a_multi_bar_rest_is_that_many_bars_of_the_meter_in_force(tmp_path, musi
     abc = "X:3\nT:Rests\nM:3/4\nL:1/8\nK:C\nC2 D2 E2|Z2|F6|[M:2/4] G4|Z|A4|\n"
     ns = midi_io.read_music_file(write(tmp_path, "rests.abc", abc)).sequences[0]
     pitched = []
-    for melody in melodies_from_note_sequence(ns, 12).melodies:  # one per meter
+    for melody in note_sequence_to_melodies(ns, 12).melodies:  # one per meter
         notes = [(n.pitch, n.duration_steps) for n in melody.notes]
         pitched.append([(pitch, onset) for (pitch, _), onset in zip(notes, onsets(notes)) if pitch != R])
     # a 3/4 bar is 36 steps: Z2 is 72 steps, so F starts at 36 + 72; in 2/4 (bars of 24), Z is 24 steps

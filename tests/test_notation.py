@@ -11,10 +11,12 @@ import xml.etree.ElementTree as ET
 from fractions import Fraction
 
 import pytest
-
 from conftest import run_cli
-from melody_plugin import midi_io, outputs
-from melody_plugin.melody import Melody, melodies_from_note_sequence, melody_from_text
+
+from melody_plugin import outputs
+from melody_plugin.io import files as midi_io
+from melody_plugin.music.extract import note_sequence_to_melodies
+from melody_plugin.music.melody import Melody, text_to_melody
 from melody_plugin.notation import abc_out, layout, musicxml_out
 
 # name: (meter, (tonic, minor), text primer, tempo changes); each ends on a bar line
@@ -33,14 +35,14 @@ CASES = {
 
 def case_melody(name: str) -> Melody:
     meter, (key, minor), text, tempos = CASES[name]
-    notes = melody_from_text(text, time_signature=meter).notes
+    notes = text_to_melody(text, time_signature=meter).notes
     return Melody(notes, 12, meter, 96.0, key, minor, tempos)
 
 
 def read_back(path) -> Melody:
     """The file through our own reader (music21 first when installed, as every command reads)."""
     music = midi_io.read_music_file(path)
-    return melodies_from_note_sequence(music.sequences[0]).melodies[-1]
+    return note_sequence_to_melodies(music.sequences[0]).melodies[-1]
 
 
 # --- round trips through our readers

@@ -11,8 +11,9 @@ import io
 import numpy as np
 import pytest
 
-from melody_plugin import midi_io
-from melody_plugin.melody import MelodyError, split_note_sequence, split_on_time_changes
+from melody_plugin.io import midi as midi_io
+from melody_plugin.music.melody import MelodyError
+from melody_plugin.music.timing import split_note_sequence, split_on_time_changes
 
 METERS = [(4, 4), (3, 4), (6, 8), (2, 2), (5, 8)]
 

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, make_sequence, pattern_notes
 
 # note-seq's package __init__ imports these (notebook helpers, audio); generation needs none of them
@@ -38,7 +37,7 @@ def test_music_pb2_loads_without_the_package_and_its_classes_are_note_seqs():
 def test_music_pb2_is_note_seqs_own_module_once_note_seq_is_imported():
     from note_seq.protobuf import music_pb2
 
-    from melody_plugin import protos
+    from melody_plugin.io import protos
 
     assert protos.music_pb2() is music_pb2
     ns = protos.music_pb2().NoteSequence()
@@ -59,7 +58,7 @@ GENERATE = (
 
 @pytest.mark.parametrize("with_primer", [False, True], ids=["no_primer", "midi_primer_with_meter_change_and_wav"])
 def test_melody_generate_never_imports_the_note_seq_package(tmp_path, with_primer):
-    from melody_plugin import midi_io
+    from melody_plugin.io import midi as midi_io
 
     flags = f"--num_bars=2 --num_outputs=2 --seed=1 --output_dir={tmp_path / 'out'}"
     if with_primer:  # reading MIDI, splitting at a meter change, writing MIDI and WAV

@@ -8,11 +8,11 @@ import textwrap
 import zipfile
 
 import pytest
-
 from conftest import ROOT, run_cli
-from melody_plugin import registry
+
 from melody_plugin.errors import ConfigError
-from melody_plugin.registry import ModelConfig
+from melody_plugin.model import registry
+from melody_plugin.model.registry import ModelConfig
 
 
 def test_builtin_configs_are_registered_with_the_tutorial_defaults():
@@ -88,9 +88,9 @@ def plugin_path(tmp_path):
 
 def test_external_config_is_found_and_used_everywhere(plugin_path, tmp_path, tiny_corpus):
     from melody_plugin.generator import get_generator_map
-    from melody_plugin.pipelines import get_pipeline
-    from melody_plugin.vocab import Vocabulary
-    from melody_plugin.melody import Melody, Note
+    from melody_plugin.interop.graph import get_pipeline
+    from melody_plugin.music.melody import Melody, Note
+    from melody_plugin.tokens.vocab import Vocabulary
 
     config = registry.get_config("tiny_plugin_lstm")
     assert config.rnn_layer_sizes == (24,)

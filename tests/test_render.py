@@ -3,7 +3,7 @@
 import pytest
 
 from melody_plugin import render
-from melody_plugin.melody import REST, Melody, Note
+from melody_plugin.music.melody import REST, Melody, Note
 
 # a 6/8 phrase in D major at 96 qpm, 12 steps per quarter (a bar is 36 steps); the last two notes cross C5
 PHRASE = [(62, 18), (64, 6), (66, 6), (67, 6), (69, 18), (REST, 18), (74, 12), (73, 6), (71, 12), (72, 6)]

@@ -7,10 +7,10 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import TINY_HPARAMS, VENV_BIN, run_cli
-from melody_plugin import atomic
-from melody_plugin.rundir import RunDir
+
+from melody_plugin.model.rundir import RunDir
+from melody_plugin.runtime import atomic
 
 
 def start_training(run_dir, corpus, steps=100000, save_every=5):
@@ -120,8 +120,8 @@ class _ShortRun:
 
 
 def test_a_signal_at_any_moment_stops_training_and_leaves_a_resumable_run_dir(tmp_path, tiny_corpus):
-    from melody_plugin.model import build_model
-    from melody_plugin.quiet import import_tensorflow
+    from melody_plugin.model.keras_model import build_model
+    from melody_plugin.runtime.quiet import import_tensorflow
 
     pending, running, outcomes = list(range(len(MOMENTS))), [], []
     while pending or running:
@@ -181,7 +181,7 @@ def test_a_signal_at_any_moment_stops_training_and_leaves_a_resumable_run_dir(tm
 def test_a_signal_while_tensorflow_works_is_held_until_a_safe_point():
     """Inside `deferred()` the handler only remembers the signal (an exception raised where TensorFlow's C++ code
     calls back into Python can crash the process); the stop comes as KeyboardInterrupt when the section ends."""
-    from melody_plugin import train
+    from melody_plugin.runtime import signals as train
 
     reached = []
     with pytest.raises(KeyboardInterrupt):

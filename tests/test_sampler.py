@@ -4,11 +4,12 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from melody_plugin import sampler
-from melody_plugin.sampler import DecodeStart, SamplingError, SamplingOptions, TokenTable, sample
-from melody_plugin.vocab import NUM_SPECIAL
+from melody_plugin.generate import sampler
+from melody_plugin.generate.sampler import DecodeStart, SamplingError, SamplingOptions, TokenTable, sample
+from melody_plugin.tokens.vocab import NUM_SPECIAL
 
 # vocabulary: 3 specials, then (pitch, duration) tokens
 TOKENS = [(60, 3), (60, 6), (62, 6), (64, 12), (65, 9), (67, 24), (-1, 6), (-1, 12), (71, 4), (72, 8)]

@@ -17,7 +17,6 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-
 from conftest import VENV_BIN, write_mido_file
 
 pytestmark = pytest.mark.studio
@@ -31,7 +30,7 @@ PRIMER_NOTES = [(p, i * 480, (i + 1) * 480) for i, p in enumerate([62, 64, 66, 6
 @pytest.fixture(scope="session")
 def studio_server(tmp_path_factory):
     """One studio for the session, offering the shipped model and a copy of it found under a --models_dir."""
-    from melody_plugin.generator import DEFAULT_MODEL_DIR
+    from melody_plugin.generate.generator import DEFAULT_MODEL_DIR
     from melody_plugin.studio import server
 
     runs = tmp_path_factory.mktemp("studio_runs")

@@ -3,10 +3,11 @@
 import json
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
-from melody_plugin.melody import REST, Melody, Note
-from melody_plugin.vocab import NUM_SPECIAL, START, UNK, Vocabulary, VocabularyError, key_shift
+from melody_plugin.music.melody import REST, Melody, Note
+from melody_plugin.tokens.vocab import NUM_SPECIAL, START, UNK, Vocabulary, VocabularyError, key_shift
 
 notes_st = st.lists(st.builds(Note, st.one_of(st.just(REST), st.integers(0, 127)), st.integers(1, 96)),
                     min_size=1, max_size=60)

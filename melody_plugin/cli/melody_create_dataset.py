@@ -26,7 +26,8 @@ common.define("enum", "sequence_format", "plugin", ["plugin", "magenta"],
 
 
 def main(argv):
-    from melody_plugin import corpus, registry
+    from melody_plugin.model import registry
+    from melody_plugin.tokens import corpus
 
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
     overrides = {}

@@ -33,7 +33,7 @@ common.define("integer", "skip_bars", 0, "With --generated: bars dropped from th
 def main(argv):
     import json
 
-    from melody_plugin import evaluate
+    from melody_plugin.evaluate import scoring as evaluate
 
     if FLAGS.generated or FLAGS.references:
         if not (FLAGS.generated and FLAGS.references):
@@ -43,7 +43,7 @@ def main(argv):
                         "--run_dir and --bundle_file")
         scores = evaluate.evaluate_continuations(FLAGS.generated, FLAGS.references, FLAGS.skip_bars)
     else:
-        from melody_plugin.generator import MelodyGenerator
+        from melody_plugin.generate.generator import MelodyGenerator
 
         if FLAGS.run_dir and not FLAGS.bundle_file:
             generator = MelodyGenerator.from_run_dir(FLAGS.run_dir, FLAGS.checkpoint)

@@ -15,8 +15,8 @@ common.define("boolean", "overwrite", False, "Replace an existing --saved_model_
 
 
 def main(argv):
-    from melody_plugin.export import export_saved_model
-    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.generate.export import export_saved_model
+    from melody_plugin.generate.generator import MelodyGenerator
 
     gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
     path = export_saved_model(gen, FLAGS.saved_model_dir, FLAGS.overwrite)

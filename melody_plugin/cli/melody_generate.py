@@ -51,7 +51,7 @@ def _save_bundle():
         common.fail("melody_generate", "--save_generator_bundle needs --bundle_file")
     if not FLAGS.run_dir:  # never bundle the shipped model by accident
         common.fail("melody_generate", "--save_generator_bundle needs --run_dir (the model to bundle)")
-    from melody_plugin.generator import MelodyGenerator
+    from melody_plugin.generate.generator import MelodyGenerator
 
     gen = MelodyGenerator.load(FLAGS.run_dir)
     gen.save_bundle(FLAGS.bundle_file, FLAGS.bundle_description)
@@ -64,9 +64,10 @@ def main(argv):
     import time
     from pathlib import Path
 
-    from melody_plugin import melody as melody_lib, outputs
-    from melody_plugin.generator import MelodyGenerator
-    from melody_plugin.sampler import Constraints, SamplingOptions
+    from melody_plugin import outputs
+    from melody_plugin.generate.generator import MelodyGenerator
+    from melody_plugin.generate.sampler import Constraints, SamplingOptions
+    from melody_plugin.music import melody as melody_lib
 
     start = time.perf_counter()
     if FLAGS.save_generator_bundle:

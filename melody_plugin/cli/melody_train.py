@@ -40,19 +40,22 @@ common.define("integer", "inter_op_threads", 0, "TensorFlow ops run at once (0 =
 def main(argv):
     import os
 
-    from melody_plugin import registry, train
+    from melody_plugin.model import registry
+    from melody_plugin.train.distribute import configure_cpu_devices
+    from melody_plugin.train.eval_job import evaluate_checkpoints
+    from melody_plugin.train.loop import train_and_evaluate
 
     num_cpu = FLAGS.num_cpu_devices or int(os.environ.get("MELODY_PLUGIN_CPU_DEVICES", "0") or 0)
     if num_cpu > 1:
-        train.configure_cpu_devices(num_cpu)
+        configure_cpu_devices(num_cpu)
     def log(*args):
         print(*args, flush=True)  # progress lines must reach a log file as they happen
 
     if FLAGS.eval:
-        train.evaluate_checkpoints(FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_timeout, log)
+        evaluate_checkpoints(FLAGS.run_dir, FLAGS.input, FLAGS.num_training_steps, FLAGS.eval_timeout, log)
         return
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
-    result = train.train_and_evaluate(config, FLAGS.run_dir, FLAGS.input, train_options(log))
+    result = train_and_evaluate(config, FLAGS.run_dir, FLAGS.input, train_options(log))
     evals = (result.metrics or {}).get("eval") or {}
     if not result.tokens_per_second and not result.budget_reached:  # at or past --num_training_steps already
         print(f"done: the run is already at step {result.step} (--num_training_steps={FLAGS.num_training_steps}); "
@@ -64,9 +67,9 @@ def main(argv):
 
 def train_options(log):
     """The flags' one `TrainOptions` value."""
-    from melody_plugin import train
+    from melody_plugin.train.options import TrainOptions
 
-    return train.TrainOptions(
+    return TrainOptions(
         num_training_steps=FLAGS.num_training_steps, eval_ratio=FLAGS.eval_ratio,
         summary_frequency=FLAGS.summary_frequency, save_checkpoint_steps=FLAGS.save_checkpoint_steps,
         num_checkpoints=FLAGS.num_checkpoints, seed=FLAGS.seed, strategy=FLAGS.strategy,

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
-from melody_plugin import atomic
-from melody_plugin.melody import Melody
+from melody_plugin.music.melody import Melody
 from melody_plugin.notation.layout import Layout, Written, melody_to_layout
+from melody_plugin.runtime import atomic
 
 UNIT_QUARTERS = Fraction(1, 2)  # L:1/8
 BARS_PER_LINE = 4

@@ -20,7 +20,7 @@ import math
 from fractions import Fraction
 
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.melody import REST, Melody
+from melody_plugin.music.melody import REST, Melody
 
 LETTERS = "CDEFGAB"
 LETTER_PITCH_CLASS = (0, 2, 4, 5, 7, 9, 11)

@@ -15,9 +15,9 @@ import statistics
 import xml.etree.ElementTree as ET
 from fractions import Fraction
 
-from melody_plugin import atomic
-from melody_plugin.melody import Melody
+from melody_plugin.music.melody import Melody
 from melody_plugin.notation.layout import Layout, Written, melody_to_layout
+from melody_plugin.runtime import atomic
 
 TYPE_NAMES = {Fraction(8): "breve", Fraction(4): "whole", Fraction(2): "half", Fraction(1): "quarter",
               Fraction(1, 2): "eighth", Fraction(1, 4): "16th", Fraction(1, 8): "32nd", Fraction(1, 16): "64th",

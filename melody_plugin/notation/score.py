@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from melody_plugin import atomic
-from melody_plugin.melody import Melody
+from melody_plugin.music.melody import Melody
 from melody_plugin.notation.layout import NotationError
 from melody_plugin.notation.musicxml_out import melody_to_musicxml
+from melody_plugin.runtime import atomic
 
 INSTALL_HINT = 'pip install "melody_plugin[notation]"'
 SVG_OPTIONS = {

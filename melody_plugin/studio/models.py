@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.generator import DEFAULT_MODEL_DIR
+from melody_plugin.generate.generator import DEFAULT_MODEL_DIR
 
 SEARCH_DEPTH = 4  # RUNS/name/run_dir is depth 2; deeper trees are rarely run dirs
 MAX_MODELS = 200

@@ -16,13 +16,14 @@ import sys
 import traceback
 from pathlib import Path
 
-from melody_plugin import melody as melody_lib, outputs
+from melody_plugin import outputs
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.generator import MelodyGenerator
-from melody_plugin.melody import Melody
+from melody_plugin.generate.generator import MelodyGenerator
+from melody_plugin.generate.sampler import Constraints, SamplingOptions
+from melody_plugin.music import melody as melody_lib
+from melody_plugin.music.melody import Melody
 from melody_plugin.notation import score
-from melody_plugin.quiet import quiet_third_party
-from melody_plugin.sampler import Constraints, SamplingOptions
+from melody_plugin.runtime.quiet import quiet_third_party
 
 MAX_REQUEST_BYTES = 1 << 20
 FORMATS = ("mid", "abc", "musicxml")

@@ -1,17 +1,9 @@
-"""Token ids -> next-token logits: `build_model(config, vocab_size) -> keras.Model`, nothing else.
-
-Embedding (or one-hot) -> stacked LSTM layers with dropout on their inputs and the last one's outputs -> dense
-logits over the vocabulary. With the config's `meter_features`, each token's bar position and bar length are
-embedded too and added to its embedding; with `bar_lookback` also the tokens sounding one and two bars earlier
-(`vocab.lookback_features`), each through its own embedding table of the vocabulary. The LSTMs keep Keras'
-defaults (tanh, sigmoid, no recurrent dropout, not unrolled) so they stay eligible for the fused cuDNN kernel on a
-GPU.
-"""
+"""`build_model(config, vocab_size)`: the Keras model (embeddings -> LSTMs -> logits)."""
 
 from __future__ import annotations
 
-from melody_plugin.registry import ModelConfig
-from melody_plugin.vocab import METER_FEATURE_SIZE
+from melody_plugin.model.registry import ModelConfig
+from melody_plugin.tokens.vocab import METER_FEATURE_SIZE
 
 LOOKBACK_INPUTS = ("lookback_1", "lookback_2")  # the ids sounding one and two bars back (config.bar_lookback)
 

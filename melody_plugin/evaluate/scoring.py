@@ -1,14 +1,4 @@
-"""Whole melodies -> how well a model predicts them: bits per note, perplexity, accuracy; and generated melodies
--> how much they sound like references.
-
-Entry points: `score_sequences(model, sequences, vocab) -> dict`, `evaluate_input(generator, input_path) -> dict`
-(behind `melody_evaluate`), `evaluate_continuations(generated_dir, references_dir) -> dict` (behind
-`melody_evaluate --generated --references`; the figures are continuation.py's). Every melody is scored from its
-start token on, with the hidden state carried through the whole melody (no windows). Unknown notes are scored
-through the `<unk>` token and counted. A model with meter features is fed each token's bar position and bar
-length, from the melody's true durations (an `<unk>` note lasts its own duration); a model with bar lookback also
-moves its roll of recent ids (the tokens one and two bars back) by those durations.
-"""
+"""Scoring melodies: bits per note, pitch bits, accuracy of whole melodies; continuations against references."""
 
 from __future__ import annotations
 
@@ -18,20 +8,25 @@ from pathlib import Path
 
 import numpy as np
 
-from melody_plugin import continuation, corpus as corpus_lib, melody as melody_lib, midi_io
-from melody_plugin.melody import Melody
-from melody_plugin.numpy_model import LN2, log_softmax
 from melody_plugin.errors import InputFileError, MelodyPluginError
-from melody_plugin.vocab import PAD, START, UNK, Vocabulary, meter_features
+from melody_plugin.evaluate.continuation import ContinuationError, average, compare, slice_steps
+from melody_plugin.io.files import read_music_file
+from melody_plugin.io.inputs import default_input, list_music_files
+from melody_plugin.model.numpy_model import LN2, log_softmax
+from melody_plugin.music.extract import note_sequence_to_melodies
+from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, Melody
+from melody_plugin.tokens.corpus import scoring_melodies
+from melody_plugin.tokens.vocab import PAD, START, UNK, Vocabulary, meter_features
 
 
 class EvaluationError(MelodyPluginError):
     """Nothing to score: every input file was skipped."""
 
+
 UNKNOWN_PITCH = 128  # an <unk> note's pitch when only ids are given: outside MIDI, so in no vocabulary
 
 
-def score_sequences(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_pitches=None,
+def score_ids(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_pitches=None,
                     features=None) -> dict:
     """Scores id sequences (each starting with the start token) with a `NumpyLSTM`-like model.
 
@@ -127,7 +122,7 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     `pitch_bits_per_note` is the NLL of the pitch alone (duration marginalised) per note.
     """
     config, vocab = generator.config, generator.vocab
-    corpus, melodies = corpus_lib.scoring_melodies(input_path, config, progress)
+    corpus, melodies = scoring_melodies(input_path, config, progress)
     sequences = [[START] + vocab.encode(m, map_oov=False) for m in melodies]  # one id per note
     target_pitches = [[n.pitch for n in m.notes] for m in melodies]
     skipped = [{"file": r.path, "reason": r.error} for r in corpus.results if r.error]
@@ -139,9 +134,9 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
         steps = [np.array([0] + [n.duration_steps for n in m.notes]) for m in melodies]
         lookback = getattr(generator.model, "bar_lookback", False)
         features = [meter_features(d, m.steps_per_bar) + ((d,) if lookback else ()) for d, m in zip(steps, melodies)]
-    scores = score_sequences(generator.model, sequences, vocab, target_pitches=target_pitches, features=features)
+    scores = score_ids(generator.model, sequences, vocab, target_pitches=target_pitches, features=features)
     # what was scored: without --input, the example tunes shipped with the package (not the run's eval split)
-    scores["input"] = str(input_path or corpus_lib.default_input())
+    scores["input"] = str(input_path or default_input())
     scores["files"] = sum(1 for r in corpus.results if not r.error)
     scores["skipped"] = len(skipped)
     scores["skipped_files"] = skipped[:20]  # the first 20, each with its reason
@@ -149,15 +144,13 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     return scores
 
 
-# --- continuations against references (melody_evaluate --generated --references)
-
 _OUTPUT_INDEX = re.compile(r"^(?P<stem>.+?)(?:_cont)?_\d+$")  # melody_generate writes PRIMER_cont_001.mid
 
 
 def _melody_of_file(path, steps_per_quarter: int, policy: str) -> Melody:
     """The first melody of a music file (the melody track, the first constant-meter part)."""
-    music = midi_io.read_music_file(path)
-    return melody_lib.melodies_from_note_sequence(music.sequences[0], steps_per_quarter, policy).melodies[0]
+    music = read_music_file(path)
+    return note_sequence_to_melodies(music.sequences[0], steps_per_quarter, policy).melodies[0]
 
 
 def _files_by_name(folder) -> dict[str, Path]:
@@ -166,7 +159,7 @@ def _files_by_name(folder) -> dict[str, Path]:
     if not root.is_dir():
         raise InputFileError(root, "not a folder")
     named = {}
-    for path in midi_io.list_music_files(root):
+    for path in list_music_files(root):
         named.setdefault(path.relative_to(root).with_suffix("").as_posix(), path)
     return named
 
@@ -190,12 +183,12 @@ def pair_by_name(generated: dict[str, Path], references: dict[str, Path]) -> tup
 
 
 def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
-                           steps_per_quarter: int = melody_lib.DEFAULT_STEPS_PER_QUARTER,
+                           steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER,
                            policy: str = "highest") -> dict:
     """Scores a folder of generated melodies against a folder of references, as scripts/benchmark_continuation.py.
 
     Files pair by name (`pair_by_name`); each generated melody is compared with its reference
-    (`continuation.compare`: pitch-class, interval and duration histogram overlaps, notes per bar), the figures
+    (`compare`: pitch-class, interval and duration histogram overlaps, notes per bar), the figures
     are averaged per reference (tune), then over tunes. A file on one side only, or one that cannot be read, is
     listed with the reason and counted, and the rest is scored.
 
@@ -226,14 +219,14 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
                 melody = _melody_of_file(path, steps_per_quarter, policy)
                 spb = melody.steps_per_bar
                 if melody.total_steps <= skip_bars * spb:
-                    raise continuation.ContinuationError(f"{melody.total_steps / spb:g} bars, nothing left after "
+                    raise ContinuationError(f"{melody.total_steps / spb:g} bars, nothing left after "
                                                          f"skipping {skip_bars}")
-                melody = continuation.slice_steps(melody, skip_bars * spb, melody.total_steps)
-                scores.append(continuation.compare(melody, reference))
+                melody = slice_steps(melody, skip_bars * spb, melody.total_steps)
+                scores.append(compare(melody, reference))
             except MelodyPluginError as e:
                 skipped.append({"file": str(path), "reason": _reason(e, path)})
         if scores:
-            tune_scores.append(continuation.average(scores))
+            tune_scores.append(average(scores))
             scored_pairs += len(scores)
     if not tune_scores:
         raise EvaluationError(f"{generated_dir}: no generated melody could be scored against {references_dir} "
@@ -241,7 +234,7 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
                               f"{sum(map(len, pairs.values()))} paired, {len(skipped)} skipped: "
                               + "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
                               + ("; ..." if len(skipped) > 3 else "") + ")")
-    result = continuation.average(tune_scores)
+    result = average(tune_scores)
     result.update({
         "tunes": len(tune_scores),
         "pairs": scored_pairs,

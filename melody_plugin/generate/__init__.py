@@ -1,0 +1,1 @@
+"""Generation: the generator, its samplers, bundles and the SavedModel export."""

@@ -1,0 +1,145 @@
+"""A run's model -> a TensorFlow SavedModel (`serving_default` continues ids by grid steps, `logits`)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from melody_plugin.errors import MelodyPluginError
+from melody_plugin.model.numpy_model import weights_to_keras_model
+from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
+from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
+
+
+class ExportError(MelodyPluginError):
+    """A SavedModel that cannot be written where asked (the folder exists and --overwrite was not given)."""
+
+
+MAX_SERVING_STEPS = 4096  # per request: 85 bars of 4/4 at 12 steps per quarter; the plan's table is this long
+
+
+STEPS_MESSAGE = f"serving_default: steps must be in [0, {MAX_SERVING_STEPS}] grid steps per sequence"
+
+
+def _serving_module(tf, model, vocab):
+    from melody_plugin.generate import sampler, sampler_tf
+
+    durations_np = vocab.durations()
+    step_fn = sampler_tf.keras_step_fn(model, durations_np)
+    sample = sampler_tf.compiled_sampler(tf, step_fn)
+    # the in-process samplers' plan for every request up front: target[s] is the most of s steps that tokens
+    # can fill exactly (s itself unless the vocabulary is tiny)
+    base_np, fillable_np, target_np, _ = sampler.plan(durations_np, np.arange(MAX_SERVING_STEPS + 1))
+
+    class MelodyModule(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+            self.durations = tf.constant(durations_np, tf.int32)
+            self.allowed = tf.constant(base_np)
+            self.fillable = tf.constant(fillable_np)
+            self.targets = tf.constant(target_np, tf.int32)
+
+        def positions(self, ids, steps_per_bar):
+            """(batch, time): where the token after each id begins in its bar (vocab.meter_features, <unk> 0)."""
+            onsets = tf.cumsum(tf.gather(self.durations, ids), axis=1)
+            return tf.math.floormod(onsets, tf.maximum(steps_per_bar, 1)[:, None])
+
+        def lookback(self, ids, steps_per_bar):
+            """(lookback_1, lookback_2), each (batch, time): vocab.lookback_features of every row, in TF ops."""
+            ends = tf.cumsum(tf.gather(self.durations, ids), axis=1)  # where the token after each id begins
+            bar = tf.clip_by_value(steps_per_bar, 1, METER_FEATURE_SIZE - 1)[:, None]
+            last = tf.shape(ids)[1] - 1
+            out = []
+            for k in (1, 2):
+                step = ends - k * bar
+                sounding = tf.searchsorted(ends, step, side="right")  # the first token ending after `step`
+                back = tf.gather(ids, tf.minimum(sounding, last), batch_dims=1)
+                out.append(tf.where(step < 0, tf.constant(PAD, tf.int32), back))
+            return out
+
+        def model_logits(self, ids, steps_per_bar):
+            if not step_fn.meter_features:
+                return {"logits": self.model(ids, training=False)}
+            top = METER_FEATURE_SIZE - 1
+            inputs = {"ids": ids, "bar_position": tf.minimum(self.positions(ids, steps_per_bar), top),
+                      "bar_steps": tf.minimum(tf.broadcast_to(steps_per_bar[:, None], tf.shape(ids)), top)}
+            if step_fn.bar_lookback:
+                inputs["lookback_1"], inputs["lookback_2"] = self.lookback(ids, steps_per_bar)
+            return {"logits": self.model(inputs, training=False)}
+
+        def continue_ids(self, ids, steps, temperature, top_k, top_p, seed, steps_per_bar):
+            checks = [tf.debugging.assert_non_negative(steps, message=STEPS_MESSAGE),
+                      tf.debugging.assert_less_equal(steps, MAX_SERVING_STEPS, message=STEPS_MESSAGE)]
+            with tf.control_dependencies(checks):  # before the table lookup, whose own error is obscure
+                target = tf.gather(self.targets, steps)
+            batch = tf.shape(ids)[0]
+            positions = self.positions(ids, steps_per_bar)
+            states = sampler_tf.initial_states(tf, step_fn, batch)  # a bar lookback model's roll starts as PAD
+            for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
+                _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar)
+            out = sample(sampler_tf.Start(states, ids[:, -1], target, positions[:, -1], steps_per_bar),
+                         sampler_tf.Tables(self.durations, self.allowed, self.fillable),
+                         sampler_tf.Knobs(temperature, top_k, top_p, seed))
+            out["unfilled_steps"] = steps - target
+            return out
+
+    module = MelodyModule()
+    request = [tf.TensorSpec([None, None], tf.int32, name="ids"), tf.TensorSpec([None], tf.int32, name="steps"),
+               tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="top_k"),
+               tf.TensorSpec([], tf.float32, name="top_p"), tf.TensorSpec([], tf.int64, name="seed")]
+    bar_spec = tf.TensorSpec([None], tf.int32, name="steps_per_bar")
+    if step_fn.meter_features:
+        module.logits = tf.function(lambda ids, steps_per_bar: module.model_logits(ids, steps_per_bar),
+                                    input_signature=[request[0], bar_spec])
+        module.continue_melody = tf.function(module.continue_ids, input_signature=request + [bar_spec])
+    else:  # the signatures of a model without meter features are what they always were
+        module.logits = tf.function(lambda ids: module.model_logits(ids, tf.ones([tf.shape(ids)[0]], tf.int32)),
+                                    input_signature=request[:1])
+        module.continue_melody = tf.function(
+            lambda ids, steps, temperature, top_k, top_p, seed: module.continue_ids(
+                ids, steps, temperature, top_k, top_p, seed, tf.ones([tf.shape(ids)[0]], tf.int32)),
+            input_signature=request)
+    # Continues token sequences (start token first) by `steps` grid steps each, planned as sampler.plan.
+    # Returns ids (batch, n) padded with -1, their log_likelihoods, and unfilled_steps (batch,): steps no token
+    # sequence can fill exactly (tiny vocabularies; normally 0), left as silence at the end, so each row lasts
+    # steps - unfilled_steps. A step count outside [0, MAX_SERVING_STEPS] fails the call with InvalidArgumentError
+    # "serving_default: steps must be in [0, 4096] ...".
+    return module
+
+
+def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
+    """Writes a SavedModel of `gen` (a MelodyGenerator) to `saved_model_dir`, atomically (temp dir + rename)."""
+    tf = import_tensorflow()
+    target = Path(saved_model_dir)
+    if target.exists() and not overwrite:
+        raise ExportError(f"{target}: already exists; pass --overwrite to replace it")
+    model = weights_to_keras_model(gen.config, gen.weights)
+    module = _serving_module(tf, model, gen.vocab)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        with filtered_stderr():
+            tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.continue_melody,
+                                                              "logits": module.logits})
+        extra = tmp / "assets.extra"
+        extra.mkdir(exist_ok=True)
+        gen.vocab.save(extra / "vocab.json")
+        from melody_plugin.runtime import atomic
+
+        atomic.write_json(extra / "config.json", gen.config.to_json())
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

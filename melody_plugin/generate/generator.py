@@ -1,0 +1,445 @@
+"""`MelodyGenerator`: a run dir or bundle + a primer -> continued melodies that end on a bar line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+
+from melody_plugin.errors import InputFileError, MelodyPluginError
+from melody_plugin.generate.sampler import (
+    Constraints,
+    DecodeStart,
+    History,
+    SampleResult,
+    SamplingError,
+    SamplingOptions,
+    TokenTable,
+    plan,
+    sample,
+)
+from melody_plugin.model.numpy_model import (
+    NumpyLSTM,
+    bytes_to_weights,
+    keras_to_weights,
+    load_weights,
+    weights_to_bytes,
+    weights_to_keras_model,
+)
+from melody_plugin.model.registry import ModelConfig
+from melody_plugin.model.rundir import RunDir
+from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies, note_sequence_to_melody
+from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
+from melody_plugin.tokens.vocab import (
+    METER_FEATURE_SIZE,
+    START,
+    UNK,
+    OovChange,
+    Vocabulary,
+    key_shift,
+    meter_features,
+    token_durations,
+)
+
+DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "data" / "default_model"
+
+
+EXAMPLE_PRIMER = Path(__file__).parents[1] / "data" / "examples" / "seed.mid"
+
+
+class PrimerError(MelodyPluginError):
+    """A primer that cannot be used: unreadable, no notes, drums only..."""
+
+
+class ModelLoadError(MelodyPluginError):
+    """A run dir or bundle without usable weights."""
+
+
+@dataclasses.dataclass
+class Generation:
+    """One output: the melody (primer included unless continuation_only), its NoteSequence and its scores."""
+
+    melody: Melody
+    note_sequence: object
+    primer_steps: int  # steps of `melody` that come from the primer (or leading rest when continuation_only)
+    continuation_ids: list[int]
+    log_likelihoods: list[float]  # natural log, one per continuation token
+    num_bars: int  # bars after the primer's last complete bar
+    total_bars: int
+    oov_changes: list[OovChange]
+    seed: int
+    continuation: tuple = ()  # the sampled notes (sounding pitches), one per id of continuation_ids
+    unfilled_steps: int = 0  # silence added at the end where no token could fill the last steps (rare)
+
+    @property
+    def continuation_notes(self) -> list[dict]:
+        """Each continuation token with its pitch, duration and log-likelihood (for the sidecar JSON)."""
+        notes, step = [], self.primer_steps
+        for note, ll in zip(self.continuation, self.log_likelihoods):
+            notes.append({"pitch": None if note.is_rest else note.pitch, "start_step": step,
+                          "duration_steps": note.duration_steps, "log_likelihood": round(ll, 5)})
+            step += note.duration_steps
+        return notes
+
+
+def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary, checkpoint: str = "best"):
+    """(weights, step) of the run's best checkpoint (best/, kept when training evaluated) or its latest.
+
+    "best" falls back to the latest in a run dir without best/ (no eval data, or trained before it was kept).
+    Each is read from its weights.npz when that matches the checkpoint's step, else through TensorFlow.
+    """
+    best = run.best() if checkpoint == "best" else None
+    if checkpoint not in ("best", "latest"):  # one checkpoint by its path prefix, e.g. RUN/checkpoints/ckpt-300
+        prefix = Path(checkpoint)
+        step_text = prefix.name.rsplit("-", 1)[-1]
+        if not Path(f"{prefix}.index").is_file() or not step_text.isdigit():
+            raise ModelLoadError(f"{checkpoint}: checkpoint path does not exist (give best, latest or a "
+                                 f"checkpoint such as {run.checkpoint_dir}/ckpt-N)")
+        want, weights_file = int(step_text), run.weights_file
+        if run.best_weights_file.is_file() and (run.best() or {}).get("step") == want:
+            weights_file = run.best_weights_file
+    elif best is not None:
+        want, weights_file, prefix = best["step"], run.best_weights_file, run.best_dir / f"ckpt-{best['step']}"
+    else:
+        want, weights_file, prefix = run.latest_checkpoint_step(), run.weights_file, None
+    if weights_file.is_file():
+        weights, meta = load_weights(weights_file)
+        if want is None or meta.get("step") == want:
+            return weights, meta.get("step")
+    if want is None:
+        raise ModelLoadError(f"{run.path}: no checkpoint yet; train first with melody_train --run_dir={run.path}")
+    from melody_plugin.model.keras_model import build_model
+    from melody_plugin.runtime.quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    model = build_model(config, len(vocab))
+    step = tf.Variable(0, dtype=tf.int64)
+    path = str(prefix) if prefix is not None else tf.train.latest_checkpoint(str(run.checkpoint_dir))
+    tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
+    return keras_to_weights(model), int(step.numpy())
+
+
+def _continued(primer: Melody, new: tuple[Note, ...], continuation_only: bool) -> tuple[Melody, int]:
+    """The output melody and how many of its steps come before `new` (the primer, or a leading rest)."""
+    if continuation_only:
+        lead = primer.total_steps % primer.steps_per_bar  # keeps the bar lines where they were
+        notes = ((Note(REST, lead),) if lead else ()) + new
+        return primer.with_tempo(primer.final_qpm).with_notes(notes), lead
+    # the primer's tempo map; the continuation keeps its last
+    return primer.with_notes(primer.notes + new), primer.total_steps
+
+
+class MelodyGenerator:
+    """A trained model ready to continue melodies. The CLI `melody_generate` is a thin shell over it."""
+
+    def __init__(self, config: ModelConfig, vocab: Vocabulary, weights: dict, source: str = "", step=None):
+        self.config, self.vocab, self.source, self.step = config, vocab, source, step
+        self.weights = weights
+        self.model = NumpyLSTM(weights, vocab.durations())
+        if self.model.vocab_size != len(vocab):
+            raise ModelLoadError(f"{source}: weights are for {self.model.vocab_size} tokens, the vocabulary has "
+                                 f"{len(vocab)}")
+        self._durations = vocab.durations()
+        self._pitches = vocab.pitches()
+
+    # --- loading
+
+    @classmethod
+    def from_run_dir(cls, path, checkpoint: str = "best") -> "MelodyGenerator":
+        """The run's best checkpoint by eval bits/note (its latest when it has none), or `checkpoint="latest"`."""
+        run = RunDir(path).require()
+        config, vocab = run.load_config(), run.load_vocab()
+        weights, step = _load_run_weights(run, config, vocab, checkpoint)
+        return cls(config, vocab, weights, str(run.path), step)
+
+    @classmethod
+    def load(cls, run_dir=None, bundle_file=None) -> "MelodyGenerator":
+        """From a bundle, else a run dir, else the embedded default model (what every command's flags mean)."""
+        if bundle_file:
+            return cls.from_bundle(bundle_file)
+        return cls.from_run_dir(run_dir) if run_dir else cls.default()
+
+    @classmethod
+    def default(cls) -> "MelodyGenerator":
+        """The small folk model shipped inside the package."""
+        if not (DEFAULT_MODEL_DIR / "weights.npz").is_file():
+            raise ModelLoadError(f"{DEFAULT_MODEL_DIR}: the embedded model is missing; run "
+                                 "scripts/train_default_model.py or pass --run_dir")
+        return cls.from_run_dir(DEFAULT_MODEL_DIR)
+
+    def bundle_bytes(self, description: str = "") -> bytes:
+        """This model as a note-seq GeneratorBundle: id = config name, config+vocab JSON, numpy weights."""
+        from melody_plugin.io import protos
+
+        bundle = protos.generator_pb2().GeneratorBundle()
+        bundle.generator_details.id = self.config.name
+        bundle.generator_details.description = self.config.description or self.config.name
+        # no path in the bundle: it travels to other machines, and a path says where the model was trained
+        bundle.bundle_details.description = description or f"melody_plugin {self.config.name} (step {self.step})"
+        bundle.checkpoint_file.append(weights_to_bytes(self.weights, {"step": self.step}))
+        bundle.metagraph_file = json.dumps({"format": "melody_plugin/1", "config": self.config.to_json(),
+                                            "vocab": self.vocab.to_json()}).encode()
+        return bundle.SerializeToString()
+
+    def save_bundle(self, path, description: str = "") -> None:
+        from melody_plugin.runtime import atomic
+
+        atomic.write_bytes(path, self.bundle_bytes(description))
+
+    @classmethod
+    def from_bundle(cls, path) -> "MelodyGenerator":
+        from melody_plugin.io import protos
+        from melody_plugin.runtime.guarded import read_guarded_bytes
+
+        generator_pb2 = protos.generator_pb2()
+
+        data = read_guarded_bytes(path, max_bytes=1 << 30)
+        try:
+            bundle = generator_pb2.GeneratorBundle.FromString(data)
+            meta = json.loads(bundle.metagraph_file.decode())
+            if meta.get("format") != "melody_plugin/1":
+                raise ValueError("not a melody_plugin bundle")
+            weights, wmeta = bytes_to_weights(bundle.checkpoint_file[0])
+            config = ModelConfig.from_json(meta["config"])
+            vocab = Vocabulary.from_json(meta["vocab"], str(path))
+        except MelodyPluginError:
+            raise
+        except Exception as e:
+            raise ModelLoadError(f"{path}: not a melody_plugin generator bundle ({type(e).__name__}: {e})") from None
+        return cls(config, vocab, weights, str(path), wmeta.get("step"))
+
+    # --- primers
+
+    def primer_from_file(self, path, policy: str = "highest", track=None, program=None) -> Melody:
+        """The primer melody of a MIDI/MusicXML/ABC file, through the training converters.
+
+        Raises:
+          PrimerError: naming the file and the reason.
+        """
+        return self.load_primer(path, policy, track, program)[0]
+
+    def load_primer(self, path, policy: str = "highest", track=None, program=None) -> tuple[Melody, list[str]]:
+        """Like `primer_from_file`, also returning what the reader noticed (each warning names the file).
+
+        A tune of an ABC tunebook is picked by its number: `book.abc#X:9` (or `book.abc#9`); only that tune is
+        read, and when it cannot be, the error gives its reason. Without one, the first readable tune is used and
+        a warning names it.
+        """
+        from melody_plugin.io import files as midi_io
+
+        if track == "all":
+            raise PrimerError(f"{path}: --track=all is for training folders; a primer continues one track "
+                              "(pass --track=N)")
+        wanted = None
+        if "#" in str(path) and not Path(path).exists():
+            path, wanted = str(path).rsplit("#", 1)
+            wanted = wanted[2:] if wanted.startswith("X:") else wanted
+        try:
+            music = midi_io.read_music_file(path, tune=wanted)
+            sequences = music.sequences
+            extraction = note_sequence_to_melodies(sequences[0], self.vocab.steps_per_quarter,
+                                                                policy, track, program)
+        except InputFileError as e:
+            raise PrimerError(str(e)) from None
+        except MelodyError as e:
+            raise PrimerError(f"{path}: {str(e).split(': ', 1)[-1]}") from None
+        warnings = [f"{path}: {w}" for w in music.warnings + tuple(extraction.warnings)]
+        if len(music.sequences) > 1:  # no tune named (a named one is read alone)
+            tune = sequences[0].filename.rsplit("#", 1)[-1]
+            title = f" {sequences[0].sequence_metadata.title!r}" if sequences[0].sequence_metadata.title else ""
+            warnings.append(f"{path}: {len(music.sequences)} tunes; the primer is tune {tune}{title} (the first "
+                            f"readable; pick another with {path}#X:N)")
+        if len(extraction.melodies) > 1:
+            last = extraction.melodies[-1]
+            warnings.append(f"{path}: the time signature changes; continuing its last part "
+                            f"({last.time_signature[0]}/{last.time_signature[1]})")
+        if extraction.stats.get("notes_snapped_to_grid"):
+            warnings.append(f"{path}: {extraction.stats['notes_snapped_to_grid']} notes snapped to the grid")
+        return extraction.melodies[-1], warnings
+
+    def primer_from_note_sequence(self, ns, policy: str = "highest", track=None, program=None) -> Melody:
+        return note_sequence_to_melody(ns, self.vocab.steps_per_quarter, policy, track, program)
+
+    def primer_from_text(self, text: str, time_signature=(4, 4), qpm: float | None = None) -> Melody:
+        """An inline primer such as "C4:1 D4:0.5 E4:0.5 R:1" on the model's grid (see `melody.text_to_melody`).
+
+        Raises:
+          PrimerError: naming the note that cannot be read.
+        """
+        try:
+            return text_to_melody(text, self.vocab.steps_per_quarter, time_signature, qpm or 120.0)
+        except MelodyError as e:
+            raise PrimerError(f"primer melody: {e}") from None
+
+    # --- generation
+
+    def _next_logits(self, ids, state):
+        return self.model.step(ids, state)
+
+    def _metered_logits(self, steps_per_bar: int):
+        """The sampler's `next_logits(ids, state, positions)` for a model with meter features."""
+        bar_steps = min(steps_per_bar, METER_FEATURE_SIZE - 1)
+
+        def next_logits(ids, state, positions):
+            positions = np.minimum(positions, METER_FEATURE_SIZE - 1)
+            return self.model.step(ids, state, positions, np.full(len(ids), bar_steps))
+
+        return next_logits
+
+    def _primer_durations(self, sequence: list[int], changes: list[OovChange]) -> np.ndarray:
+        """Steps of each id of `sequence`; an `<unk>` lasts its primer note's true duration (the primer is known)."""
+        durations = token_durations(sequence, self._durations).copy()
+        unknown = iter(c.original[1] for c in changes if not c.replacement)  # one <unk> each, in order
+        for t, token_id in enumerate(sequence):
+            if token_id == UNK:
+                durations[t] = next(unknown, 0)
+        return durations
+
+    def generate(self, primer=None, num_bars: int = 8, num_outputs: int = 1,
+                 sampling: SamplingOptions | None = None, constraints: Constraints | None = None,
+                 *, continuation_only: bool = False, end_step: int | None = None) -> list[Generation]:
+        """Continues `primer` (a Melody, a NoteSequence read with policy "highest", or None: the start token in
+        4/4 at 120 qpm; another meter or tempo: `empty_primer(time_signature, qpm)`).
+
+        The output ends exactly on the bar line `num_bars` bars after the primer's last complete bar (an
+        unfinished primer bar is completed first, and counts as the first of those bars). It keeps the primer's
+        meter and tempo: for another tempo pass `primer.with_tempo(qpm)`.
+
+        Args:
+          sampling: temperature, top-k/top-p, beam search, the repetition prior (more or less repetition of
+            the bars `repetition_bars` back, primer included), seed and backend ("numpy": no TensorFlow import,
+            beam search, repetition prior; "tf": one compiled TensorFlow loop for the batch, neither). Default:
+            plain sampling at temperature 1 with seed 0.
+          constraints: the scale and pitch range notes must keep to, e.g. `Constraints.parse(scale="D:dorian",
+            pitch_range="55:84")`; default none.
+          continuation_only: each output holds only the new notes (after a rest that keeps the bar lines).
+          end_step: when given, the output (primer included) ends exactly at this grid step of the primer's
+            grid instead of on a bar line (`num_bars` is then ignored); Magenta's generate sections use it.
+
+        Raises:
+          PrimerError, SamplingError: a primer off the model's grid, bad counts, impossible constraints.
+        """
+        sampling = sampling or SamplingOptions()
+        constraints = constraints or Constraints()
+        if num_bars < 1:
+            raise SamplingError(f"num_bars must be >= 1, got {num_bars}")
+        if num_outputs < 1:
+            raise SamplingError(f"num_outputs must be >= 1, got {num_outputs}")
+        primer_melody = self._primer_melody(primer)
+        spb, primer_steps = primer_melody.steps_per_bar, primer_melody.total_steps
+        if end_step is None:
+            end_step = (primer_steps // spb + num_bars) * spb
+        elif end_step <= primer_steps:
+            raise SamplingError(f"end_step {end_step} must be after the primer's end (step {primer_steps})")
+
+        # --- primer -> model state; the model works in C major / A minor when the vocabulary was key-normalised
+        shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
+        model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
+        start = self._decode_start(primer_melody, [START] + model_ids, changes, num_outputs, end_step)
+        # --- sample
+        tokens = TokenTable(self._durations, constraints.mask(self._pitches, shift=-shift))
+        result = self._sample(start, tokens, sampling)
+        # --- tokens -> melodies
+        outputs = []
+        for ids, lls, unfilled in zip(result.ids, result.log_likelihoods, result.unfilled_steps):
+            sampled = self.vocab.decode(ids).transpose(-shift).notes
+            out, kept = _continued(primer_melody, sampled + ((Note(REST, unfilled),) if unfilled else ()),
+                                   continuation_only)
+            outputs.append(Generation(out, melody_to_note_sequence(out), kept, list(ids), list(lls),
+                                      num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled))
+        return outputs
+
+    def empty_primer(self, time_signature=(4, 4), qpm: float | None = None) -> Melody:
+        """No notes, on the model's grid: `generate` then starts from the start token in this meter and tempo."""
+        return Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
+
+    def _primer_melody(self, primer) -> Melody:
+        """The primer as a Melody on the model's grid."""
+        if primer is None:
+            primer_melody = self.empty_primer()
+        elif isinstance(primer, Melody):
+            primer_melody = primer
+        else:
+            primer_melody = self.primer_from_note_sequence(primer)
+        if primer_melody.steps_per_quarter != self.vocab.steps_per_quarter:
+            raise PrimerError(f"primer has {primer_melody.steps_per_quarter} steps per quarter, the model "
+                              f"{self.vocab.steps_per_quarter}")
+        return primer_melody
+
+    def _decode_start(self, primer: Melody, sequence: list[int], changes: list[OovChange], num_outputs: int,
+                      end_step: int) -> DecodeStart:
+        """Each output's decoding start: the state after `sequence` ([START] + the primer's ids) but its last id,
+        that id, the steps up to `end_step` and, for a model with meter features, the bar position."""
+        spb, primer_steps = primer.steps_per_bar, primer.total_steps
+        steps = self._primer_durations(sequence, changes)
+        features = meter_features(steps, spb) + (steps,) if self.model.meter_features else None
+        state = self._primer_state(sequence, num_outputs, features)
+        last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
+        history = History.from_tokens(sequence, steps, spb)  # melodies start on a bar line
+        if not self.model.meter_features:
+            return DecodeStart(state, last_ids, remaining, history=history)
+        # where the first sampled token begins in its bar
+        return DecodeStart(state, last_ids, remaining, np.full(num_outputs, primer_steps % spb), spb,
+                                   history)
+
+    def _primer_state(self, sequence: list[int], num_outputs: int, features=None) -> list[np.ndarray]:
+        """The model state after all but the last token of `sequence` (the whole primer), one row per output.
+
+        `features`: (positions, bar_steps, durations_steps) of every id of `sequence`, for a model with meter
+        features (the durations move a bar lookback model's roll: an `<unk>` lasts its primer note's length).
+        """
+        if len(sequence) <= 1:
+            state = self.model.initial_state(1)
+        elif features is None:
+            state = self.model.run(np.asarray([sequence[:-1]]))[1]
+        else:
+            positions, bar_steps, steps = (f[None, :-1] for f in features)
+            state = self.model.run(np.asarray([sequence[:-1]]), positions=positions, bar_steps=bar_steps,
+                                   durations_steps=steps)[1]
+        return [np.repeat(s, num_outputs, axis=0) for s in state]
+
+    def _sample(self, start: DecodeStart, tokens: TokenTable,
+                options: SamplingOptions) -> SampleResult:
+        """The batch sampled by the backend `options` names."""
+        if options.backend == "tf":
+            return self._sample_tf(start, tokens, options)
+        next_logits = self._metered_logits(start.steps_per_bar) if start.metered else self._next_logits
+        return sample(next_logits, start, tokens, options)
+
+    def _sample_tf(self, start: DecodeStart, tokens: TokenTable,
+                   options: SamplingOptions) -> SampleResult:
+        """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state."""
+        if options.beam_size > 1 or options.branch_factor > 1 or options.steps_per_iteration > 1:
+            raise SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
+        if options.repetition:
+            raise SamplingError("the repetition prior runs in the numpy sampler; drop --sampler=tf")
+        from melody_plugin.generate import sampler_tf
+        from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
+
+        tf = import_tensorflow()
+        if getattr(self, "_tf_sampler", None) is None:
+            step_fn = sampler_tf.keras_step_fn(weights_to_keras_model(self.config, self.weights),
+                                               self._durations)
+            self._tf_sampler = sampler_tf.compiled_sampler(tf, step_fn)
+        base, fillable, target, unfilled = plan(tokens.durations, start.remaining_steps, tokens.allowed)
+        rows = len(start.last_ids)
+        lstm_states = 2 * len(self.model.layers)  # then, with bar lookback, the roll
+        states = [(tf.constant(start.state[i]), tf.constant(start.state[i + 1])) for i in range(0, lstm_states, 2)]
+        states += [tf.constant(extra, tf.int32) for extra in start.state[lstm_states:]]
+        tf_start = sampler_tf.Start(
+            states,
+            tf.constant(start.last_ids, tf.int32), tf.constant(target, tf.int32),
+            tf.constant(start.bar_positions if start.metered else np.zeros(rows), tf.int32),
+            tf.constant(np.full(rows, start.steps_per_bar if start.metered else 1), tf.int32))
+        tables = sampler_tf.Tables(tf.constant(tokens.durations, tf.int32), tf.constant(base), tf.constant(fillable))
+        knobs = sampler_tf.Knobs(tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
+                                 tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64))
+        with filtered_stderr():  # oneDNN prints a notice on the first run of the compiled loop
+            out = self._tf_sampler(tf_start, tables, knobs)
+        ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
+        keep = ids >= 0
+        return SampleResult([row[k].tolist() for row, k in zip(ids, keep)],
+                                    [row[k].astype(float).tolist() for row, k in zip(lls, keep)],
+                                    [int(u) for u in unfilled])

@@ -1,0 +1,184 @@
+"""The LSTM in numpy for generation without TensorFlow, and weights <-> Keras, bytes and files."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import numpy as np
+
+from melody_plugin.runtime.atomic import write_bytes
+from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD, roll_lookback
+
+EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding", "lookback_1_embedding",
+              "lookback_2_embedding")
+
+
+def keras_to_weights(model) -> dict[str, np.ndarray]:
+    """The arrays of a `model.build_model` network, by name (float32)."""
+    weights = {}
+    lstm_index = 0
+    for layer in model.layers:
+        arrays = [np.asarray(w, dtype=np.float32) for w in layer.get_weights()]
+        if layer.name in EMBEDDINGS:
+            weights[layer.name] = arrays[0]
+        elif layer.name.startswith("lstm_"):
+            kernel, recurrent, bias = arrays
+            weights[f"lstm_{lstm_index}/kernel"] = kernel
+            weights[f"lstm_{lstm_index}/recurrent_kernel"] = recurrent
+            weights[f"lstm_{lstm_index}/bias"] = bias
+            lstm_index += 1
+        elif layer.name == "logits":
+            weights["logits/kernel"], weights["logits/bias"] = arrays
+    return weights
+
+
+def weights_to_keras_model(config, weights: dict[str, np.ndarray]):
+    """A `model.build_model` network carrying `weights` (numpy -> Keras, the inverse of `keras_to_weights`).
+
+    Keras is imported here, on first use, so generating and scoring never pay TensorFlow's import.
+    """
+    from melody_plugin.model.keras_model import build_model
+
+    model = build_model(config, weights["logits/bias"].shape[0])
+    lstm_index = 0
+    for layer in model.layers:
+        if layer.name in EMBEDDINGS:
+            layer.set_weights([weights[layer.name]])
+        elif layer.name.startswith("lstm_"):
+            layer.set_weights([weights[f"lstm_{lstm_index}/{name}"] for name in ("kernel", "recurrent_kernel", "bias")])
+            lstm_index += 1
+        elif layer.name == "logits":
+            layer.set_weights([weights["logits/kernel"], weights["logits/bias"]])
+    return model
+
+
+def weights_to_bytes(weights: dict[str, np.ndarray], meta: dict | None = None) -> bytes:
+    buffer = io.BytesIO()
+    arrays = dict(weights)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta or {}).encode(), dtype=np.uint8)
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def bytes_to_weights(data: bytes) -> tuple[dict[str, np.ndarray], dict]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode()) if "__meta__" in arrays else {}
+    return arrays, meta
+
+
+def save_weights(weights, path, meta: dict | None = None) -> None:
+    write_bytes(path, weights_to_bytes(weights, meta))
+
+
+def load_weights(path) -> tuple[dict[str, np.ndarray], dict]:
+    with open(path, "rb") as f:
+        return bytes_to_weights(f.read())
+
+
+def _sigmoid(x):
+    return 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow warnings, same values
+
+
+class NumpyLSTM:
+    """The inference half of `build_model`: embedding -> LSTMs -> logits, one step or whole sequences."""
+
+    def __init__(self, weights: dict[str, np.ndarray], durations: np.ndarray | None = None):
+        """`durations`: the vocabulary's `durations()`, needed by a model with bar lookback (it moves the roll)."""
+        self.embedding = weights["embedding"]
+        self.meter_features = "bar_position_embedding" in weights
+        self.bar_lookback = "lookback_1_embedding" in weights
+        if self.bar_lookback:
+            if durations is None:
+                raise ValueError("this model has bar lookback: pass the vocabulary's durations()")
+            self.durations = np.asarray(durations, dtype=np.int64)
+            self.lookback_embeddings = (weights["lookback_1_embedding"], weights["lookback_2_embedding"])
+        if self.meter_features:
+            self.position_embedding = weights["bar_position_embedding"]
+            self.bar_steps_embedding = weights["bar_steps_embedding"]
+            # trained embeddings are added to the token's; one-hot ones (identity tables) are concatenated
+            self.concatenate = weights["lstm_0/kernel"].shape[0] != self.embedding.shape[1]
+        self.layers = []
+        i = 0
+        while f"lstm_{i}/kernel" in weights:
+            self.layers.append((weights[f"lstm_{i}/kernel"], weights[f"lstm_{i}/recurrent_kernel"],
+                                weights[f"lstm_{i}/bias"]))
+            i += 1
+        self.out_kernel, self.out_bias = weights["logits/kernel"], weights["logits/bias"]
+        self.vocab_size = self.out_bias.shape[0]
+
+    def initial_state(self, batch: int) -> list[np.ndarray]:
+        """[h0, c0, h1, c1, ...], each (batch, units); with bar lookback then the roll (batch, LOOKBACK_STEPS) int32
+        of PAD (nothing sounded before the start)."""
+        state = []
+        for _, recurrent, _ in self.layers:
+            units = recurrent.shape[0]
+            state += [np.zeros((batch, units), np.float32), np.zeros((batch, units), np.float32)]
+        if self.bar_lookback:
+            state.append(np.full((batch, LOOKBACK_STEPS), PAD, np.int32))
+        return state
+
+    def _inputs(self, ids, positions, bar_steps, lookback=()) -> np.ndarray:
+        x = self.embedding[ids]
+        if not self.meter_features:
+            return x
+        if positions is None or bar_steps is None:
+            raise ValueError("this model has meter features: pass each token's bar position and bar length")
+        features = [x, self.position_embedding[positions], self.bar_steps_embedding[bar_steps]]
+        features += [table[back] for table, back in zip(self.lookback_embeddings, lookback)] if lookback else []
+        return np.concatenate(features, axis=-1) if self.concatenate else sum(features[1:], features[0])
+
+    def step(self, ids: np.ndarray, state: list[np.ndarray], positions=None, bar_steps=None,
+             durations_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Feeds one token per row: ids (batch,) -> logits (batch, vocab), new state.
+
+        A model with meter features also takes positions and bar_steps (batch,), from `vocab.meter_features`. A
+        model with bar lookback moves its roll by each fed token's duration: `durations_steps` (batch,) where the
+        caller knows better (an `<unk>` primer note's true length), else the vocabulary's.
+        """
+        lookback = ()
+        if self.bar_lookback:
+            if bar_steps is None:
+                raise ValueError("this model has bar lookback: pass each token's bar length")
+            fed = self.durations[ids] if durations_steps is None else durations_steps
+            roll, *lookback = roll_lookback(state[-1], ids, fed, bar_steps)
+        x = self._inputs(ids, positions, bar_steps, lookback)
+        new_state = []
+        for layer, (kernel, recurrent, bias) in enumerate(self.layers):
+            h, c = state[2 * layer], state[2 * layer + 1]
+            z = x @ kernel + h @ recurrent + bias  # (batch, 4 * units), Keras gate order i, f, c, o
+            i, f, g, o = np.split(z, 4, axis=-1)
+            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+            h = _sigmoid(o) * np.tanh(c)
+            new_state += [h, c]
+            x = h
+        if self.bar_lookback:
+            new_state.append(roll)
+        return x @ self.out_kernel + self.out_bias, new_state
+
+    def run(self, ids: np.ndarray, state=None, positions=None, bar_steps=None,
+            durations_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Feeds (batch, time) ids (and, with meter features, positions and bar_steps of that shape; with bar
+        lookback optionally durations_steps, see `step`); returns (batch, time, vocab) logits and the final state."""
+        ids = np.asarray(ids)
+        state = state if state is not None else self.initial_state(ids.shape[0])
+
+        def at(values, t):
+            return None if values is None else np.asarray(values)[:, t]
+
+        outputs = []
+        for t in range(ids.shape[1]):
+            logits, state = self.step(ids[:, t], state, at(positions, t), at(bar_steps, t), at(durations_steps, t))
+            outputs.append(logits)
+        return np.stack(outputs, axis=1), state
+
+
+LN2 = math.log(2.0)  # nats -> bits
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log(softmax(logits)) over the last axis, stable for large logits."""
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))

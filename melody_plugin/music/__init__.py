@@ -1,0 +1,1 @@
+"""NoteSequences <-> monophonic melodies: tempo map, meter splits, grid, track choice, key."""

@@ -1,0 +1,1 @@
+"""Melodies <-> token ids, and ids <-> TFRecords and tf.data batches."""

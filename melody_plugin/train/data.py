@@ -1,0 +1,146 @@
+"""The train and eval token ids of a run (from files, a dataset folder or the run dir) -> distributed datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from melody_plugin.io.inputs import default_input
+from melody_plugin.model.registry import ModelConfig
+from melody_plugin.model.rundir import RunDir
+from melody_plugin.tokens.batches import Batching, MeterInputs, make_dataset, num_windows
+from melody_plugin.tokens.corpus import Reading, encode_corpus
+from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, read_ids, write_ids
+from melody_plugin.tokens.vocab import Vocabulary
+from melody_plugin.train.options import TrainingError, TrainOptions
+
+
+def _is_dataset_dir(path) -> bool:
+    p = Path(path)
+    return p.is_dir() and (p / "vocab.json").is_file() and (p / TRAIN_FILE).is_file()
+
+
+def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab: Vocabulary | None = None,
+                       progress=None, log=print):
+    """(train_sequences, eval_sequences, vocab, (train_bars, eval_bars)) from a dataset folder, a MIDI folder/glob
+    or a TFRecord. The bars are each sequence's steps_per_bar (None where a dataset written before meter features
+    has none).
+
+    With `vocab` given (a resumed run), new data is encoded with it; notes it lacks are mapped.
+    """
+    if input_path and _is_dataset_dir(input_path):
+        data_vocab = Vocabulary.load(Path(input_path) / "vocab.json")
+        train, train_bars = read_ids(Path(input_path) / TRAIN_FILE, with_steps_per_bar=True)
+        eval_path = Path(input_path) / EVAL_FILE
+        eval_, eval_bars = read_ids(eval_path, with_steps_per_bar=True) if eval_path.is_file() else ([], [])
+        return train, eval_, data_vocab, (train_bars, eval_bars)
+    data = encode_corpus(input_path, config, Reading(eval_ratio, progress=progress), vocab)
+    corpus = data.corpus
+    if not corpus.train:
+        raise TrainingError(f"{input_path or default_input()}: no usable melody "
+                            f"({len(corpus.results)} files read)")
+    skipped = [r for r in corpus.results if r.error]
+    log(f"read {len(corpus.results)} files in {corpus.elapsed_s:.1f} s: {len(corpus.train)} train / "
+        f"{len(corpus.eval)} eval melodies, {len(skipped)} files skipped")
+    for r in skipped[:10]:
+        log(f"  skipped {r.path}: {r.error}")
+    return ([np.asarray(s, np.int32) for s in data.train], [np.asarray(s, np.int32) for s in data.eval], data.vocab,
+            (data.train_steps_per_bar, data.eval_steps_per_bar))
+
+
+def _meter_inputs(config: ModelConfig, vocab: Vocabulary, bars, log=print):
+    """make_dataset's `meter` (`MeterInputs`, with the bar lookback when the config asks) for each split, or
+    (None, None) when the config has no meter features.
+
+    A dataset written before meter features carries no steps_per_bar: those melodies are taken as 4/4.
+    """
+    if not config.meter_features:
+        return None, None
+    four_four = 4 * vocab.steps_per_quarter
+    missing = sum(b is None for split in bars for b in split)
+    if missing:
+        log(f"{missing} melodies carry no steps_per_bar (a dataset written before meter features): taken as 4/4 "
+            f"({four_four} steps a bar); rebuild the dataset to use their meters")
+    durations = vocab.durations()
+    return tuple(MeterInputs([four_four if b is None else b for b in split], durations, config.bar_lookback)
+                 for split in bars)
+
+
+def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptions, chief: bool):
+    """(train, eval, vocab): the run dir's own data on a resume without input, else the input's.
+
+    The chief writes the data, the vocabulary and the config into the run dir.
+    """
+    old_vocab = run.load_vocab() if run.vocab_file.is_file() else None
+    if input_path is None and (run.data_dir / TRAIN_FILE).is_file():
+        train_seqs, train_bars = read_ids(run.data_dir / TRAIN_FILE, with_steps_per_bar=True)
+        eval_seqs, eval_bars = (read_ids(run.data_dir / EVAL_FILE, with_steps_per_bar=True)
+                                if (run.data_dir / EVAL_FILE).is_file() else ([], []))
+        bars = (train_bars, eval_bars)
+        vocab = old_vocab
+    else:
+        train_seqs, eval_seqs, vocab, bars = load_training_data(input_path, config, opts.eval_ratio, old_vocab,
+                                                          opts.progress, opts.log)
+        run.check_compatible(config, vocab)
+        if input_path is not None and run.latest_checkpoint_step() is not None:
+            if _same_data(run, train_seqs, eval_seqs, bars):
+                opts.log(f"resuming on --input={input_path}: the same melodies as the run's own data/ (leave "
+                         "--input out to resume without reading the files again)")
+            else:
+                opts.log(f"resuming on --input={input_path}: the run dir's data/ is replaced by it (the best "
+                         "checkpoint so far was chosen on the earlier eval data); leave --input out to resume on "
+                         "the run's own data")
+        if chief:
+            write_ids(train_seqs, run.data_dir / TRAIN_FILE, steps_per_bar=bars[0])
+            write_ids(eval_seqs, run.data_dir / EVAL_FILE, steps_per_bar=bars[1])
+    if chief:
+        if old_vocab is None:
+            vocab.save(run.vocab_file)
+        run.save_config(config)
+    return train_seqs, eval_seqs, vocab, bars
+
+
+def _same_data(run: RunDir, train_seqs, eval_seqs, bars) -> bool:
+    """Whether the run dir's data/ holds exactly these melodies (ids and bar lengths), train and eval."""
+    for name, seqs, seq_bars in ((TRAIN_FILE, train_seqs, bars[0]), (EVAL_FILE, eval_seqs, bars[1])):
+        path = run.data_dir / name
+        if not path.is_file():
+            if seqs:
+                return False
+            continue
+        old_seqs, old_bars = read_ids(path, with_steps_per_bar=True)
+        new_bars = [None] * len(seqs) if seq_bars is None else [None if b is None else int(b) for b in seq_bars]
+        if len(old_seqs) != len(seqs) or old_bars != new_bars:
+            return False
+        if any(not np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(old_seqs, seqs)):
+            return False
+    return True
+
+
+def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed: int, meter=(None, None),
+                         log=print):
+    """(train, eval) distributed datasets: shuffled, repeated global batches; eval None without eval data, or
+    (windows) when the eval melodies hold fewer tokens than one window (said in the log)."""
+    train_ds = dist.experimental_distribute_dataset(make_dataset(train_seqs, _batching(config, seed=seed), meter[0]))
+    if not eval_seqs:
+        return train_ds, None
+    tokens = sum(len(s) for s in eval_seqs)
+    if not config.carry_state and num_windows(tokens, config.window_size, config.window_size) < config.batch_size:
+        log(f"no evaluation: the {len(eval_seqs)} eval melodies hold {tokens} tokens, fewer than one batch of "
+            f"{config.batch_size} windows of {config.window_size} (carry_state=true evaluates melodies of any "
+            "length)")
+        return train_ds, None
+    return train_ds, dist.experimental_distribute_dataset(make_dataset(eval_seqs, _eval_batching(config), meter[1]))
+
+
+def _batching(config: ModelConfig, seed: int) -> Batching:
+    """Training batches as the config lays them out: shuffled, repeated."""
+    return Batching(config.window_size, config.batch_size, config.window_stride, config.carry_state, seed=seed)
+
+
+def _eval_batching(config: ModelConfig, drop_remainder: bool = True) -> Batching:
+    """Evaluation batches: every window once, in order; lanes carry the state through each whole melody, as
+    `melody_evaluate` scores it."""
+    return Batching(config.window_size, config.batch_size, config.window_size, config.carry_state, shuffle=False,
+                    repeat=False, drop_remainder=drop_remainder)
