@@ -4,7 +4,6 @@ The code lives in melody_plugin.generate.bundle, melody_plugin.interop.graph, me
 melody_plugin.interop.sequence_generator, melody_plugin.interop.units.
 """
 
-from melody_plugin.generate.bundle import _bundle_meta, _bundle_proto, _bundle_to_generator  # noqa: F401
 from melody_plugin.interop.graph import (  # noqa: F401
     Chain,
     PartitionedPipeline,

@@ -20,8 +20,8 @@ FOLK = ROOT.parent / "shared" / "data" / "folk"
 VENV_BIN = Path(sys.executable).parent
 
 # Optional extras: a test that needs one carries its marker (@pytest.mark.music21...). Without the extra it skips,
-# saying what to install; `--extras=required` (.ci/run's second pass) refuses to start when one is missing and fails
-# the run if any test skips, so a test that always skips cannot pass CI.
+# saying what to install; `--extras=required` (.ci/run's second pass) refuses to start when an extra that a selected
+# test needs is missing, and fails the run if any test skips, so a test that always skips cannot pass CI.
 EXTRAS = {
     "music21": ("music21", 'pip install -e ".[music21]"'),
     "magenta": ("magenta", "pip install --no-deps magenta==2.1.4 tensorflow-probability==0.25.0 tf-keras==2.21.0 "
@@ -49,9 +49,11 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"{marker}: needs the {module} extra ({install})")
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected: only the extras of the tests that will run count
 def pytest_collection_modifyitems(config, items):
     required = config.getoption("--extras") == "required"
-    missing = {marker: install for marker, (module, install) in EXTRAS.items() if not extra_installed(module)}
+    missing = {marker: install for marker, (module, install) in EXTRAS.items() if not extra_installed(module)
+               and any(item.get_closest_marker(marker) for item in items)}
     if required and missing:
         raise pytest.UsageError("--extras=required, but not installed: " + "; ".join(
             f"{marker} ({install})" for marker, install in missing.items()))

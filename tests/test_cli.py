@@ -226,8 +226,8 @@ def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):
     assert scores["files"] == 12 and scores["skipped"] == 1 and scores["notes"] > 0
     saved = tmp_path / "saved"
     run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={saved}", check=True)
-    check = ("import numpy as np; from melody_plugin.quiet import import_tensorflow; tf = import_tensorflow();"
-             "from melody_plugin.rundir import RunDir; from melody_plugin.model import build_model;"
+    check = ("import numpy as np; from melody_plugin.runtime.quiet import import_tensorflow; tf = import_tensorflow();"
+             "from melody_plugin.model.rundir import RunDir; from melody_plugin.model import build_model;"
              f"r = RunDir({str(run_dir)!r}); c = r.load_config(); v = r.load_vocab();"
              "m = build_model(c, len(v));"
              "tf.train.Checkpoint(model=m).restore(tf.train.latest_checkpoint(str(r.checkpoint_dir))).expect_partial();"

@@ -13,7 +13,8 @@ from conftest import TINY_HPARAMS, run_cli
 
 COMPARE = r'''
 import json, sys
-from melody_plugin import registry, train
+from melody_plugin import train
+from melody_plugin.model import registry
 train.configure_cpu_devices(2)
 config = registry.with_hparams(registry.get_config("char_lstm"), sys.argv[3])
 out = {}

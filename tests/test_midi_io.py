@@ -623,6 +623,22 @@ def test_a_note_shorter_than_a_tick_is_written_one_tick_long(tmp_path):
     assert conftest.midi_ticks(path)[1] == [(60, 0, 960), (62, 1440, 1441), (64, 1920, 2880)]
 
 
+def test_a_lengthened_note_never_cuts_the_same_pitch_struck_right_after_it(tmp_path):
+    # 1000 tpq: a 1-tick C4 at 1000, the same pitch again from 1001 to 2000 (both land on tick 480 at 480 tpq)
+    import mido
+
+    data = mido_midi_bytes([[(1000, mido.Message("note_on", note=60, velocity=90)),
+                             (1001, mido.Message("note_off", note=60, velocity=0)),
+                             (1001, mido.Message("note_on", note=60, velocity=91)),
+                             (2000, mido.Message("note_off", note=60, velocity=0)),
+                             (2000, mido.MetaMessage("end_of_track"))]], 1000, fmt=0)
+    (tmp_path / "in.mid").write_bytes(data)
+    path = tmp_path / "out.mid"
+    note_sequence_to_midi_file(read_music_file(tmp_path / "in.mid").sequences[0], path)
+    # by hand: 1000 -> 480, the short note one tick long; the next starts where it ends and keeps its own end (960)
+    assert conftest.midi_ticks(path)[1] == [(60, 480, 481), (60, 481, 960)]
+
+
 def test_writing_to_a_symlink_writes_its_target_as_note_seq_does(tmp_path):
     # a link to a file, a link to a file not there yet, a loop of links: note-seq's open() against our atomic write
     from note_seq import midi_io as ns_midi_io

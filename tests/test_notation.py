@@ -13,7 +13,7 @@ from fractions import Fraction
 import pytest
 from conftest import run_cli
 
-from melody_plugin import outputs
+from melody_plugin.generate import outputs
 from melody_plugin.io import files as midi_io
 from melody_plugin.music.extract import note_sequence_to_melodies
 from melody_plugin.music.melody import Melody, text_to_melody
@@ -266,6 +266,6 @@ def test_plain_melody_generate_imports_no_notation_or_server_code(tmp_path):
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
-    assert "melody_plugin.outputs" in imported  # the log is the one we think it is
+    assert "melody_plugin.generate.outputs" in imported  # the log is the one we think it is
     for module in ("melody_plugin.notation", "verovio", "music21", "melody_plugin.studio", "starlette", "uvicorn"):
         assert module not in imported

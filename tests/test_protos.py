@@ -24,7 +24,7 @@ def run_python(code: str, *args) -> dict:
 def test_music_pb2_loads_without_the_package_and_its_classes_are_note_seqs():
     out = run_python(
         "import json, sys\n"
-        "from melody_plugin import protos\n"
+        "from melody_plugin.io import protos\n"
         "ours = protos.music_pb2().NoteSequence\n"
         "bundle = protos.generator_pb2().GeneratorBundle\n"
         "heavy = [m for m in sys.argv[1:] if m in sys.modules]\n"

@@ -63,7 +63,7 @@ def test_register_refuses_duplicates_and_round_trips_json():
 
 
 PLUGIN = textwrap.dedent('''
-    from melody_plugin.registry import ModelConfig
+    from melody_plugin.model.registry import ModelConfig
 
     def configs():
         return [ModelConfig(name="tiny_plugin_lstm", description="a plugin's config", rnn_layer_sizes=(24,),
@@ -119,7 +119,7 @@ def test_non_editable_install_still_finds_builtin_configs(tmp_path):
     assert sum(n.startswith("melody_plugin/data/corpus/") for n in names) >= 90
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
                    check=True, capture_output=True, timeout=240)
-    out = subprocess.run([sys.executable, "-c", "import melody_plugin.registry as r, melody_plugin;"
+    out = subprocess.run([sys.executable, "-c", "import melody_plugin.model.registry as r, melody_plugin;"
                           "print(melody_plugin.__file__); print(r.list_configs())"],
                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)},
                          timeout=120, check=True).stdout

@@ -2,7 +2,7 @@
 
 import pytest
 
-from melody_plugin import render
+from melody_plugin.generate import render
 from melody_plugin.music.melody import REST, Melody, Note
 
 # a 6/8 phrase in D major at 96 qpm, 12 steps per quarter (a bar is 36 steps); the last two notes cross C5

@@ -12,7 +12,17 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 
-from absl import flags  # noqa: E402
+import select
+import signal
+import threading
+
+from absl import (
+    app,
+    flags,  # noqa: E402
+)
+from absl import logging as absl_logging
+
+from melody_plugin.errors import MelodyPluginError
 
 FLAGS = flags.FLAGS
 
@@ -171,9 +181,6 @@ def stop_on_signals(program: str) -> None:
     writes at once, and ends the process if it still runs STOP_GRACE_S seconds later; a second signal ends it at
     once. Ending anywhere is safe: files are written atomically, and a checkpoint is complete or not listed.
     """
-    import select
-    import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         return
@@ -213,9 +220,7 @@ def guarded(program: str, main):
     def wrapped(argv):
         if len(argv) > 1:
             fail(program, f"unexpected arguments {argv[1:]}; flags are written --name=value")
-        from absl import logging as absl_logging
 
-        from melody_plugin.errors import MelodyPluginError
 
         absl_logging.set_verbosity(absl_logging.WARNING)  # TensorFlow's INFO lines go through absl too
         if "music_reader" in FLAGS and FLAGS.music_reader:  # read by midi_io, in the worker processes too
@@ -250,8 +255,6 @@ def run(program: str, main, module_name: str) -> None:
 
 
 def _run(program: str, main, module_name: str) -> None:
-    from absl import app
-
     for name in (module_name, __name__):
         for flag in FLAGS.get_flags_for_module(name):
             FLAGS.register_key_flag_for_module(sys.argv[0], flag)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+import sys
+import time
+from pathlib import Path
+
 from absl import flags
 
 from melody_plugin.cli import flags as common
@@ -58,13 +63,36 @@ def _save_bundle():
     print(f"wrote bundle {FLAGS.bundle_file} ({gen.config.name}, {len(gen.vocab)} tokens)")
 
 
-def main(argv):
-    import secrets
-    import sys
-    import time
-    from pathlib import Path
+def _primer(gen, meter, policy):
+    """The primer the flags name (a file, a text melody, or none: an empty bar line) and the output names' prefix."""
+    if FLAGS.primer_midi:
+        primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        return (primer.with_tempo(FLAGS.qpm) if FLAGS.qpm else primer), f"{Path(FLAGS.primer_midi).stem}_cont"
+    if FLAGS.primer_melody:
+        return gen.primer_from_text(FLAGS.primer_melody, meter, FLAGS.qpm), "melody"
+    return gen.empty_primer(meter, FLAGS.qpm), "melody"
 
-    from melody_plugin import outputs
+
+def _sidecar(gen, generations, policy) -> dict:
+    """What the sidecar JSON records: what was used, not what was typed (a primer's meter wins over
+    --time_signature)."""
+    num, den = generations[0].melody.time_signature
+    sidecar = {
+        "model": gen.source, "model_step": gen.step, "config": gen.config.to_json(),
+        "primer_midi": FLAGS.primer_midi, "primer_melody": FLAGS.primer_melody, "command": " ".join(sys.argv),
+        "flags": {name: FLAGS[name].value for name in (
+            "num_outputs", "num_bars", "temperature", "top_k", "top_p", "beam_size", "branch_factor",
+            "steps_per_iteration", "repetition", "repetition_bars", "qpm", "time_signature", "continuation_only",
+            "key", "scale", "pitch_range", "polyphony_policy", "track", "program", "sampler")},
+    }
+    sidecar["flags"].update(time_signature=f"{num}/{den}", polyphony_policy=policy)
+    return sidecar
+
+
+def main(argv):
+    from melody_plugin.generate import outputs
     from melody_plugin.generate.generator import MelodyGenerator
     from melody_plugin.generate.sampler import Constraints, SamplingOptions
     from melody_plugin.music import melody as melody_lib
@@ -87,15 +115,7 @@ def main(argv):
                                steps_per_iteration=FLAGS.steps_per_iteration, repetition=FLAGS.repetition,
                                repetition_bars=FLAGS.repetition_bars, seed=seed, backend=FLAGS.sampler)
     constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
-    primer, prefix = gen.empty_primer(meter, FLAGS.qpm), "melody"
-    if FLAGS.primer_midi:
-        primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
-        for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-        primer = primer.with_tempo(FLAGS.qpm) if FLAGS.qpm else primer
-        prefix = f"{Path(FLAGS.primer_midi).stem}_cont"
-    elif FLAGS.primer_melody:
-        primer = gen.primer_from_text(FLAGS.primer_melody, meter, FLAGS.qpm)
+    primer, prefix = _primer(gen, meter, policy)
     # --- generate
     generations = gen.generate(primer, num_bars=FLAGS.num_bars, num_outputs=FLAGS.num_outputs, sampling=sampling,
                                constraints=constraints, continuation_only=FLAGS.continuation_only)
@@ -105,19 +125,10 @@ def main(argv):
     if FLAGS.repetition and FLAGS.repetition_bars >= whole_bars:
         print(f"warning: --repetition does nothing here: --repetition_bars={FLAGS.repetition_bars} looks back past "
               f"the primer's start from every new note ({whole_bars} bars in all)", file=sys.stderr)
-    # --- write: the sidecar records what was used, not what was typed (a primer's meter wins over --time_signature)
+    # --- write
+    paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render,
+                                      _sidecar(gen, generations, policy), formats)
     num, den = generations[0].melody.time_signature
-    sidecar = {
-        "model": gen.source, "model_step": gen.step, "config": gen.config.to_json(),
-        "primer_midi": FLAGS.primer_midi, "primer_melody": FLAGS.primer_melody, "command": " ".join(sys.argv),
-        "flags": {name: FLAGS[name].value for name in (
-            "num_outputs", "num_bars", "temperature", "top_k", "top_p", "beam_size", "branch_factor",
-            "steps_per_iteration", "repetition", "repetition_bars", "qpm", "time_signature", "continuation_only",
-            "key", "scale", "pitch_range", "polyphony_policy", "track", "program", "sampler")},
-    }
-    sidecar["flags"].update(time_signature=f"{num}/{den}", polyphony_policy=policy)
-    paths = outputs.write_generations(generations, FLAGS.output_dir, prefix, FLAGS.overwrite, render, sidecar,
-                                      formats)
     melodies = "melody" if len(paths) == 1 else "melodies"
     print(f"wrote {len(paths)} {melodies} of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
           f"in {time.perf_counter() - start:.2f} s (seed {seed}):")

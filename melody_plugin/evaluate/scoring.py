@@ -19,6 +19,12 @@ from melody_plugin.tokens.corpus import scoring_melodies
 from melody_plugin.tokens.vocab import PAD, START, UNK, Vocabulary, meter_features
 
 
+def bits_per(nll_nats: float, count: float) -> float:
+    """A summed NLL in nats as bits per note (or per token): the one place bits are counted, in training's
+    summaries and in scoring alike."""
+    return nll_nats / LN2 / max(count, 1)
+
+
 class EvaluationError(MelodyPluginError):
     """Nothing to score: every input file was skipped."""
 
@@ -102,11 +108,11 @@ def score_ids(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_
             totals["pitch_nll"] -= float((np.log(np.maximum(p, 1e-300)) * note_mask).sum())
     tokens, notes = max(totals["tokens"], 1), max(totals["notes"], 1)
     return {
-        "bits_per_note": totals["nll"] / LN2 / notes,
-        "bits_per_token": totals["nll"] / LN2 / tokens,
+        "bits_per_note": bits_per(totals["nll"], notes),
+        "bits_per_token": bits_per(totals["nll"], tokens),
         "perplexity": math.exp(totals["nll"] / tokens),
         "accuracy": totals["correct"] / tokens,
-        "pitch_bits_per_note": totals["pitch_nll"] / LN2 / notes,
+        "pitch_bits_per_note": bits_per(totals["pitch_nll"], notes),
         "notes": totals["notes"],
         "unk_notes": totals["unk_notes"],
         "tokens": totals["tokens"],

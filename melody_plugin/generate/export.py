@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from melody_plugin.errors import MelodyPluginError
+from melody_plugin.generate import sampler, sampler_tf
 from melody_plugin.model.numpy_model import weights_to_keras_model
+from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
@@ -26,8 +28,6 @@ STEPS_MESSAGE = f"serving_default: steps must be in [0, {MAX_SERVING_STEPS}] gri
 
 
 def _serving_module(tf, model, vocab):
-    from melody_plugin.generate import sampler, sampler_tf
-
     durations_np = vocab.durations()
     step_fn = sampler_tf.keras_step_fn(model, durations_np)
     sample = sampler_tf.compiled_sampler(tf, step_fn)
@@ -129,7 +129,6 @@ def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
         extra = tmp / "assets.extra"
         extra.mkdir(exist_ok=True)
         gen.vocab.save(extra / "vocab.json")
-        from melody_plugin.runtime import atomic
 
         atomic.write_json(extra / "config.json", gen.config.to_json())
         if target.exists():

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
 
 from melody_plugin.errors import InputFileError, MelodyPluginError
+from melody_plugin.generate import bundle, sampler_tf
+from melody_plugin.generate.bundle import ModelLoadError
 from melody_plugin.generate.sampler import (
     Constraints,
     DecodeStart,
@@ -20,18 +21,20 @@ from melody_plugin.generate.sampler import (
     plan,
     sample,
 )
+from melody_plugin.io import files as midi_io
+from melody_plugin.model.keras_model import build_model
 from melody_plugin.model.numpy_model import (
     NumpyLSTM,
-    bytes_to_weights,
     keras_to_weights,
     load_weights,
-    weights_to_bytes,
     weights_to_keras_model,
 )
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies, note_sequence_to_melody
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
+from melody_plugin.runtime import atomic
+from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
 from melody_plugin.tokens.vocab import (
     METER_FEATURE_SIZE,
     START,
@@ -51,10 +54,6 @@ EXAMPLE_PRIMER = Path(__file__).parents[1] / "data" / "examples" / "seed.mid"
 
 class PrimerError(MelodyPluginError):
     """A primer that cannot be used: unreadable, no notes, drums only..."""
-
-
-class ModelLoadError(MelodyPluginError):
-    """A run dir or bundle without usable weights."""
 
 
 @dataclasses.dataclass
@@ -110,8 +109,6 @@ def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary, check
             return weights, meta.get("step")
     if want is None:
         raise ModelLoadError(f"{run.path}: no checkpoint yet; train first with melody_train --run_dir={run.path}")
-    from melody_plugin.model.keras_model import build_model
-    from melody_plugin.runtime.quiet import import_tensorflow
 
     tf = import_tensorflow()
     model = build_model(config, len(vocab))
@@ -170,45 +167,16 @@ class MelodyGenerator:
         return cls.from_run_dir(DEFAULT_MODEL_DIR)
 
     def bundle_bytes(self, description: str = "") -> bytes:
-        """This model as a note-seq GeneratorBundle: id = config name, config+vocab JSON, numpy weights."""
-        from melody_plugin.io import protos
-
-        bundle = protos.generator_pb2().GeneratorBundle()
-        bundle.generator_details.id = self.config.name
-        bundle.generator_details.description = self.config.description or self.config.name
-        # no path in the bundle: it travels to other machines, and a path says where the model was trained
-        bundle.bundle_details.description = description or f"melody_plugin {self.config.name} (step {self.step})"
-        bundle.checkpoint_file.append(weights_to_bytes(self.weights, {"step": self.step}))
-        bundle.metagraph_file = json.dumps({"format": "melody_plugin/1", "config": self.config.to_json(),
-                                            "vocab": self.vocab.to_json()}).encode()
-        return bundle.SerializeToString()
+        """This model as a note-seq GeneratorBundle (`bundle.model_to_bundle_bytes`)."""
+        return bundle.model_to_bundle_bytes(self.config, self.vocab, self.weights, self.step, description)
 
     def save_bundle(self, path, description: str = "") -> None:
-        from melody_plugin.runtime import atomic
-
         atomic.write_bytes(path, self.bundle_bytes(description))
 
     @classmethod
     def from_bundle(cls, path) -> "MelodyGenerator":
-        from melody_plugin.io import protos
-        from melody_plugin.runtime.guarded import read_guarded_bytes
-
-        generator_pb2 = protos.generator_pb2()
-
-        data = read_guarded_bytes(path, max_bytes=1 << 30)
-        try:
-            bundle = generator_pb2.GeneratorBundle.FromString(data)
-            meta = json.loads(bundle.metagraph_file.decode())
-            if meta.get("format") != "melody_plugin/1":
-                raise ValueError("not a melody_plugin bundle")
-            weights, wmeta = bytes_to_weights(bundle.checkpoint_file[0])
-            config = ModelConfig.from_json(meta["config"])
-            vocab = Vocabulary.from_json(meta["vocab"], str(path))
-        except MelodyPluginError:
-            raise
-        except Exception as e:
-            raise ModelLoadError(f"{path}: not a melody_plugin generator bundle ({type(e).__name__}: {e})") from None
-        return cls(config, vocab, weights, str(path), wmeta.get("step"))
+        config, vocab, weights, step = bundle.read_bundle_file(path)
+        return cls(config, vocab, weights, str(path), step)
 
     # --- primers
 
@@ -227,7 +195,6 @@ class MelodyGenerator:
         read, and when it cannot be, the error gives its reason. Without one, the first readable tune is used and
         a warning names it.
         """
-        from melody_plugin.io import files as midi_io
 
         if track == "all":
             raise PrimerError(f"{path}: --track=all is for training folders; a primer continues one track "
@@ -415,8 +382,6 @@ class MelodyGenerator:
             raise SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
         if options.repetition:
             raise SamplingError("the repetition prior runs in the numpy sampler; drop --sampler=tf")
-        from melody_plugin.generate import sampler_tf
-        from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
 
         tf = import_tensorflow()
         if getattr(self, "_tf_sampler", None) is None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from melody_plugin.tokens.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE, PAD
+
 
 # The compiled loop's inputs, grouped. NamedTuples rather than frozen dataclasses: tf.function flattens them
 # into their tensors (tf.nest knows namedtuples, not dataclasses), so one trace serves every call.
@@ -43,7 +45,6 @@ def keras_step_fn(model, durations=None):
     vocabulary's `durations()`; its state ends with the roll buffer (`vocab.roll_lookback`)."""
     import keras
 
-    from melody_plugin.tokens.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE
 
     names = {layer.name for layer in model.layers}
     embedding = model.get_layer("embedding")
@@ -96,7 +97,6 @@ def keras_step_fn(model, durations=None):
 
 def initial_states(tf, step_fn, batch):
     """The state before the start token: zero LSTM states and, with bar lookback, a roll of PAD."""
-    from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD
 
     states = [(tf.zeros([batch, u]), tf.zeros([batch, u])) for u in step_fn.units]
     if step_fn.bar_lookback:

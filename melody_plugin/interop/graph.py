@@ -23,8 +23,10 @@ from melody_plugin.interop.units import (
     SequenceExampleMaker,
     TimeChangeSplitter,
 )
+from melody_plugin.io import tfrecord as midi_io
 from melody_plugin.io.inputs import input_files, is_tfrecord_name
 from melody_plugin.model.registry import ModelConfig, get_config
+from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import import_tensorflow
 from melody_plugin.tokens.vocab import Vocabulary
 
@@ -158,7 +160,6 @@ def get_pipeline(config, eval_ratio: float = 0.0, vocab=None, augment: bool = Tr
 
 def _note_sequences(source):
     """NoteSequences of a TFRecord path, sharded name or glob (`input_files` rules)."""
-    from melody_plugin.io import tfrecord as midi_io
 
     for path in input_files(source):
         if not is_tfrecord_name(path):
@@ -179,7 +180,6 @@ def run_pipeline_serial(pipeline, input_iterator, output_dir, output_file_base=N
     Returns:
       The statistics merged over every call (`statistics_dict`), plus `written_<name>` record counts.
     """
-    from melody_plugin.runtime import atomic
 
     tf = import_tensorflow()
     outputs = pipeline.output_type_as_dict

@@ -8,11 +8,13 @@ import re
 import secrets
 from pathlib import Path
 
-from melody_plugin.generate.bundle import _bundle_meta, _bundle_proto, _bundle_to_generator
+from melody_plugin.generate.bundle import bundle_meta, bundle_proto, bundle_to_model
 from melody_plugin.generate.generator import MelodyGenerator, ModelLoadError
+from melody_plugin.generate.sampler import SamplingError, SamplingOptions
 from melody_plugin.interop.magenta import _ErrorBases, _GeneratorBase
 from melody_plugin.interop.units import _rests
 from melody_plugin.model.registry import ModelConfig, get_config, list_configs
+from melody_plugin.model.rundir import RunDir
 from melody_plugin.music.melody import Melody, MelodyError, Note
 from melody_plugin.music.timing import TempoMap, meter_change_times
 from melody_plugin.runtime.quiet import quiet_third_party
@@ -97,7 +99,6 @@ class MelodySequenceGenerator(_GeneratorBase):
         quiet_third_party()
         from note_seq.protobuf import generator_pb2
 
-        from melody_plugin.model.rundir import RunDir
 
         self._model, self._owns_model = model, model is None
         self._checkpoint_file = "best"  # the run's best checkpoint, else its latest
@@ -117,13 +118,13 @@ class MelodySequenceGenerator(_GeneratorBase):
                 raise SequenceGeneratorError(str(e)) from None
         self._checkpoint = checkpoint
         try:  # Magenta's callers catch SequenceGeneratorError: an unreadable bundle or run dir is one too
-            self._bundle = _bundle_proto(bundle) if bundle is not None else None
+            self._bundle = bundle_proto(bundle) if bundle is not None else None
             if model is not None:
                 self.config = model.config
             elif self._checkpoint is not None:
                 self.config = RunDir(self._checkpoint).load_config()
             else:
-                self.config = ModelConfig.from_json(_bundle_meta(self._bundle)["config"])
+                self.config = ModelConfig.from_json(bundle_meta(self._bundle)["config"])
         except ModelLoadError as e:
             raise SequenceGeneratorError(str(e)) from None
         self._details = details or generator_pb2.GeneratorDetails(
@@ -160,7 +161,8 @@ class MelodySequenceGenerator(_GeneratorBase):
             if self._checkpoint is not None:
                 self._model = MelodyGenerator.from_run_dir(self._checkpoint, self._checkpoint_file)
             else:
-                self._model = _bundle_to_generator(self._bundle)
+                config, vocab, weights, step, source = bundle_to_model(self._bundle)
+                self._model = MelodyGenerator(config, vocab, weights, source, step)
         except ModelLoadError as e:  # Magenta's callers catch SequenceGeneratorError
             raise SequenceGeneratorError(str(e)) from None
         self._initialized = True
@@ -259,7 +261,6 @@ class MelodySequenceGenerator(_GeneratorBase):
             raise SequenceGeneratorError(f"generate section {start_time}-{end_time} s holds no grid step"
                                          f"{' up to a bar line' if snap else ''} after its start (step {start_step} "
                                          f"of {spq} per quarter)")
-        from melody_plugin.generate.sampler import SamplingError, SamplingOptions
 
         try:  # Magenta's callers catch SequenceGeneratorError: bad args are one
             sampling = SamplingOptions(

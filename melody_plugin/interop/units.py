@@ -14,6 +14,7 @@ from melody_plugin.music.melody import REST, Melody, MelodyError, Note
 from melody_plugin.music.timing import quantize, split_on_time_changes
 from melody_plugin.runtime.quiet import import_tensorflow, quiet_third_party
 from melody_plugin.tokens.corpus import encode_melody, is_eval, split_key, transposed_copies
+from melody_plugin.tokens.records import ids_to_example
 from melody_plugin.tokens.vocab import Vocabulary
 
 TRAINING, EVAL = "training_melodies", "eval_melodies"  # Magenta's melody_rnn dataset names
@@ -229,8 +230,6 @@ class SequenceExampleMaker(_Unit):
         self.one_hot_size = one_hot_size
 
     def transform(self, input_object):
-        from melody_plugin.tokens.records import ids_to_example
-
         self._set_counts({"examples": 1})
         return [ids_to_example(input_object, self.one_hot_size)]
 

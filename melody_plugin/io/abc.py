@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from melody_plugin.errors import InputFileError
+from melody_plugin.io import music21_abc, music21_score
 from melody_plugin.runtime.guarded import READ_TIMEOUT_S, printable, time_limit
 from melody_plugin.runtime.quiet import quiet_third_party
 
@@ -115,7 +116,6 @@ def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool, sec
     With music21 installed, `auto` tries it first and note-seq for what music21 fails on, a time-out included
     (see `read_music_file` for why). Each reader gets `seconds()` (the time it may still take) when it starts.
     """
-    from melody_plugin.io.music21_abc import AbcSyntaxError, abc_tune_to_note_sequence
 
     if tune.number is not None and not tune.number.isdigit():  # both readers int() the X: field; the label
         tune = dataclasses.replace(tune, lines=tuple(  # (X:A7) stays in the name and reports
@@ -132,9 +132,9 @@ def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool, sec
         try:
             with time_limit(left, name):
                 if who == "music21":
-                    return abc_tune_to_note_sequence("\n".join(tune.lines), name), who, ""
+                    return music21_abc.abc_tune_to_note_sequence("\n".join(tune.lines), name), who, ""
                 return _abc_tune_with_note_seq(tune), who, refusals[0] if refusals else ""
-        except AbcSyntaxError as e:  # an unclosed chord...: note-seq would guess where music21 refuses
+        except music21_abc.AbcSyntaxError as e:  # an unclosed chord...: note-seq would guess where music21 refuses
             return None, "", e.reason
         except InputFileError as e:  # a time-out included
             refusals.append(e.reason)
@@ -153,7 +153,6 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
     takes about 0.2 s a tune, and a tunebook holds hundreds), at most MAX_ABC_BOOK_SECONDS: the tunes left then
     are reported as not read. `tune` (an X: number, or its name such as "4 (2)") reads that tune alone.
     """
-    from melody_plugin.io.music21_score import INSTALL_HINT, available
 
     quiet_third_party()
     text, warnings = abc_bytes_to_text(path, data)
@@ -162,7 +161,7 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
         raise InputFileError(path, "no ABC tune in the file")
     if len(tunes) > MAX_ABC_TUNES:
         raise InputFileError(path, f"{len(tunes)} tunes, over the limit of {MAX_ABC_TUNES}; split the tunebook")
-    use_music21 = reader != "note_seq" and available()
+    use_music21 = reader != "note_seq" and music21_score.available()
     named, seen = [], {}
     for abc_tune in tunes:
         name = f"{path}#X:{printable(abc_tune.number)}" if abc_tune.number is not None else str(path)
@@ -201,7 +200,7 @@ def _read_abc(path, data: bytes, reader: str = "auto", timeout_s: float = READ_T
         if abc_tune.title and not ns.sequence_metadata.title:
             ns.sequence_metadata.title = abc_tune.title
         sequences.append(ns)
-    hint = (f"the music21 reader may read {'them' if len(skipped) > 1 else 'it'}: {INSTALL_HINT}"
+    hint = (f"the music21 reader may read {'them' if len(skipped) > 1 else 'it'}: {music21_score.INSTALL_HINT}"
             if skipped and reader == "auto" and not use_music21 else "")
     if timed_out:
         warnings.append(f"time limit of {budget_s:g} s for the file reached after {len(named) - timed_out} of "

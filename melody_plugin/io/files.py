@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from melody_plugin.errors import InputFileError
+from melody_plugin.io import music21_score as music21_io
 from melody_plugin.io.abc import _read_abc
 from melody_plugin.io.inputs import ABC_EXTENSIONS, MUSICXML_EXTENSIONS
 from melody_plugin.io.midi import midi_bytes_to_note_sequence
@@ -46,7 +47,6 @@ def read_music_file(path, timeout_s: float | None = None, reader: str | None = N
     Raises:
       InputFileError: with the file and the reason, for anything that is not readable music.
     """
-    from melody_plugin.io import music21_score as music21_io
 
     path = Path(path)
     timeout_s = timeout_s or READ_TIMEOUT_S

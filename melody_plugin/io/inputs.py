@@ -30,7 +30,7 @@ def list_music_files(input_path) -> list[Path]:
     Raises:
       InputFileError: if nothing matches.
     """
-    text = str(input_path)
+    text = os.path.expanduser(str(input_path))  # --input=~/tunes: the shell leaves `~` after `=` alone
     if any(ch in text for ch in "*?["):
         files = [Path(p) for p in glob.glob(text, recursive=True)]
         files = [p for p in files if p.suffix.lower() in MUSIC_EXTENSIONS + TFRECORD_EXTENSIONS]
@@ -68,7 +68,7 @@ def input_files(input_path) -> list[Path]:
     Raises:
       InputFileError: if nothing matches.
     """
-    text = str(input_path)
+    text = os.path.expanduser(str(input_path))  # --input=~/tunes: the shell leaves `~` after `=` alone
     if any(ch in text for ch in "*?["):
         files = sorted(Path(p) for p in glob.glob(text, recursive=True)
                        if Path(p).suffix.lower() in MUSIC_EXTENSIONS or is_tfrecord_name(p))

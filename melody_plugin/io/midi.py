@@ -7,7 +7,13 @@ import io
 import re
 import struct
 
+import mido
+import pretty_midi
+
 from melody_plugin.errors import InputFileError
+from melody_plugin.io.protos import music_pb2
+from melody_plugin.music.timing import TempoMap
+from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import quiet_third_party
 
 MAX_NOTES = 200_000
@@ -20,8 +26,6 @@ MAX_TICK = 100_000_000
 
 
 def _music_pb2():
-    from melody_plugin.io.protos import music_pb2
-
     return music_pb2()
 
 
@@ -78,7 +82,6 @@ def _check_midi_events(path, data: bytes) -> tuple[list[str], bytes, float, list
     libraries would silently drop them otherwise), the file's end (its last end-of-track) in quarter notes, and
     the order to put pretty_midi's instruments in (None: as they come; see `_end_open_notes`).
     """
-    import mido
 
     warnings = []
     try:
@@ -160,7 +163,6 @@ def _end_open_notes(mid, scans: list[_TrackNotes]) -> tuple[int, list[int] | Non
     """Ends every note left open at the end of its track, in `mid`. Returns how many, and the order to put
     pretty_midi's instruments in: one that only these notes make goes after all the others, so every other track
     keeps the number note-seq gives it (the number `--track` takes). None when the order stays."""
-    import mido
 
     made, late, ended = [], [], 0
     for index, (track, scan) in enumerate(zip(mid.tracks, scans)):
@@ -189,7 +191,6 @@ def _end_open_notes(mid, scans: list[_TrackNotes]) -> tuple[int, list[int] | Non
 def _tempos_to_first_track(mid) -> int:
     """Moves set_tempo events of later tracks into the first (pretty_midi reads tempo there only; other tools
     write it anywhere). Returns how many moved."""
-    import mido
 
     moved = []
     for track in mid.tracks[1:]:
@@ -224,7 +225,6 @@ def _tempos_to_first_track(mid) -> int:
 def _pretty_midi():
     """pretty_midi, with note-seq's raised tick limit (our own limits are checked before it parses)."""
     quiet_third_party()
-    import pretty_midi
 
     # note-seq sets this on import; without it pretty_midi refuses files past 1e7 ticks, below our MAX_TICK
     pretty_midi.pretty_midi.MAX_TICK = max(pretty_midi.pretty_midi.MAX_TICK, 1e10)
@@ -349,7 +349,6 @@ def midi_bytes_to_note_sequence(data: bytes, path="<bytes>"):
         raise InputFileError(path, f"corrupt MIDI data ({type(e).__name__}: {e})") from None
     ns.filename = str(path)
     # note-seq ends a sequence with its last note; the file lasts to its end-of-track (a final rest is music)
-    from melody_plugin.music.timing import TempoMap
 
     ns.total_time = max(ns.total_time, TempoMap(ns.tempos).seconds_at(end_quarters))
     return ns, warnings
@@ -367,15 +366,31 @@ def note_sequence_to_midi_bytes(ns) -> bytes:
         ns = type(ns).FromString(ns.SerializeToString())
         ns.ticks_per_quarter = 480
     pm = note_sequence_to_pretty_midi(ns)
-    for instrument in pm.instruments:  # on one tick, pretty_midi writes the note-off first: the note never ends
-        for note in instrument.notes:
-            start_tick = pm.time_to_tick(note.start)
-            if pm.time_to_tick(note.end) <= start_tick:
-                note.end = pm.tick_to_time(start_tick + 1)
+    for instrument in pm.instruments:
+        _at_least_one_tick(pm, instrument.notes)
     buffer = io.BytesIO()
     pm.write(buffer)
     end_tick = pm.time_to_tick(max(ns.total_time, 0.0))
     return _move_ends_of_tracks(buffer.getvalue(), _last_ticks(pm), end_tick)
+
+
+def _at_least_one_tick(pm, notes) -> None:
+    """Every note lasts at least one tick (on one tick, pretty_midi writes the note-off first: the note would never
+    end). A note of the same pitch that a lengthened note now overlaps starts one tick later, where it ends."""
+    by_pitch = {}
+    for note in notes:
+        by_pitch.setdefault(note.pitch, []).append(note)
+    for same_pitch in by_pitch.values():
+        lengthened_to = None  # where the last lengthened note now ends
+        for note in sorted(same_pitch, key=lambda n: n.start):
+            start_tick, end_tick = pm.time_to_tick(note.start), pm.time_to_tick(note.end)
+            if lengthened_to is not None and start_tick < lengthened_to:
+                start_tick = lengthened_to
+                note.start = pm.tick_to_time(start_tick)
+            lengthened_to = None
+            if end_tick <= start_tick:
+                lengthened_to = start_tick + 1
+                note.end = pm.tick_to_time(lengthened_to)
 
 
 def _last_ticks(pm) -> list[int]:
@@ -421,6 +436,5 @@ def _move_ends_of_tracks(data: bytes, last_ticks: list[int], end_tick: int) -> b
 
 def note_sequence_to_midi_file(ns, path) -> None:
     """Writes a NoteSequence to a MIDI file atomically (never a half-written file)."""
-    from melody_plugin.runtime import atomic
 
     atomic.write_bytes(path, note_sequence_to_midi_bytes(ns))

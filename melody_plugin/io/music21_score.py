@@ -11,6 +11,7 @@ import xml.etree.ElementTree as ET
 from fractions import Fraction
 
 from melody_plugin.errors import InputFileError
+from melody_plugin.io import protos
 
 INSTALL_HINT = 'pip install "melody_plugin[music21]"'
 
@@ -129,9 +130,8 @@ def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=No
     """
     from music21 import chord, key, meter, note, stream
 
-    from melody_plugin.io.protos import music_pb2
 
-    music_pb2 = music_pb2()
+    music_pb2 = protos.music_pb2()
     parts = list(score.parts) if isinstance(score, stream.Score) and score.parts else [score]
     shift = _pickup_quarters(parts[0]) if pickup is None else Fraction(pickup)
 

@@ -8,8 +8,10 @@ import re
 import zipfile
 import zlib
 from pathlib import Path
+from xml.parsers import expat
 
 from melody_plugin.errors import InputFileError
+from melody_plugin.io import music21_score as music21_io
 from melody_plugin.runtime.guarded import READ_TIMEOUT_S, time_limit
 from melody_plugin.runtime.quiet import quiet_third_party
 
@@ -26,7 +28,6 @@ def _check_xml_bytes(path, xml: bytes) -> None:
     Entities can only be declared in the DOCTYPE, which comes before the root element: expat reads the prolog,
     however long (a comment of any size may come first), in the encoding the XML declares, and stops at the root.
     """
-    from xml.parsers import expat
 
     def declared(*args):
         raise InputFileError(path, "XML entity declarations are not accepted (possible entity bomb)")
@@ -112,7 +113,6 @@ def _read_musicxml(path, data: bytes, reader: str = "auto", timeout_s: float = R
     Each reader gets `timeout_s`: in `auto`, a score music21 runs out of time on (a long one on a busy machine)
     still goes to note-seq, which reads most scores faster.
     """
-    from melody_plugin.io import music21_score as music21_io
 
     use_music21 = reader == "music21" or (reader == "auto" and music21_io.available())
     refusal = ""

@@ -6,6 +6,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from melody_plugin.runtime.quiet import quiet_third_party
+
 _loaded: dict[str, object] = {}
 
 
@@ -16,7 +18,6 @@ def _load(name: str):
         return real
     if name in _loaded:
         return _loaded[name]
-    from melody_plugin.runtime.quiet import quiet_third_party
 
     quiet_third_party()
     spec = importlib.util.find_spec("note_seq")  # finds the package without running its __init__

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from melody_plugin.errors import InputFileError
 from melody_plugin.io.midi import _music_pb2
+from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import import_tensorflow
 
 
@@ -23,7 +24,6 @@ def write_note_sequence_tfrecord(sequences, path) -> None:
     """Writes NoteSequences as a TFRecord (Magenta's format), atomically."""
     tf = import_tensorflow()
 
-    from melody_plugin.runtime import atomic
 
     with atomic.atomic_path(path) as tmp:
         with tf.io.TFRecordWriter(str(tmp)) as writer:

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 
+from melody_plugin.model.keras_model import build_model
 from melody_plugin.runtime.atomic import write_bytes
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD, roll_lookback
 
@@ -39,7 +40,6 @@ def weights_to_keras_model(config, weights: dict[str, np.ndarray]):
 
     Keras is imported here, on first use, so generating and scoring never pay TensorFlow's import.
     """
-    from melody_plugin.model.keras_model import build_model
 
     model = build_model(config, weights["logits/bias"].shape[0])
     lstm_index = 0

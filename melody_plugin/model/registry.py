@@ -8,6 +8,7 @@ import importlib.metadata
 import importlib.resources
 import json
 import re
+import tomllib
 import types
 import typing
 
@@ -238,8 +239,6 @@ def register_config(config: ModelConfig) -> ModelConfig:
 
 
 def load_config_file(text: str, source: str) -> ModelConfig:
-    import tomllib
-
     try:
         obj = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

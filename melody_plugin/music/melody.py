@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import fractions
 import math
 import re
+
+import pretty_midi
 
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.music.key import estimate_key
@@ -174,9 +177,7 @@ def text_to_melody(text: str, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER
 
     Durations may be fractions ("E4:1/3" is an eighth-note triplet).
     """
-    import fractions
 
-    import pretty_midi
 
     notes = []
     for item in text.split():

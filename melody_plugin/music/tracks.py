@@ -59,7 +59,6 @@ def summarize_tracks(notes, names: dict[int, str] | None = None) -> list[TrackSu
 
 def choose_melody_track(tracks: list[TrackSummary]) -> tuple[TrackSummary, str]:
     """The track most likely to carry the melody, and why. The score, in order:
-
     1. a track named like a melody (soprano, melody, vocal, voice, lead, tune, solo...) wins; among several, the
        higher one;
     2. otherwise bass-range tracks (median pitch below G3, or named bass) are set aside, and so are polyphonic ones

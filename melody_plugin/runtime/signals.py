@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import signal
+import threading
 
 
 class _StopSignals:
@@ -74,6 +75,4 @@ def _stops_on_signals(fn):
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()

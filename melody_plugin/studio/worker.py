@@ -16,8 +16,8 @@ import sys
 import traceback
 from pathlib import Path
 
-from melody_plugin import outputs
 from melody_plugin.errors import MelodyPluginError
+from melody_plugin.generate import outputs
 from melody_plugin.generate.generator import MelodyGenerator
 from melody_plugin.generate.sampler import Constraints, SamplingOptions
 from melody_plugin.music import melody as melody_lib

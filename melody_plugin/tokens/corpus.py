@@ -8,19 +8,24 @@ import hashlib
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import time
 from pathlib import Path
 
+from tqdm import tqdm
+
 from melody_plugin.errors import InputFileError, MelodyPluginError
 from melody_plugin.io.files import MusicFile, read_music_file
 from melody_plugin.io.inputs import default_input, input_files, is_tfrecord_name
+from melody_plugin.io.protos import music_pb2
 from melody_plugin.io.tfrecord import read_note_sequence_tfrecord
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.music.extract import note_sequence_to_melodies
 from melody_plugin.music.melody import Melody, MelodyError
 from melody_plugin.runtime.atomic import write_json
 from melody_plugin.runtime.quiet import quiet_third_party
+from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, write_ids
 from melody_plugin.tokens.vocab import START, Vocabulary, key_shift
 
 FAILURE_REASONS = ("no_notes", "drums_only", "polyphony_rejected", "too_short", "quantization_failed",
@@ -59,7 +64,6 @@ def _extract_file(args) -> FileResult:
     config = ModelConfig.from_json(config_json)
     if isinstance(source, tuple):  # (name, split key, serialized NoteSequence) from a TFRecord
         name, key, data = source
-        from melody_plugin.io.protos import music_pb2
 
         files = [MusicFile(name, (music_pb2().NoteSequence.FromString(data),))]
     else:
@@ -99,7 +103,6 @@ def _extract_file(args) -> FileResult:
 
 def _init_worker():
     quiet_third_party()
-    import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the parent
     # a forked worker inherits the CLI's stop handling: its SIGTERM handler and the wakeup pipe it shares with the
@@ -154,7 +157,6 @@ def collect_melodies(input_path, config: ModelConfig, reading: Reading | None = 
     Raises:
       InputFileError: only if `input_path` names nothing readable at all.
     """
-    from tqdm import tqdm
 
     reading = reading or Reading()
     start = time.perf_counter()
@@ -337,7 +339,6 @@ def create_dataset(input_path, output_dir, config: ModelConfig, reading: Reading
 
     Returns the report (also written as stats.json). Bad files are skipped and listed, never fatal.
     """
-    from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, write_ids
 
     data = encode_corpus(input_path, config, reading)
     one_hot_size = len(data.vocab) if sequence_format == "magenta" else None

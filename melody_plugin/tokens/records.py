@@ -147,3 +147,20 @@ def read_ids(path, with_steps_per_bar: bool = False):
     except tf.errors.DataLossError as e:
         raise DatasetError(f"{path}: corrupt TFRecord ({e.message})") from None
     return (sequences, bars) if with_steps_per_bar else sequences
+
+
+def is_dataset_dir(path) -> bool:
+    """A folder written by `melody_create_dataset` (vocab.json and train.tfrecord)."""
+    p = Path(path)
+    return p.is_dir() and (p / "vocab.json").is_file() and (p / TRAIN_FILE).is_file()
+
+
+def read_split(folder, with_train: bool = True) -> tuple[list, list, list, list]:
+    """(train ids, their steps_per_bar, eval ids, theirs) of a folder's train and eval files: a dataset folder or a
+    run dir's data/. The eval file may be missing (no eval split): its lists are then empty; `with_train=False`
+    leaves the train lists empty without reading them (the eval job)."""
+    folder = Path(folder)
+    train, train_bars = read_ids(folder / TRAIN_FILE, with_steps_per_bar=True) if with_train else ([], [])
+    eval_, eval_bars = (read_ids(folder / EVAL_FILE, with_steps_per_bar=True) if (folder / EVAL_FILE).is_file()
+                        else ([], []))
+    return train, train_bars, eval_, eval_bars

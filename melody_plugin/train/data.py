@@ -11,14 +11,9 @@ from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.tokens.batches import Batching, MeterInputs, make_dataset, num_windows
 from melody_plugin.tokens.corpus import Reading, encode_corpus
-from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, read_ids, write_ids
+from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, is_dataset_dir, read_split, write_ids
 from melody_plugin.tokens.vocab import Vocabulary
 from melody_plugin.train.options import TrainingError, TrainOptions
-
-
-def _is_dataset_dir(path) -> bool:
-    p = Path(path)
-    return p.is_dir() and (p / "vocab.json").is_file() and (p / TRAIN_FILE).is_file()
 
 
 def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab: Vocabulary | None = None,
@@ -29,12 +24,9 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
 
     With `vocab` given (a resumed run), new data is encoded with it; notes it lacks are mapped.
     """
-    if input_path and _is_dataset_dir(input_path):
-        data_vocab = Vocabulary.load(Path(input_path) / "vocab.json")
-        train, train_bars = read_ids(Path(input_path) / TRAIN_FILE, with_steps_per_bar=True)
-        eval_path = Path(input_path) / EVAL_FILE
-        eval_, eval_bars = read_ids(eval_path, with_steps_per_bar=True) if eval_path.is_file() else ([], [])
-        return train, eval_, data_vocab, (train_bars, eval_bars)
+    if input_path and is_dataset_dir(input_path):
+        train, train_bars, eval_, eval_bars = read_split(input_path)
+        return train, eval_, Vocabulary.load(Path(input_path) / "vocab.json"), (train_bars, eval_bars)
     data = encode_corpus(input_path, config, Reading(eval_ratio, progress=progress), vocab)
     corpus = data.corpus
     if not corpus.train:
@@ -74,9 +66,7 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
     """
     old_vocab = run.load_vocab() if run.vocab_file.is_file() else None
     if input_path is None and (run.data_dir / TRAIN_FILE).is_file():
-        train_seqs, train_bars = read_ids(run.data_dir / TRAIN_FILE, with_steps_per_bar=True)
-        eval_seqs, eval_bars = (read_ids(run.data_dir / EVAL_FILE, with_steps_per_bar=True)
-                                if (run.data_dir / EVAL_FILE).is_file() else ([], []))
+        train_seqs, train_bars, eval_seqs, eval_bars = read_split(run.data_dir)
         bars = (train_bars, eval_bars)
         vocab = old_vocab
     else:
@@ -103,13 +93,11 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
 
 def _same_data(run: RunDir, train_seqs, eval_seqs, bars) -> bool:
     """Whether the run dir's data/ holds exactly these melodies (ids and bar lengths), train and eval."""
-    for name, seqs, seq_bars in ((TRAIN_FILE, train_seqs, bars[0]), (EVAL_FILE, eval_seqs, bars[1])):
-        path = run.data_dir / name
-        if not path.is_file():
-            if seqs:
-                return False
-            continue
-        old_seqs, old_bars = read_ids(path, with_steps_per_bar=True)
+    if not (run.data_dir / TRAIN_FILE).is_file():
+        return not train_seqs and not eval_seqs
+    old_train, old_train_bars, old_eval, old_eval_bars = read_split(run.data_dir)
+    for old_seqs, old_bars, seqs, seq_bars in ((old_train, old_train_bars, train_seqs, bars[0]),
+                                               (old_eval, old_eval_bars, eval_seqs, bars[1])):
         new_bars = [None] * len(seqs) if seq_bars is None else [None if b is None else int(b) for b in seq_bars]
         if len(old_seqs) != len(seqs) or old_bars != new_bars:
             return False

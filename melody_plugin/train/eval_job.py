@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.runtime.quiet import import_tensorflow
 from melody_plugin.tokens.batches import make_dataset
 from melody_plugin.tokens.corpus import encode_all, scoring_melodies
-from melody_plugin.tokens.records import EVAL_FILE, read_ids
+from melody_plugin.tokens.records import EVAL_FILE, is_dataset_dir, read_split
 from melody_plugin.tokens.vocab import Vocabulary
 from melody_plugin.train.checkpoints import _restore
-from melody_plugin.train.data import _eval_batching, _is_dataset_dir, _meter_inputs
+from melody_plugin.train.data import _eval_batching, _meter_inputs
 from melody_plugin.train.options import TrainingError
 from melody_plugin.train.report import _write_summaries
 from melody_plugin.train.step import _build_trainer
@@ -60,14 +59,14 @@ def _wait_for_run(run: RunDir, timeout_s: float) -> None:
 def _eval_data(run: RunDir, config: ModelConfig, vocab: Vocabulary, input_path) -> tuple[list, list]:
     """The eval job's (sequences, steps_per_bar): a dataset folder's eval split, every melody of other input, or
     the run's own."""
-    if input_path and _is_dataset_dir(input_path):
-        eval_seqs, bars = read_ids(Path(input_path) / EVAL_FILE, with_steps_per_bar=True)
+    if input_path and is_dataset_dir(input_path):
+        _, _, eval_seqs, bars = read_split(input_path, with_train=False)
     elif input_path:  # every melody of the input is evaluation data
         _, melodies = scoring_melodies(input_path, config, progress=False)
         eval_seqs, _ = encode_all(melodies, vocab)
         bars = [m.steps_per_bar for m in melodies]
     elif (run.data_dir / EVAL_FILE).is_file():
-        eval_seqs, bars = read_ids(run.data_dir / EVAL_FILE, with_steps_per_bar=True)
+        _, _, eval_seqs, bars = read_split(run.data_dir, with_train=False)
     else:
         eval_seqs, bars = [], []
     if not eval_seqs:

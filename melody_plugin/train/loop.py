@@ -49,9 +49,9 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
         # --- data
         train_seqs, eval_seqs, vocab, bars = _prepare_data(run, config, input_path, opts, chief)
         resume_step = run.latest_checkpoint_step() or 0  # reseeds the shuffle: a resumed run sees new batches
-        train_ds, eval_ds = _distribute_datasets(dist, config, train_seqs, eval_seqs, opts.seed + resume_step,
-                                                 _meter_inputs(config, vocab, bars, opts.log), opts.log)
-        with _STOP.deferred():
+        with _STOP.deferred():  # tf.data imports its parts lazily: a KeyboardInterrupt inside an import crashes it
+            train_ds, eval_ds = _distribute_datasets(dist, config, train_seqs, eval_seqs, opts.seed + resume_step,
+                                                     _meter_inputs(config, vocab, bars, opts.log), opts.log)
             # --- model
             trainer = _build_trainer(tf, dist, config, vocab, config.mixed_precision)
             # --- restore

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import time
 
+from tqdm import tqdm
+
+from melody_plugin.generate import render
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.train.options import TrainOptions
 from melody_plugin.train.step import _inner, _Trainer, summarize
@@ -83,16 +86,12 @@ def _progress_line(step: int, total: int, metrics: dict, eval_metrics: dict | No
 
 def _write_curve(run: RunDir, log) -> None:
     try:
-        from melody_plugin import render
-
         render.training_curve(run.metrics_file, run.curve_file)
     except Exception as e:  # a missing plot must never fail a finished training
         log(f"warning: no training curve ({type(e).__name__}: {e})")
 
 
 def _progress_bar(progress, initial: int, total: int):
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=initial, desc="training", unit="step",
                 disable=None if progress is None else not progress, dynamic_ncols=True)
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from melody_plugin.model.keras_model import build_model
-from melody_plugin.model.numpy_model import LN2
+from melody_plugin.evaluate.scoring import bits_per
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.runtime.quiet import import_tensorflow
 from melody_plugin.runtime.signals import _STOP
@@ -65,8 +65,8 @@ def summarize(sums: dict) -> dict:
     tokens = max(sums["tokens"], 1.0)
     loss = sums["nll"] / tokens
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": sums["correct"] / tokens,
-            "bits_per_token": loss / LN2,
-            "bits_per_note": sums["nll"] / LN2 / max(sums["notes"], 1.0)}
+            "bits_per_token": bits_per(sums["nll"], tokens),
+            "bits_per_note": bits_per(sums["nll"], sums["notes"])}
 
 
 class _Trainer:

@@ -13,6 +13,7 @@ import wave
 
 import numpy as np
 
+from melody_plugin.io.midi import note_sequence_to_pretty_midi
 from melody_plugin.music.melody import FLAT_NAMES, SHARP_NAMES, Melody, pitch_name
 from melody_plugin.runtime import atomic
 
@@ -115,7 +116,6 @@ def piano_roll_figure(melody: Melody, primer_steps: int = 0, title: str = ""):
 
 def wav_bytes(note_sequence, sample_rate: int = 22050) -> bytes:
     """16-bit mono WAV of a NoteSequence, synthesized with pretty_midi (sine waves; no soundfont needed)."""
-    from melody_plugin.io.midi import note_sequence_to_pretty_midi
 
     pm = note_sequence_to_pretty_midi(note_sequence)
     audio = pm.synthesize(fs=sample_rate)

@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from melody_plugin.errors import MelodyPluginError
+from melody_plugin.generate import render as render_lib
 from melody_plugin.io import midi as midi_io
 from melody_plugin.runtime import atomic
 
@@ -37,10 +38,16 @@ def parse_render(text: str) -> tuple[str, ...]:
     if bad:
         raise OutputError(f"--render: unknown kind(s) {', '.join(bad)}; choose from {', '.join(RENDER_KINDS)}")
     if "score" in kinds:  # before any work: verovio is an extra
-        from melody_plugin.notation import score
-
-        score.require()
+        _notation().score.require()
     return kinds
+
+
+def _notation():
+    """notation/ (the ABC, MusicXML and verovio score writers), imported only when --format or --render asks."""
+    from melody_plugin import notation
+    from melody_plugin.notation import abc_out, musicxml_out, score  # noqa: F401 (loads them as attributes)
+
+    return notation
 
 
 def _free_index(output_dir: Path, prefix: str, count: int) -> int:
@@ -98,12 +105,8 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
         })
         atomic.write_json(stem.with_suffix(".json"), record)
         if "png" in render:
-            from melody_plugin import render as render_lib
-
             render_lib.piano_roll_png(m, stem.with_suffix(".png"), gen.primer_steps, title=midi_path.name)
         if "wav" in render:
-            from melody_plugin import render as render_lib
-
             render_lib.wav_file(gen.note_sequence, stem.with_suffix(".wav"))
         paths.append(stem.with_suffix(FORMATS[formats[0]]))
     return paths
@@ -111,14 +114,11 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
 
 def _write_notation(gen, stem: Path, formats, render) -> None:
     """ABC, MusicXML and the engraved score of one generation (notation/ is imported only when asked for)."""
-    from melody_plugin.notation import abc_out, musicxml_out
-
+    notation = _notation()
     title = stem.name
     if "abc" in formats:
-        abc_out.write_abc(gen.melody, stem.with_suffix(".abc"), title)
+        notation.abc_out.write_abc(gen.melody, stem.with_suffix(".abc"), title)
     if "musicxml" in formats:
-        musicxml_out.write_musicxml(gen.melody, stem.with_suffix(".musicxml"), title)
+        notation.musicxml_out.write_musicxml(gen.melody, stem.with_suffix(".musicxml"), title)
     if "score" in render:
-        from melody_plugin.notation import score
-
-        score.write_score(gen.melody, stem.with_suffix(".score"), gen.primer_steps, title)
+        notation.score.write_score(gen.melody, stem.with_suffix(".score"), gen.primer_steps, title)
