@@ -36,7 +36,7 @@ setup(
         "test": ["pytest>=8", "hypothesis>=6.100", "ruff>=0.4"],
         # reads the ABC and MusicXML note-seq refuses (tuplets, parts, variant endings, grace notes...)
         "music21": ["music21>=9.1,<11"],
-        # What Magenta 2.1.4's Python code needs to import here (tests/test_magenta_interop.py, the pipelines in
+        # What Magenta 2.1.4's Python code needs to import here (tests/test_interop_magenta.py, the pipelines in
         # Magenta's DAGs). Magenta itself pins packages that do not install on Python 3.11, so it goes in next,
         # without its dependencies: pip install --no-deps magenta==2.1.4 (see .ci/run).
         "magenta": ["tensorflow-probability==0.25.0", "tf-keras==2.21.0", "dm-tree", "tf-slim==1.1.0"],

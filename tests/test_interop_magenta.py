@@ -24,7 +24,7 @@ from magenta.models.shared import sequence_generator, sequence_generator_bundle 
 from magenta.pipelines import dag_pipeline, melody_pipelines, note_sequence_pipelines, pipeline, statistics  # noqa: E402
 from note_seq import melodies_lib  # noqa: E402
 from note_seq.protobuf import generator_pb2, music_pb2  # noqa: E402
-from test_pipelines import melody_of  # noqa: E402
+from test_interop_pipelines import melody_of  # noqa: E402
 
 from melody_plugin.errors import MelodyPluginError  # noqa: E402
 from melody_plugin.interop.graph import get_pipeline, run_pipeline_serial

@@ -1,6 +1,6 @@
 """Pipeline units, the dataset graph, record formats and bundles, with or without Magenta installed.
 
-The tests of Magenta's own code running the plugin are in test_magenta_interop.py.
+The tests of Magenta's own code running the plugin are in test_interop_magenta.py.
 """
 
 import hashlib
