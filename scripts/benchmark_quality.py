@@ -36,7 +36,7 @@ VARIANTS = {
     "+ meter features": ("folk_lstm", "meter_features=true,carry_state=false"),
     "+ meter + whole melodies (folk_lstm now)": ("folk_lstm", "meter_features=true,carry_state=true"),
     "+ bar lookback, at folk_lstm's size (2x256)": ("folk_lookback", "rnn_layer_sizes=[256,256],learning_rate=0.002,"
-                                                                   "dropout_rate=0.2"),
+                                                    "dropout_rate=0.2"),
     "folk_lookback (2x128, learning rate 4e-3, dropout 0.1)": ("folk_lookback", ""),
 }
 

@@ -355,7 +355,7 @@ def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
         "copy the primer (baseline)", next(k for k in report["results"] if k.startswith("shipped model"))}
     for figures in report["results"].values():
         assert all(0.0 <= figures[k] <= 1.0 for k in ("pitch_class_overlap", "interval_overlap", "duration_overlap",
-                                                       "repeated_share", "reference_repeated_share"))
+                                                      "repeated_share", "reference_repeated_share"))
     assert report["results"]["copy the primer (baseline)"]["repeated_share"] == 1.0  # it plays the 2 bars again
 
 

@@ -179,7 +179,7 @@ def test_a_zip_bomb_whose_headers_lie_is_refused_while_unpacking_in_bounded_memo
     finally:
         tracemalloc.stop()
     assert bomb.value.reason == (f"archive unpacks to more than {1 << 20} bytes, over the limit "
-                                    "(zip bomb? score.xml declares 1000)")
+                                 "(zip bomb? score.xml declares 1000)")
     assert peak < 4 << 20  # the 1 MiB kept and a piece being unpacked, never the 16 MiB
     # under the limit, a member holding more than it declares is corrupt, as zipfile's CRC check said before
     small = tmp_path / "small_liar.mxl"
@@ -331,7 +331,7 @@ def test_a_note_off_that_ends_a_restruck_pitch_is_no_unreleased_note(tmp_path, o
     data = mido_midi_bytes([events], fmt=0)
     theirs = ns_midi_io.midi_to_note_sequence(data)
     assert [(n.pitch, n.start_time, n.end_time) for n in theirs.notes] == [(60, 0.0, 0.5), (60, 0.25, 0.5),
-                                                                             (62, 1.0, 1.5)]
+                                                                           (62, 1.0, 1.5)]
     path = tmp_path / "restruck.mid"
     path.write_bytes(data)
     music = read_music_file(path)
@@ -678,7 +678,7 @@ def test_melody_sequences_are_written_as_before():
     melody = Melody((Note(67, 6), Note(-1, 6), Note(69, 4), Note(71, 8), Note(72, 12)), 12, (3, 4), 100.0, 7, False,
                     tempo_changes=((12, 80.0), (24, 133.0)))
     for ns in (melody_to_note_sequence(melody), make_sequence(pattern_notes([(60, 1), (None, 0.5), (64, 1.5)], 3),
-                                                                  time_signature=(6, 8), key=2, program=5)):
+                                                              time_signature=(6, 8), key=2, program=5)):
         a, b = io.BytesIO(), io.BytesIO()
         note_sequence_to_pretty_midi(ns).write(a)
         ns_midi_io.note_sequence_to_pretty_midi(ns).write(b)

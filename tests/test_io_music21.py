@@ -86,7 +86,7 @@ e d c|B3|]
     music = midi_io.read_music_file(write(tmp_path, "parts.abc", abc))
     # repeats and P: orders are not expanded: first ending, then second ending, then part B
     assert melody_notes(music.sequences[0]) == [(67, 12), (69, 12), (71, 12), (72, 36), (74, 36),
-                                                 (76, 12), (74, 12), (72, 12), (71, 36)]
+                                                (76, 12), (74, 12), (72, 12), (71, 36)]
 
 
 @pytest.mark.music21
@@ -122,7 +122,7 @@ def test_ties_merge_and_decorations_keep_the_timing(tmp_path, music21):
     # c4-c2 is one note of 6 eighths; Hd2 a quarter with a fermata; in bar 2 each > dots the first note (9 steps)
     # and halves the second (3) across a slur, a staccato and a bowing; e and G eighths (6)
     assert melody_notes(music.sequences[0]) == [(72, 36), (74, 12), (76, 9), (77, 3), (76, 6), (74, 9), (72, 3),
-                                                 (71, 9), (69, 3), (67, 6)]
+                                                (71, 9), (69, 3), (67, 6)]
 
 
 BOOK = """%abc-2.1
@@ -293,7 +293,7 @@ def test_a_score_music21_runs_out_of_time_on_is_read_by_note_seq_in_auto(tmp_pat
     assert music.warnings == ("read by note-seq (music21: reading took longer than 1 s; refused)",)
     # as in test_musicxml_tuplets_are_exact: eighth triplets 4 steps, quarters 12, quarter triplets 8, rest 12
     assert melody_notes(music.sequences[0]) == [(60, 4), (62, 4), (64, 4), (65, 12), (67, 12), (71, 8), (72, 8),
-                                                 (74, 8), (R, 12)]
+                                                (74, 8), (R, 12)]
     with pytest.raises(InputFileError, match="reading took longer than 1 s"):  # music21 alone has no fallback
         midi_io.read_music_file(path, timeout_s=1, reader="music21")
 
@@ -330,12 +330,12 @@ def test_auto_prefers_music21_for_ties_across_bar_lines_and_pickups(tmp_path, mu
     music = midi_io.read_music_file(write(tmp_path, "tie.abc", tie))
     # F2-|F2 is one quarter+quarter: 24 steps (note-seq makes two 12-step notes)
     assert melody_notes(music.sequences[0]) == [(60, 12), (62, 12), (64, 12), (65, 24), (67, 12), (69, 12),
-                                                 (71, 12), (72, 48)]
+                                                (71, 12), (72, 48)]
     jig = "X:21\nT:Pickup Jig\nM:6/8\nL:1/8\nK:D\nA | d2A F2A | e3 e2 |]\n"
     music = midi_io.read_music_file(write(tmp_path, "jig.abc", jig))
     # the pickup A is the last eighth of a 6/8 bar (36 steps): 30 steps of rest first; K:D makes F an F#
     assert melody_notes(music.sequences[0]) == [(R, 30), (69, 6), (74, 12), (69, 6), (66, 12), (69, 6),
-                                                 (76, 18), (76, 12)]
+                                                (76, 18), (76, 12)]
     old = midi_io.read_music_file(write(tmp_path, "tie2.abc", tie), reader="note_seq")
     assert melody_notes(old.sequences[0])[3:5] == [(65, 12), (65, 12)]  # the old default, still a flag away
 

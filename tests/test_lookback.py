@@ -273,9 +273,9 @@ def test_evaluation_scores_a_lookback_model_through_its_roll(lookback_generator,
 
     scores, ids, positions, steps = evaluate_waltz_by_hand(lookback_generator, tmp_path)
     expected = evaluate.score_ids(lookback_generator.model, [ids], lookback_generator.vocab,
-                                        features=[(positions, np.full(17, 36), steps)])
+                                  features=[(positions, np.full(17, 36), steps)])
     assert scores["bits_per_note"] == pytest.approx(expected["bits_per_note"], rel=1e-9)
     if scores["unk_notes"]:  # the roll moves by the true lengths, not by <unk>'s 0 steps
         table = evaluate.score_ids(lookback_generator.model, [ids], lookback_generator.vocab,
-                                         features=[(positions, np.full(17, 36))])
+                                   features=[(positions, np.full(17, 36))])
         assert table["bits_per_note"] != pytest.approx(expected["bits_per_note"], rel=1e-6)

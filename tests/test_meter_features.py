@@ -167,10 +167,10 @@ def test_evaluation_feeds_the_melodys_own_bar_positions(meter_generator, tmp_pat
 
     scores, ids, positions, _ = evaluate_waltz_by_hand(meter_generator, tmp_path)
     expected = evaluate.score_ids(meter_generator.model, [ids], meter_generator.vocab,
-                                        features=[(positions, np.full(17, 36))])
+                                  features=[(positions, np.full(17, 36))])
     assert scores["bits_per_note"] == pytest.approx(expected["bits_per_note"], rel=1e-9)
     shifted = evaluate.score_ids(meter_generator.model, [ids], meter_generator.vocab,
-                                       features=[((positions + 6) % 36, np.full(17, 36))])
+                                 features=[((positions + 6) % 36, np.full(17, 36))])
     assert shifted["bits_per_note"] != pytest.approx(expected["bits_per_note"], rel=1e-6)
 
 

@@ -150,7 +150,7 @@ def test_music21_asked_for_but_not_installed_says_so_and_how_to_install_it(tmp_p
     hint = 'the music21 reader is not installed (pip install "melody_plugin[music21]")'
     results = corpus.collect_melodies(folder, config(), ONE_SPLIT).results
     assert [(r.path.rsplit("/", 1)[-1], r.error) for r in results] == [("a.abc", hint), ("b.abc", hint),
-                                                                        ("c.musicxml", hint)]
+                                                                       ("c.musicxml", hint)]
     with pytest.raises(MelodyPluginError) as refused:
         corpus.encode_corpus(folder, config(), ONE_SPLIT)
     assert str(refused.value) == (f"{folder}: no usable melody in the training split (3 files read, all skipped "

@@ -94,7 +94,7 @@ def test_lanes_carry_meter_features_alongside_the_ids():
     durations = np.zeros(20, dtype=np.int64)
     durations[3:] = 12  # every note a quarter (ids 0-2 are the special tokens)
     ds = make_dataset(seqs, Batching(3, 2, carry_state=True, shuffle=False, repeat=False),
-                              meter=([48, 36, 48], durations))
+                      meter=([48, 36, 48], durations))
     x, _, _, _ = next(ds.as_numpy_iterator())
     assert x["ids"][1].tolist() == [START, 3, 0]
     # melody B in 3/4 (36 steps): after the start token the next token begins at 0, after `3` at 12

@@ -63,7 +63,7 @@ def test_resume_continues_from_saved_step_with_optimizer_state(tmp_path, tiny_co
     run_dir = tmp_path / "run"
     config = tiny_config()
     train_and_evaluate(config, run_dir, tiny_corpus, options(num_training_steps=40, save_checkpoint_steps=40,
-                                                                   summary_frequency=20, write_curve=False))
+                                                             summary_frequency=20, write_curve=False))
     first = tf.train.load_checkpoint(str(run_dir / "checkpoints" / "ckpt-40"))
     names = first.get_variable_to_shape_map()
     iteration_key = next(k for k in names if k.startswith("optimizer/") and "iterations" in k)
@@ -82,7 +82,7 @@ def test_resume_continues_from_saved_step_with_optimizer_state(tmp_path, tiny_co
     # the same --input again (the same files): said to be the same data, not "replaced"
     lines.clear()
     train_and_evaluate(config, run_dir, tiny_corpus, options(num_training_steps=61, log=lines.append,
-                                                                   write_curve=False))
+                                                             write_curve=False))
     assert any("the same melodies as the run's own data/" in line for line in lines), lines
     assert not any("replaced" in line for line in lines)
     fewer = tmp_path / "fewer"  # 3 of its files: other data, which does replace data/
@@ -91,17 +91,17 @@ def test_resume_continues_from_saved_step_with_optimizer_state(tmp_path, tiny_co
         shutil.copy(path, fewer / path.name)
     lines.clear()
     train_and_evaluate(config, run_dir, fewer, options(num_training_steps=62, log=lines.append,
-                                                             write_curve=False))
+                                                       write_curve=False))
     assert any("the run dir's data/ is replaced by it" in line for line in lines), lines
 
 
 def test_incompatible_config_or_vocabulary_is_refused(tiny_run_dir, tmp_path):
     with pytest.raises(RunDirError, match="incompatible config .*rnn_layer_sizes"):
         train_and_evaluate(tiny_config("rnn_layer_sizes=[64]"), tiny_run_dir, None,
-                                 options(num_training_steps=1))
+                           options(num_training_steps=1))
     with pytest.raises(RunDirError, match="incompatible config \\(config 'char_lstm' vs 'folk_lstm'\\)"):
         train_and_evaluate(registry.get_config("folk_lstm"), tiny_run_dir, None,
-                                 options(num_training_steps=1))
+                           options(num_training_steps=1))
     # a dataset folder with another vocabulary
     from conftest import pattern_notes, write_midi
 
@@ -114,7 +114,7 @@ def test_incompatible_config_or_vocabulary_is_refused(tiny_run_dir, tmp_path):
     corpus.create_dataset(other, tmp_path / "ds", tiny_config(), corpus.Reading(eval_ratio=0.0, progress=False))
     with pytest.raises(RunDirError, match="vocabulary .* differs from the dataset's"):
         train_and_evaluate(tiny_config(), tiny_run_dir, tmp_path / "ds",
-                                 options(num_training_steps=301))
+                           options(num_training_steps=301))
 
 
 def test_two_trainings_on_one_run_dir_are_refused(tmp_path):
@@ -141,7 +141,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path, t
     run_dir = tmp_path / "nan"
     config = tiny_config()
     train_and_evaluate(config, run_dir, tiny_corpus,
-                             options(num_training_steps=10, save_checkpoint_steps=10, write_curve=False))
+                       options(num_training_steps=10, save_checkpoint_steps=10, write_curve=False))
     real_sums = _step_sums
 
     def poisoned(tf, logits, targets, is_note, weights=None):  # the loss turns NaN, as a diverging run's would
@@ -151,7 +151,7 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path, t
     monkeypatch.setattr(train_step, "_step_sums", poisoned)
     with pytest.raises(TrainingError, match="loss became nan at step 11; stopped. The last good checkpoint"):
         train_and_evaluate(config, run_dir, None,
-                                 options(num_training_steps=400, save_checkpoint_steps=1, write_curve=False))
+                           options(num_training_steps=400, save_checkpoint_steps=1, write_curve=False))
     assert RunDir(run_dir).latest_checkpoint_step() == 10  # no NaN checkpoint was written
     from melody_plugin.generate.generator import MelodyGenerator
 
@@ -345,7 +345,7 @@ def test_carried_state_scores_a_melody_exactly_as_one_pass_does(meter):
 
     features = [meter_features(token_durations(s, durations), b) for s, b in zip(sequences, bars)] if meter else None
     whole = score_ids(numpy_model.NumpyLSTM(numpy_model.keras_to_weights(trainer.model)), sequences, vocab,
-                            features=features)
+                      features=features)
     assert whole["tokens"] == sum(len(s) - 1 for s in sequences) == 13 + 4 + 9 + 21 + 1
     assert lanes["bits_per_token"] == pytest.approx(whole["bits_per_token"], rel=1e-5)
     assert lanes["bits_per_note"] == pytest.approx(whole["bits_per_note"], rel=1e-5)
@@ -356,14 +356,14 @@ def test_carry_state_trains_resumes_and_keeps_a_best_checkpoint(tmp_path, tiny_c
     run_dir = tmp_path / "run"
     config = tiny_config("carry_state=true,window_size=16,batch_size=8")
     first = train_and_evaluate(config, run_dir, tiny_corpus,
-                                     options(num_training_steps=60, summary_frequency=30, save_checkpoint_steps=30,
-                                             eval_ratio=0.25, write_curve=False))
+                               options(num_training_steps=60, summary_frequency=30, save_checkpoint_steps=30,
+                                       eval_ratio=0.25, write_curve=False))
     assert first.step == 60 and first.metrics["eval"]["bits_per_note"] < first.metrics["train"]["bits_per_note"] + 2
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["train"]["loss"] < rows[0]["train"]["loss"]
     lines = []
     second = train_and_evaluate(config, run_dir, None, options(num_training_steps=90, summary_frequency=30,
-                                                                     write_curve=False, log=lines.append))
+                                                               write_curve=False, log=lines.append))
     assert second.step == 90 and "resumed from ckpt-60 at step 60" in lines
     best = RunDir(run_dir).best()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -371,7 +371,7 @@ def test_carry_state_trains_resumes_and_keeps_a_best_checkpoint(tmp_path, tiny_c
 
 
 def test_eval_melodies_shorter_than_a_window_are_evaluated_with_carry_state_and_reported_without(tmp_path,
-                                                                                                  tiny_corpus):
+                                                                                                 tiny_corpus):
     # the eval split's tokens make fewer than 32 windows of 64
     lines = []
     config = tiny_config("window_size=64,batch_size=32")
@@ -380,6 +380,6 @@ def test_eval_melodies_shorter_than_a_window_are_evaluated_with_carry_state_and_
     assert any(line.startswith("no evaluation: the ") and "fewer than one batch of 32 windows of 64" in line
                for line in lines), lines
     result = train_and_evaluate(registry.with_hparams(config, "carry_state=true"), tmp_path / "lanes",
-                                      tiny_corpus, options(num_training_steps=2, summary_frequency=2, eval_ratio=0.25,
-                                                           write_curve=False))
+                                tiny_corpus, options(num_training_steps=2, summary_frequency=2, eval_ratio=0.25,
+                                                     write_curve=False))
     assert result.metrics["eval"]["bits_per_note"] > 0 and RunDir(tmp_path / "lanes").best()["step"] == 2

@@ -92,8 +92,8 @@ def define(kind: str, name: str, *args, **kwargs) -> None:
 
 def define_input():
     define("string", "input", None, "MIDI/MusicXML/ABC folder (searched recursively), glob, single file, "
-                        "NoteSequence TFRecord, or a melody_create_dataset folder. Omitted: the example corpus "
-                        "shipped with the package.")
+           "NoteSequence TFRecord, or a melody_create_dataset folder. Omitted: the example corpus "
+           "shipped with the package.")
     define("enum", "music_reader", None, ["auto", "note_seq", "music21"],
            "Who reads ABC and MusicXML: auto (music21 when the extra is installed, note-seq for what it cannot "
            "read; note-seq alone without it), note_seq or music21. Default: $MELODY_PLUGIN_READER, else auto.")
@@ -101,7 +101,7 @@ def define_input():
 
 def define_run_dir(required: bool = False):
     define("string", "run_dir", None, "Run directory: config, vocabulary, checkpoints and logs live here."
-                        + ("" if required else " Omitted: the small folk model shipped with the package."))
+           + ("" if required else " Omitted: the small folk model shipped with the package."))
     if required:
         flags.mark_flag_as_required("run_dir")
 
@@ -132,8 +132,8 @@ class TrackParser(flags.ArgumentParser):
 
 def define_extraction():
     define("enum", "polyphony_policy", None, ["highest", "lowest", "reject"],
-                      "How overlapping notes become one melody line: highest (skyline), lowest, or reject. "
-                      "Default: the config's (highest).")
+           "How overlapping notes become one melody line: highest (skyline), lowest, or reject. "
+           "Default: the config's (highest).")
     if "track" not in FLAGS:
         flags.DEFINE(TrackParser(), "track", None,
                      "Instrument index of the melody track, or 'all' for one melody per pitched track (training "
@@ -223,7 +223,7 @@ def guarded(program: str, main):
 
 
         absl_logging.set_verbosity(absl_logging.WARNING)  # TensorFlow's INFO lines go through absl too
-        if "music_reader" in FLAGS and FLAGS.music_reader:  # read by midi_io, in the worker processes too
+        if "music_reader" in FLAGS and FLAGS.music_reader:  # read by io/files.py, in the worker processes too
             os.environ["MELODY_PLUGIN_READER"] = FLAGS.music_reader
         problem = check_limits({name: FLAGS[name].value for name in LIMITS if name in FLAGS})
         if problem:

@@ -33,7 +33,7 @@ common.define("integer", "skip_bars", 0, "With --generated: bars dropped from th
 def main(argv):
     import json
 
-    from melody_plugin.evaluate import scoring as evaluate
+    from melody_plugin.evaluate import scoring
 
     if FLAGS.generated or FLAGS.references:
         if not (FLAGS.generated and FLAGS.references):
@@ -41,7 +41,7 @@ def main(argv):
         if FLAGS.input or FLAGS.run_dir or FLAGS.bundle_file:
             common.fail("melody_evaluate", "--generated/--references score files against files; drop --input, "
                         "--run_dir and --bundle_file")
-        scores = evaluate.evaluate_continuations(FLAGS.generated, FLAGS.references, FLAGS.skip_bars)
+        scores = scoring.evaluate_continuations(FLAGS.generated, FLAGS.references, FLAGS.skip_bars)
     else:
         from melody_plugin.generate.generator import MelodyGenerator
 
@@ -49,7 +49,7 @@ def main(argv):
             generator = MelodyGenerator.from_run_dir(FLAGS.run_dir, FLAGS.checkpoint)
         else:
             generator = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
-        scores = evaluate.evaluate_input(generator, FLAGS.input, FLAGS.progress)
+        scores = scoring.evaluate_input(generator, FLAGS.input, FLAGS.progress)
     print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in scores.items()}))
 
 

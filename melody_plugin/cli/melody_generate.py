@@ -15,7 +15,7 @@ FLAGS = flags.FLAGS
 common.define_run_dir()
 common.define_extraction()
 common.define("string", "bundle_file", None, "Generator bundle (.mag) to generate from, instead of --run_dir; with "
-                    "--save_generator_bundle, the file to write.")
+              "--save_generator_bundle, the file to write.")
 common.define("boolean", "save_generator_bundle", False,
               "Write --run_dir's model as a bundle to --bundle_file and exit.")
 common.define("string", "bundle_description", "", "Description stored in a saved bundle.")
@@ -35,7 +35,7 @@ common.define("float", "repetition", 0.0, "Repetition prior: added to the log-pr
 common.define("integer", "repetition_bars", 2, "How many bars back --repetition looks (2: a folk tune's two-bar "
               "phrase).")
 common.define("integer", "seed", None, "Random seed; the same seed and inputs give the same MIDI bytes. "
-                     "Default: a fresh one, recorded in the sidecar JSON.")
+              "Default: a fresh one, recorded in the sidecar JSON.")
 common.define("float", "qpm", None, "Tempo of the output (default: the primer's, or 120).")
 common.define("string", "time_signature", "4/4", "Meter when there is no primer, e.g. 6/8.")
 common.define("string", "output_dir", "generated", "Folder for the MIDI files and their JSON sidecars.")

@@ -12,7 +12,7 @@ common.define_run_dir(required=True)
 common.define_progress()
 common.define("string", "config", "char_lstm", "Name of a registered config (char_lstm, folk_lstm, or a plugin's).")
 common.define("string", "hparams", "", "Overrides, e.g. 'batch_size=64,rnn_layer_sizes=[128,128],dropout_rate=0.2'. "
-                    "batch_size is the GLOBAL batch size: a distributed run splits it over all replicas.")
+              "batch_size is the GLOBAL batch size: a distributed run splits it over all replicas.")
 common.define("integer", "num_training_steps", 2000, "Train until this global step (counted across resumes).")
 common.define("float", "max_minutes", None, "Time budget: stop with a checkpoint (and an eval) once this many minutes "
               "have passed since the command started; run it again to resume with a new budget.")
@@ -28,10 +28,10 @@ common.define("integer", "seed", 0, "Random seed (weights, shuffling, dropout)."
 common.define("boolean", "eval", False, "Eval-only job: follow the checkpoints of a training job on --run_dir.")
 common.define("float", "eval_timeout", 600, "Eval job: stop after this many seconds without a new checkpoint.")
 common.define("enum", "strategy", "auto", ["auto", "default", "one_device", "mirrored", "multi_worker", "tpu"],
-                  "tf.distribute strategy. auto: MirroredStrategy over several GPUs, else default. multi_worker "
-                  "reads TF_CONFIG.")
+              "tf.distribute strategy. auto: MirroredStrategy over several GPUs, else default. multi_worker "
+              "reads TF_CONFIG.")
 common.define("integer", "num_cpu_devices", 0, "Split the CPU into N logical devices (to run --strategy=mirrored "
-                     "with N replicas on a CPU-only machine). Also read from MELODY_PLUGIN_CPU_DEVICES.")
+              "with N replicas on a CPU-only machine). Also read from MELODY_PLUGIN_CPU_DEVICES.")
 common.define("integer", "intra_op_threads", 0, "Threads one TensorFlow op may use (0 = auto: 1 on a CPU-only "
               "machine, where these small LSTMs train faster that way).")
 common.define("integer", "inter_op_threads", 0, "TensorFlow ops run at once (0 = auto: 2 on a CPU-only machine).")

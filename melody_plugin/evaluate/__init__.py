@@ -9,3 +9,5 @@ from melody_plugin.evaluate.scoring import (  # noqa: F401
     pair_by_name,
     score_ids,
 )
+
+score_sequences = score_ids  # the name before token-id lists stopped being called sequences; kept one release

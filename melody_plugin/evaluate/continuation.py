@@ -12,8 +12,6 @@ from melody_plugin.music.melody import REST, Melody, Note
 MAX_INTERVAL = 12  # intervals wider than an octave share the +-12 bins: a leap is a leap
 
 
-METRICS = ("pitch_class_overlap", "interval_overlap", "duration_overlap", "notes_per_bar",
-           "reference_notes_per_bar", "notes_per_bar_error")
 
 
 class ContinuationError(MelodyPluginError):

@@ -33,7 +33,7 @@ UNKNOWN_PITCH = 128  # an <unk> note's pitch when only ids are given: outside MI
 
 
 def score_ids(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_pitches=None,
-                    features=None) -> dict:
+              features=None) -> dict:
     """Scores id sequences (each starting with the start token) with a `NumpyLSTM`-like model.
 
     Args:
@@ -226,7 +226,7 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
                 spb = melody.steps_per_bar
                 if melody.total_steps <= skip_bars * spb:
                     raise ContinuationError(f"{melody.total_steps / spb:g} bars, nothing left after "
-                                                         f"skipping {skip_bars}")
+                                            f"skipping {skip_bars}")
                 melody = slice_steps(melody, skip_bars * spb, melody.total_steps)
                 scores.append(compare(melody, reference))
             except MelodyPluginError as e:

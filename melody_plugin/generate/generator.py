@@ -21,7 +21,7 @@ from melody_plugin.generate.sampler import (
     plan,
     sample,
 )
-from melody_plugin.io import files as midi_io
+from melody_plugin.io.files import read_music_file
 from melody_plugin.model.keras_model import build_model
 from melody_plugin.model.numpy_model import (
     NumpyLSTM,
@@ -204,10 +204,10 @@ class MelodyGenerator:
             path, wanted = str(path).rsplit("#", 1)
             wanted = wanted[2:] if wanted.startswith("X:") else wanted
         try:
-            music = midi_io.read_music_file(path, tune=wanted)
+            music = read_music_file(path, tune=wanted)
             sequences = music.sequences
             extraction = note_sequence_to_melodies(sequences[0], self.vocab.steps_per_quarter,
-                                                                policy, track, program)
+                                                   policy, track, program)
         except InputFileError as e:
             raise PrimerError(str(e)) from None
         except MelodyError as e:
@@ -349,7 +349,7 @@ class MelodyGenerator:
             return DecodeStart(state, last_ids, remaining, history=history)
         # where the first sampled token begins in its bar
         return DecodeStart(state, last_ids, remaining, np.full(num_outputs, primer_steps % spb), spb,
-                                   history)
+                           history)
 
     def _primer_state(self, sequence: list[int], num_outputs: int, features=None) -> list[np.ndarray]:
         """The model state after all but the last token of `sequence` (the whole primer), one row per output.
@@ -406,5 +406,5 @@ class MelodyGenerator:
         ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
         keep = ids >= 0
         return SampleResult([row[k].tolist() for row, k in zip(ids, keep)],
-                                    [row[k].astype(float).tolist() for row, k in zip(lls, keep)],
-                                    [int(u) for u in unfilled])
+                            [row[k].astype(float).tolist() for row, k in zip(lls, keep)],
+                            [int(u) for u in unfilled])

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.generate import render as render_lib
-from melody_plugin.io import midi as midi_io
+from melody_plugin.io.midi import note_sequence_to_midi_file
 from melody_plugin.runtime import atomic
 
 
@@ -78,7 +78,7 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
         midi_path = stem.with_suffix(".mid")
         m = gen.melody
         if "mid" in formats:
-            midi_io.note_sequence_to_midi_file(gen.note_sequence, midi_path)
+            note_sequence_to_midi_file(gen.note_sequence, midi_path)
         if "abc" in formats or "musicxml" in formats or "score" in render:
             _write_notation(gen, stem, formats, render)
         record = dict(sidecar or {})

@@ -19,11 +19,14 @@ from melody_plugin.runtime import atomic
 
 
 def _pyplot():
+    """matplotlib's pyplot on the Agg backend (no display), with `plt.patches`: the matplotlib edge."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.patches
     import matplotlib.pyplot as plt
 
+    plt.patches = matplotlib.patches
     return plt
 
 
@@ -66,7 +69,7 @@ def piano_roll_figure(melody: Melody, primer_steps: int = 0, title: str = ""):
     covers a note.
     """
     plt = _pyplot()
-    from matplotlib.patches import Patch, Rectangle
+    Patch, Rectangle = plt.patches.Patch, plt.patches.Rectangle  # matplotlib's classes
 
 
     spb, total = melody.steps_per_bar, max(melody.total_steps, 1)

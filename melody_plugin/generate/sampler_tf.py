@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from melody_plugin.runtime.quiet import import_keras
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE, PAD
 
 
@@ -43,7 +44,7 @@ def keras_step_fn(model, durations=None):
     own layers. positions and bar_steps (batch,) are used by a model with meter features (`step.meter_features`),
     clamped to its tables, and ignored otherwise. A model with bar lookback (`step.bar_lookback`) needs the
     vocabulary's `durations()`; its state ends with the roll buffer (`vocab.roll_lookback`)."""
-    import keras
+    keras = import_keras()
 
 
     names = {layer.name for layer in model.layers}

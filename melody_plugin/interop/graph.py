@@ -23,7 +23,7 @@ from melody_plugin.interop.units import (
     SequenceExampleMaker,
     TimeChangeSplitter,
 )
-from melody_plugin.io import tfrecord as midi_io
+from melody_plugin.io import tfrecord
 from melody_plugin.io.inputs import input_files, is_tfrecord_name
 from melody_plugin.model.registry import ModelConfig, get_config
 from melody_plugin.runtime import atomic
@@ -165,7 +165,7 @@ def _note_sequences(source):
         if not is_tfrecord_name(path):
             raise MelodyPluginError(f"{path}: not a NoteSequence TFRecord (convert music files with "
                                     "convert_dir_to_note_sequences, or use melody_create_dataset)")
-        yield from midi_io.read_note_sequence_tfrecord(path)
+        yield from tfrecord.read_note_sequence_tfrecord(path)
 
 
 def run_pipeline_serial(pipeline, input_iterator, output_dir, output_file_base=None) -> dict:

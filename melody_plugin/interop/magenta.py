@@ -7,8 +7,9 @@ import importlib.util
 import inspect
 import warnings
 
+from melody_plugin.io import protos
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.runtime.quiet import import_tensorflow, quiet_third_party
+from melody_plugin.runtime.quiet import import_note_seq, import_tensorflow, quiet_third_party
 
 MAGENTA_IMPORT_ERROR = ""
 
@@ -139,14 +140,14 @@ def statistics_dict(stats) -> dict:
 
 def _note_sequence_type():
     quiet_third_party()
-    from note_seq.protobuf import music_pb2
+    music_pb2 = protos.music_pb2()
 
     return music_pb2.NoteSequence
 
 
 def _note_seq_melody_type():
     quiet_third_party()
-    from note_seq import melodies_lib
+    melodies_lib = import_note_seq("melodies_lib")
 
     return melodies_lib.Melody
 

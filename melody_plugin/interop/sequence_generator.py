@@ -8,6 +8,7 @@ import re
 import secrets
 from pathlib import Path
 
+from melody_plugin.io import protos
 from melody_plugin.generate.bundle import bundle_meta, bundle_proto, bundle_to_model
 from melody_plugin.generate.generator import MelodyGenerator, ModelLoadError
 from melody_plugin.generate.sampler import SamplingError, SamplingOptions
@@ -16,8 +17,9 @@ from melody_plugin.interop.units import _rests
 from melody_plugin.model.registry import ModelConfig, get_config, list_configs
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.music.melody import Melody, MelodyError, Note
-from melody_plugin.music.timing import TempoMap, meter_change_times
-from melody_plugin.runtime.quiet import quiet_third_party
+from melody_plugin.io.tempo_map import TempoMap
+from melody_plugin.music.timing import meter_change_times
+from melody_plugin.runtime.quiet import import_note_seq, quiet_third_party
 
 
 class SequenceGeneratorError(*_ErrorBases):
@@ -97,7 +99,7 @@ class MelodySequenceGenerator(_GeneratorBase):
         if checkpoint is not None and bundle is not None:
             raise SequenceGeneratorError("Checkpoint and bundle cannot both be set")
         quiet_third_party()
-        from note_seq.protobuf import generator_pb2
+        generator_pb2 = protos.generator_pb2()
 
 
         self._model, self._owns_model = model, model is None
@@ -199,8 +201,8 @@ class MelodySequenceGenerator(_GeneratorBase):
 
     def _generate(self, input_sequence, generator_options):
         quiet_third_party()
-        from note_seq import sequences_lib
-        from note_seq.protobuf import music_pb2
+        sequences_lib = import_note_seq("sequences_lib")
+        music_pb2 = protos.music_pb2()
 
         options = generator_options
         if len(options.input_sections) > 1:
@@ -322,7 +324,7 @@ def get_generator_map() -> dict:
     there must have been trained with that config.
     """
     quiet_third_party()
-    from note_seq.protobuf import generator_pb2
+    generator_pb2 = protos.generator_pb2()
 
     def factory_for(name):
         config = get_config(name)

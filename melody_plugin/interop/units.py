@@ -12,7 +12,7 @@ from melody_plugin.music.extract import quantized_to_melodies
 from melody_plugin.music.key import estimate_key
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note
 from melody_plugin.music.timing import quantize, split_on_time_changes
-from melody_plugin.runtime.quiet import import_tensorflow, quiet_third_party
+from melody_plugin.runtime.quiet import import_note_seq, import_tensorflow, quiet_third_party
 from melody_plugin.tokens.corpus import encode_melody, is_eval, split_key, transposed_copies
 from melody_plugin.tokens.records import ids_to_example
 from melody_plugin.tokens.vocab import Vocabulary
@@ -48,7 +48,8 @@ def note_seq_melody_to_melody(melody, steps_per_quarter: int | None = None, qpm:
       GridError: when the melody's grid does not fit `steps_per_quarter`.
     """
     quiet_third_party()
-    from note_seq.constants import MELODY_NO_EVENT, MELODY_NOTE_OFF
+    constants = import_note_seq("constants")
+    MELODY_NO_EVENT, MELODY_NOTE_OFF = constants.MELODY_NO_EVENT, constants.MELODY_NOTE_OFF
 
     source_spq, source_spb = melody.steps_per_quarter, melody.steps_per_bar
     target = steps_per_quarter or source_spq

@@ -10,7 +10,7 @@ from pathlib import Path
 from melody_plugin.errors import InputFileError
 from melody_plugin.io import music21_abc, music21_score
 from melody_plugin.runtime.guarded import READ_TIMEOUT_S, printable, time_limit
-from melody_plugin.runtime.quiet import quiet_third_party
+from melody_plugin.runtime.quiet import import_note_seq, quiet_third_party
 
 ABC_SECONDS_PER_TUNE = 1.0  # a tunebook's time limit grows with its tunes
 
@@ -100,7 +100,7 @@ def split_abc_tunebook(text: str) -> list[AbcTune]:
 
 
 def _abc_tune_with_note_seq(tune: AbcTune):
-    from note_seq import abc_parser
+    abc_parser = import_note_seq("abc_parser")
 
     tunes, exceptions = abc_parser.parse_abc_tunebook("\n".join(tune.lines))
     if exceptions:
@@ -124,7 +124,7 @@ def _read_abc_tune(tune: AbcTune, name: str, reader: str, use_music21: bool, sec
     order = ["music21"] if reader == "music21" else ["note_seq"] if not use_music21 else ["music21", "note_seq"]
     for who in order:
         if who == "note_seq":  # imported before the clock starts: the first import takes a second or two
-            from note_seq import abc_parser  # noqa: F401
+            import_note_seq("abc_parser")
         left = seconds()
         if left <= 0:
             refusals.append("not read: the file's time was used up")

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from melody_plugin.errors import InputFileError
-from melody_plugin.io import music21_score as music21_io
+from melody_plugin.io import music21_score
 from melody_plugin.io.abc import _read_abc
 from melody_plugin.io.inputs import ABC_EXTENSIONS, MUSICXML_EXTENSIONS
 from melody_plugin.io.midi import midi_bytes_to_note_sequence
@@ -57,8 +57,8 @@ def read_music_file(path, timeout_s: float | None = None, reader: str | None = N
     if tune is not None and suffix not in ABC_EXTENSIONS:
         raise InputFileError(path, f"a tune number (#X:{printable(tune)}) picks a tune of an ABC tunebook; "
                                    "this file is not one")
-    if reader == "music21" and suffix in ABC_EXTENSIONS + MUSICXML_EXTENSIONS and not music21_io.available():
-        raise InputFileError(path, f"the music21 reader is not installed ({music21_io.INSTALL_HINT})")
+    if reader == "music21" and suffix in ABC_EXTENSIONS + MUSICXML_EXTENSIONS and not music21_score.available():
+        raise InputFileError(path, f"the music21 reader is not installed ({music21_score.INSTALL_HINT})")
     data = read_guarded_bytes(path)
     try:
         if suffix in ABC_EXTENSIONS:  # a tunebook is timed tune by tune

@@ -12,7 +12,7 @@ import pretty_midi
 
 from melody_plugin.errors import InputFileError
 from melody_plugin.io.protos import music_pb2
-from melody_plugin.music.timing import TempoMap
+from melody_plugin.io.tempo_map import TempoMap
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import quiet_third_party
 

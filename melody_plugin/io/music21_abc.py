@@ -6,7 +6,14 @@ import re
 from fractions import Fraction
 
 from melody_plugin.errors import InputFileError
-from melody_plugin.io.music21_score import _MODES, _music21, _pickup_quarters, _quiet, score_to_note_sequence
+from melody_plugin.io.music21_score import (
+    _MODES,
+    _music21,
+    _pickup_quarters,
+    _quiet,
+    music21_module,
+    score_to_note_sequence,
+)
 
 _ABC_METER = re.compile(r"(?:^|\[)M:\s*([^\]\n%]*)", re.M)
 
@@ -51,7 +58,7 @@ def _rewrite_for_music21(token: str) -> str:
 
 def _abc_field_change(field: str):
     """("M", (numerator, denominator)), ("Q", qpm) or ("K", (tonic pitch class, mode)) for a mid-tune field."""
-    from music21 import abcFormat, key
+    abcFormat, key = music21_module("abcFormat"), music21_module("key")
 
     if field.startswith("M:"):
         meters = abc_meters(field)
@@ -253,7 +260,7 @@ def _abc_for_music21(text: str) -> _AbcRewrite:
 
 def _first_bar_pickup(score, pieces: int) -> Fraction:
     """The pickup of a tune whose first written bar music21 split into `pieces` measures (at field lines)."""
-    from music21 import stream
+    stream = music21_module("stream")
 
     part = score.parts[0] if isinstance(score, stream.Score) and score.parts else score
     measures = list(part.getElementsByClass(stream.Measure))
@@ -285,8 +292,7 @@ def abc_tune_to_note_sequence(text: str, name: str):
       InputFileError: naming `name`, when music21 cannot read the tune or it holds no notes.
     """
     _music21()
-    from music21 import abcFormat
-    from music21.abcFormat import translate
+    abcFormat, translate = music21_module("abcFormat"), music21_module("abcFormat.translate")
 
     if not re.search(r"^K:", text, re.M):
         raise InputFileError(name, "not an ABC tune (no K: field)")

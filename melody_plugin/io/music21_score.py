@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import importlib
 import importlib.util
 import io
 import warnings
@@ -16,10 +17,10 @@ from melody_plugin.io import protos
 INSTALL_HINT = 'pip install "melody_plugin[music21]"'
 
 
-MAX_NOTES = 200_000  # as midi_io.MAX_NOTES
+MAX_NOTES = 200_000  # as io/midi.py's MAX_NOTES
 
 
-MAX_QUARTERS = 200_000  # as midi_io.MAX_QUARTERS
+MAX_QUARTERS = 200_000  # as io/midi.py's MAX_QUARTERS
 
 
 DEFAULT_QPM = 120.0  # note-seq's, when a tune has no Q: field
@@ -41,11 +42,18 @@ def available() -> bool:
 
 
 def _music21():
+    """music21 itself, or InputFileError saying how to install it: the music21 edge."""
     if not available():
         raise InputFileError("music21", f"the music21 reader is not installed ({INSTALL_HINT})")
     import music21
 
     return music21
+
+
+def music21_module(name: str):
+    """music21.<name> (stream, abcFormat, musicxml.xmlToM21...): loaded through `_music21`, the one music21 edge."""
+    _music21()
+    return importlib.import_module(f"music21.{name}")
 
 
 @contextlib.contextmanager
@@ -57,7 +65,7 @@ def _quiet():
 
 
 def musicxml_to_note_sequence(xml: bytes, name: str):
-    """MusicXML bytes (already checked for entity and zip bombs by midi_io) as a NoteSequence, read by music21.
+    """MusicXML bytes (already checked for entity and zip bombs by io/musicxml.py) as a NoteSequence, read by music21.
 
     Raises:
       InputFileError: naming `name`, when the XML is not a readable partwise score or holds no notes.
@@ -65,7 +73,7 @@ def musicxml_to_note_sequence(xml: bytes, name: str):
     if xml.count(b"<note") > MAX_NOTES:
         raise InputFileError(name, f"more than {MAX_NOTES} notes; refused")
     _music21()
-    from music21.musicxml import xmlToM21
+    xmlToM21 = music21_module("musicxml.xmlToM21")
 
     try:
         root = ET.fromstring(xml)  # expat honours the encoding the XML declares
@@ -105,7 +113,7 @@ class _TempoMap:
 
 def _pickup_quarters(part) -> Fraction:
     """How much of the first bar a pickup leaves out, so bar lines fall where the score puts them."""
-    from music21 import stream
+    stream = music21_module("stream")
 
     first = part.getElementsByClass(stream.Measure).first()
     return Fraction(first.paddingLeft) if first is not None and first.paddingLeft else Fraction(0)
@@ -128,7 +136,7 @@ def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=No
     Raises:
       InputFileError: when the score holds no pitched note, or more notes or quarters than the limits.
     """
-    from music21 import chord, key, meter, note, stream
+    chord, key, meter, note, stream = (music21_module(n) for n in ("chord", "key", "meter", "note", "stream"))
 
 
     music_pb2 = protos.music_pb2()
@@ -156,7 +164,7 @@ def score_to_note_sequence(score, name: str, source: str = "musicxml", meters=No
     # (quarters, (numerator, denominator)), (quarters, qpm), (quarters, (tonic pitch class, mode))
     meter_changes, tempo_changes, key_changes = [], [], []
     if changes:
-        from music21 import harmony
+        harmony = music21_module("harmony")
 
         symbols = sorted(at(cs.getOffsetInHierarchy(parts[0]))
                          for cs in parts[0].recurse().getElementsByClass(harmony.ChordSymbol))

@@ -11,9 +11,9 @@ from pathlib import Path
 from xml.parsers import expat
 
 from melody_plugin.errors import InputFileError
-from melody_plugin.io import music21_score as music21_io
+from melody_plugin.io import music21_score
 from melody_plugin.runtime.guarded import READ_TIMEOUT_S, time_limit
-from melody_plugin.runtime.quiet import quiet_third_party
+from melody_plugin.runtime.quiet import import_note_seq, quiet_third_party
 
 MAX_UNCOMPRESSED_BYTES = 64 * 1024 * 1024  # for .mxl archives
 
@@ -114,19 +114,19 @@ def _read_musicxml(path, data: bytes, reader: str = "auto", timeout_s: float = R
     still goes to note-seq, which reads most scores faster.
     """
 
-    use_music21 = reader == "music21" or (reader == "auto" and music21_io.available())
+    use_music21 = reader == "music21" or (reader == "auto" and music21_score.available())
     refusal = ""
     with time_limit(timeout_s, path):
         xml = _musicxml_score_bytes(path, data)
         if use_music21:
             try:
-                return [music21_io.musicxml_to_note_sequence(xml, str(path))], []
+                return [music21_score.musicxml_to_note_sequence(xml, str(path))], []
             except InputFileError as e:  # a time-out included
                 if reader == "music21":
                     raise InputFileError(path, e.reason) from None
                 refusal = e.reason
     quiet_third_party()
-    from note_seq import musicxml_reader
+    musicxml_reader = import_note_seq("musicxml_reader")
 
     try:
         with time_limit(timeout_s, path):
@@ -140,6 +140,6 @@ def _read_musicxml(path, data: bytes, reader: str = "auto", timeout_s: float = R
         if refusal:
             raise InputFileError(path, f"music21: {refusal}; note-seq: {reason}") from None
         if reader == "auto":
-            reason += f"; the music21 reader may read it: {music21_io.INSTALL_HINT}"
+            reason += f"; the music21 reader may read it: {music21_score.INSTALL_HINT}"
         raise InputFileError(path, reason) from None
     return [ns], [f"read by note-seq (music21: {refusal})"] if refusal else []

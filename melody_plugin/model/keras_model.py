@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from melody_plugin.runtime.quiet import import_keras
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE
 
@@ -19,7 +20,7 @@ def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False)
     with the state carried between windows: `carry_model([inputs, states])` takes the LSTM states entering the
     window, [h_0, c_0, h_1, c_1, ...] each (batch, units), and returns [logits, states after the window].
     """
-    import keras
+    keras = import_keras()
 
     layers = _layers(keras, config, vocab_size)
     inputs = _inputs(keras, config)

@@ -17,7 +17,7 @@ EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding", "loo
 
 
 def keras_to_weights(model) -> dict[str, np.ndarray]:
-    """The arrays of a `model.build_model` network, by name (float32)."""
+    """The arrays of a `keras_model.build_model` network, by name (float32)."""
     weights = {}
     lstm_index = 0
     for layer in model.layers:
@@ -36,9 +36,9 @@ def keras_to_weights(model) -> dict[str, np.ndarray]:
 
 
 def weights_to_keras_model(config, weights: dict[str, np.ndarray]):
-    """A `model.build_model` network carrying `weights` (numpy -> Keras, the inverse of `keras_to_weights`).
+    """A `keras_model.build_model` network carrying `weights` (numpy -> Keras, the inverse of `keras_to_weights`).
 
-    Keras is imported here, on first use, so generating and scoring never pay TensorFlow's import.
+    Keras is imported (by `build_model`) only here, when asked: generating and scoring never pay TensorFlow's import.
     """
 
     model = build_model(config, weights["logits/bias"].shape[0])

@@ -8,7 +8,8 @@ import dataclasses
 from melody_plugin.io.protos import music_pb2
 from melody_plugin.music.key import estimate_key
 from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, POLICIES, REST, Extraction, Melody, MelodyError, Note
-from melody_plugin.music.timing import TempoMap, _meter, quantize, split_on_time_changes
+from melody_plugin.io.tempo_map import TempoMap
+from melody_plugin.music.timing import _meter, quantize, split_on_time_changes
 from melody_plugin.music.tracks import _choose_track, _resolve_polyphony
 
 
@@ -24,7 +25,7 @@ def _split_rest(start_step: int, duration: int, steps_per_bar: int) -> list[Note
 
 
 def quantized_to_melodies(qns, policy: str = "highest", track: int | str | None = None,
-                            program: int | None = None, stats=None, report=None) -> list[Melody]:
+                          program: int | None = None, stats=None, report=None) -> list[Melody]:
     """The melodies of a quantized one-meter segment: one (the melody track), or one per track for track="all"."""
     if track != "all":
         return [quantized_to_melody(qns, policy, track, program, stats, report)]
@@ -34,7 +35,7 @@ def quantized_to_melodies(qns, policy: str = "highest", track: int | str | None 
 
 
 def quantized_to_melody(qns, policy: str = "highest", track: int | None = None, program: int | None = None,
-                          stats=None, report: list[str] | None = None) -> Melody:
+                        stats=None, report: list[str] | None = None) -> Melody:
     """The monophonic melody of a quantized one-meter segment: track choice, polyphony policy, rests, key, tempo.
 
     The melody lasts to the segment's end (`total_quantized_steps`), capped at the first bar line after its last
@@ -93,8 +94,8 @@ SKIPPABLE_REASONS = ("polyphony_rejected", "bad_time_signature", "bad_tempo", "t
 
 
 def note_sequence_to_melodies(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, policy: str = "highest",
-                                track: int | str | None = None, program: int | None = None,
-                                min_notes: int = 0) -> Extraction:
+                              track: int | str | None = None, program: int | None = None,
+                              min_notes: int = 0) -> Extraction:
     """Extracts one monophonic melody per constant-meter segment of `ns` (tempo changes are kept inside).
 
     Args:
@@ -124,7 +125,7 @@ def note_sequence_to_melodies(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUA
     for seg in segments:
         try:
             found = quantized_to_melodies(quantize(seg, steps_per_quarter, stats), policy, track, program, stats,
-                                            warnings)
+                                          warnings)
         except MelodyError as e:
             if e.reason in SKIPPABLE_REASONS:
                 last_error = e
@@ -146,7 +147,7 @@ def note_sequence_to_melodies(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUA
 
 
 def note_sequence_to_melody(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, policy: str = "highest",
-                              track: int | None = None, program: int | None = None) -> Melody:
+                            track: int | None = None, program: int | None = None) -> Melody:
     """The melody of a primer: the last constant-meter segment of `ns` (generation continues after it)."""
     return note_sequence_to_melodies(ns, steps_per_quarter, policy, track, program).melodies[-1]
 

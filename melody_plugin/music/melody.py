@@ -172,7 +172,7 @@ _TEXT_NOTE = re.compile(r"^(?P<pitch>R|[A-Ga-g][#b]?-?\d+|\d+):(?P<dur>\d+(?:\.\
 
 
 def text_to_melody(text: str, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER,
-                     time_signature=(4, 4), qpm: float = 120.0) -> Melody:
+                   time_signature=(4, 4), qpm: float = 120.0) -> Melody:
     """Parses an inline melody such as "C4:1 D4:0.5 E4:0.5 R:1" (pitch name, MIDI number or R; quarters).
 
     Durations may be fractions ("E4:1/3" is an eighth-note triplet).

@@ -2,47 +2,10 @@
 
 from __future__ import annotations
 
-import bisect
-import math
 
+from melody_plugin.io.tempo_map import TempoMap, round_half_up
 from melody_plugin.io import protos
 from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, MelodyError
-
-
-class TempoMap:
-    """Seconds <-> quarter notes through a NoteSequence's tempo events (120 qpm before the first, as in MIDI)."""
-
-    def __init__(self, tempos=()):
-        events: dict[float, float] = {}
-        for t in sorted(tempos, key=lambda t: t.time):
-            if t.qpm > 0 and math.isfinite(t.qpm):
-                events[max(t.time, 0.0)] = t.qpm  # several at one time: the last wins
-        if 0.0 not in events:
-            events[0.0] = 120.0
-        self.times = sorted(events)
-        self.qpms = [events[t] for t in self.times]
-        self.quarters = [0.0]
-        for i in range(1, len(self.times)):
-            self.quarters.append(self.quarters[-1] + (self.times[i] - self.times[i - 1]) * self.qpms[i - 1] / 60.0)
-
-    def quarters_at(self, seconds: float) -> float:
-        i = max(bisect.bisect_right(self.times, seconds) - 1, 0)
-        return self.quarters[i] + (seconds - self.times[i]) * self.qpms[i] / 60.0
-
-    def seconds_at(self, quarters: float) -> float:
-        i = max(bisect.bisect_right(self.quarters, quarters) - 1, 0)
-        return self.times[i] + (quarters - self.quarters[i]) * 60.0 / self.qpms[i]
-
-    def tempo_steps(self, steps_per_quarter: int) -> list[tuple[int, float]]:
-        """(grid step, qpm) of each tempo event, nearest step; several on one step: the last wins."""
-        by_step: dict[int, float] = {}
-        for q, qpm in zip(self.quarters, self.qpms):
-            by_step[_round_half_up(q * steps_per_quarter)] = qpm
-        return sorted(by_step.items())
-
-
-def _round_half_up(x: float) -> int:
-    return math.floor(x + 0.5)
 
 
 def _meter(ts) -> tuple[int, int]:
@@ -265,12 +228,12 @@ def quantize(seg, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, stats=None
     for n in qns.notes:
         start = tempo_map.quarters_at(n.start_time) * steps_per_quarter
         end = tempo_map.quarters_at(n.end_time) * steps_per_quarter
-        n.quantized_start_step = _round_half_up(start)
-        n.quantized_end_step = max(_round_half_up(end), n.quantized_start_step + 1)
+        n.quantized_start_step = round_half_up(start)
+        n.quantized_end_step = max(round_half_up(end), n.quantized_start_step + 1)
         if stats is not None and (abs(start - n.quantized_start_step) > 1e-3
                                   or abs(end - n.quantized_end_step) > 1e-3):
             stats["notes_snapped_to_grid"] += 1
         last_end = max(last_end, n.quantized_end_step)
-    total = _round_half_up(tempo_map.quarters_at(seg.total_time) * steps_per_quarter)
+    total = round_half_up(tempo_map.quarters_at(seg.total_time) * steps_per_quarter)
     qns.total_quantized_steps = max(total, last_end)
     return qns

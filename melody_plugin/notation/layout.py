@@ -190,7 +190,7 @@ def _spans(bar_quarters: Fraction, beat: Fraction, boundaries: list[Fraction]):
         elif not _is_power_of_two(end - start):  # a compound beat: each of its thirds is analysed on its own
             third = (end - start) / 3
             spans += [(s, s + third, _tuplet(offsets(s, s + third), third)) for s in (start, start + third,
-                                                                                     start + 2 * third)]
+                                                                                      start + 2 * third)]
         elif (i + 1 < len(beats) and beats[i + 1][2] is not None and i % 2 == 0
               and _tuplet(offsets(start, beats[i + 1][1]), beats[i + 1][1] - start) == (3, 2)):
             spans.append((start, beats[i + 1][1], (3, 2)))  # a quarter-note triplet over two beats
@@ -294,7 +294,7 @@ def melody_to_layout(melody: Melody, primer_steps: int = 0, pickup: bool = True)
     for bar_start in bar_starts:
         bar = [p for p in pieces if bar_start <= p[1] < bar_start + spb]
         boundaries = sorted({Fraction(p[1] - bar_start, spq) for p in bar} | {Fraction(p[2] - bar_start, spq)
-                                                                               for p in bar})
+                                                                              for p in bar})
         spans = _spans(bar_quarters, beat, boundaries)
         regions = [(bar_start + int(s * spq), bar_start + int(e * spq)) for s, e, _ in spans]  # beams stay inside
         events = []

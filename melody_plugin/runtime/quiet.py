@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import contextlib
 import logging
 import os
@@ -70,3 +71,18 @@ def import_tensorflow():
         tf.get_logger().setLevel(logging.ERROR)
         tf.config.list_physical_devices()  # device discovery prints its CUDA probing now, while filtered
     return tf
+
+
+def import_keras():
+    """`import keras` (Keras 3 on TensorFlow), TensorFlow first through `import_tensorflow` so its noise is filtered."""
+    import_tensorflow()
+    import keras
+
+    return keras
+
+
+def import_note_seq(module: str):
+    """`note_seq.<module>` (abc_parser, musicxml_reader, sequences_lib...): the note-seq package costs a second of
+    start-up (it imports bokeh and pandas), so only the readers and Magenta's face load it, when they need it."""
+    quiet_third_party()
+    return importlib.import_module(f"note_seq.{module}")

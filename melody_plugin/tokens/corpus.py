@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import collections
 import dataclasses
 import hashlib
@@ -20,7 +22,6 @@ from melody_plugin.io.files import MusicFile, read_music_file
 from melody_plugin.io.inputs import default_input, input_files, is_tfrecord_name
 from melody_plugin.io.protos import music_pb2
 from melody_plugin.io.tfrecord import read_note_sequence_tfrecord
-from melody_plugin.model.registry import ModelConfig
 from melody_plugin.music.extract import note_sequence_to_melodies
 from melody_plugin.music.melody import Melody, MelodyError
 from melody_plugin.runtime.atomic import write_json
@@ -30,6 +31,9 @@ from melody_plugin.tokens.vocab import START, Vocabulary, key_shift
 
 FAILURE_REASONS = ("no_notes", "drums_only", "polyphony_rejected", "too_short", "quantization_failed",
                    "split_failed", "bad_time_signature", "bad_tempo", "track_not_found")
+
+if TYPE_CHECKING:  # the config type, for annotations only: corpus reads the config's data settings
+    from melody_plugin.model.registry import ModelConfig
 
 
 def eval_fraction(key: str) -> float:
@@ -59,9 +63,11 @@ class FileResult:
 
 
 def _extract_file(args) -> FileResult:
-    """Worker: one file (or serialized NoteSequence) -> melodies, through melody.note_sequence_to_melodies."""
-    source, config_json, track, program = args
-    config = ModelConfig.from_json(config_json)
+    """Worker: one file (or serialized NoteSequence) -> melodies, through music.extract.note_sequence_to_melodies.
+
+    `settings` are the config's data settings: (steps_per_quarter, polyphony_policy, min_notes)."""
+    source, settings, track, program = args
+    steps_per_quarter, policy, min_notes = settings
     if isinstance(source, tuple):  # (name, split key, serialized NoteSequence) from a TFRecord
         name, key, data = source
 
@@ -79,7 +85,7 @@ def _extract_file(args) -> FileResult:
         for ns in files[0].sequences:
             try:
                 extraction = note_sequence_to_melodies(
-                    ns, config.steps_per_quarter, config.polyphony_policy, track, program, config.min_notes)
+                    ns, steps_per_quarter, policy, track, program, min_notes)
             except MelodyError as e:
                 stats[e.reason] += 1
                 continue
@@ -97,7 +103,7 @@ def _extract_file(args) -> FileResult:
     if stats.get("notes_snapped_to_grid"):
         warnings.append(f"{stats['notes_snapped_to_grid']} notes snapped to the grid")
     if stats.get("polyphony_resolved"):
-        warnings.append(f"{stats['polyphony_resolved']} overlapping notes resolved ({config.polyphony_policy})")
+        warnings.append(f"{stats['polyphony_resolved']} overlapping notes resolved ({policy})")
     return FileResult(name, melodies, stats, warnings, "", key)
 
 
@@ -162,8 +168,8 @@ def collect_melodies(input_path, config: ModelConfig, reading: Reading | None = 
     start = time.perf_counter()
     sources = _sources(input_path if input_path else default_input())
     workers = reading.workers or min(len(sources), os.cpu_count() or 1)
-    config_json = config.to_json()
-    tasks = [(s, config_json, reading.track, reading.program) for s in sources]
+    settings = (config.steps_per_quarter, config.polyphony_policy, config.min_notes)
+    tasks = [(s, settings, reading.track, reading.program) for s in sources]
     progress = reading.progress
     bar = tqdm(total=len(tasks), desc="reading", unit="file", disable=None if progress is None else not progress)
     results = []

@@ -16,7 +16,7 @@ from melody_plugin.train.step import _inner, _Trainer
 
 def export_weights(model, run: RunDir, step: int, config: ModelConfig) -> None:
     save_weights(keras_to_weights(model), run.weights_file,
-                             {"step": step, "config": config.name})
+                 {"step": step, "config": config.name})
 
 
 class _Checkpoints:
@@ -65,7 +65,7 @@ class _Checkpoints:
         self.best_checkpoint.write(str(self.best_dir / name))
         if self.chief:
             save_weights(keras_to_weights(self.trainer.model), self.run.best_weights_file,
-                                     {"step": step, "config": self.trainer.config.name})
+                         {"step": step, "config": self.trainer.config.name})
             write_json(self.run.best_file, {"step": step, "eval_bits_per_note": bits, "checkpoint": name})
         for old in self.best_dir.glob("ckpt-*"):  # only after best.json names the new one
             if old.name.split(".")[0] != name:

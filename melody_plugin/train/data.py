@@ -71,7 +71,7 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
         vocab = old_vocab
     else:
         train_seqs, eval_seqs, vocab, bars = load_training_data(input_path, config, opts.eval_ratio, old_vocab,
-                                                          opts.progress, opts.log)
+                                                                opts.progress, opts.log)
         run.check_compatible(config, vocab)
         if input_path is not None and run.latest_checkpoint_step() is not None:
             if _same_data(run, train_seqs, eval_seqs, bars):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from melody_plugin.model.registry import ModelConfig
-from melody_plugin.runtime.quiet import import_tensorflow
+from melody_plugin.runtime.quiet import import_tensorflow, import_keras
 from melody_plugin.train.options import TrainingError, TrainOptions
 
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -82,7 +82,7 @@ def _is_chief(strategy) -> bool:
 
 def _start_strategy(config: ModelConfig, opts: TrainOptions):
     """Thread pools, the strategy and the seed; checks that the global batch splits over the replicas."""
-    import keras
+    keras = import_keras()
 
     configure_threads(*opts.threads)
     dist = make_strategy(opts.strategy)

@@ -7,6 +7,7 @@ import time
 
 from tqdm import tqdm
 
+from melody_plugin.runtime.quiet import import_keras
 from melody_plugin.generate import render
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.train.options import TrainOptions
@@ -51,7 +52,7 @@ class _Report:
 
     def summary(self, step: int, eval_ds) -> dict:
         """Writes the interval's metrics, evaluates, writes the progress line; returns {"train": ..., "eval": ...}."""
-        import keras
+        keras = import_keras()
 
         tf = self.trainer.tf
         metrics = summarize(self.sums)

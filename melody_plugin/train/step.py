@@ -9,14 +9,14 @@ import numpy as np
 from melody_plugin.model.keras_model import build_model
 from melody_plugin.evaluate.scoring import bits_per
 from melody_plugin.model.registry import ModelConfig
-from melody_plugin.runtime.quiet import import_tensorflow
+from melody_plugin.runtime.quiet import import_tensorflow, import_keras
 from melody_plugin.runtime.signals import _STOP
 from melody_plugin.tokens.vocab import Vocabulary
 from melody_plugin.train.options import TrainingError
 
 
 def _make_optimizer(config: ModelConfig):
-    import keras
+    keras = import_keras()
 
     optimizer = keras.optimizers.Adam(config.learning_rate, global_clipnorm=config.clip_norm or None)
     if config.mixed_precision:
@@ -172,7 +172,7 @@ def _state_variables(tf, rows: int, layer_sizes, kind: str) -> list:
 
 def _build_trainer(tf, strategy, config: ModelConfig, vocab: Vocabulary, mixed_precision: bool) -> _Trainer:
     """Model, optimizer and step counter, made in the strategy's scope (mixed_float16 for the build only)."""
-    import keras
+    keras = import_keras()
 
     if config.carry_state and config.batch_size % strategy.num_replicas_in_sync:
         raise TrainingError(f"batch_size {config.batch_size} does not split over "
