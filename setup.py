@@ -42,8 +42,9 @@ setup(
         "magenta": ["tensorflow-probability==0.25.0", "tf-keras==2.21.0", "dm-tree", "tf-slim==1.1.0"],
         # --render=score: verovio engraves the MusicXML we write; cairosvg turns its SVG into PNG (needs libcairo)
         "notation": ["verovio>=4.3,<7", "cairosvg>=2.7,<3"],
-        # melody_studio: the page's server, and verovio for its sheet music
-        "studio": ["starlette>=0.37,<2", "uvicorn>=0.29,<1", "verovio>=4.3,<7"],
+        # melody_studio: the page's server, verovio for its sheet music, and music21 so that a dropped ABC tune with a
+        # pickup or triplets reads right (note-seq alone shifts every bar line of a pickup, without a word)
+        "studio": ["starlette>=0.37,<2", "uvicorn>=0.29,<1", "verovio>=4.3,<7", "music21>=9.1,<11"],
         # the studio's browser tests: Selenium drives Debian's chromium + chromium-driver (apt-get, see .ci/run)
         "browser": ["selenium>=4.20,<5"],
     },

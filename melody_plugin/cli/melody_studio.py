@@ -35,7 +35,8 @@ def main(argv):
 
     server.check_host(FLAGS.host, FLAGS.expose_to_network)
     with server.studio_session(FLAGS.run_dir, FLAGS.models_dir, FLAGS.generation_timeout_s, FLAGS.workers,
-                               FLAGS.max_upload_mb * 1024 * 1024, any_host=FLAGS.expose_to_network) as session:
+                               FLAGS.max_upload_mb * 1024 * 1024, any_host=FLAGS.expose_to_network,
+                               host=FLAGS.host) as session:
         running = server.StudioServer(session, FLAGS.host, FLAGS.port)
         models = len(session.models)
         print(f"melody_studio: open {running.url} in your browser ({models} model{'s' * (models > 1)}; Ctrl-C "

@@ -45,9 +45,11 @@ class WorkerPool:
         with self._lock:
             if self._closed:
                 return {"error": "the studio is shutting down"}
+            # its own session: a Ctrl-C in the studio's terminal reaches the studio alone, which kills the workers
+            # it runs (else each printed a KeyboardInterrupt traceback and the page said it crashed)
             proc = subprocess.Popen([sys.executable, "-m", WORKER_MODULE], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                    cwd=self.cwd)
+                                    cwd=self.cwd, start_new_session=True)
             self._running.add(proc)
         try:
             stdout, stderr = proc.communicate(json.dumps(request), timeout=max(timeout_s, 0.001))

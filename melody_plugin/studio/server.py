@@ -55,13 +55,14 @@ def check_host(host: str, expose_to_network: bool) -> None:
 
 @contextlib.contextmanager
 def studio_session(run_dirs=(), models_dirs=(), timeout_s: float = 60.0, workers: int = 2,
-                   max_upload_bytes: int = 16 * 1024 * 1024, any_host: bool = False):
+                   max_upload_bytes: int = 16 * 1024 * 1024, any_host: bool = False, host: str | None = None):
     """A Studio with its temporary folder (uploads, generated files), removed with the workers on exit."""
     models = find_models(run_dirs, models_dirs)
     work_dir = Path(tempfile.mkdtemp(prefix="melody_studio_"))
     pool = WorkerPool(workers, timeout_s, cwd=work_dir)
     try:
-        yield Studio(models, work_dir, pool, max_upload_bytes, ["*"] if any_host else list(LOOPBACK_HOSTS))
+        hosts = ["*"] if any_host else list(LOOPBACK_HOSTS) + ([host] if host and host not in LOOPBACK_HOSTS else [])
+        yield Studio(models, work_dir, pool, max_upload_bytes, hosts)
     finally:
         pool.close()
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import shutil
 from pathlib import Path
 
 from melody_plugin.errors import MelodyPluginError
@@ -59,16 +60,20 @@ async def save_stream(chunks, folder: Path, name: str, limit: int) -> Path:
     target_dir.mkdir(parents=True)
     path = target_dir / name
     size = 0
-    with open(path, "wb") as f:
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                break
-            f.write(chunk)
+    try:
+        with open(path, "wb") as f:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > limit:
+                    break
+                f.write(chunk)
+    except Exception as e:  # the browser went away mid-upload (starlette's ClientDisconnect): nothing is kept
+        shutil.rmtree(target_dir, ignore_errors=True)
+        raise UploadError(f"{name}: the upload stopped part-way ({type(e).__name__})") from None
     if size > limit:
-        path.unlink()
+        shutil.rmtree(target_dir, ignore_errors=True)
         raise UploadError(f"{name}: over the {limit} byte limit for a primer")
     if size == 0:
-        path.unlink()
+        shutil.rmtree(target_dir, ignore_errors=True)
         raise UploadError(f"{name}: empty file")
     return path

@@ -18,6 +18,7 @@ window.studio = studio;
 
 const $ = (id) => document.getElementById(id);
 const SVG_NS = "http://www.w3.org/2000/svg";
+const roundQpm = (qpm) => Math.round(qpm * 10) / 10;  // a tempo read from MIDI ticks: 109.99990833 -> 110
 
 function showMessage(text, kind) {
   const box = $("message");
@@ -80,7 +81,7 @@ async function uploadPrimer(file) {
     const p = body.primer;
     $("primer-name").textContent = body.name;
     $("primer-summary").textContent =
-      `${p.time_signature.join("/")}, ${p.key}, ${p.qpm} qpm, ${p.bars} bars, ${p.num_notes} notes`;
+      `${p.time_signature.join("/")}, ${p.key}, ${roundQpm(p.qpm)} qpm, ${p.bars} bars, ${p.num_notes} notes`;
     $("primer-info").hidden = false;
     $("time-signature").value = p.time_signature.join("/");  // the file's meter: what the outputs will be in
     showMessage(body.warnings.join("\n"), body.warnings.length ? "warning" : "");
@@ -135,7 +136,7 @@ async function generate() {
     stop();
     studio.outputs = body.outputs.map((out, i) => ({ ...out, job: body.job, number: i + 1 }));
     $("outputs").replaceChildren(...studio.outputs.map(outputCard));
-    const done = `${body.outputs.length} outputs, seed ${body.seed}.`;
+    const done = `${body.outputs.length} output${body.outputs.length === 1 ? "" : "s"}, seed ${body.seed}.`;
     showMessage([done, ...body.warnings].join("\n"), body.warnings.length ? "warning" : "");
   } catch (e) {
     showMessage(e.message, "error");
@@ -151,7 +152,7 @@ function outputCard(out) {
   card.id = `output-${out.number}`;
   card.querySelector("h3").textContent = `Output ${out.number}`;
   card.querySelector(".meta").textContent =
-    `seed ${out.seed} · ${out.total_bars} bars · ${out.time_signature.join("/")} · ${out.key} · ${out.qpm} qpm`;
+    `seed ${out.seed} · ${out.total_bars} bars · ${out.time_signature.join("/")} · ${out.key} · ${roundQpm(out.qpm)} qpm`;
   const score = card.querySelector(".score");
   if (out.svg) {
     score.innerHTML = out.svg;  // engraved by the studio's own verovio from our MusicXML
