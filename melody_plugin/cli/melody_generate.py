@@ -132,8 +132,10 @@ def main(argv):
     melodies = "melody" if len(paths) == 1 else "melodies"
     print(f"wrote {len(paths)} {melodies} of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
           f"in {time.perf_counter() - start:.2f} s (seed {seed}):")
+    beside = [f".{k}" for k in formats[1:]] + [".json"] + [".score.svg" if k == "score" else f".{k}" for k in render]
     for p in paths:
         print(f"  {p}")
+    print(f"  each with {', '.join(beside)} beside it")
 
 
 def console_entry_point():
