@@ -177,7 +177,10 @@ def test_magentas_get_padded_batch_reads_magenta_format_examples(tmp_path):
     seqs = [[START, 5, 6, 7, 3], [START, 8, 2]]
     dataset.write_ids(seqs, tmp_path / "m.tfrecord", one_hot_size=10)
     with tf.Graph().as_default():
-        inputs, labels, lengths = sequence_example_lib.get_padded_batch([str(tmp_path / "m.tfrecord")], 2, 10)
+        # one reader thread, so the batch holds each record once in file order (with the default four it failed twice
+        # on a busy machine)
+        inputs, labels, lengths = sequence_example_lib.get_padded_batch([str(tmp_path / "m.tfrecord")], 2, 10,
+                                                                        num_enqueuing_threads=1)
         with tf.compat.v1.Session() as sess:
             coord = tf.compat.v1.train.Coordinator()
             threads = tf.compat.v1.train.start_queue_runners(sess, coord)

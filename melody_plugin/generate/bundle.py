@@ -37,22 +37,25 @@ def model_to_bundle_bytes(config: ModelConfig, vocab: Vocabulary, weights: dict,
     return bundle.SerializeToString()
 
 
+def _unpack(bundle, source: str) -> tuple[ModelConfig, Vocabulary, dict, object]:
+    """(config, vocab, weights, step) of a parsed bundle; ValueError, KeyError... when it is not one of ours."""
+    meta = json.loads(bundle.metagraph_file.decode())
+    if meta.get("format") != FORMAT:
+        raise ValueError("not a melody_plugin bundle")
+    weights, wmeta = bytes_to_weights(bundle.checkpoint_file[0])
+    config, vocab = ModelConfig.from_json(meta["config"]), Vocabulary.from_json(meta["vocab"], source)
+    return config, vocab, weights, wmeta.get("step")
+
+
 def read_bundle_file(path) -> tuple[ModelConfig, Vocabulary, dict, object]:
     """(config, vocab, weights, step) of a .mag file. Raises ModelLoadError naming the file and the reason."""
     data = read_guarded_bytes(path, max_bytes=MAX_BUNDLE_BYTES)
     try:
-        bundle = protos.generator_pb2().GeneratorBundle.FromString(data)
-        meta = json.loads(bundle.metagraph_file.decode())
-        if meta.get("format") != FORMAT:
-            raise ValueError("not a melody_plugin bundle")
-        weights, wmeta = bytes_to_weights(bundle.checkpoint_file[0])
-        config = ModelConfig.from_json(meta["config"])
-        vocab = Vocabulary.from_json(meta["vocab"], str(path))
+        return _unpack(protos.generator_pb2().GeneratorBundle.FromString(data), str(path))
     except MelodyPluginError:
         raise
     except Exception as e:
         raise ModelLoadError(f"{path}: not a melody_plugin generator bundle ({type(e).__name__}: {e})") from None
-    return config, vocab, weights, wmeta.get("step")
 
 
 def bundle_proto(bundle):
@@ -82,13 +85,11 @@ def bundle_meta(bundle) -> dict:
 
 def bundle_to_model(bundle) -> tuple[ModelConfig, Vocabulary, dict, object, str]:
     """(config, vocab, weights, step, source) of a bundle proto."""
-    meta = bundle_meta(bundle)
+    bundle_meta(bundle)  # another system's bundle is refused with its own message first
     source = f"bundle {bundle.generator_details.id}"
     try:
-        weights, wmeta = bytes_to_weights(bundle.checkpoint_file[0])
-        config, vocab = ModelConfig.from_json(meta["config"]), Vocabulary.from_json(meta["vocab"], source)
+        return (*_unpack(bundle, source), source)
     except MelodyPluginError:
         raise
     except Exception as e:
         raise ModelLoadError(f"{source}: unreadable weights or vocabulary ({type(e).__name__}: {e})") from None
-    return config, vocab, weights, wmeta.get("step"), source

@@ -11,7 +11,7 @@ import mido
 import pretty_midi
 
 from melody_plugin.errors import InputFileError
-from melody_plugin.io.protos import music_pb2
+from melody_plugin.io import protos
 from melody_plugin.io.tempo_map import TempoMap
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import quiet_third_party
@@ -23,10 +23,6 @@ MAX_QUARTERS = 200_000  # about 28 hours at 120 qpm
 
 
 MAX_TICK = 100_000_000
-
-
-def _music_pb2():
-    return music_pb2()
 
 
 def _check_midi_structure(path, data: bytes) -> tuple[list[str], bytes]:
@@ -247,7 +243,7 @@ def pretty_midi_to_note_sequence(midi):
     Raises:
       ValueError: a time signature denominator too large for the proto, or a key signature of an unknown mode.
     """
-    music_pb2 = _music_pb2()
+    music_pb2 = protos.music_pb2()
     ns = music_pb2.NoteSequence()
     ns.ticks_per_quarter = midi.resolution
     ns.source_info.parser = music_pb2.NoteSequence.SourceInfo.PRETTY_MIDI

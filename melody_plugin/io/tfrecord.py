@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from melody_plugin.errors import InputFileError
-from melody_plugin.io.midi import _music_pb2
+from melody_plugin.io import protos
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import import_tensorflow
 
 
 def read_note_sequence_tfrecord(path):
     """Yields the NoteSequences of a TFRecord file as written by Magenta's convert_dir_to_note_sequences."""
-    music_pb2 = _music_pb2()
+    music_pb2 = protos.music_pb2()
     tf = import_tensorflow()
 
     for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
