@@ -16,6 +16,7 @@ from melody_plugin.model.numpy_model import LN2, log_softmax
 from melody_plugin.music.extract import note_sequence_to_melodies
 from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, Melody
 from melody_plugin.tokens.corpus import scoring_melodies
+from melody_plugin.tokens.form import countdown_features
 from melody_plugin.tokens.vocab import PAD, START, UNK, Vocabulary, meter_features
 
 
@@ -46,13 +47,16 @@ def score_ids(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_
         counts as a note of a pitch the vocabulary lacks.
       features: for a model with meter features, (positions, bar_steps) of each sequence, each as long as it
         (`vocab.meter_features`); `model.run` then takes them as `positions=`/`bar_steps=`. A third array, each
-        token's duration in steps, is passed as `durations_steps=` (a bar lookback model's roll; default the
-        vocabulary's durations, `<unk>` 0).
+        token's duration in steps, is passed as `durations_steps=` (the rolls of a model that looks back; default
+        the vocabulary's durations, `<unk>` 0), a fourth as `bars_left=` (a countdown model).
 
     Returns:
       bits_per_note (all token NLL / pitched notes, `<unk>` notes included), bits_per_token, perplexity,
       accuracy, pitch_bits_per_note (pitch NLL per note: the marginal of the note's pitch over its durations, or
-      the `<unk>` probability for a pitch the vocabulary lacks), notes, unk_notes, tokens, oov_tokens.
+      the `<unk>` probability for a pitch the vocabulary lacks), notes, unk_notes, tokens, oov_tokens. With an
+      end token in the vocabulary, the end targets are left out of all of these (figures comparable with models
+      without one) and counted in bits_per_note_with_end (every token's NLL, the end's included, per note),
+      end_bits (the mean NLL of ending where the melodies end) and endings.
     """
     pitches = vocab.pitches()
     # pitch marginal: sum the probabilities of every duration of a pitch
@@ -60,7 +64,8 @@ def score_ids(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_
     pitch_groups = np.zeros((len(vocab), len(pitch_values)), dtype=np.float64)
     for j, p in enumerate(pitch_values):
         pitch_groups[pitches == p, j] = 1.0
-    totals = dict(nll=0.0, correct=0, tokens=0, notes=0, unk_notes=0, pitch_nll=0.0, oov=0)
+    totals = dict(nll=0.0, correct=0, tokens=0, notes=0, unk_notes=0, pitch_nll=0.0, oov=0, end_nll=0.0, endings=0)
+    end_id = vocab.end_id
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     for start in range(0, len(order), batch_size):
         rows = order[start:start + batch_size]
@@ -69,7 +74,9 @@ def score_ids(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_
         positions = np.zeros((len(rows), length), dtype=np.int64)  # padding's features are never scored
         bar_steps = np.ones((len(rows), length), dtype=np.int64)
         steps = np.zeros((len(rows), length), dtype=np.int64)
+        countdown = np.zeros((len(rows), length), dtype=np.int64)
         own_steps = features is not None and len(features[0]) > 2
+        with_countdown = features is not None and len(features[0]) > 3
         true_pitch = np.full((len(rows), length - 1), -2, dtype=np.int64)  # of each target; -2 under padding
         for r, i in enumerate(rows):
             ids[r, :len(sequences[i])] = sequences[i]
@@ -77,20 +84,26 @@ def score_ids(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_
                 positions[r, :len(sequences[i])], bar_steps[r, :len(sequences[i])] = features[i][:2]
                 if own_steps:
                     steps[r, :len(sequences[i])] = features[i][2]
+                if with_countdown:
+                    countdown[r, :len(sequences[i])] = features[i][3]
             if target_pitches is not None:
                 true_pitch[r, :len(sequences[i]) - 1] = target_pitches[i]
         targets = ids[:, 1:]
-        mask = targets != PAD
+        ends = targets == end_id if end_id is not None else np.zeros(targets.shape, bool)
+        mask = (targets != PAD) & ~ends
         if target_pitches is None:
             true_pitch = np.where(targets == UNK, UNKNOWN_PITCH, pitches[targets])
         if features is None:
             logits, _ = model.run(ids[:, :-1])
         else:
-            logits, _ = model.run(ids[:, :-1], positions=positions[:, :-1], bar_steps=bar_steps[:, :-1],
-                                  **({"durations_steps": steps[:, :-1]} if own_steps else {}))
+            extra = {"durations_steps": steps[:, :-1]} if own_steps else {}
+            extra.update({"bars_left": countdown[:, :-1]} if with_countdown else {})
+            logits, _ = model.run(ids[:, :-1], positions=positions[:, :-1], bar_steps=bar_steps[:, :-1], **extra)
         logp = log_softmax(logits.astype(np.float64))  # (batch, time, vocab)
         target_logp = np.take_along_axis(logp, targets[..., None], -1)[..., 0]
         totals["nll"] -= float((target_logp * mask).sum())
+        totals["end_nll"] -= float((target_logp * ends).sum())
+        totals["endings"] += int(ends.sum())
         totals["correct"] += int(((logp.argmax(-1) == targets) & mask).sum())
         totals["tokens"] += int(mask.sum())
         totals["oov"] += int(((targets == UNK) & mask).sum())
@@ -117,7 +130,24 @@ def score_ids(model, sequences, vocab: Vocabulary, batch_size: int = 64, target_
         "unk_notes": totals["unk_notes"],
         "tokens": totals["tokens"],
         "oov_tokens": totals["oov"],
+        **({"bits_per_note_with_end": bits_per(totals["nll"] + totals["end_nll"], notes),
+            "end_bits": bits_per(totals["end_nll"], totals["endings"]), "endings": totals["endings"]}
+           if end_id is not None else {}),
     }
+
+
+def melody_features(model, steps, steps_per_bar: int, open_ending: bool = True) -> tuple:
+    """`score_ids`'s features of one melody for `model`: (positions, bar_steps[, steps[, bars_left]]).
+
+    A countdown model is scored with the length of the melody unknown (`open_ending`, the open countdown), unless
+    asked otherwise: then the likelihood is that of the melody given its length.
+    """
+    features = meter_features(steps, steps_per_bar)
+    if getattr(model, "bar_lookback", False) or getattr(model, "copy_bars", ()) or getattr(model, "countdown", False):
+        features += (steps,)
+    if getattr(model, "countdown", False):
+        features += (countdown_features(steps, steps_per_bar, open_ending),)
+    return features
 
 
 def evaluate_input(generator, input_path=None, progress=None) -> dict:
@@ -129,7 +159,7 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     """
     config, vocab = generator.config, generator.vocab
     corpus, melodies = scoring_melodies(input_path, config, progress)
-    sequences = [[START] + vocab.encode(m, map_oov=False) for m in melodies]  # one id per note
+    sequences = [[START] + vocab.with_end(vocab.encode(m, map_oov=False)) for m in melodies]  # one id per note
     target_pitches = [[n.pitch for n in m.notes] for m in melodies]
     skipped = [{"file": r.path, "reason": r.error} for r in corpus.results if r.error]
     if not sequences:
@@ -137,9 +167,8 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
         raise EvaluationError(f"{input_path}: no melody to score ({len(corpus.results)} files, all skipped{first})")
     features = None
     if getattr(generator.model, "meter_features", False):
-        steps = [np.array([0] + [n.duration_steps for n in m.notes]) for m in melodies]
-        lookback = getattr(generator.model, "bar_lookback", False)
-        features = [meter_features(d, m.steps_per_bar) + ((d,) if lookback else ()) for d, m in zip(steps, melodies)]
+        steps = [np.array([0] + [n.duration_steps for n in m.notes] + [0] * vocab.end_token) for m in melodies]
+        features = [melody_features(generator.model, d, m.steps_per_bar) for d, m in zip(steps, melodies)]
     scores = score_ids(generator.model, sequences, vocab, target_pitches=target_pitches, features=features)
     # what was scored: without --input, the example tunes shipped with the package (not the run's eval split)
     scores["input"] = str(input_path or default_input())

@@ -14,6 +14,7 @@ from melody_plugin.generate import sampler, sampler_tf
 from melody_plugin.model.numpy_model import weights_to_keras_model
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
+from melody_plugin.tokens.form import OPEN_COUNTDOWN
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
 
@@ -27,9 +28,9 @@ MAX_SERVING_STEPS = 4096  # per request: 85 bars of 4/4 at 12 steps per quarter;
 STEPS_MESSAGE = f"serving_default: steps must be in [0, {MAX_SERVING_STEPS}] grid steps per sequence"
 
 
-def _serving_module(tf, model, vocab):
+def _serving_module(tf, model, vocab, copy_bars=()):
     durations_np = vocab.durations()
-    step_fn = sampler_tf.keras_step_fn(model, durations_np)
+    step_fn = sampler_tf.keras_step_fn(model, durations_np, copy_bars)
     sample = sampler_tf.compiled_sampler(tf, step_fn)
     # the in-process samplers' plan for every request up front: target[s] is the most of s steps that tokens
     # can fill exactly (s itself unless the vocabulary is tiny)
@@ -62,6 +63,21 @@ def _serving_module(tf, model, vocab):
                 out.append(tf.where(step < 0, tf.constant(PAD, tf.int32), back))
             return out
 
+        def copies(self, ids, steps_per_bar):
+            """(batch, time, K): form.copy_features of every row, in TF ops (the ids that began k bars back)."""
+            durations = tf.gather(self.durations, ids)
+            ends = tf.cumsum(durations, axis=1)
+            starts = ends - durations
+            bar = tf.clip_by_value(steps_per_bar, 1, METER_FEATURE_SIZE - 1)[:, None]
+            last = tf.shape(ids)[1] - 1
+            out = []
+            for k in step_fn.copy_bars:
+                step = ends - k * bar
+                at = tf.minimum(tf.searchsorted(ends, step, side="right"), last)  # the token sounding at `step`
+                began = (step >= 0) & (tf.gather(starts, at, batch_dims=1) == step)
+                out.append(tf.where(began, tf.gather(ids, at, batch_dims=1), tf.constant(PAD, tf.int32)))
+            return out
+
         def model_logits(self, ids, steps_per_bar):
             if not step_fn.meter_features:
                 return {"logits": self.model(ids, training=False)}
@@ -70,9 +86,15 @@ def _serving_module(tf, model, vocab):
                       "bar_steps": tf.minimum(tf.broadcast_to(steps_per_bar[:, None], tf.shape(ids)), top)}
             if step_fn.bar_lookback:
                 inputs["lookback_1"], inputs["lookback_2"] = self.lookback(ids, steps_per_bar)
+            if step_fn.countdown:  # the length of the melody unknown, as melody_evaluate scores
+                inputs["bars_left"] = tf.fill(tf.shape(ids), tf.constant(OPEN_COUNTDOWN, tf.int32))
+            inputs.update(zip((f"copy_{k}" for k in step_fn.copy_bars), self.copies(ids, steps_per_bar)))
             return {"logits": self.model(inputs, training=False)}
 
-        def continue_ids(self, ids, steps, temperature, top_k, top_p, seed, steps_per_bar):
+        def continue_ids(self, ids, steps, knobs, steps_per_bar, tune_ending):
+            """knobs: (temperature, top_k, top_p, seed); tune_ending: a countdown model counts down to the end of
+            the `steps` (True) or is fed the open countdown (False)."""
+            temperature, top_k, top_p, seed = knobs
             checks = [tf.debugging.assert_non_negative(steps, message=STEPS_MESSAGE),
                       tf.debugging.assert_less_equal(steps, MAX_SERVING_STEPS, message=STEPS_MESSAGE)]
             with tf.control_dependencies(checks):  # before the table lookup, whose own error is obscure
@@ -80,9 +102,14 @@ def _serving_module(tf, model, vocab):
             batch = tf.shape(ids)[0]
             positions = self.positions(ids, steps_per_bar)
             states = sampler_tf.initial_states(tf, step_fn, batch)  # a bar lookback model's roll starts as PAD
+            open_ending = tf.fill([batch], tf.logical_not(tune_ending))
+            # each primer token's steps left to the end: this request's steps plus the primer's after it
+            ends = tf.cumsum(tf.gather(self.durations, ids), axis=1)
+            left = target[:, None] + ends[:, -1:] - ends
             for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
-                _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar)
-            out = sample(sampler_tf.Start(states, ids[:, -1], target, positions[:, -1], steps_per_bar),
+                countdown = sampler_tf.countdown_input(tf, left[:, t], steps_per_bar, open_ending)
+                _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar, countdown)
+            out = sample(sampler_tf.Start(states, ids[:, -1], target, positions[:, -1], steps_per_bar, open_ending),
                          sampler_tf.Tables(self.durations, self.allowed, self.fillable),
                          sampler_tf.Knobs(temperature, top_k, top_p, seed))
             out["unfilled_steps"] = steps - target
@@ -93,22 +120,34 @@ def _serving_module(tf, model, vocab):
                tf.TensorSpec([], tf.float32, name="temperature"), tf.TensorSpec([], tf.int32, name="top_k"),
                tf.TensorSpec([], tf.float32, name="top_p"), tf.TensorSpec([], tf.int64, name="seed")]
     bar_spec = tf.TensorSpec([None], tf.int32, name="steps_per_bar")
-    if step_fn.meter_features:
+    ending_spec = tf.TensorSpec([], tf.bool, name="tune_ending")
+    if step_fn.countdown:  # a model that can end a tune takes how it ends
         module.logits = tf.function(lambda ids, steps_per_bar: module.model_logits(ids, steps_per_bar),
                                     input_signature=[request[0], bar_spec])
-        module.continue_melody = tf.function(module.continue_ids, input_signature=request + [bar_spec])
+        module.continue_melody = tf.function(
+            lambda ids, steps, temperature, top_k, top_p, seed, steps_per_bar, tune_ending: module.continue_ids(
+                ids, steps, (temperature, top_k, top_p, seed), steps_per_bar, tune_ending),
+            input_signature=request + [bar_spec, ending_spec])
+    elif step_fn.meter_features:
+        module.logits = tf.function(lambda ids, steps_per_bar: module.model_logits(ids, steps_per_bar),
+                                    input_signature=[request[0], bar_spec])
+        module.continue_melody = tf.function(
+            lambda ids, steps, temperature, top_k, top_p, seed, steps_per_bar: module.continue_ids(
+                ids, steps, (temperature, top_k, top_p, seed), steps_per_bar, False),
+            input_signature=request + [bar_spec])
     else:  # the signatures of a model without meter features are what they always were
         module.logits = tf.function(lambda ids: module.model_logits(ids, tf.ones([tf.shape(ids)[0]], tf.int32)),
                                     input_signature=request[:1])
         module.continue_melody = tf.function(
             lambda ids, steps, temperature, top_k, top_p, seed: module.continue_ids(
-                ids, steps, temperature, top_k, top_p, seed, tf.ones([tf.shape(ids)[0]], tf.int32)),
+                ids, steps, (temperature, top_k, top_p, seed), tf.ones([tf.shape(ids)[0]], tf.int32), False),
             input_signature=request)
     # Continues token sequences (start token first) by `steps` grid steps each, planned as sampler.plan.
     # Returns ids (batch, n) padded with -1, their log_likelihoods, and unfilled_steps (batch,): steps no token
     # sequence can fill exactly (tiny vocabularies; normally 0), left as silence at the end, so each row lasts
     # steps - unfilled_steps. A step count outside [0, MAX_SERVING_STEPS] fails the call with InvalidArgumentError
-    # "serving_default: steps must be in [0, 4096] ...".
+    # "serving_default: steps must be in [0, 4096] ...". A model with a countdown (config.countdown) also takes
+    # tune_ending (bool): True ends each row on its last step as a tune, False continues it openly.
     return module
 
 
@@ -119,7 +158,7 @@ def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
     if target.exists() and not overwrite:
         raise ExportError(f"{target}: already exists; pass --overwrite to replace it")
     model = weights_to_keras_model(gen.config, gen.weights)
-    module = _serving_module(tf, model, gen.vocab)
+    module = _serving_module(tf, model, gen.vocab, gen.config.copy_bars)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:

@@ -35,6 +35,7 @@ from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_t
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
+from melody_plugin.tokens.form import OPEN_COUNTDOWN, bars_left
 from melody_plugin.tokens.vocab import (
     METER_FEATURE_SIZE,
     START,
@@ -71,6 +72,8 @@ class Generation:
     seed: int
     continuation: tuple = ()  # the sampled notes (sounding pitches), one per id of continuation_ids
     unfilled_steps: int = 0  # silence added at the end where no token could fill the last steps (rare)
+    ending: str = "open"  # "tune": told where to end and ended there; "open": cut off where the bars ran out
+    end_log_likelihood: float | None = None  # natural log of the end token after the last note ("tune" only)
 
     @property
     def continuation_notes(self) -> list[dict]:
@@ -134,7 +137,7 @@ class MelodyGenerator:
     def __init__(self, config: ModelConfig, vocab: Vocabulary, weights: dict, source: str = "", step=None):
         self.config, self.vocab, self.source, self.step = config, vocab, source, step
         self.weights = weights
-        self.model = NumpyLSTM(weights, vocab.durations())
+        self.model = NumpyLSTM(weights, vocab.durations(), config.copy_bars)
         if self.model.vocab_size != len(vocab):
             raise ModelLoadError(f"{source}: weights are for {self.model.vocab_size} tokens, the vocabulary has "
                                  f"{len(vocab)}")
@@ -245,15 +248,34 @@ class MelodyGenerator:
     def _next_logits(self, ids, state):
         return self.model.step(ids, state)
 
-    def _metered_logits(self, steps_per_bar: int):
-        """The sampler's `next_logits(ids, state, positions)` for a model with meter features."""
+    def _metered_logits(self, steps_per_bar: int, ending: str):
+        """The sampler's `next_logits(ids, state, positions[, remaining])` for a model with meter features; a
+        countdown model is fed the bars left ("tune") or the open countdown ("open")."""
         bar_steps = min(steps_per_bar, METER_FEATURE_SIZE - 1)
 
-        def next_logits(ids, state, positions):
+        def next_logits(ids, state, positions, remaining=None):
             positions = np.minimum(positions, METER_FEATURE_SIZE - 1)
-            return self.model.step(ids, state, positions, np.full(len(ids), bar_steps))
+            countdown = None
+            if self.model.countdown:
+                countdown = (bars_left(remaining, steps_per_bar) if ending == "tune"
+                             else np.full(len(ids), OPEN_COUNTDOWN))
+            return self.model.step(ids, state, positions, np.full(len(ids), bar_steps), bars_left=countdown)
 
         return next_logits
+
+    def resolve_ending(self, primer_melody: Melody, ending: str | None) -> str:
+        """The ending a generation gets: `ending`, or "tune" without a primer when the model has an end token.
+
+        Raises:
+          SamplingError: "tune" asked of a model trained without an end token.
+        """
+        if ending is None:
+            return "tune" if self.vocab.end_token and not primer_melody.notes else "open"
+        if ending == "tune" and not self.vocab.end_token:
+            raise SamplingError(f"{self.source or 'this model'}: --ending=tune needs a model trained with an end "
+                                "token (config end_token=true, e.g. folk_lookback); this one only continues "
+                                "(--ending=open)")
+        return ending
 
     def _primer_durations(self, sequence: list[int], changes: list[OovChange]) -> np.ndarray:
         """Steps of each id of `sequence`; an `<unk>` lasts its primer note's true duration (the primer is known)."""
@@ -301,21 +323,25 @@ class MelodyGenerator:
         elif end_step <= primer_steps:
             raise SamplingError(f"end_step {end_step} must be after the primer's end (step {primer_steps})")
 
+        ending = self.resolve_ending(primer_melody, sampling.ending)
+        sampling = dataclasses.replace(sampling, ending=ending)
         # --- primer -> model state; the model works in C major / A minor when the vocabulary was key-normalised
         shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
-        start = self._decode_start(primer_melody, [START] + model_ids, changes, num_outputs, end_step)
+        start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step), ending)
         # --- sample
         tokens = TokenTable(self._durations, constraints.mask(self._pitches, shift=-shift))
         result = self._sample(start, tokens, sampling)
         # --- tokens -> melodies
         outputs = []
-        for ids, lls, unfilled in zip(result.ids, result.log_likelihoods, result.unfilled_steps):
+        end_lls = result.end_log_likelihoods or [None] * len(result.ids)
+        for ids, lls, unfilled, end_ll in zip(result.ids, result.log_likelihoods, result.unfilled_steps, end_lls):
             sampled = self.vocab.decode(ids).transpose(-shift).notes
             out, kept = _continued(primer_melody, sampled + ((Note(REST, unfilled),) if unfilled else ()),
                                    continuation_only)
             outputs.append(Generation(out, melody_to_note_sequence(out), kept, list(ids), list(lls),
-                                      num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled))
+                                      num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled,
+                                      ending, end_ll))
         return outputs
 
     def empty_primer(self, time_signature=(4, 4), qpm: float | None = None) -> Melody:
@@ -335,13 +361,21 @@ class MelodyGenerator:
                               f"{self.vocab.steps_per_quarter}")
         return primer_melody
 
-    def _decode_start(self, primer: Melody, sequence: list[int], changes: list[OovChange], num_outputs: int,
-                      end_step: int) -> DecodeStart:
+    def _decode_start(self, primer: Melody, sequence: list[int], changes: list[OovChange], shape: tuple[int, int],
+                      ending: str) -> DecodeStart:
         """Each output's decoding start: the state after `sequence` ([START] + the primer's ids) but its last id,
-        that id, the steps up to `end_step` and, for a model with meter features, the bar position."""
-        spb, primer_steps = primer.steps_per_bar, primer.total_steps
+        that id, the steps up to the end step and, for a model with meter features, the bar position.
+
+        `shape`: (outputs, end step). A countdown model reads the primer counting down to the end step ("tune") or
+        with the open countdown ("open").
+        """
+        (num_outputs, end_step), spb, primer_steps = shape, primer.steps_per_bar, primer.total_steps
         steps = self._primer_durations(sequence, changes)
-        features = meter_features(steps, spb) + (steps,) if self.model.meter_features else None
+        features = None
+        if self.model.meter_features:
+            countdown = (bars_left(end_step - np.cumsum(steps), spb) if ending == "tune"
+                         else np.full(len(steps), OPEN_COUNTDOWN))
+            features = meter_features(steps, spb) + (steps, countdown)
         state = self._primer_state(sequence, num_outputs, features)
         last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
         history = History.from_tokens(sequence, steps, spb)  # melodies start on a bar line
@@ -349,22 +383,23 @@ class MelodyGenerator:
             return DecodeStart(state, last_ids, remaining, history=history)
         # where the first sampled token begins in its bar
         return DecodeStart(state, last_ids, remaining, np.full(num_outputs, primer_steps % spb), spb,
-                           history)
+                           history, self.model.countdown, self.vocab.end_id if ending == "tune" else None)
 
     def _primer_state(self, sequence: list[int], num_outputs: int, features=None) -> list[np.ndarray]:
         """The model state after all but the last token of `sequence` (the whole primer), one row per output.
 
-        `features`: (positions, bar_steps, durations_steps) of every id of `sequence`, for a model with meter
-        features (the durations move a bar lookback model's roll: an `<unk>` lasts its primer note's length).
+        `features`: (positions, bar_steps, durations_steps, bars_left) of every id of `sequence`, for a model with
+        meter features (the durations move the rolls of a model that looks back: an `<unk>` lasts its primer
+        note's length; a countdown model reads the bars left).
         """
         if len(sequence) <= 1:
             state = self.model.initial_state(1)
         elif features is None:
             state = self.model.run(np.asarray([sequence[:-1]]))[1]
         else:
-            positions, bar_steps, steps = (f[None, :-1] for f in features)
+            positions, bar_steps, steps, countdown = (f[None, :-1] for f in features)
             state = self.model.run(np.asarray([sequence[:-1]]), positions=positions, bar_steps=bar_steps,
-                                   durations_steps=steps)[1]
+                                   durations_steps=steps, bars_left=countdown if self.model.countdown else None)[1]
         return [np.repeat(s, num_outputs, axis=0) for s in state]
 
     def _sample(self, start: DecodeStart, tokens: TokenTable,
@@ -372,39 +407,16 @@ class MelodyGenerator:
         """The batch sampled by the backend `options` names."""
         if options.backend == "tf":
             return self._sample_tf(start, tokens, options)
-        next_logits = self._metered_logits(start.steps_per_bar) if start.metered else self._next_logits
+        next_logits = self._metered_logits(start.steps_per_bar, options.ending) if start.metered else self._next_logits
         return sample(next_logits, start, tokens, options)
 
     def _sample_tf(self, start: DecodeStart, tokens: TokenTable,
                    options: SamplingOptions) -> SampleResult:
         """The batch sampled by one compiled TensorFlow loop (sampler_tf.py), from the numpy primer state."""
-        if options.beam_size > 1 or options.branch_factor > 1 or options.steps_per_iteration > 1:
-            raise SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
-        if options.repetition:
-            raise SamplingError("the repetition prior runs in the numpy sampler; drop --sampler=tf")
-
-        tf = import_tensorflow()
         if getattr(self, "_tf_sampler", None) is None:
+            sampler_tf.check_options(options)
             step_fn = sampler_tf.keras_step_fn(weights_to_keras_model(self.config, self.weights),
-                                               self._durations)
-            self._tf_sampler = sampler_tf.compiled_sampler(tf, step_fn)
-        base, fillable, target, unfilled = plan(tokens.durations, start.remaining_steps, tokens.allowed)
-        rows = len(start.last_ids)
-        lstm_states = 2 * len(self.model.layers)  # then, with bar lookback, the roll
-        states = [(tf.constant(start.state[i]), tf.constant(start.state[i + 1])) for i in range(0, lstm_states, 2)]
-        states += [tf.constant(extra, tf.int32) for extra in start.state[lstm_states:]]
-        tf_start = sampler_tf.Start(
-            states,
-            tf.constant(start.last_ids, tf.int32), tf.constant(target, tf.int32),
-            tf.constant(start.bar_positions if start.metered else np.zeros(rows), tf.int32),
-            tf.constant(np.full(rows, start.steps_per_bar if start.metered else 1), tf.int32))
-        tables = sampler_tf.Tables(tf.constant(tokens.durations, tf.int32), tf.constant(base), tf.constant(fillable))
-        knobs = sampler_tf.Knobs(tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
-                                 tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64))
+                                               self._durations, self.config.copy_bars)
+            self._tf_sampler = sampler_tf.compiled_sampler(import_tensorflow(), step_fn)
         with filtered_stderr():  # oneDNN prints a notice on the first run of the compiled loop
-            out = self._tf_sampler(tf_start, tables, knobs)
-        ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
-        keep = ids >= 0
-        return SampleResult([row[k].tolist() for row, k in zip(ids, keep)],
-                            [row[k].astype(float).tolist() for row, k in zip(lls, keep)],
-                            [int(u) for u in unfilled])
+            return sampler_tf.sample_batch(self._tf_sampler, start, tokens, options, len(self.model.layers))

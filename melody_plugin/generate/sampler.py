@@ -21,6 +21,9 @@ class SamplingError(MelodyPluginError):
 BACKENDS = ("numpy", "tf")
 
 
+ENDINGS = ("tune", "open")
+
+
 @dataclasses.dataclass(frozen=True)
 class SamplingOptions:
     """How to sample: temperature, top-k/top-p, Magenta's beam search, the seed, and which loop runs it."""
@@ -38,6 +41,10 @@ class SamplingOptions:
     repetition_bars: int = 2
     # "numpy": this module's loop (no TensorFlow import, beam search); "tf": sampler_tf.py's compiled loop
     backend: str = "numpy"
+    # how the melody ends: "tune" (it ends on its last bar line: a model with an end token is told the bars left
+    # and ends there), "open" (it goes on: the continuation must not sound finished), None: "tune" without a
+    # primer when the model has an end token, else "open"
+    ending: str | None = None
 
     def __post_init__(self):
         if self.temperature < 0:
@@ -51,6 +58,8 @@ class SamplingOptions:
         for name in ("beam_size", "branch_factor", "steps_per_iteration", "repetition_bars"):
             if getattr(self, name) < 1:
                 raise SamplingError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.ending not in ENDINGS + (None,):
+            raise SamplingError(f"ending must be tune or open, got {self.ending!r}")
         if self.backend not in BACKENDS:
             raise SamplingError(f"sampler must be numpy or tf, got {self.backend!r}")
 
@@ -90,6 +99,12 @@ class DecodeStart:
     bar_positions: np.ndarray | None = None  # (outputs,) meter features only
     steps_per_bar: int | np.ndarray | None = None  # an int or (outputs,); None: a model without meter features
     history: History | None = None  # the primer's tokens, for the repetition prior (the same for every output)
+    # a model with a countdown: `next_logits(ids, state, positions, remaining)`, remaining (rows,) being the steps
+    # left after the token each fed id predicts begins (the caller turns them into its countdown input)
+    countdown: bool = False
+    # the end token's id where the output must end on its last bar line (ending "tune"): its log-likelihood there
+    # is reported and counts in the beams' ranking; None: the output just stops (ending "open", older models)
+    end_id: int | None = None
 
     @property
     def metered(self) -> bool:
@@ -111,6 +126,7 @@ class SampleResult:
     ids: list[list[int]]
     log_likelihoods: list[list[float]]
     unfilled_steps: list[int]
+    end_log_likelihoods: list[float | None] = dataclasses.field(default_factory=list)  # of ending there (end_id)
 
     @property
     def total_log_likelihood(self) -> list[float]:
@@ -355,7 +371,7 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
             active = rem > 0
             if not active.any():
                 break
-            logits, new_state = next_logits(feed, state, pos) if metered else next_logits(feed, state)
+            logits, new_state = _call(next_logits, start, feed, state, pos, rem)
             left = rem[:, None] - durations[None, :]  # (rows, vocab)
             valid = base[None, :] & (left >= 0) & fillable[np.clip(left, 0, len(fillable) - 1)]
             assert valid[active].any(axis=1).all(), "fillable targets always leave a valid token"
@@ -391,5 +407,19 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
             if prior is not None:
                 prior.take(keep)
 
+    end_ll = np.full(len(rows), np.nan)
+    if start.end_id is not None:  # the end token where the melody must end: part of each beam's likelihood
+        logits, _ = _call(next_logits, start, feed, state, pos, rem)
+        end_ll = log_softmax(np.asarray(logits, dtype=np.float64))[:, start.end_id]
+        score = score + end_ll
     best = [int(np.flatnonzero(rows == o)[np.argmax(score[rows == o])]) for o in range(outputs)]
-    return SampleResult([ids[b] for b in best], [lls[b] for b in best], [int(unfilled[b]) for b in best])
+    return SampleResult([ids[b] for b in best], [lls[b] for b in best], [int(unfilled[b]) for b in best],
+                        [None if np.isnan(end_ll[b]) else float(end_ll[b]) for b in best])
+
+
+def _call(next_logits, start: DecodeStart, feed, state, pos, rem):
+    """next_logits with what the start's model takes: positions for meter features, the steps left for a
+    countdown."""
+    if start.countdown:
+        return next_logits(feed, state, pos, rem)
+    return next_logits(feed, state, pos) if start.metered else next_logits(feed, state)

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from melody_plugin.runtime.quiet import import_keras
+import numpy as np
+
+from melody_plugin.generate.sampler import DecodeStart, SampleResult, SamplingError, SamplingOptions, TokenTable, plan
+from melody_plugin.model.keras_model import copy_gate_features, mix_copies
+from melody_plugin.runtime.quiet import import_keras, import_tensorflow
+from melody_plugin.tokens.form import COPY_STEPS, OPEN_COUNTDOWN
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE, PAD
 
 
@@ -20,6 +25,8 @@ class Start(NamedTuple):
     remaining: object  # (batch,) int32: steps to fill, already planned (sampler.plan's target)
     positions: object  # (batch,) int32: where the token after `last_ids` begins in its bar (meter features)
     steps_per_bar: object  # (batch,) int32: the bar length (meter features)
+    # (batch,) bool: a countdown model is fed the open countdown (True) or the bars left to the end (False)
+    open_ending: object
 
 
 class Tables(NamedTuple):
@@ -39,13 +46,15 @@ class Knobs(NamedTuple):
     seed: object  # int64
 
 
-def keras_step_fn(model, durations=None):
-    """(ids (batch,), [(h, c), ...], positions, bar_steps) -> (logits (batch, vocab), new state) through the model's
-    own layers. positions and bar_steps (batch,) are used by a model with meter features (`step.meter_features`),
-    clamped to its tables, and ignored otherwise. A model with bar lookback (`step.bar_lookback`) needs the
-    vocabulary's `durations()`; its state ends with the roll buffer (`vocab.roll_lookback`)."""
+def keras_step_fn(model, durations=None, copy_bars=()):
+    """(ids (batch,), [(h, c), ...], positions, bar_steps, bars_left) -> (logits (batch, vocab), new state) through
+    the model's own layers. positions and bar_steps (batch,) are used by a model with meter features
+    (`step.meter_features`), clamped to its tables, and ignored otherwise; bars_left (batch,) by a model with a
+    countdown (`step.countdown`). A model with bar lookback (`step.bar_lookback`) or copy sources (`copy_bars`, the
+    config's) needs the vocabulary's `durations()`; its state ends with the roll buffer (`vocab.roll_lookback`) and
+    then the onset roll (`form.roll_onsets`)."""
     keras = import_keras()
-
+    ops = keras.ops
 
     names = {layer.name for layer in model.layers}
     embedding = model.get_layer("embedding")
@@ -55,11 +64,16 @@ def keras_step_fn(model, durations=None):
         bar_steps_embedding = model.get_layer("bar_steps_embedding")
         combine = model.get_layer("meter_add" if "meter_add" in names else "meter_concat")
     lookback = "lookback_1_embedding" in names
-    if lookback:
+    countdown = "bars_left_embedding" in names
+    copy_gate = model.get_layer("copy_gate") if "copy_gate" in names else None
+    if lookback or copy_gate is not None:
         if durations is None:
-            raise ValueError("this model has bar lookback: pass the vocabulary's durations()")
-        lookback_embeddings = [model.get_layer(f"lookback_{k}_embedding") for k in (1, 2)]
+            raise ValueError("this model looks back at earlier bars: pass the vocabulary's durations()")
         durations_t = keras.ops.convert_to_tensor(durations, dtype="int32")
+    if lookback:
+        lookback_embeddings = [model.get_layer(f"lookback_{k}_embedding") for k in (1, 2)]
+    if countdown:
+        countdown_embedding = model.get_layer("bars_left_embedding")
     lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
     dense = model.get_layer("logits")
 
@@ -72,27 +86,50 @@ def keras_step_fn(model, durations=None):
         back = [keras.ops.take_along_axis(roll, (LOOKBACK_STEPS - k * bar)[:, None], axis=1)[:, 0] for k in (1, 2)]
         return roll, back
 
-    def step(ids, states, positions=None, bar_steps=None):
+    def onset_step(roll, ids, bar_steps):
+        """form.roll_onsets and form.copy_candidates in tensors: the onset roll moved on, the copy sources."""
+        fed = keras.ops.take(durations_t, ids)[:, None]
+        source = keras.ops.arange(COPY_STEPS)[None, :] + fed
+        shifted = keras.ops.take_along_axis(roll, keras.ops.minimum(source, COPY_STEPS - 1), axis=1)
+        fresh = keras.ops.where((source == COPY_STEPS) & (fed > 0), keras.ops.cast(ids, "int32")[:, None], PAD)
+        roll = keras.ops.where(source < COPY_STEPS, shifted, fresh)
+        bar = keras.ops.clip(bar_steps, 1, METER_FEATURE_SIZE - 1)
+        back = [keras.ops.take_along_axis(roll, (COPY_STEPS - k * bar)[:, None], axis=1)[:, 0] for k in copy_bars]
+        return roll, keras.ops.stack(back, axis=1)
+
+    def step(ids, states, positions=None, bar_steps=None, bars_left=None):
         x = embedding(ids)
+        extra = []
         if meter:
             top = METER_FEATURE_SIZE - 1
             features = [x, position_embedding(keras.ops.minimum(positions, top)),
                         bar_steps_embedding(keras.ops.minimum(bar_steps, top))]
             if lookback:
-                roll, back = roll_step(states[-1], ids, bar_steps)
+                roll, back = roll_step(states[len(lstms)], ids, bar_steps)
                 features += [table(ids_back) for table, ids_back in zip(lookback_embeddings, back)]
+                extra.append(roll)
+            if countdown:
+                features.append(countdown_embedding(bars_left))
             x = combine(features)
         new_states = []
         for layer, (h, c) in zip(lstms, states[:len(lstms)]):
             x, (h, c) = layer.cell(x, [h, c], training=False)
             new_states.append((h, c))
-        if lookback:
-            new_states.append(roll)
-        return dense(x), new_states
+        logits = dense(x)
+        if copy_gate is not None:
+            onsets, candidates = onset_step(states[-1], ids, bar_steps)
+            extra.append(onsets)
+            gate_logits = copy_gate(ops.concatenate([x, copy_gate_features(ops, candidates)], axis=-1))
+            logits = mix_copies(ops, logits, gate_logits, candidates, logits.shape[-1])
+        return logits, new_states + extra
 
+    if copy_gate is not None and copy_gate.units != len(copy_bars) + 1:
+        raise ValueError(f"this model copies from {copy_gate.units - 1} earlier bars: pass the config's copy_bars")
     step.units = [layer.units for layer in lstms]
     step.meter_features = meter
     step.bar_lookback = lookback
+    step.countdown = countdown
+    step.copy_bars = tuple(copy_bars) if copy_gate is not None else ()
     return step
 
 
@@ -102,7 +139,16 @@ def initial_states(tf, step_fn, batch):
     states = [(tf.zeros([batch, u]), tf.zeros([batch, u])) for u in step_fn.units]
     if step_fn.bar_lookback:
         states.append(tf.fill([batch, LOOKBACK_STEPS], tf.constant(PAD, tf.int32)))
+    if step_fn.copy_bars:
+        states.append(tf.fill([batch, COPY_STEPS], tf.constant(PAD, tf.int32)))
     return states
+
+
+def countdown_input(tf, remaining, bar, open_ending):
+    """form.bars_left in tensors: ceil(remaining / bar) capped, or the open countdown where `open_ending`."""
+    bar = tf.clip_by_value(bar, 1, METER_FEATURE_SIZE - 1)
+    left = tf.minimum((tf.maximum(remaining, 0) + bar - 1) // bar, OPEN_COUNTDOWN)
+    return tf.where(open_ending, OPEN_COUNTDOWN, left)
 
 
 def compiled_sampler(tf, step_fn):
@@ -139,7 +185,7 @@ def compiled_sampler(tf, step_fn):
         states, feed, rem, pos = start.states, start.last_ids, start.remaining, start.positions
         bar = tf.maximum(start.steps_per_bar, 1)
         while t < max_tokens and tf.reduce_any(rem > 0):  # autograph: one compiled while loop
-            logits, new_states = step_fn(feed, states, pos, bar)
+            logits, new_states = step_fn(feed, states, pos, bar, countdown_input(tf, rem, bar, start.open_ending))
             left = rem[:, None] - durations[None, :]
             valid = tables.allowed[None, :] & (left >= 0) & tf.gather(tables.fillable, tf.maximum(left, 0))
             active = rem > 0
@@ -162,3 +208,37 @@ def compiled_sampler(tf, step_fn):
         return {"ids": ids, "log_likelihoods": lls}
 
     return sample
+
+
+def check_options(options: SamplingOptions) -> None:
+    """Refuses what the compiled loop does not do (beam search, the repetition prior), naming the way out."""
+    if options.beam_size > 1 or options.branch_factor > 1 or options.steps_per_iteration > 1:
+        raise SamplingError("beam search runs in the numpy sampler; drop --sampler=tf")
+    if options.repetition:
+        raise SamplingError("the repetition prior runs in the numpy sampler; drop --sampler=tf")
+
+
+def sample_batch(compiled, start: DecodeStart, tokens: TokenTable, options: SamplingOptions,
+                 lstm_layers: int) -> SampleResult:
+    """A batch sampled by `compiled` (`compiled_sampler`) from a numpy `DecodeStart` (the primer state of
+    `lstm_layers` LSTMs, then the rolls): the compiled twin of `sampler.sample` without beams."""
+    check_options(options)
+    tf = import_tensorflow()
+    base, fillable, target, unfilled = plan(tokens.durations, start.remaining_steps, tokens.allowed)
+    rows = len(start.last_ids)
+    states = [(tf.constant(start.state[i]), tf.constant(start.state[i + 1])) for i in range(0, 2 * lstm_layers, 2)]
+    states += [tf.constant(extra, tf.int32) for extra in start.state[2 * lstm_layers:]]
+    tf_start = Start(
+        states, tf.constant(start.last_ids, tf.int32), tf.constant(target, tf.int32),
+        tf.constant(start.bar_positions if start.metered else np.zeros(rows), tf.int32),
+        tf.constant(np.full(rows, start.steps_per_bar if start.metered else 1), tf.int32),
+        tf.constant(np.full(rows, options.ending != "tune")))
+    tables = Tables(tf.constant(tokens.durations, tf.int32), tf.constant(base), tf.constant(fillable))
+    knobs = Knobs(tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
+                  tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64))
+    out = compiled(tf_start, tables, knobs)
+    ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
+    keep = ids >= 0
+    return SampleResult([row[k].tolist() for row, k in zip(ids, keep)],
+                        [row[k].astype(float).tolist() for row, k in zip(lls, keep)],
+                        [int(u) for u in unfilled])

@@ -4,13 +4,51 @@ from __future__ import annotations
 
 from melody_plugin.runtime.quiet import import_keras
 from melody_plugin.model.registry import ModelConfig
-from melody_plugin.tokens.vocab import METER_FEATURE_SIZE
+from melody_plugin.tokens.form import COUNTDOWN_SIZE
+from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
 LOOKBACK_INPUTS = ("lookback_1", "lookback_2")  # the ids sounding one and two bars back (config.bar_lookback)
 
 
+COUNTDOWN_INPUT = "bars_left"  # config.countdown
+
+
+def copy_inputs(config: ModelConfig) -> tuple[str, ...]:
+    """The inputs of the copy sources, one per `config.copy_bars` distance ("copy_1", "copy_2"...)."""
+    return tuple(f"copy_{k}" for k in config.copy_bars)
+
+
+def copy_gate_features(ops, candidates):
+    """(..., K + K(K-1)/2) float32: whether each copy source has a token, and whether each pair of sources agrees
+    (both with a token). `candidates` (..., K) int ids, PAD where no token began."""
+    present = ops.not_equal(candidates, PAD)
+    k = candidates.shape[-1]
+    same = [ops.logical_and(ops.equal(candidates[..., i], candidates[..., j]), present[..., i])
+            for i in range(k) for j in range(i + 1, k)]
+    return ops.cast(ops.concatenate([present] + [ops.expand_dims(x, -1) for x in same], axis=-1), "float32")
+
+
+def mix_copies(ops, logits, gate_logits, candidates, vocab_size: int):
+    """log p(y) = log(g_0 softmax(logits)_y + sum_k g_k [y == c_k]): the LSTM's distribution mixed with the copy
+    sources by the gate g = softmax(gate_logits) over (LSTM, source 1..K), sources without a token left out.
+
+    logits (..., V), gate_logits (..., K + 1), candidates (..., K) int. Returns (..., V) normalised log-probs."""
+    present = ops.not_equal(candidates, PAD)
+    keep = ops.concatenate([ops.ones_like(present[..., :1]), present], axis=-1)
+    log_gate = ops.log_softmax(ops.where(keep, gate_logits, -1e9), axis=-1)
+    gate = ops.exp(log_gate[..., 1:])
+    mass = ops.sum(ops.expand_dims(gate, -1) * ops.one_hot(candidates, vocab_size, dtype="float32"), axis=-2)
+    model_part = log_gate[..., :1] + ops.log_softmax(logits, axis=-1)
+    return ops.logaddexp(model_part, ops.log(ops.maximum(mass, 1e-30)))
+
+
 def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False):
     """A functional Keras model mapping (batch, time) int ids to (batch, time, vocab_size) float32 logits.
+
+    `config.countdown` adds a "bars_left" input (`form.countdown_features`), embedded like the meter features;
+    `config.copy_bars` adds one "copy_K" input per distance (`form.copy_features`) and a copy gate: the output is
+    then the mixture's log-probabilities (`mix_copies`), which serve as logits everywhere (their softmax is the
+    mixture).
 
     With `config.meter_features` it takes a dict of three (batch, time) int32 inputs, "ids", "bar_position" and
     "bar_steps" (`vocab.meter_features`), whose embeddings are added to the token's (one-hot inputs: concatenated);
@@ -38,7 +76,8 @@ def _inputs(keras, config: ModelConfig):
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     if not config.meter_features:
         return ids
-    names = ("bar_position", "bar_steps") + (LOOKBACK_INPUTS if config.bar_lookback else ())
+    names = (("bar_position", "bar_steps") + (LOOKBACK_INPUTS if config.bar_lookback else ())
+             + ((COUNTDOWN_INPUT,) if config.countdown else ()) + copy_inputs(config))
     return {"ids": ids, **{name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}}
 
 
@@ -51,6 +90,8 @@ def _layers(keras, config: ModelConfig, vocab_size: int) -> dict:
         if config.bar_lookback:
             for name in LOOKBACK_INPUTS:
                 layers[name] = _embedding(keras, vocab_size, size, f"{name}_embedding")
+        if config.countdown:
+            layers[COUNTDOWN_INPUT] = _embedding(keras, COUNTDOWN_SIZE, size, f"{COUNTDOWN_INPUT}_embedding")
         layers["meter"] = keras.layers.Add(name="meter_add") if size else keras.layers.Concatenate(name="meter_concat")
     # return_state: the carry model reads the final states; the plain model leaves them unused
     layers["rnn"] = [(keras.layers.Dropout(config.dropout_rate, name=f"dropout_{i}"),
@@ -59,13 +100,18 @@ def _layers(keras, config: ModelConfig, vocab_size: int) -> dict:
     layers["dropout_out"] = keras.layers.Dropout(config.dropout_rate, name="dropout_out")
     # float32 logits even under mixed precision: softmax and the loss need the range
     layers["logits"] = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
+    if config.copy_bars:
+        layers["copy_gate"] = keras.layers.Dense(len(config.copy_bars) + 1, dtype="float32", name="copy_gate")
+        layers["copy_names"] = copy_inputs(config)
+        layers["vocab_size"] = vocab_size
     return layers
 
 
 def _apply(layers: dict, inputs, states):
     """(logits, final states) of the layers on `inputs`, from `states` ([h, c] per layer) or zeros (None)."""
     if isinstance(inputs, dict):
-        features = ("bar_position", "bar_steps") + tuple(name for name in LOOKBACK_INPUTS if name in inputs)
+        features = ("bar_position", "bar_steps") + tuple(name for name in LOOKBACK_INPUTS + (COUNTDOWN_INPUT,)
+                                                         if name in inputs)
         x = layers["meter"]([layers["embedding"](inputs["ids"])] + [layers[name](inputs[name]) for name in features])
     else:
         x = layers["embedding"](inputs)
@@ -74,7 +120,15 @@ def _apply(layers: dict, inputs, states):
         initial = None if states is None else states[2 * i:2 * i + 2]
         x, h, c = lstm(dropout(x), initial_state=initial)
         final += [h, c]
-    return layers["logits"](layers["dropout_out"](x)), final
+    x = layers["dropout_out"](x)
+    logits = layers["logits"](x)
+    if "copy_gate" not in layers:
+        return logits, final
+    ops = import_keras().ops
+    candidates = ops.stack([inputs[name] for name in layers["copy_names"]], axis=-1)
+    gate_logits = layers["copy_gate"](ops.concatenate([ops.cast(x, "float32"), copy_gate_features(ops, candidates)],
+                                                      axis=-1))
+    return mix_copies(ops, logits, gate_logits, candidates, layers["vocab_size"]), final
 
 
 def _embedding(keras, rows: int, size: int, name: str):

@@ -10,10 +10,14 @@ import numpy as np
 
 from melody_plugin.model.keras_model import build_model
 from melody_plugin.runtime.atomic import write_bytes
+from melody_plugin.tokens.form import COPY_STEPS, copy_candidates, roll_onsets
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD, roll_lookback
 
 EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding", "lookback_1_embedding",
-              "lookback_2_embedding")
+              "lookback_2_embedding", "bars_left_embedding")
+
+
+DENSE = ("logits", "copy_gate")  # kernel and bias each
 
 
 def keras_to_weights(model) -> dict[str, np.ndarray]:
@@ -30,8 +34,8 @@ def keras_to_weights(model) -> dict[str, np.ndarray]:
             weights[f"lstm_{lstm_index}/recurrent_kernel"] = recurrent
             weights[f"lstm_{lstm_index}/bias"] = bias
             lstm_index += 1
-        elif layer.name == "logits":
-            weights["logits/kernel"], weights["logits/bias"] = arrays
+        elif layer.name in DENSE:
+            weights[f"{layer.name}/kernel"], weights[f"{layer.name}/bias"] = arrays
     return weights
 
 
@@ -49,8 +53,8 @@ def weights_to_keras_model(config, weights: dict[str, np.ndarray]):
         elif layer.name.startswith("lstm_"):
             layer.set_weights([weights[f"lstm_{lstm_index}/{name}"] for name in ("kernel", "recurrent_kernel", "bias")])
             lstm_index += 1
-        elif layer.name == "logits":
-            layer.set_weights([weights["logits/kernel"], weights["logits/bias"]])
+        elif layer.name in DENSE:
+            layer.set_weights([weights[f"{layer.name}/kernel"], weights[f"{layer.name}/bias"]])
     return model
 
 
@@ -82,18 +86,38 @@ def _sigmoid(x):
     return 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow warnings, same values
 
 
+def gate_features(candidates: np.ndarray) -> np.ndarray:
+    """keras_model.copy_gate_features in numpy: (rows, K) ids -> (rows, K + K(K-1)/2) float32."""
+    present = candidates != PAD
+    k = candidates.shape[1]
+    same = [(candidates[:, i] == candidates[:, j]) & present[:, i] for i in range(k) for j in range(i + 1, k)]
+    return np.concatenate([present] + [x[:, None] for x in same], axis=1).astype(np.float32)
+
+
 class NumpyLSTM:
     """The inference half of `build_model`: embedding -> LSTMs -> logits, one step or whole sequences."""
 
-    def __init__(self, weights: dict[str, np.ndarray], durations: np.ndarray | None = None):
-        """`durations`: the vocabulary's `durations()`, needed by a model with bar lookback (it moves the roll)."""
+    def __init__(self, weights: dict[str, np.ndarray], durations: np.ndarray | None = None,
+                 copy_bars: tuple = ()):
+        """`durations`: the vocabulary's `durations()`, needed by a model with bar lookback or copy sources (they
+        move the rolls); `copy_bars`: the config's copy distances (a model with a copy gate needs them)."""
         self.embedding = weights["embedding"]
         self.meter_features = "bar_position_embedding" in weights
         self.bar_lookback = "lookback_1_embedding" in weights
-        if self.bar_lookback:
+        self.countdown = "bars_left_embedding" in weights
+        self.copy_bars = tuple(copy_bars) if "copy_gate/kernel" in weights else ()
+        if "copy_gate/kernel" in weights:
+            if weights["copy_gate/bias"].shape[0] != len(self.copy_bars) + 1:
+                raise ValueError(f"this model copies from {weights['copy_gate/bias'].shape[0] - 1} earlier bars: "
+                                 "pass the config's copy_bars")
+            self.gate_kernel, self.gate_bias = weights["copy_gate/kernel"], weights["copy_gate/bias"]
+        if self.countdown:
+            self.countdown_embedding = weights["bars_left_embedding"]
+        if self.bar_lookback or self.copy_bars:
             if durations is None:
-                raise ValueError("this model has bar lookback: pass the vocabulary's durations()")
+                raise ValueError("this model looks back at earlier bars: pass the vocabulary's durations()")
             self.durations = np.asarray(durations, dtype=np.int64)
+        if self.bar_lookback:
             self.lookback_embeddings = (weights["lookback_1_embedding"], weights["lookback_2_embedding"])
         if self.meter_features:
             self.position_embedding = weights["bar_position_embedding"]
@@ -111,16 +135,18 @@ class NumpyLSTM:
 
     def initial_state(self, batch: int) -> list[np.ndarray]:
         """[h0, c0, h1, c1, ...], each (batch, units); with bar lookback then the roll (batch, LOOKBACK_STEPS) int32
-        of PAD (nothing sounded before the start)."""
+        of PAD (nothing sounded before the start); with copy sources then the onset roll (batch, COPY_STEPS)."""
         state = []
         for _, recurrent, _ in self.layers:
             units = recurrent.shape[0]
             state += [np.zeros((batch, units), np.float32), np.zeros((batch, units), np.float32)]
         if self.bar_lookback:
             state.append(np.full((batch, LOOKBACK_STEPS), PAD, np.int32))
+        if self.copy_bars:
+            state.append(np.full((batch, COPY_STEPS), PAD, np.int32))
         return state
 
-    def _inputs(self, ids, positions, bar_steps, lookback=()) -> np.ndarray:
+    def _inputs(self, ids, positions, bar_steps, lookback=(), bars_left=None) -> np.ndarray:
         x = self.embedding[ids]
         if not self.meter_features:
             return x
@@ -128,23 +154,36 @@ class NumpyLSTM:
             raise ValueError("this model has meter features: pass each token's bar position and bar length")
         features = [x, self.position_embedding[positions], self.bar_steps_embedding[bar_steps]]
         features += [table[back] for table, back in zip(self.lookback_embeddings, lookback)] if lookback else []
+        if self.countdown:
+            if bars_left is None:
+                raise ValueError("this model counts down to the end: pass each token's bars_left")
+            features.append(self.countdown_embedding[bars_left])
         return np.concatenate(features, axis=-1) if self.concatenate else sum(features[1:], features[0])
 
     def step(self, ids: np.ndarray, state: list[np.ndarray], positions=None, bar_steps=None,
-             durations_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+             durations_steps=None, bars_left=None) -> tuple[np.ndarray, list[np.ndarray]]:
         """Feeds one token per row: ids (batch,) -> logits (batch, vocab), new state.
 
         A model with meter features also takes positions and bar_steps (batch,), from `vocab.meter_features`. A
-        model with bar lookback moves its roll by each fed token's duration: `durations_steps` (batch,) where the
-        caller knows better (an `<unk>` primer note's true length), else the vocabulary's.
+        model with bar lookback or copy sources moves its rolls by each fed token's duration: `durations_steps`
+        (batch,) where the caller knows better (an `<unk>` primer note's true length), else the vocabulary's. A
+        model with a countdown takes `bars_left` (batch,) (`form.countdown_features`). With copy sources the
+        logits are the mixture's log-probabilities.
         """
-        lookback = ()
-        if self.bar_lookback:
+        lookback, extra = (), []
+        ids = np.asarray(ids)
+        if self.bar_lookback or self.copy_bars:
             if bar_steps is None:
-                raise ValueError("this model has bar lookback: pass each token's bar length")
-            fed = self.durations[ids] if durations_steps is None else durations_steps
-            roll, *lookback = roll_lookback(state[-1], ids, fed, bar_steps)
-        x = self._inputs(ids, positions, bar_steps, lookback)
+                raise ValueError("this model looks back at earlier bars: pass each token's bar length")
+            fed = self.durations[ids] if durations_steps is None else np.asarray(durations_steps)
+        rolls = state[2 * len(self.layers):]
+        if self.bar_lookback:
+            roll, *lookback = roll_lookback(rolls[0], ids, fed, bar_steps)
+            extra.append(roll)
+        if self.copy_bars:
+            onsets = roll_onsets(rolls[-1], ids, fed)
+            extra.append(onsets)
+        x = self._inputs(ids, positions, bar_steps, lookback, bars_left)
         new_state = []
         for layer, (kernel, recurrent, bias) in enumerate(self.layers):
             h, c = state[2 * layer], state[2 * layer + 1]
@@ -154,14 +193,28 @@ class NumpyLSTM:
             h = _sigmoid(o) * np.tanh(c)
             new_state += [h, c]
             x = h
-        if self.bar_lookback:
-            new_state.append(roll)
-        return x @ self.out_kernel + self.out_bias, new_state
+        logits = x @ self.out_kernel + self.out_bias
+        if self.copy_bars:
+            logits = self._mix(logits, x, copy_candidates(onsets, bar_steps, self.copy_bars))
+        return logits, new_state + extra
+
+    def _mix(self, logits, h, candidates) -> np.ndarray:
+        """keras_model.mix_copies in numpy: the LSTM's and the copy sources' distributions mixed by the gate."""
+        present = candidates != PAD
+        gate_logits = np.concatenate([h, gate_features(candidates)], axis=1) @ self.gate_kernel + self.gate_bias
+        keep = np.concatenate([np.ones((len(h), 1), bool), present], axis=1)
+        log_gate = log_softmax(np.where(keep, gate_logits, -1e9))
+        mass = np.zeros_like(logits)
+        rows = np.arange(len(h))
+        for k in range(candidates.shape[1]):
+            np.add.at(mass, (rows, candidates[:, k]), np.exp(log_gate[:, k + 1]))
+        return np.logaddexp(log_gate[:, :1] + log_softmax(logits), np.log(np.maximum(mass, 1e-30)))
 
     def run(self, ids: np.ndarray, state=None, positions=None, bar_steps=None,
-            durations_steps=None) -> tuple[np.ndarray, list[np.ndarray]]:
+            durations_steps=None, bars_left=None) -> tuple[np.ndarray, list[np.ndarray]]:
         """Feeds (batch, time) ids (and, with meter features, positions and bar_steps of that shape; with bar
-        lookback optionally durations_steps, see `step`); returns (batch, time, vocab) logits and the final state."""
+        lookback optionally durations_steps, see `step`; with a countdown bars_left); returns (batch, time, vocab)
+        logits and the final state."""
         ids = np.asarray(ids)
         state = state if state is not None else self.initial_state(ids.shape[0])
 
@@ -170,7 +223,8 @@ class NumpyLSTM:
 
         outputs = []
         for t in range(ids.shape[1]):
-            logits, state = self.step(ids[:, t], state, at(positions, t), at(bar_steps, t), at(durations_steps, t))
+            logits, state = self.step(ids[:, t], state, at(positions, t), at(bar_steps, t), at(durations_steps, t),
+                                      at(bars_left, t))
             outputs.append(logits)
         return np.stack(outputs, axis=1), state
 

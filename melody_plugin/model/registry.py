@@ -13,6 +13,7 @@ import types
 import typing
 
 from melody_plugin.errors import ConfigError
+from melody_plugin.tokens.form import MAX_COPY_BARS
 
 ENTRY_POINT_GROUP = "melody_plugin.configs"
 
@@ -22,10 +23,12 @@ DEFAULT_CONFIG = "char_lstm"
 
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
-                       "augment_transpositions", "min_token_count", "meter_features", "bar_lookback")
+                       "augment_transpositions", "min_token_count", "meter_features", "bar_lookback", "end_token",
+                       "countdown", "copy_bars")
 
 
 LR_DECAYS = ("none", "cosine", "linear")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +47,16 @@ class ModelConfig:
     # each token also brings the tokens sounding one and two bars before where the next token begins
     # (vocab.lookback_features); needs meter_features. Off in every run dir made before the field existed.
     bar_lookback: bool = False
+    # an end-of-melody token after every training melody: the model learns where tunes end (Vocabulary.end_token)
+    end_token: bool = False
+    # each token also brings the bars left before the melody's end (tokens.form.countdown_features), known from the
+    # data in training and from --num_bars in generation; needs meter_features and end_token
+    countdown: bool = False
+    # share of training melodies fed the open countdown (no end in sight), as open continuations and scoring are
+    open_countdown_share: float = 0.25
+    # a learned copy gate mixes the LSTM's distribution with the tokens that began this many bars before at the
+    # same place in the bar (tokens.form.copy_features), e.g. [1, 2, 4, 8]; empty = off. Needs meter_features.
+    copy_bars: tuple[int, ...] = ()
     # optimisation
     learning_rate: float = 1e-3
     lr_warmup_steps: int = 0  # linear warm-up from learning_rate / lr_warmup_steps over the first steps; 0 = off
@@ -80,6 +93,13 @@ class ModelConfig:
         check(0 <= self.dropout_rate < 1, f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         check(self.meter_features or not self.bar_lookback,
               "bar_lookback needs meter_features (the lookback is read at the bar position), got meter_features=false")
+        check(not self.countdown or (self.meter_features and self.end_token),
+              "countdown needs meter_features and end_token (it counts the bars to the melody's end)")
+        check(0 <= self.open_countdown_share <= 1,
+              f"open_countdown_share must be in [0, 1], got {self.open_countdown_share}")
+        check(not self.copy_bars or self.meter_features, "copy_bars needs meter_features (bars are counted in steps)")
+        check(len(set(self.copy_bars)) == len(self.copy_bars) and all(1 <= k <= MAX_COPY_BARS for k in self.copy_bars),
+              f"copy_bars must be distinct bar counts in 1..{MAX_COPY_BARS}, got {list(self.copy_bars)}")
         check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         check(self.lr_warmup_steps >= 0, f"lr_warmup_steps must be >= 0, got {self.lr_warmup_steps}")
         check(self.lr_decay in LR_DECAYS, f"lr_decay must be one of {', '.join(LR_DECAYS)}, got {self.lr_decay!r}")

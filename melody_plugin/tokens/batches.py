@@ -10,6 +10,7 @@ import numpy as np
 
 from melody_plugin.runtime.quiet import import_tensorflow
 from melody_plugin.tokens.records import DatasetError
+from melody_plugin.tokens.form import copy_features, countdown_features
 from melody_plugin.tokens.vocab import lookback_features, meter_features, token_durations
 
 
@@ -44,18 +45,50 @@ class Batching:
 
 
 class MeterInputs(NamedTuple):
-    """make_dataset's meter-aware inputs: one bar length per sequence, the vocabulary's `durations()`, and whether
-    the bar lookback ids ride along too. A plain (steps_per_bar, durations) pair means no lookback."""
+    """make_dataset's meter-aware inputs: one bar length per sequence, the vocabulary's `durations()`, and which
+    features ride along with the ids: the bar lookback, the countdown to the melody's end (`open_share` of the
+    melodies, chosen by index, get the open countdown), the copy sources `copy_bars` bars back. A plain
+    (steps_per_bar, durations) pair means bar position and bar length only."""
 
     steps_per_bar: list
     durations: np.ndarray
     lookback: bool = False
+    countdown: bool = False
+    copy_bars: tuple = ()
+    open_share: float = 0.0
 
 
 FEATURE_NAMES = ("bar_position", "bar_steps")
 
 
 LOOKBACK_NAMES = ("lookback_1", "lookback_2")
+
+
+COUNTDOWN_NAME = "bars_left"
+
+
+def copy_names(bars) -> tuple[str, ...]:
+    """The model inputs of the copy sources: "copy_1", "copy_2"... one per distance in bars."""
+    return tuple(f"copy_{k}" for k in bars)
+
+
+def is_open(index: int, share: float) -> bool:
+    """Whether melody `index` of a training set is fed the open countdown: an even spread of `share` of them."""
+    return int((index + 1) * share) > int(index * share)
+
+
+def sequence_features(sequence, steps_per_bar: int, meter: MeterInputs, open_ending: bool = False) -> dict:
+    """{input name: (time,) int32} of one id sequence (the start token first), as `make_dataset` feeds them."""
+    steps = token_durations(sequence, meter.durations)
+    position, bar_steps = meter_features(steps, steps_per_bar)
+    out = {"bar_position": position, "bar_steps": bar_steps}
+    if meter.lookback:
+        out.update(zip(LOOKBACK_NAMES, lookback_features(steps, sequence, steps_per_bar)))
+    if meter.countdown:
+        out[COUNTDOWN_NAME] = countdown_features(steps, steps_per_bar, open_ending)
+    if meter.copy_bars:
+        out.update(zip(copy_names(meter.copy_bars), copy_features(steps, sequence, steps_per_bar, meter.copy_bars)))
+    return out
 
 
 def make_dataset(sequences, batching: Batching, meter=None):
@@ -82,21 +115,19 @@ def make_dataset(sequences, batching: Batching, meter=None):
     return _window_dataset(sequences, batching, meter)
 
 
-def _meter_arrays(sequences, meter: MeterInputs | None) -> list[tuple[np.ndarray, ...]] | None:
-    """Per sequence the feature arrays named by `_feature_names(meter)`, in that order; None without meter."""
+def _meter_arrays(sequences, meter: MeterInputs | None) -> list[dict] | None:
+    """Per sequence its `sequence_features`; None without meter."""
     if meter is None:
         return None
-    arrays = []
-    for s, spb in zip(sequences, meter.steps_per_bar):
-        steps = token_durations(s, meter.durations)
-        arrays.append(meter_features(steps, spb) + (lookback_features(steps, s, spb) if meter.lookback else ()))
-    return arrays
+    return [sequence_features(s, spb, meter, is_open(i, meter.open_share))
+            for i, (s, spb) in enumerate(zip(sequences, meter.steps_per_bar))]
 
 
 def _feature_names(meter: MeterInputs | None) -> tuple[str, ...]:
     if meter is None:
         return ()
-    return FEATURE_NAMES + (LOOKBACK_NAMES if meter.lookback else ())
+    return (FEATURE_NAMES + (LOOKBACK_NAMES if meter.lookback else ()) + ((COUNTDOWN_NAME,) if meter.countdown else ())
+            + copy_names(meter.copy_bars))
 
 
 def _with_options(ds):
@@ -123,7 +154,7 @@ def _window_dataset(sequences, batching: Batching, meter):
     features = _meter_arrays(sequences, meter)
     names = _feature_names(meter)
     if features is not None:  # each feature as one stream, aligned with the ids'
-        streams = {name: tf.constant(np.concatenate([f[i] for f in features])) for i, name in enumerate(names)}
+        streams = {name: tf.constant(np.concatenate([f[name] for f in features])) for name in names}
     span = tf.range(window_size + 1, dtype=tf.int64)
     ds = tf.data.Dataset.range(count)
     if batching.shuffle:
@@ -147,9 +178,8 @@ def melody_lanes(sequences, window_size: int, lanes: int, order=None, features=N
     """Every step of `lane_steps` over the melodies in `order` (default: as listed), stacked.
 
     Returns:
-      {"ids", "targets"} int32, {"weights"} float32 and, with features, {"bar_position", "bar_steps"} (and with
-      four arrays per sequence {"lookback_1", "lookback_2"}) int32, each (steps, lanes, window_size); and "reset"
-      float32 (steps, lanes).
+      {"ids", "targets"} int32, {"weights"} float32 and, with features, each feature of `sequence_features` int32,
+      each (steps, lanes, window_size); and "reset" float32 (steps, lanes).
     """
     order = range(len(sequences)) if order is None else order
     steps = list(lane_steps(sequences, window_size, lanes, order, features))
@@ -166,12 +196,11 @@ def lane_steps(sequences, window_size: int, lanes: int, order, features=None):
     target) pairs, padded to whole windows. Once `order` runs out, finished lanes hold padding until all are done.
 
     Args:
-      features: per sequence (bar_position, bar_steps) arrays (`vocab.meter_features`), optionally followed by
-        (lookback_1, lookback_2) (`vocab.lookback_features`), or None.
+      features: per sequence {name: array} (`sequence_features`), or None.
 
     Yields:
-      {"ids", "targets"} int32, {"weights"} float32 (0 on padding) and, with features, {"bar_position",
-      "bar_steps"[, "lookback_1", "lookback_2"]} int32, each (lanes, window_size); and "reset" float32
+      {"ids", "targets"} int32, {"weights"} float32 (0 on padding) and, with features, each of them int32,
+      each (lanes, window_size); and "reset" float32
       (lanes,): 1 where a window starts a melody or holds padding only, so the state entering it is zero.
     """
     names = ("ids", "targets", "weights") + _lane_feature_names(features)
@@ -206,9 +235,7 @@ def lane_steps(sequences, window_size: int, lanes: int, order, features=None):
 
 
 def _lane_feature_names(features) -> tuple[str, ...]:
-    if not features:
-        return ()
-    return FEATURE_NAMES + (LOOKBACK_NAMES if len(features[0]) > 2 else ())
+    return tuple(features[0]) if features else ()
 
 
 def _melody_windows(sequence, window_size: int, features) -> dict[str, np.ndarray] | None:
@@ -220,7 +247,7 @@ def _melody_windows(sequence, window_size: int, features) -> dict[str, np.ndarra
     count = -(-pairs // window_size)
     parts = {"ids": seq[:-1], "targets": seq[1:], "weights": np.ones(pairs, np.float32)}
     if features is not None:
-        for name, values in zip(FEATURE_NAMES + LOOKBACK_NAMES, features):
+        for name, values in features.items():
             parts[name] = np.asarray(values[:-1], np.int32)
     return {name: np.pad(values, (0, count * window_size - pairs)).reshape(count, window_size)
             for name, values in parts.items()}

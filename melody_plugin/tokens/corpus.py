@@ -208,12 +208,13 @@ def prepare_melodies(melodies, config: ModelConfig, augment: bool) -> list[Melod
 
 
 def encode_melody(melody: Melody, vocab: Vocabulary, stats: collections.Counter) -> list[int]:
-    """[START] + the melody's ids; notes and out-of-vocabulary notes (mapped or unknown) are counted in `stats`."""
+    """[START] + the melody's ids (+ the end id when the vocabulary has one); notes and out-of-vocabulary notes
+    (mapped or unknown) are counted in `stats`."""
     ids, changes = vocab.encode_with_report(melody)
     stats["notes"] += len(melody.notes)
     stats["oov_notes_mapped"] += sum(1 for c in changes if c.replacement)
     stats["oov_notes_unknown"] += sum(1 for c in changes if not c.replacement)
-    return [START] + ids
+    return [START] + vocab.with_end(ids)
 
 
 def encode_all(melodies, vocab: Vocabulary) -> tuple[list[list[int]], dict]:
@@ -225,7 +226,7 @@ def encode_all(melodies, vocab: Vocabulary) -> tuple[list[list[int]], dict]:
 
 def build_vocabulary(train_melodies, config: ModelConfig) -> Vocabulary:
     return Vocabulary.build(prepare_melodies(train_melodies, config, augment=True), config.min_token_count,
-                            config.transpose_to_key, config.augment_transpositions)
+                            config.transpose_to_key, config.augment_transpositions, config.end_token)
 
 
 @dataclasses.dataclass

@@ -154,6 +154,7 @@ class Vocabulary:
     min_token_count: int = 1
     transpose_to_key: bool = False
     augment_transpositions: tuple[int, int] = (0, 0)
+    end_token: bool = False  # the last id ends a melody (`end_id`); vocabularies made before it have none
 
     def __post_init__(self):
         object.__setattr__(self, "_index", {t: i + NUM_SPECIAL for i, t in enumerate(self.tokens)})
@@ -162,7 +163,7 @@ class Vocabulary:
 
     @classmethod
     def build(cls, melodies, min_token_count: int = 1, transpose_to_key: bool = False,
-              augment_transpositions: tuple[int, int] = (0, 0)) -> "Vocabulary":
+              augment_transpositions: tuple[int, int] = (0, 0), end_token: bool = False) -> "Vocabulary":
         """Learns the tokens of `melodies` (already key-normalised/augmented), keeping those seen >= min_token_count."""
         melodies = list(melodies)
         if not melodies:
@@ -172,7 +173,7 @@ class Vocabulary:
         if not kept:
             raise VocabularyError(f"no token occurs {min_token_count} times; lower min_token_count")
         return cls(tuple(kept), melodies[0].steps_per_quarter, tuple(counter[t] for t in kept), min_token_count,
-                   transpose_to_key, tuple(augment_transpositions))
+                   transpose_to_key, tuple(augment_transpositions), end_token)
 
     def to_json(self) -> dict:
         return {
@@ -184,6 +185,7 @@ class Vocabulary:
             "augment_transpositions": list(self.augment_transpositions),
             "tokens": [[p, d] for p, d in self.tokens],  # pitch -1 = rest
             "counts": list(self.counts),
+            **({"end_token": True} if self.end_token else {}),  # files without it read as before
         }
 
     @classmethod
@@ -194,7 +196,7 @@ class Vocabulary:
             tokens = tuple((int(p), int(d)) for p, d in obj["tokens"])
             return cls(tokens, int(obj["steps_per_quarter"]), tuple(int(c) for c in obj.get("counts", ())),
                        int(obj.get("min_token_count", 1)), bool(obj.get("transpose_to_key", False)),
-                       tuple(obj.get("augment_transpositions", (0, 0))))
+                       tuple(obj.get("augment_transpositions", (0, 0))), bool(obj.get("end_token", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise VocabularyError(f"{source}: malformed vocabulary ({type(e).__name__}: {e})") from None
 
@@ -215,23 +217,32 @@ class Vocabulary:
     # --- lookups
 
     def __len__(self) -> int:
-        return NUM_SPECIAL + len(self.tokens)
+        return NUM_SPECIAL + len(self.tokens) + int(self.end_token)
+
+    @property
+    def end_id(self) -> int | None:
+        """The end-of-melody id (after every (pitch, duration) token), or None in a vocabulary without one."""
+        return NUM_SPECIAL + len(self.tokens) if self.end_token else None
+
+    def with_end(self, ids) -> list[int]:
+        """`ids` followed by the end id when the vocabulary has one (a training or scored melody's sequence)."""
+        return list(ids) + ([self.end_id] if self.end_token else [])
 
     def token_to_id(self, token: tuple[int, int]) -> int:
         return self._index.get(token, UNK)
 
     def id_to_token(self, token_id: int) -> tuple[int, int]:
-        if token_id < NUM_SPECIAL or token_id >= len(self):
+        if token_id < NUM_SPECIAL or token_id >= NUM_SPECIAL + len(self.tokens):
             raise VocabularyError(f"id {token_id} is not a (pitch, duration) token")
         return self.tokens[token_id - NUM_SPECIAL]
 
     def durations(self) -> np.ndarray:
         """(vocab,) duration in steps of every id; 0 for the special tokens."""
-        return np.array([0] * NUM_SPECIAL + [d for _, d in self.tokens], dtype=np.int64)
+        return np.array([0] * NUM_SPECIAL + [d for _, d in self.tokens] + [0] * self.end_token, dtype=np.int64)
 
     def pitches(self) -> np.ndarray:
-        """(vocab,) pitch of every id; REST for rests, -2 for the special tokens."""
-        return np.array([-2] * NUM_SPECIAL + [p for p, _ in self.tokens], dtype=np.int64)
+        """(vocab,) pitch of every id; REST for rests, -2 for the special tokens and the end token."""
+        return np.array([-2] * NUM_SPECIAL + [p for p, _ in self.tokens] + [-2] * self.end_token, dtype=np.int64)
 
     # --- melody <-> ids
 
@@ -310,12 +321,15 @@ class Vocabulary:
 
     def decode(self, ids, time_signature=(4, 4), qpm: float = 120.0, key: int = 0, minor: bool = False,
                strict: bool = True) -> Melody:
-        """A Melody from token ids; `<start>`/`<pad>` are skipped, `<unk>` raises unless strict=False (then dropped)."""
+        """A Melody from token ids; `<start>`/`<pad>` are skipped, `<unk>` raises unless strict=False (then dropped);
+        the melody ends at the end token."""
         notes = []
         for token_id in ids:
             token_id = int(token_id)
             if token_id in (PAD, START):
                 continue
+            if token_id == self.end_id:
+                break
             if token_id == UNK or not 0 <= token_id < len(self):
                 if strict:
                     raise VocabularyError(f"cannot decode id {token_id}: not a (pitch, duration) token")

@@ -26,7 +26,14 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
     """
     if input_path and is_dataset_dir(input_path):
         train, train_bars, eval_, eval_bars = read_split(input_path)
-        return train, eval_, Vocabulary.load(Path(input_path) / "vocab.json"), (train_bars, eval_bars)
+        vocab = Vocabulary.load(Path(input_path) / "vocab.json")
+        if vocab.end_token != config.end_token:
+            made = "with" if vocab.end_token else "without"
+            raise TrainingError(f"{input_path}: the dataset was prepared {made} an end token and config "
+                                f"{config.name!r} has end_token={str(config.end_token).lower()}; prepare it again "
+                                "with this config, or pass --hparams=end_token=" + str(vocab.end_token).lower()
+                                + ("" if vocab.end_token else ",countdown=false"))
+        return train, eval_, vocab, (train_bars, eval_bars)
     data = encode_corpus(input_path, config, Reading(eval_ratio, progress=progress), vocab)
     corpus = data.corpus
     if not corpus.train:
@@ -55,8 +62,10 @@ def _meter_inputs(config: ModelConfig, vocab: Vocabulary, bars, log=print):
         log(f"{missing} melodies carry no steps_per_bar (a dataset written before meter features): taken as 4/4 "
             f"({four_four} steps a bar); rebuild the dataset to use their meters")
     durations = vocab.durations()
-    return tuple(MeterInputs([four_four if b is None else b for b in split], durations, config.bar_lookback)
-                 for split in bars)
+    # the eval split is scored as melody_evaluate scores: the length of the melody unknown (open countdown)
+    return tuple(MeterInputs([four_four if b is None else b for b in split], durations, config.bar_lookback,
+                             config.countdown, config.copy_bars, share)
+                 for split, share in zip(bars, (config.open_countdown_share, 1.0)))
 
 
 def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptions, chief: bool):
