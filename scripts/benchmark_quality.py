@@ -1,21 +1,25 @@
 """Held-out quality per CPU-minute: trains each variant on the folk set for the same CPU budget, then scores it.
 
-    python scripts/benchmark_quality.py                      # 5 variants x 10 CPU-minutes: about 40 min on 2 cores
+    python scripts/benchmark_quality.py --jobs=2             # 3 variants x 10 CPU-minutes: about 20 min on 2 cores
     python scripts/benchmark_quality.py --cpu_minutes=2 --variant=mine=folk_lstm:dropout_rate=0.3
     python scripts/benchmark_quality.py --score=shipped=melody_plugin/data/default_model   # score only, no training
 
 Each variant is a config and `--hparams` overrides. The folk set is read once into a dataset folder
-(`melody_create_dataset`, the file-name split with eval_ratio 0.1), every variant trains on its train split with
+(`melody_create_dataset`, the file-name split with eval_ratio 0.1; once more with an end token for the variants
+whose config has one), every variant trains on its train split with
 `melody_train --max_cpu_minutes=M` (the CPU time of the training process, all threads, counted from its start as
 a user's clock would be: start-up and data loading included), and `melody_evaluate` scores its best checkpoint on
-the held-out files, whole melodies from the start token. Prints a Markdown table with bits/note and pitch
-bits/note, each also as a ratio to the first variant, and the steps, tokens/s and CPU minutes each run used.
+the held-out files, whole melodies from the start token (an end token, where a model has one, is not counted:
+the figures compare across models). `--jobs=N` trains N variants at a time (each on one thread). Prints a
+Markdown table with bits/note and pitch bits/note, each also as a ratio to the first variant, and the steps,
+tokens/s and CPU minutes each run used.
 `--score=NAME=RUN_DIR` adds a model trained elsewhere (the shipped one, say), scored on the same held-out files.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import resource
@@ -29,15 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
 
-# name -> (config, hparams). The first is the baseline of the ratios: folk_lstm as it was before meter features and
-# whole-melody training (windows of 64 tokens from a zero state, constant learning rate).
+# name -> (config, hparams). The first is the baseline of the ratios.
 VARIANTS = {
-    "before: windows": ("folk_lstm", "meter_features=false,carry_state=false"),
-    "+ meter features": ("folk_lstm", "meter_features=true,carry_state=false"),
-    "+ meter + whole melodies (folk_lstm now)": ("folk_lstm", "meter_features=true,carry_state=true"),
-    "+ bar lookback, at folk_lstm's size (2x256)": ("folk_lookback", "rnn_layer_sizes=[256,256],learning_rate=0.002,"
-                                                    "dropout_rate=0.2"),
-    "folk_lookback (2x128, learning rate 4e-3, dropout 0.1)": ("folk_lookback", ""),
+    "folk_lstm (2x256)": ("folk_lstm", ""),
+    "folk_lookback without endings or copies": ("folk_lookback", "end_token=false,countdown=false,copy_bars=[]"),
+    "folk_lookback": ("folk_lookback", ""),
 }
 
 
@@ -68,6 +68,18 @@ def held_out_folder(input_dir: Path, out: Path, eval_ratio: float) -> int:
                 link.symlink_to(path.resolve())
             count += 1
     return count
+
+
+def dataset(input_dir: str, work: Path, config: str, hparams: str) -> Path:
+    """The folk set as a dataset folder for this variant: one without an end token, one with (made once each)."""
+    from melody_plugin.model.registry import get_config, with_hparams
+
+    end = with_hparams(get_config(config), hparams).end_token
+    data = work / ("data_end" if end else "data")
+    if not (data / "train.tfrecord").is_file():
+        run([str(BIN / "melody_create_dataset"), f"--input={input_dir}", f"--output_dir={data}",
+             "--config=folk_lstm", f"--hparams=end_token={str(end).lower()}", "--progress=false"])
+    return data
 
 
 def train_and_score(name: str, config: str, hparams: str, data: Path, held_out: Path, work: Path,
@@ -131,6 +143,7 @@ def main() -> None:
                         help="NAME=CONFIG[:HPARAMS]; repeatable; default: the five built-in variants")
     parser.add_argument("--score", type=parse_variant, action="append", default=[],
                         help="NAME=RUN_DIR: also score this trained model (no training); repeatable")
+    parser.add_argument("--jobs", type=int, default=1, help="variants trained at a time (default 1)")
     parser.add_argument("--work_dir", help="keep the dataset and run dirs here (default: a temporary folder)")
     parser.add_argument("--output_json")
     args = parser.parse_args()
@@ -138,15 +151,14 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(args.work_dir or tmp)
-        data, held_out = work / "data", work / "held_out"
-        if variants and not (data / "train.tfrecord").is_file():
-            run([str(BIN / "melody_create_dataset"), f"--input={args.input}", f"--output_dir={data}",
-                 "--config=folk_lstm", "--progress=false"])
-        print(f"{held_out_folder(Path(args.input), held_out, 0.1)} held-out files; dataset in {data}", flush=True)
-        rows = []
-        for name, (config, hparams) in variants.items():
-            rows.append(train_and_score(name, config, hparams, data, held_out, work, args.cpu_minutes))
-            print(json.dumps(rows[-1]), flush=True)
+        held_out = work / "held_out"
+        print(f"{held_out_folder(Path(args.input), held_out, 0.1)} held-out files", flush=True)
+        jobs = [(name, config, hparams, dataset(args.input, work, config, hparams), held_out, work, args.cpu_minutes)
+                for name, (config, hparams) in variants.items()]
+        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            rows = list(pool.map(lambda job: train_and_score(*job), jobs))
+        for row in rows:
+            print(json.dumps(row), flush=True)
         for name, (run_dir, _) in args.score:
             rows.append(score_only(name, run_dir, held_out))
             print(json.dumps(rows[-1]), flush=True)

@@ -34,6 +34,10 @@ common.define("float", "repetition", 0.0, "Repetition prior: added to the log-pr
               "(about 2-4 repeats often; 20 copies the bars), < 0: more variation, 0: the model alone.")
 common.define("integer", "repetition_bars", 2, "How many bars back --repetition looks (2: a folk tune's two-bar "
               "phrase).")
+common.define("enum", "ending", None, ["tune", "open"], "tune: end as a tune on the last bar line (the model is "
+              "told the bars left and ends there; needs a model with an end token, such as the shipped one); open: "
+              "the melody goes on past the last bar (a continuation). Default: tune without a primer when the model "
+              "has an end token, else open.")
 common.define("integer", "seed", None, "Random seed; the same seed and inputs give the same MIDI bytes. "
               "Default: a fresh one, recorded in the sidecar JSON.")
 common.define("float", "qpm", None, "Tempo of the output (default: the primer's, or 120).")
@@ -85,8 +89,9 @@ def _sidecar(gen, generations, policy) -> dict:
         "flags": {name: FLAGS[name].value for name in (
             "num_outputs", "num_bars", "temperature", "top_k", "top_p", "beam_size", "branch_factor",
             "steps_per_iteration", "repetition", "repetition_bars", "qpm", "time_signature", "continuation_only",
-            "key", "scale", "pitch_range", "polyphony_policy", "track", "program", "sampler")},
+            "key", "scale", "pitch_range", "polyphony_policy", "track", "program", "sampler", "ending")},
     }
+    sidecar["flags"]["ending"] = generations[0].ending  # as resolved: tune or open
     sidecar["flags"].update(time_signature=f"{num}/{den}", polyphony_policy=policy)
     return sidecar
 
@@ -113,7 +118,8 @@ def main(argv):
     sampling = SamplingOptions(temperature=FLAGS.temperature, top_k=FLAGS.top_k, top_p=FLAGS.top_p,
                                beam_size=FLAGS.beam_size, branch_factor=FLAGS.branch_factor,
                                steps_per_iteration=FLAGS.steps_per_iteration, repetition=FLAGS.repetition,
-                               repetition_bars=FLAGS.repetition_bars, seed=seed, backend=FLAGS.sampler)
+                               repetition_bars=FLAGS.repetition_bars, seed=seed, backend=FLAGS.sampler,
+                               ending=FLAGS.ending)
     constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
     primer, prefix = _primer(gen, meter, policy)
     # --- generate

@@ -18,7 +18,6 @@ from melody_plugin.generate.sampler import (
     SamplingError,
     SamplingOptions,
     TokenTable,
-    plan,
     sample,
 )
 from melody_plugin.io.files import read_music_file

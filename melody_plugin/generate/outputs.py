@@ -99,6 +99,9 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
             "total_bars": gen.total_bars,
             "bars_generated": gen.num_bars,
             "log_likelihood": round(sum(gen.log_likelihoods), 4),
+            "ending": gen.ending,  # tune: ended as a tune on the last bar line; open: goes on
+            # natural log of the end token after the last note (tune endings of the numpy sampler)
+            "end_log_likelihood": None if gen.end_log_likelihood is None else round(gen.end_log_likelihood, 4),
             "notes": gen.continuation_notes,
             "unfilled_steps": gen.unfilled_steps,
             "primer_changes": [c.describe() for c in gen.oov_changes],

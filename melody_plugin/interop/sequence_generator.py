@@ -40,7 +40,7 @@ def _generate_args(args) -> dict:
     """GeneratorOptions.args understood here, with their types; others are ignored, as Magenta does."""
     kinds = {"temperature": float, "beam_size": int, "branch_factor": int, "steps_per_iteration": int,
              "top_k": int, "top_p": float, "repetition": float, "repetition_bars": int, "seed": int,
-             "snap_to_bar": bool}
+             "snap_to_bar": bool, "ending": str}
     out = {}
     for name, kind in kinds.items():
         if name not in args:
@@ -50,6 +50,9 @@ def _generate_args(args) -> dict:
         if field is None:
             continue
         raw = getattr(value, field)
+        if kind is str:
+            out[name] = raw.decode() if isinstance(raw, bytes) else str(raw)
+            continue
         if kind is bool and isinstance(raw, (str, bytes)):
             raw = (raw.decode() if isinstance(raw, bytes) else raw).lower() in ("1", "true", "yes")
         try:
@@ -81,7 +84,8 @@ class MelodySequenceGenerator(_GeneratorBase):
     `end_time` quantized down; the output's `total_time` is `end_time`. `snap_to_bar` (constructor, or
     `args["snap_to_bar"]`) ends it on the last bar line at or before `end_time` instead. Default: not snapped.
     `args` read: temperature, beam_size, branch_factor, steps_per_iteration (Magenta's), top_k, top_p,
-    repetition, repetition_bars, seed (default: a fresh one per call), snap_to_bar.
+    repetition, repetition_bars, seed (default: a fresh one per call), snap_to_bar, ending ("tune": the section
+    ends as a tune, needs a model with an end token; "open"; default: tune with no primer notes and an end token).
     """
 
     def __init__(self, model: MelodyGenerator | None = None, details=None, checkpoint=None, bundle=None,
@@ -269,7 +273,8 @@ class MelodySequenceGenerator(_GeneratorBase):
                 temperature=args.get("temperature", 1.0), beam_size=args.get("beam_size", 1),
                 branch_factor=args.get("branch_factor", 1), steps_per_iteration=args.get("steps_per_iteration", 1),
                 top_k=args.get("top_k", 0), top_p=args.get("top_p", 1.0), repetition=args.get("repetition", 0.0),
-                repetition_bars=args.get("repetition_bars", 2), seed=args.get("seed", secrets.randbelow(2**31)))
+                repetition_bars=args.get("repetition_bars", 2), seed=args.get("seed", secrets.randbelow(2**31)),
+                ending=args.get("ending"))
             generation = self._model.generate(primer, end_step=end_step, sampling=sampling)[0]
         except SamplingError as e:
             raise SequenceGeneratorError(f"generator args: {e}") from None
