@@ -160,7 +160,7 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
     config, vocab = generator.config, generator.vocab
     corpus, melodies = scoring_melodies(input_path, config, progress)
     sequences = [[START] + vocab.with_end(vocab.encode(m, map_oov=False)) for m in melodies]  # one id per note
-    target_pitches = [[n.pitch for n in m.notes] for m in melodies]
+    target_pitches = [[n.pitch for n in m.notes] + [-2] * vocab.end_token for m in melodies]  # -2: the end
     skipped = [{"file": r.path, "reason": r.error} for r in corpus.results if r.error]
     if not sequences:
         first = f"; {skipped[0]['file']}: {skipped[0]['reason']}" if skipped else ""

@@ -1,0 +1,318 @@
+"""Tunes with a shape: the end token, the countdown to the end, the copy sources and the copy gate, in training,
+scoring, generation (both samplers, beam search), bundles, the SavedModel and old run dirs."""
+
+import json
+import math
+
+import conftest
+import numpy as np
+import pytest
+
+from melody_plugin.errors import ConfigError
+from melody_plugin.model import registry
+from melody_plugin.music.melody import Melody, Note
+from melody_plugin.tokens.form import (
+    COPY_STEPS,
+    OPEN_COUNTDOWN,
+    copy_candidates,
+    copy_features,
+    countdown_features,
+    roll_onsets,
+)
+from melody_plugin.tokens.vocab import PAD, START, Vocabulary
+
+# (steps_per_bar at 12 steps per quarter, token durations with the start token's 0 first, ids, and by hand: the
+# bars left from where the token after each input begins to the melody's end, and the id that began exactly one bar
+# (and two bars) before there, PAD where none did)
+CASES = {
+    # o = 0, 12, 24, 48, 96, 102, 108, 144 (the end); steps left 144, 132, 120, 96, 48, 42, 36, 0
+    "4/4": (48, [0, 12, 12, 24, 48, 6, 6, 36], [START, 10, 11, 12, 13, 14, 15, 16],
+            [3, 3, 3, 2, 1, 1, 1, 0], [0, 0, 0, 10, 13, 0, 0, 14], [0, 0, 0, 0, 10, 0, 11, 13]),
+    # a one-quarter pickup written as a two-quarter rest (id 3); the tune stops mid-bar, at step 120 (its last
+    # note's end): o = 0, 24, 36, 72, 90, 108, 120; steps left 120, 96, 84, 48, 30, 12, 0
+    "3/4 pickup": (36, [0, 24, 12, 36, 18, 18, 12], [START, 3, 20, 21, 22, 23, 24],
+                   [4, 3, 3, 2, 1, 1, 0], [0, 0, 3, 21, 0, 22, 0], [0, 0, 0, 3, 0, 21, 0]),
+    # o = 0, 18, 24, 30, 36, 72, 84; steps left 84, 66, 60, 54, 48, 12, 0; the dotted half (34) holds step 48
+    "6/8": (36, [0, 18, 6, 6, 6, 36, 12], [START, 30, 31, 32, 33, 34, 35],
+            [3, 2, 2, 2, 2, 1, 0], [0, 0, 0, 0, 30, 34, 0], [0, 0, 0, 0, 0, 30, 0]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_countdown_and_copy_sources_counted_by_hand(case):
+    bar, durations, ids, left, one_back, two_back = CASES[case]
+    assert countdown_features(durations, bar).tolist() == left
+    assert countdown_features(durations, bar, open_ending=True).tolist() == [OPEN_COUNTDOWN] * len(ids)
+    copies = copy_features(durations, ids, bar, (1, 2))
+    assert copies[0].tolist() == one_back
+    assert copies[1].tolist() == two_back
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_onset_roll_step_by_step_gives_the_hand_counted_copy_sources(case):
+    bar, durations, ids, _, one_back, two_back = CASES[case]
+    roll = np.full((1, COPY_STEPS), PAD, np.int32)
+    got = []
+    for token, steps in zip(ids, durations):
+        roll = roll_onsets(roll, np.array([token]), np.array([steps]))
+        got.append(copy_candidates(roll, [bar], (1, 2))[0].tolist())
+    assert [g[0] for g in got] == one_back
+    assert [g[1] for g in got] == two_back
+
+
+def test_onset_roll_agrees_with_the_vectorised_copy_sources_on_long_random_melodies():
+    rng = np.random.default_rng(4)
+    for bar in (36, 48, 96):
+        durations = np.concatenate([[0], rng.choice([0, 3, 6, 12, 18, 24, 48], 300)])
+        ids = np.concatenate([[START], rng.integers(3, 60, 300)])
+        expected = copy_features(durations, ids, bar, (1, 2, 4, 8))
+        roll = np.full((1, COPY_STEPS), PAD, np.int32)
+        for t, (token, steps) in enumerate(zip(ids, durations)):
+            roll = roll_onsets(roll, np.array([token]), np.array([steps]))
+            assert copy_candidates(roll, [bar], (1, 2, 4, 8))[0].tolist() == expected[:, t].tolist()
+
+
+def test_the_copy_mixture_is_the_formula():
+    """keras_model.mix_copies against the mixture written out here: p = g0 softmax(l) + sum_k g_k [y = c_k], the
+    gate a softmax over the LSTM and the sources that have a token."""
+    from melody_plugin.model.keras_model import mix_copies
+    from melody_plugin.runtime.quiet import import_keras
+
+    ops = import_keras().ops
+    rng = np.random.default_rng(0)
+    vocab, sources = 7, 3
+    logits = rng.normal(size=(4, vocab)).astype(np.float32)
+    gate_logits = rng.normal(size=(4, sources + 1)).astype(np.float32)
+    candidates = np.array([[3, 5, 3], [PAD, 4, PAD], [PAD, PAD, PAD], [6, 6, 6]], np.int32)
+    got = np.exp(np.asarray(mix_copies(ops, logits, gate_logits, candidates, vocab)))
+    for row in range(4):
+        weights = [math.exp(gate_logits[row, 0])] + [math.exp(gate_logits[row, k + 1]) if candidates[row, k] else 0.0
+                                                     for k in range(sources)]
+        total = sum(weights)
+        softmax = [math.exp(v) / sum(math.exp(u) for u in logits[row]) for v in logits[row]]
+        expected = [weights[0] / total * softmax[y] + sum(weights[k + 1] / total for k in range(sources)
+                                                           if candidates[row, k] == y and y != PAD)
+                    for y in range(vocab)]
+        np.testing.assert_allclose(got[row], expected, rtol=1e-5, atol=1e-7)
+        assert got[row].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_end_token_vocabulary_round_trips_and_old_files_have_none(tmp_path):
+    melody = Melody((Note(60, 12), Note(-1, 12), Note(62, 24)), 12, (4, 4), 120.0)
+    vocab = Vocabulary.build([melody], end_token=True)
+    assert len(vocab) == 3 + 3 + 1 and vocab.end_id == 6
+    assert vocab.durations()[vocab.end_id] == 0 and vocab.pitches()[vocab.end_id] == -2
+    ids = vocab.with_end(vocab.encode(melody))
+    assert ids[-1] == vocab.end_id and vocab.decode(ids + [3]).notes == melody.notes  # decoding stops at the end
+    vocab.save(tmp_path / "v.json")
+    assert Vocabulary.load(tmp_path / "v.json") == vocab
+    old = json.loads((tmp_path / "v.json").read_text())
+    del old["end_token"]  # a vocabulary written before end tokens
+    plain = Vocabulary.from_json(old)
+    assert plain.end_id is None and len(plain) == 6 and plain.with_end([4]) == [4]
+
+
+def test_config_checks_and_old_configs_load_without_the_fields():
+    base = registry.get_config("char_lstm")
+    with pytest.raises(ConfigError, match="countdown needs meter_features and end_token"):
+        registry.with_hparams(base, "countdown=true,meter_features=true")
+    with pytest.raises(ConfigError, match="copy_bars needs meter_features"):
+        registry.with_hparams(base, "copy_bars=[1,2]")
+    with pytest.raises(ConfigError, match="copy_bars must be distinct bar counts in 1..8"):
+        registry.with_hparams(base, "meter_features=true,copy_bars=[1,9]")
+    shaped = registry.get_config("folk_lookback")
+    assert shaped.end_token and shaped.countdown and shaped.copy_bars == (1, 2, 4, 8)
+    old = {k: v for k, v in shaped.to_json().items() if k not in ("end_token", "countdown", "copy_bars",
+                                                                  "open_countdown_share")}
+    loaded = registry.ModelConfig.from_json(old)
+    assert not loaded.end_token and not loaded.countdown and loaded.copy_bars == ()
+
+
+# --- tiny models trained once for this module
+
+BAR_PITCHES = (60, 62, 64, 65, 67, 69, 71, 72)
+
+
+def repeat_corpus(folder, tunes: int = 48, seed: int = 0):
+    """4/4 tunes of 4 random bars of quarter notes played twice (bar 5 repeats bar 1...), each ending on C4 held
+    a half note: the copy gate can learn that bar k comes back 4 bars later, the countdown where the tune ends."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for i in range(tunes):
+        bars = [[(int(p), 1) for p in rng.choice(BAR_PITCHES, 4)] for _ in range(4)]
+        bars[3] = bars[3][:2] + [(60, 2)]
+        notes = conftest.pattern_notes([n for bar in bars + bars for n in bar])
+        conftest.write_midi(folder / f"tune_{i:02d}.mid", notes, time_signature=(4, 4), key=0)
+    return folder
+
+
+SHAPE_HPARAMS = (",meter_features=true,end_token=true,countdown=true,copy_bars=[1,2,4,8],carry_state=true,"
+                 "window_size=16,batch_size=8,open_countdown_share=0.25")
+
+
+@pytest.fixture(scope="module")
+def shape_run_dir(tmp_path_factory):
+    corpus = repeat_corpus(tmp_path_factory.mktemp("repeat") / "tunes")
+    return conftest.train_tiny_run(tmp_path_factory, corpus, "shape_run", SHAPE_HPARAMS)
+
+
+@pytest.fixture(scope="module")
+def shape_generator(shape_run_dir):
+    from melody_plugin.generate.generator import MelodyGenerator
+
+    return MelodyGenerator.from_run_dir(shape_run_dir)
+
+
+def unseen_primer(gen, seed=99):
+    """4 bars the model never saw (another seed), made by the corpus's recipe: the first half of a tune."""
+    rng = np.random.default_rng(seed)
+    notes = [Note(int(p), 12) for p in rng.choice(BAR_PITCHES, 14)] + [Note(60, 24)]
+    return Melody(tuple(notes), 12, (4, 4), 120.0)
+
+
+def test_a_tiny_model_repeats_the_bar_it_was_taught_and_ends_where_told(shape_generator):
+    from melody_plugin.evaluate import continuation
+    from melody_plugin.generate.sampler import SamplingOptions
+
+    gen = shape_generator
+    primer = unseen_primer(gen)
+    out = gen.generate(primer, num_bars=4, sampling=SamplingOptions(temperature=0.0, ending="tune"))[0]
+    assert out.ending == "tune" and out.melody.total_steps == 8 * 48
+    # bars 5-8 replay bars 1-4 (counted here: same pitch and length 4 bars back), though no tune had these bars
+    new = out.melody.notes[len(primer.notes):]
+    again = sum(a == b for a, b in zip(new, primer.notes))
+    assert again >= 0.75 * len(primer.notes), (new, primer.notes)
+    assert continuation.repeated_share(out.melody, 4 * 48, 4) >= 0.75
+    # it ends where it was told to, on the corpus's cadence, and ending there is likely
+    assert out.melody.notes[-1].pitch == 60
+    assert out.end_log_likelihood > math.log(0.5)
+
+
+def test_ending_open_masks_the_end_and_feeds_the_open_countdown(shape_generator):
+    from melody_plugin.generate.sampler import SamplingOptions
+
+    gen = shape_generator
+    primer = unseen_primer(gen)
+    tune, open_ = (gen.generate(primer, num_bars=2, sampling=SamplingOptions(seed=1, ending=e))[0]
+                   for e in ("tune", "open"))
+    assert open_.ending == "open" and open_.end_log_likelihood is None
+    assert tune.melody.total_steps == open_.melody.total_steps == 6 * 48
+    assert gen.vocab.end_id not in open_.continuation_ids + tune.continuation_ids
+    # no primer: a whole tune that ends; a primer: a continuation, unless asked
+    assert gen.generate(None, num_bars=8)[0].ending == "tune"
+    assert gen.generate(primer, num_bars=2)[0].ending == "open"
+
+
+def test_numpy_and_keras_agree_on_a_shaped_model_and_the_gate_is_read(shape_generator):
+    from melody_plugin.model import numpy_model
+    from melody_plugin.tokens.batches import MeterInputs, sequence_features
+
+    gen = shape_generator
+    half = unseen_primer(gen)
+    melody = half.with_notes(half.notes * 2)  # a whole tune by the corpus's recipe
+    ids = [START] + gen.vocab.with_end(gen.vocab.encode(melody))
+    meter = MeterInputs([48], gen.vocab.durations(), False, True, gen.config.copy_bars)
+    for open_ending in (False, True):
+        features = sequence_features(np.array(ids), 48, meter, open_ending)
+        batch = {"ids": np.array([ids]), **{k: v[None] for k, v in features.items()}}
+        keras_logits = np.asarray(numpy_model.weights_to_keras_model(gen.config, gen.weights)(batch, training=False))
+        numpy_logits, state = gen.model.run(batch["ids"], positions=batch["bar_position"],
+                                            bar_steps=batch["bar_steps"], bars_left=batch["bars_left"])
+        np.testing.assert_allclose(numpy_logits, keras_logits, atol=1e-4)
+        assert state[-1].shape == (1, COPY_STEPS)
+    # the second half is copied: from bar 5 on (input 15) every token has its source 4 bars back, and the model
+    # gives the true next tokens more than half of its mass there; without the sources it is lost
+    assert (features["copy_4"][15:-1] != PAD).all()
+    probs = np.exp(numpy_logits[0, 15:-1][np.arange(len(ids) - 16), ids[16:]])
+    assert probs.mean() > 0.5
+    batch["copy_4"] = np.zeros_like(batch["copy_4"])
+    blind = np.asarray(numpy_model.weights_to_keras_model(gen.config, gen.weights)(batch, training=False))
+    assert np.exp(blind[0, 15:-1][np.arange(len(ids) - 16), ids[16:]]).mean() < probs.mean() - 0.1
+
+
+@pytest.mark.parametrize("ending", ["tune", "open"])
+def test_tf_and_numpy_samplers_agree_greedily_on_a_shaped_model(shape_generator, ending):
+    from melody_plugin.generate.sampler import SamplingOptions
+
+    gen = shape_generator
+    primer = gen.primer_from_text("C4:1 E4:1 G4:1 C5:1 D4:1", time_signature=(4, 4))
+    greedy = [gen.generate(primer, num_bars=3, sampling=SamplingOptions(temperature=0.0, backend=b, ending=ending))[0]
+              for b in ("numpy", "tf")]
+    assert greedy[0].continuation_ids == greedy[1].continuation_ids
+    assert greedy[1].log_likelihoods == pytest.approx(greedy[0].log_likelihoods, abs=1e-3)
+
+
+@pytest.mark.parametrize("meter, primer_text", conftest.BAR_EXACT_PRIMERS)
+def test_a_shaped_model_stays_bar_exact_in_any_meter(shape_generator, meter, primer_text):
+    conftest.assert_bar_exact_generation(shape_generator, "numpy", meter, primer_text)
+
+
+def test_beam_search_ranks_with_the_ending(shape_generator):
+    from melody_plugin.generate.sampler import SamplingOptions
+
+    outs = shape_generator.generate(None, num_bars=8, num_outputs=2,
+                                    sampling=SamplingOptions(seed=2, beam_size=3, branch_factor=2, ending="tune"))
+    assert all(o.melody.total_steps == 8 * 48 and o.end_log_likelihood is not None for o in outs)
+
+
+def test_scoring_reports_bits_with_and_without_the_end(shape_generator, tmp_path):
+    from melody_plugin.evaluate import scoring
+
+    folder = repeat_corpus(tmp_path / "held", tunes=3, seed=5)
+    scores = scoring.evaluate_input(shape_generator, folder)
+    assert scores["endings"] == 3 and scores["notes"] == 3 * 2 * 15  # 15 notes a half, by the corpus's recipe
+    per_end = scores["end_bits"] * scores["endings"] / scores["notes"]
+    assert scores["bits_per_note_with_end"] == pytest.approx(scores["bits_per_note"] + per_end, rel=1e-6)
+
+
+def test_bundle_and_saved_model_of_a_shaped_model(shape_generator, tmp_path):
+    from melody_plugin.generate.export import export_saved_model
+    from melody_plugin.generate.generator import MelodyGenerator
+    from melody_plugin.generate.sampler import SamplingOptions
+    from melody_plugin.runtime.quiet import import_tensorflow
+    from melody_plugin.tokens.batches import MeterInputs, sequence_features
+
+    gen = shape_generator
+    primer = unseen_primer(gen)
+    gen.save_bundle(tmp_path / "m.mag")
+    loaded = MelodyGenerator.from_bundle(tmp_path / "m.mag")
+    a, b = (g.generate(primer, num_bars=2, sampling=SamplingOptions(seed=5, ending="tune"))[0] for g in (gen, loaded))
+    assert a.continuation_ids == b.continuation_ids and loaded.vocab.end_token
+
+    tf = import_tensorflow()
+    saved = tf.saved_model.load(str(export_saved_model(gen, tmp_path / "saved")))
+    ids = [START] + gen.vocab.encode(primer)
+    logits = saved.signatures["logits"](ids=tf.constant([ids], tf.int32),
+                                        steps_per_bar=tf.constant([48], tf.int32))["logits"].numpy()
+    features = sequence_features(np.array(ids), 48, MeterInputs([48], gen.vocab.durations(), False, True,
+                                                               gen.config.copy_bars), open_ending=True)
+    expected, _ = gen.model.run(np.array([ids]), positions=features["bar_position"][None],
+                                bar_steps=features["bar_steps"][None], bars_left=features["bars_left"][None])
+    np.testing.assert_allclose(logits, expected, atol=1e-4)
+    for ending in ("tune", "open"):  # serving_default ends as the numpy sampler does, greedily
+        out = saved.signatures["serving_default"](
+            ids=tf.constant([ids], tf.int32), steps=tf.constant([2 * 48], tf.int32), temperature=tf.constant(0.0),
+            top_k=tf.constant(0), top_p=tf.constant(1.0), seed=tf.constant(2, tf.int64),
+            steps_per_bar=tf.constant([48], tf.int32), tune_ending=tf.constant(ending == "tune"))
+        served = [int(i) for i in out["ids"].numpy()[0] if i >= 0]
+        local = gen.generate(primer, num_bars=2, sampling=SamplingOptions(temperature=0.0, ending=ending))[0]
+        assert served == local.continuation_ids
+
+
+def test_old_models_refuse_a_tune_ending_and_keep_their_default(tiny_generator):
+    from melody_plugin.generate.sampler import SamplingError, SamplingOptions
+
+    with pytest.raises(SamplingError, match="--ending=tune needs a model trained with an end token"):
+        tiny_generator.generate(None, num_bars=2, sampling=SamplingOptions(ending="tune"))
+    out = tiny_generator.generate(None, num_bars=2, sampling=SamplingOptions(seed=3))[0]
+    assert out.ending == "open" and out.end_log_likelihood is None
+
+
+def test_a_dataset_without_an_end_token_is_refused_for_a_config_with_one(tiny_corpus, tmp_path):
+    proc = conftest.run_cli("melody_create_dataset", f"--input={tiny_corpus}", f"--output_dir={tmp_path / 'data'}",
+                            "--config=char_lstm", "--progress=false")
+    assert proc.returncode == 0, proc.stderr
+    proc = conftest.run_cli("melody_train", "--config=folk_lookback", f"--input={tmp_path / 'data'}",
+                            f"--run_dir={tmp_path / 'run'}", "--num_training_steps=1", "--progress=false")
+    assert proc.returncode != 0
+    assert "prepared without an end token" in proc.stderr and str(tmp_path / "data") in proc.stderr
