@@ -335,8 +335,9 @@ def test_melody_evaluate_generated_references(folders):
 
 
 def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
-    """A smoke run of scripts/benchmark_continuation.py: the shipped model and the copy baseline on 2 held-out tunes
-    of the example corpus, a table row and JSON figures for each."""
+    """A smoke run of scripts/benchmark_continuation.py: the shipped model, the copy baseline and the real tunes on
+    2 held-out tunes of the example corpus: the three tables, JSON figures, and the MIDI files the form figures are
+    read back from."""
     import subprocess
     import sys
 
@@ -346,17 +347,27 @@ def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
 
     out = tmp_path / "cont.json"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_continuation.py"),
-                           f"--input={default_input()}", "--max_tunes=2", "--num_outputs=2",
-                           f"--output_json={out}"], capture_output=True, text=True, timeout=300)
+                           f"--input={default_input()}", "--max_tunes=2", "--num_outputs=2", "--tune_bars=8",
+                           f"--output_json={out}", f"--output_dir={tmp_path / 'midi'}"],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| copy the primer (baseline) |" in proc.stdout and "| shipped model (folk_lookback" in proc.stdout
+    assert "| real continuations (target) |" in proc.stdout and "| held-out tunes (target) |" in proc.stdout
     report = json.loads(out.read_text())
+    shipped = next(k for k in report["results"] if k.startswith("shipped model"))
     assert len(report["tunes"]) == 2 and set(report["results"]) == {
-        "copy the primer (baseline)", next(k for k in report["results"] if k.startswith("shipped model"))}
+        "real continuations (target)", "copy the primer (baseline)", shipped}
     for figures in report["results"].values():
         assert all(0.0 <= figures[k] <= 1.0 for k in ("pitch_class_overlap", "interval_overlap", "duration_overlap",
-                                                      "repeated_share", "reference_repeated_share"))
-    assert report["results"]["copy the primer (baseline)"]["repeated_share"] == 1.0  # it plays the 2 bars again
+                                                      "primer_pitch_class_overlap", "primer_repeat_2"))
+    assert report["results"]["copy the primer (baseline)"]["primer_repeat_2"] == 1.0  # it plays the 2 bars again
+    assert report["results"]["real continuations (target)"]["pitch_class_overlap"] == 1.0
+    assert report["results"][shipped]["continuation_bits_per_note"] > 0
+    # tables 2 and 3 come from files: 2 tunes x 2 outputs each, whole tunes of 8 bars
+    tunes = report["whole_tunes"][shipped]
+    assert tunes["count"] == 4 and tunes["bars"] == 8.0
+    assert len(list((tmp_path / "midi").rglob("*.mid"))) == 2 + 4 + 4
+    assert report["whole_tunes"]["held-out tunes (target)"]["count"] == 2
 
 
 def test_benchmark_script_refuses_bad_arguments_before_reading_the_tunes(tmp_path):

@@ -8,11 +8,9 @@ Pure numpy: nothing here loads a model.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
-import numpy as np
 
 from melody_plugin.errors import InputFileError, MelodyPluginError
 from melody_plugin.evaluate.continuation import (
@@ -26,14 +24,9 @@ from melody_plugin.evaluate.continuation import (
 from melody_plugin.io.files import read_music_file
 from melody_plugin.io.inputs import list_music_files
 from melody_plugin.music.extract import note_sequence_to_melodies
-from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, KEY_NAMES, POLICIES, Melody, Note
-
-# Krumhansl-Kessler probe-tone profiles, from the tonic up by semitones
-MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
-MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
-
-# Correlations this close count as a tie: rotations of one histogram differ in the last bits of a float
-TIE_TOLERANCE = 1e-9
+from melody_plugin.music.key import Key
+from melody_plugin.music.key import find_key as find_notes_key
+from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, POLICIES, Melody, Note
 
 REPEAT_BARS = (2, 4, 8)
 
@@ -44,52 +37,10 @@ class FormError(MelodyPluginError):
     """Nothing to measure (every file of a folder skipped), or a bad argument (bars back < 1, another grid)."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Key:
-    """A key found from the notes: tonic pitch class (C = 0), major or minor, and how well the notes fit it."""
-
-    tonic: int
-    minor: bool
-    correlation: float  # Pearson's r of the notes' pitch classes with the key's profile, -1..1
-
-    @property
-    def name(self) -> str:
-        return f"{KEY_NAMES[self.tonic]} {'minor' if self.minor else 'major'}"
-
-
-def _key_profiles() -> np.ndarray:
-    """The 24 key profiles, rows in tie-break order (C major, C minor, C# major ...), columns pitch classes."""
-    rows = [np.roll(profile, tonic) for tonic in range(12) for profile in (MAJOR_PROFILE, MINOR_PROFILE)]
-    return np.array(rows, dtype=np.float64)  # (24, 12)
-
-
 def find_key(melody: Melody) -> Key | None:
-    """The Krumhansl-Schmuckler key of a melody, from its notes alone (the melody's key signature is never used).
-
-    The duration-weighted pitch-class distribution of every sounding note (rests left out, weight = length in
-    steps) is correlated (Pearson) with the 24 rotated Krumhansl-Kessler profiles; the best correlation wins,
-    ties going to the lowest tonic, major before minor. A flat distribution (all twelve pitch classes equally
-    long) correlates with no key: every correlation is 0.0 and C major wins the tie.
-
-    Returns:
-      The `Key`, or None for a melody without a sounding note.
-    """
-    weights = np.zeros(12, dtype=np.float64)
-    for n in melody.notes:
-        if not n.is_rest:
-            weights[n.pitch % 12] += n.duration_steps
-    if not weights.any():
-        return None
-    profiles = _key_profiles()
-    centred_weights = weights - weights.mean()
-    centred_profiles = profiles - profiles.mean(axis=1, keepdims=True)
-    spread = math.sqrt(float(centred_weights @ centred_weights))
-    if spread == 0.0:
-        correlations = np.zeros(len(profiles))
-    else:
-        correlations = centred_profiles @ centred_weights / (np.linalg.norm(centred_profiles, axis=1) * spread)
-    best = int(np.flatnonzero(correlations >= correlations.max() - TIE_TOLERANCE)[0])
-    return Key(tonic=best // 2, minor=bool(best % 2), correlation=float(correlations[best]))
+    """The Krumhansl-Schmuckler key of a melody from its notes alone (`music.key.find_key`: the one key finder the
+    package uses; the melody's key signature is never read), or None for a melody without a sounding note."""
+    return find_notes_key(melody.notes)
 
 
 def last_note(melody: Melody) -> Note | None:

@@ -1,27 +1,69 @@
-"""The key of a melody: Krumhansl-Schmuckler on its duration-weighted pitch classes."""
+"""The key of a melody: Krumhansl-Schmuckler on its duration-weighted pitch classes (the one key finder: key
+signatures of melodies without one, and the tonic endings of evaluate/form.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+
+import numpy as np
+
+# Krumhansl-Kessler probe-tone profiles, from the tonic up by semitones
+MAJOR_PROFILE = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
+MINOR_PROFILE = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
+
+# Correlations this close count as a tie: rotations of one histogram differ in the last bits of a float
+TIE_TOLERANCE = 1e-9
+
+KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """A key found from the notes: tonic pitch class (C = 0), major or minor, and how well the notes fit it."""
+
+    tonic: int
+    minor: bool
+    correlation: float  # Pearson's r of the notes' pitch classes with the key's profile, -1..1
+
+    @property
+    def name(self) -> str:
+        return f"{KEY_NAMES[self.tonic]} {'minor' if self.minor else 'major'}"
+
+
+def _key_profiles() -> np.ndarray:
+    """The 24 key profiles, rows in tie-break order (C major, C minor, C# major ...), columns pitch classes."""
+    rows = [np.roll(profile, tonic) for tonic in range(12) for profile in (MAJOR_PROFILE, MINOR_PROFILE)]
+    return np.array(rows, dtype=np.float64)  # (24, 12)
+
+
+def find_key(notes) -> Key | None:
+    """The Krumhansl-Schmuckler key of `notes` (melody `Note`s), or None without a sounding note.
+
+    The duration-weighted pitch-class distribution of every sounding note (rests left out, weight = length in
+    steps) is correlated (Pearson) with the 24 rotated Krumhansl-Kessler profiles; the best correlation wins,
+    ties going to the lowest tonic, major before minor. A flat distribution (all twelve pitch classes equally
+    long) correlates with no key: every correlation is 0.0 and C major wins the tie.
+    """
+    weights = np.zeros(12, dtype=np.float64)
+    for n in notes:
+        if not n.is_rest:
+            weights[n.pitch % 12] += n.duration_steps
+    if not weights.any():
+        return None
+    profiles = _key_profiles()
+    centred_weights = weights - weights.mean()
+    centred_profiles = profiles - profiles.mean(axis=1, keepdims=True)
+    spread = math.sqrt(float(centred_weights @ centred_weights))
+    if spread == 0.0:
+        correlations = np.zeros(len(profiles))
+    else:
+        correlations = centred_profiles @ centred_weights / (np.linalg.norm(centred_profiles, axis=1) * spread)
+    best = int(np.flatnonzero(correlations >= correlations.max() - TIE_TOLERANCE)[0])
+    return Key(tonic=best // 2, minor=bool(best % 2), correlation=float(correlations[best]))
 
 
 def estimate_key(notes, default=(0, False)) -> tuple[int, bool]:
-    """Krumhansl-Schmuckler key estimate from duration-weighted pitch classes: (tonic, minor)."""
-    major = (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88)
-    minor = (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17)
-    hist = [0.0] * 12
-    for n in notes:
-        if not n.is_rest:
-            hist[n.pitch % 12] += n.duration_steps
-    if not any(hist):
-        return default
-
-    def corr(xs, ys):
-        mx, my = sum(xs) / 12, sum(ys) / 12
-        num = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
-        den = math.sqrt(sum((x - mx) ** 2 for x in xs) * sum((y - my) ** 2 for y in ys))
-        return num / den if den else 0.0
-
-    best = max(((corr(hist, profile[-t:] + profile[:-t]), t, is_minor)
-                for is_minor, profile in ((False, major), (True, minor)) for t in range(12)))
-    return best[1], best[2]
+    """(tonic, minor) of `find_key`, or `default` without a sounding note."""
+    key = find_key(notes)
+    return default if key is None else (key.tonic, key.minor)

@@ -11,7 +11,7 @@ import re
 import pretty_midi
 
 from melody_plugin.errors import MelodyPluginError
-from melody_plugin.music.key import estimate_key
+from melody_plugin.music.key import KEY_NAMES, estimate_key
 
 REST = -1
 
@@ -22,7 +22,6 @@ POLICIES = ("highest", "lowest", "reject")
 DEFAULT_STEPS_PER_QUARTER = 12  # 16ths are 3 steps, 8th triplets 4, 16th triplets 2: all exact
 
 
-KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")  # how keys are named
 
 
 SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
