@@ -22,7 +22,6 @@ import argparse
 import concurrent.futures
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -42,16 +41,21 @@ VARIANTS = {
 
 
 def run(cmd: list[str]) -> tuple[str, float, float]:
-    """Runs a command; returns (stdout, wall seconds, CPU seconds of it and its children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Runs a command; returns (stdout, wall seconds, CPU seconds of it and its children). The CPU time is the
+    process's own (os.wait4), so commands running side by side (--jobs) do not count each other's."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
+                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - start
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     if proc.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return proc.stdout, wall, cpu
+        raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return stdout, wall, usage.ru_utime + usage.ru_stime
 
 
 def held_out_folder(input_dir: Path, out: Path, eval_ratio: float) -> int:

@@ -309,6 +309,11 @@ def test_evaluate_continuations_skips_the_primer_bars(folders, tmp_path):
                      (C4, 4 * Q, 5 * Q), (C4, 5 * Q, 6 * Q), (G4, 6 * Q, 8 * Q)], tempos=((0, 120),), end_tick=8 * Q)
     scores = evaluate.evaluate_continuations(two_bars, refs, skip_bars=1)
     assert scores["pitch_class_overlap"] == pytest.approx(0.25) and scores["notes_per_bar"] == 3.0
+    # the form of the continuation C C G (after the primer B B B B): it ends on a half note G; the key of C C G,
+    # by hand, is C major (C and G weigh most), so not on the tonic; nothing in common with the primer's Bs
+    shape = scores["form"]
+    assert shape["long_ending"] == 1 and shape["tonic_ending"] == 0 and shape["count"] == 1
+    assert shape["primer_pitch_class_overlap"] == 0.0 and shape["primer_repeat_2"] is None
     with pytest.raises(evaluate.EvaluationError, match="no generated melody could be scored") as error:
         evaluate.evaluate_continuations(two_bars, refs, skip_bars=2)  # nothing left after 2 bars
     assert "1 skipped: tune_a.mid: 2 bars, nothing left after skipping 2" in str(error.value)

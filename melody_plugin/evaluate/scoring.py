@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from melody_plugin.errors import InputFileError, MelodyPluginError
+from melody_plugin.evaluate import form
 from melody_plugin.evaluate.continuation import ContinuationError, average, compare, slice_steps
 from melody_plugin.io.files import read_music_file
 from melody_plugin.io.inputs import default_input, list_music_files
@@ -241,6 +242,7 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
     pairs, unpaired = pair_by_name(generated, references)
     missing = sorted(set(references) - set(pairs))
     skipped, tune_scores, scored_pairs = [], [], 0
+    shapes, reference_shapes = [], []  # form figures of each scored continuation (with its primer) and reference
     for name, outputs in pairs.items():
         try:
             reference = _melody_of_file(references[name], steps_per_quarter, policy)
@@ -256,13 +258,16 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
                 if melody.total_steps <= skip_bars * spb:
                     raise ContinuationError(f"{melody.total_steps / spb:g} bars, nothing left after "
                                             f"skipping {skip_bars}")
+                primer = slice_steps(melody, 0, skip_bars * spb) if skip_bars else None
                 melody = slice_steps(melody, skip_bars * spb, melody.total_steps)
                 scores.append(compare(melody, reference))
+                shapes.append(form.form_figures(melody, primer))
             except MelodyPluginError as e:
                 skipped.append({"file": str(path), "reason": _reason(e, path)})
         if scores:
             tune_scores.append(average(scores))
             scored_pairs += len(scores)
+            reference_shapes.append(form.form_figures(reference))
     if not tune_scores:
         raise EvaluationError(f"{generated_dir}: no generated melody could be scored against {references_dir} "
                               f"({len(generated)} generated, {len(references)} references, "
@@ -271,6 +276,8 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
                               + ("; ..." if len(skipped) > 3 else "") + ")")
     result = average(tune_scores)
     result.update({
+        # how the continuations end and repeat (and, with skip_bars, relate to the primer), beside the references
+        "form": form.average_figures(shapes), "reference_form": form.average_figures(reference_shapes),
         "tunes": len(tune_scores),
         "pairs": scored_pairs,
         "unpaired_generated": len(unpaired),
