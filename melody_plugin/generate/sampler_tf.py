@@ -119,7 +119,8 @@ def keras_step_fn(model, durations=None, copy_bars=()):
         if copy_gate is not None:
             onsets, candidates = onset_step(states[-1], ids, bar_steps)
             extra.append(onsets)
-            gate_logits = copy_gate(ops.concatenate([x, copy_gate_features(ops, candidates)], axis=-1))
+            gate_features = copy_gate_features(ops, candidates, bars_left if countdown else None)
+            gate_logits = copy_gate(ops.concatenate([x, gate_features], axis=-1))
             logits = mix_copies(ops, logits, gate_logits, candidates, logits.shape[-1])
         return logits, new_states + extra
 

@@ -18,14 +18,22 @@ def copy_inputs(config: ModelConfig) -> tuple[str, ...]:
     return tuple(f"copy_{k}" for k in config.copy_bars)
 
 
-def copy_gate_features(ops, candidates):
-    """(..., K + K(K-1)/2) float32: whether each copy source has a token, and whether each pair of sources agrees
-    (both with a token). `candidates` (..., K) int ids, PAD where no token began."""
+GATE_COUNTDOWN = 3  # the gate of a countdown model sees whether 0, 1, 2 or more bars are left (the end near)
+
+
+def copy_gate_features(ops, candidates, bars_left=None):
+    """(..., K + K(K-1)/2 [+ GATE_COUNTDOWN + 1]) float32: whether each copy source has a token, whether each pair
+    of sources agrees (both with a token) and, for a countdown model, a one-hot of min(bars_left, GATE_COUNTDOWN):
+    near the end a tune stops replaying the bars it echoed before. `candidates` (..., K) int ids, PAD where no
+    token began."""
     present = ops.not_equal(candidates, PAD)
     k = candidates.shape[-1]
     same = [ops.logical_and(ops.equal(candidates[..., i], candidates[..., j]), present[..., i])
             for i in range(k) for j in range(i + 1, k)]
-    return ops.cast(ops.concatenate([present] + [ops.expand_dims(x, -1) for x in same], axis=-1), "float32")
+    parts = [ops.cast(present, "float32")] + [ops.cast(ops.expand_dims(x, -1), "float32") for x in same]
+    if bars_left is not None:
+        parts.append(ops.one_hot(ops.minimum(bars_left, GATE_COUNTDOWN), GATE_COUNTDOWN + 1, dtype="float32"))
+    return ops.concatenate(parts, axis=-1)
 
 
 def mix_copies(ops, logits, gate_logits, candidates, vocab_size: int):
@@ -126,8 +134,8 @@ def _apply(layers: dict, inputs, states):
         return logits, final
     ops = import_keras().ops
     candidates = ops.stack([inputs[name] for name in layers["copy_names"]], axis=-1)
-    gate_logits = layers["copy_gate"](ops.concatenate([ops.cast(x, "float32"), copy_gate_features(ops, candidates)],
-                                                      axis=-1))
+    gate_features = copy_gate_features(ops, candidates, inputs.get(COUNTDOWN_INPUT))
+    gate_logits = layers["copy_gate"](ops.concatenate([ops.cast(x, "float32"), gate_features], axis=-1))
     return mix_copies(ops, logits, gate_logits, candidates, layers["vocab_size"]), final
 
 

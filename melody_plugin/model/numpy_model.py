@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from melody_plugin.model.keras_model import build_model
+from melody_plugin.model.keras_model import GATE_COUNTDOWN, build_model
 from melody_plugin.runtime.atomic import write_bytes
 from melody_plugin.tokens.form import COPY_STEPS, copy_candidates, roll_onsets
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD, roll_lookback
@@ -86,12 +86,15 @@ def _sigmoid(x):
     return 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow warnings, same values
 
 
-def gate_features(candidates: np.ndarray) -> np.ndarray:
-    """keras_model.copy_gate_features in numpy: (rows, K) ids -> (rows, K + K(K-1)/2) float32."""
+def gate_features(candidates: np.ndarray, bars_left=None) -> np.ndarray:
+    """keras_model.copy_gate_features in numpy: (rows, K) ids [and (rows,) bars left] -> (rows, features) float32."""
     present = candidates != PAD
     k = candidates.shape[1]
     same = [(candidates[:, i] == candidates[:, j]) & present[:, i] for i in range(k) for j in range(i + 1, k)]
-    return np.concatenate([present] + [x[:, None] for x in same], axis=1).astype(np.float32)
+    parts = [present] + [x[:, None] for x in same]
+    if bars_left is not None:
+        parts.append(np.eye(GATE_COUNTDOWN + 1, dtype=bool)[np.minimum(np.asarray(bars_left), GATE_COUNTDOWN)])
+    return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 class NumpyLSTM:
@@ -195,13 +198,14 @@ class NumpyLSTM:
             x = h
         logits = x @ self.out_kernel + self.out_bias
         if self.copy_bars:
-            logits = self._mix(logits, x, copy_candidates(onsets, bar_steps, self.copy_bars))
+            logits = self._mix(logits, x, copy_candidates(onsets, bar_steps, self.copy_bars), bars_left)
         return logits, new_state + extra
 
-    def _mix(self, logits, h, candidates) -> np.ndarray:
+    def _mix(self, logits, h, candidates, bars_left) -> np.ndarray:
         """keras_model.mix_copies in numpy: the LSTM's and the copy sources' distributions mixed by the gate."""
         present = candidates != PAD
-        gate_logits = np.concatenate([h, gate_features(candidates)], axis=1) @ self.gate_kernel + self.gate_bias
+        features = gate_features(candidates, bars_left if self.countdown else None)
+        gate_logits = np.concatenate([h, features], axis=1) @ self.gate_kernel + self.gate_bias
         keep = np.concatenate([np.ones((len(h), 1), bool), present], axis=1)
         log_gate = log_softmax(np.where(keep, gate_logits, -1e9))
         mass = np.zeros_like(logits)
