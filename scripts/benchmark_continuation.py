@@ -53,7 +53,7 @@ from melody_plugin.model import registry
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import quiet_third_party
 from melody_plugin.tokens.corpus import Reading, collect_melodies, is_eval, split_key
-from melody_plugin.tokens.vocab import START
+from melody_plugin.tokens.vocab import START, key_shift
 
 COLUMNS = (("continuation_bits_per_note", "continuation bits/note"),
            ("pitch_class_overlap", "pitch-class overlap"), ("interval_overlap", "interval overlap"),
@@ -140,6 +140,8 @@ def continuation_bits(generator: MelodyGenerator, tunes) -> float:
     primer + reference less that of the primer (both from the start token, the length unknown: open countdown)."""
 
     def nll(melodies):
+        if generator.vocab.transpose_to_key:  # the model's key, C major or A minor: each tune by its own key
+            melodies = [m.transpose(key_shift(t["whole"])) for m, t in zip(melodies, tunes)]
         sequences = [[START] + generator.vocab.encode(m, map_oov=False) for m in melodies]
         features = None
         if generator.model.meter_features:

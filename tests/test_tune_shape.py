@@ -22,19 +22,21 @@ from melody_plugin.tokens.form import (
 from melody_plugin.tokens.vocab import PAD, START, Vocabulary
 
 # (steps_per_bar at 12 steps per quarter, token durations with the start token's 0 first, ids, and by hand: the
-# bars left from where the token after each input begins to the melody's end, and the id that began exactly one bar
-# (and two bars) before there, PAD where none did)
+# countdown where the token after each input begins (the steps left within the last bar, else 96 + the bars left
+# less one: 97 = 2 bars, 98 = 3...), and the id that began exactly one bar (and two bars) before there, PAD where
+# none did)
 CASES = {
-    # o = 0, 12, 24, 48, 96, 102, 108, 144 (the end); steps left 144, 132, 120, 96, 48, 42, 36, 0
+    # o = 0, 12, 24, 48, 96, 102, 108, 144 (the end); steps left 144, 132, 120 (3 bars), 96 (2), 48, 42, 36, 0
     "4/4": (48, [0, 12, 12, 24, 48, 6, 6, 36], [START, 10, 11, 12, 13, 14, 15, 16],
-            [3, 3, 3, 2, 1, 1, 1, 0], [0, 0, 0, 10, 13, 0, 0, 14], [0, 0, 0, 0, 10, 0, 11, 13]),
+            [98, 98, 98, 97, 48, 42, 36, 0], [0, 0, 0, 10, 13, 0, 0, 14], [0, 0, 0, 0, 10, 0, 11, 13]),
     # a one-quarter pickup written as a two-quarter rest (id 3); the tune stops mid-bar, at step 120 (its last
-    # note's end): o = 0, 24, 36, 72, 90, 108, 120; steps left 120, 96, 84, 48, 30, 12, 0
+    # note's end): o = 0, 24, 36, 72, 90, 108, 120; steps left 120 (4 bars), 96, 84 (3), 48 (2), 30, 12, 0
     "3/4 pickup": (36, [0, 24, 12, 36, 18, 18, 12], [START, 3, 20, 21, 22, 23, 24],
-                   [4, 3, 3, 2, 1, 1, 0], [0, 0, 3, 21, 0, 22, 0], [0, 0, 0, 3, 0, 21, 0]),
-    # o = 0, 18, 24, 30, 36, 72, 84; steps left 84, 66, 60, 54, 48, 12, 0; the dotted half (34) holds step 48
+                   [99, 98, 98, 97, 30, 12, 0], [0, 0, 3, 21, 0, 22, 0], [0, 0, 0, 3, 0, 21, 0]),
+    # o = 0, 18, 24, 30, 36, 72, 84; steps left 84 (3 bars), 66, 60, 54, 48 (2), 12, 0; the dotted half (34)
+    # holds step 48
     "6/8": (36, [0, 18, 6, 6, 6, 36, 12], [START, 30, 31, 32, 33, 34, 35],
-            [3, 2, 2, 2, 2, 1, 0], [0, 0, 0, 0, 30, 34, 0], [0, 0, 0, 0, 0, 30, 0]),
+            [98, 97, 97, 97, 97, 12, 0], [0, 0, 0, 0, 30, 34, 0], [0, 0, 0, 0, 0, 30, 0]),
 }
 
 

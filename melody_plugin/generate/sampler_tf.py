@@ -9,7 +9,7 @@ import numpy as np
 from melody_plugin.generate.sampler import DecodeStart, SampleResult, SamplingError, SamplingOptions, TokenTable, plan
 from melody_plugin.model.keras_model import copy_gate_features, mix_copies
 from melody_plugin.runtime.quiet import import_keras, import_tensorflow
-from melody_plugin.tokens.form import COPY_STEPS, OPEN_COUNTDOWN
+from melody_plugin.tokens.form import COPY_STEPS, FINAL_STEPS, MAX_COUNTDOWN, OPEN_COUNTDOWN
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE, PAD
 
 
@@ -146,9 +146,12 @@ def initial_states(tf, step_fn, batch):
 
 
 def countdown_input(tf, remaining, bar, open_ending):
-    """form.bars_left in tensors: ceil(remaining / bar) capped, or the open countdown where `open_ending`."""
+    """form.bars_left in tensors (steps left in the last bar, bars left before), or the open countdown where
+    `open_ending`."""
     bar = tf.clip_by_value(bar, 1, METER_FEATURE_SIZE - 1)
-    left = tf.minimum((tf.maximum(remaining, 0) + bar - 1) // bar, OPEN_COUNTDOWN)
+    remaining = tf.maximum(remaining, 0)
+    bars = tf.minimum((remaining + bar - 1) // bar, MAX_COUNTDOWN)
+    left = tf.where(remaining <= bar, remaining, FINAL_STEPS + bars - 1)
     return tf.where(open_ending, OPEN_COUNTDOWN, left)
 
 

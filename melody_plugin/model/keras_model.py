@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from melody_plugin.runtime.quiet import import_keras
 from melody_plugin.model.registry import ModelConfig
-from melody_plugin.tokens.form import COUNTDOWN_SIZE
+from melody_plugin.tokens.form import COUNTDOWN_SIZE, FINAL_STEPS
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
 LOOKBACK_INPUTS = ("lookback_1", "lookback_2")  # the ids sounding one and two bars back (config.bar_lookback)
@@ -31,8 +31,9 @@ def copy_gate_features(ops, candidates, bars_left=None):
     same = [ops.logical_and(ops.equal(candidates[..., i], candidates[..., j]), present[..., i])
             for i in range(k) for j in range(i + 1, k)]
     parts = [ops.cast(present, "float32")] + [ops.cast(ops.expand_dims(x, -1), "float32") for x in same]
-    if bars_left is not None:
-        parts.append(ops.one_hot(ops.minimum(bars_left, GATE_COUNTDOWN), GATE_COUNTDOWN + 1, dtype="float32"))
+    if bars_left is not None:  # form.countdown_bars, capped
+        bars = ops.where(bars_left <= FINAL_STEPS, ops.minimum(bars_left, 1), bars_left - FINAL_STEPS + 1)
+        parts.append(ops.one_hot(ops.minimum(bars, GATE_COUNTDOWN), GATE_COUNTDOWN + 1, dtype="float32"))
     return ops.concatenate(parts, axis=-1)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from melody_plugin.model.keras_model import GATE_COUNTDOWN, build_model
 from melody_plugin.runtime.atomic import write_bytes
-from melody_plugin.tokens.form import COPY_STEPS, copy_candidates, roll_onsets
+from melody_plugin.tokens.form import COPY_STEPS, copy_candidates, countdown_bars, roll_onsets
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD, roll_lookback
 
 EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding", "lookback_1_embedding",
@@ -93,7 +93,7 @@ def gate_features(candidates: np.ndarray, bars_left=None) -> np.ndarray:
     same = [(candidates[:, i] == candidates[:, j]) & present[:, i] for i in range(k) for j in range(i + 1, k)]
     parts = [present] + [x[:, None] for x in same]
     if bars_left is not None:
-        parts.append(np.eye(GATE_COUNTDOWN + 1, dtype=bool)[np.minimum(np.asarray(bars_left), GATE_COUNTDOWN)])
+        parts.append(np.eye(GATE_COUNTDOWN + 1, dtype=bool)[np.minimum(countdown_bars(bars_left), GATE_COUNTDOWN)])
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 

@@ -10,10 +10,12 @@ import numpy as np
 
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
-# countdown rows: 0..MAX_COUNTDOWN bars left, then OPEN_COUNTDOWN = "no end in sight" (longer melodies, open
-# continuations, scoring without a known length)
+# countdown values: 0 at the end; in the last bar the steps left (1..FINAL_STEPS), so the model knows which token
+# can be the last even where a melody stops mid-bar; then the bars left, 2..MAX_COUNTDOWN at FINAL_STEPS + 1..;
+# then OPEN_COUNTDOWN = "no end in sight" (longer melodies, open continuations, scoring without a known length)
+FINAL_STEPS = METER_FEATURE_SIZE - 1
 MAX_COUNTDOWN = 32
-OPEN_COUNTDOWN = MAX_COUNTDOWN + 1
+OPEN_COUNTDOWN = FINAL_STEPS + MAX_COUNTDOWN
 COUNTDOWN_SIZE = OPEN_COUNTDOWN + 1
 
 # the furthest copy source, in bars; the onset roll holds that many of the longest bars the model is fed
@@ -28,13 +30,19 @@ def _bar(steps_per_bar: int) -> int:
 
 
 def bars_left(remaining_steps, steps_per_bar) -> np.ndarray:
-    """The countdown value of `remaining_steps` (any shape) to the end: ceil(steps / bar), 0 at the end, capped.
-
-    A bar already begun counts as one: in the last bar the countdown is 1, after the last token 0.
-    """
+    """The countdown value of `remaining_steps` (any shape) to the end: 0 at the end, the steps left within the
+    last bar (a bar already begun counts as the last while no more than a bar is left), else FINAL_STEPS plus the
+    bars left less one (ceil(steps / bar), 2 and up), capped at OPEN_COUNTDOWN - 1."""
     remaining = np.maximum(np.asarray(remaining_steps, dtype=np.int64), 0)
     bar = np.maximum(np.minimum(np.asarray(steps_per_bar, dtype=np.int64), METER_FEATURE_SIZE - 1), 1)
-    return np.minimum(-(-remaining // bar), OPEN_COUNTDOWN).astype(np.int32)
+    bars = np.minimum(-(-remaining // bar), MAX_COUNTDOWN)
+    return np.where(remaining <= bar, remaining, FINAL_STEPS + bars - 1).astype(np.int32)
+
+
+def countdown_bars(values) -> np.ndarray:
+    """The bars left of countdown values: 0 at the end, 1 in the last bar, 2.. before; OPEN_COUNTDOWN stays."""
+    values = np.asarray(values, dtype=np.int64)
+    return np.where(values <= FINAL_STEPS, np.minimum(values, 1), values - FINAL_STEPS + 1).astype(np.int32)
 
 
 def countdown_features(durations_steps, steps_per_bar: int, open_ending: bool = False) -> np.ndarray:
