@@ -35,7 +35,9 @@ BIN = Path(sys.executable).parent
 # name -> (config, hparams). The first is the baseline of the ratios.
 VARIANTS = {
     "folk_lstm (2x256)": ("folk_lstm", ""),
-    "folk_lookback without endings or copies": ("folk_lookback", "end_token=false,countdown=false,copy_bars=[]"),
+    # the preset before tunes had a shape: no end token, countdown or copy gate; dropout 0.1, no decay
+    "folk_lookback before endings and copies": ("folk_lookback", "end_token=false,countdown=false,copy_bars=[],"
+                                                "dropout_rate=0.1,lr_decay=none"),
     "folk_lookback": ("folk_lookback", ""),
 }
 

@@ -369,6 +369,30 @@ def test_bad_generator_args_are_magentas_error_naming_the_arg(tiny_generator):
     assert ns.total_time == 8.0
 
 
+def test_the_ending_arg_follows_the_rules_of_melody_generate(tiny_generator, tmp_path):
+    """args["ending"]: "tune" is refused for a model without an end token (the tiny char_lstm); a model with one
+    (the shipped folk_lookback) ends the section as a tune or continues it, and "x" is Magenta's error."""
+    from melody_plugin.generate.generator import MelodyGenerator
+
+    def with_ending(value, **args):
+        opts = options(4.0, 12.0, **args)
+        opts.args["ending"].string_value = value
+        return opts
+
+    old = MelodySequenceGenerator(tiny_generator)
+    with pytest.raises(sequence_generator.SequenceGeneratorError, match="--ending=tune needs a model trained with"):
+        old.generate(primer_of(), with_ending("tune"))
+    assert old.generate(primer_of(), with_ending("open", seed=1)).total_time == 12.0
+    shipped = MelodyGenerator.default()
+    assert shipped.vocab.end_token
+    generator = MelodySequenceGenerator(shipped)
+    for ending in ("tune", "open"):
+        ns = generator.generate(primer_of(), with_ending(ending, seed=3))
+        assert ns.total_time == 12.0 and max(n.end_time for n in ns.notes) <= 12.0 + 1e-9
+    with pytest.raises(sequence_generator.SequenceGeneratorError, match="ending must be tune or open, got 'x'"):
+        generator.generate(primer_of(), with_ending("x"))
+
+
 def test_snap_to_bar_ends_on_the_last_bar_line_before_end_time(tiny_generator):
     generator = MelodySequenceGenerator(tiny_generator, snap_to_bar=True)
     ns = generator.generate(primer_of(), options(4.0, 11.0, seed=2))  # bars of 2 s: the last line is 10 s
