@@ -55,6 +55,9 @@ common.define("string", "render", "", "Also write png (piano roll), wav (synthes
 common.define("string", "format", "mid", "Files of each melody: mid, abc and/or musicxml, e.g. mid,abc,musicxml.")
 
 
+_ENDINGS = {"tune": "each ends as a tune", "open": "open ending"}
+
+
 def _save_bundle():
     if not FLAGS.bundle_file:
         common.fail("melody_generate", "--save_generator_bundle needs --bundle_file")
@@ -137,7 +140,7 @@ def main(argv):
     num, den = generations[0].melody.time_signature
     melodies = "melody" if len(paths) == 1 else "melodies"
     print(f"wrote {len(paths)} {melodies} of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
-          f"in {time.perf_counter() - start:.2f} s (seed {seed}):")
+          f"in {time.perf_counter() - start:.2f} s (seed {seed}, {_ENDINGS[generations[0].ending]}):")
     beside = [f".{k}" for k in formats[1:]] + [".json"] + [".score.svg" if k == "score" else f".{k}" for k in render]
     for p in paths:
         print(f"  {p}")
