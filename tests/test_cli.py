@@ -195,6 +195,8 @@ def test_help_imports_neither_tensorflow_nor_note_seq():
     for name in ("melody_generate", "melody_train", "melody_evaluate", "melody_create_dataset", "melody_export"):
         proc = run_cli(name, "--help")
         assert proc.returncode == 0 and "--" in proc.stdout
+    full = run_cli("melody_generate", "--helpfull")  # what --help points to: every flag, the command's among them
+    assert full.returncode == 0 and "--ending" in full.stdout and "--num_bars" in full.stdout, full.stderr
 
 
 def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):

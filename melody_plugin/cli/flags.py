@@ -264,6 +264,10 @@ def _run(program: str, main, module_name: str) -> None:
         print(f"usage: {program} [--flag=value ...]   (--helpfull lists every flag)\n")
         print(FLAGS.main_module_help())
         sys.exit(0)
+    if "--helpfull" in sys.argv[1:]:  # every flag, absl's and TensorFlow's included
+        print(f"{(sys.modules[module_name].__doc__ or program).strip()}\n")
+        print(FLAGS.get_help())
+        sys.exit(0)
     try:  # a value absl cannot parse (--seed=abc, an unknown enum) is a mistake like any other: one line, exit 2
         FLAGS(sys.argv, known_only=False)
     except flags.Error as e:

@@ -31,6 +31,7 @@ from melody_plugin.model.numpy_model import (
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies, note_sequence_to_melody
+from melody_plugin.music.key import estimate_key
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
@@ -121,7 +122,11 @@ def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary, check
 
 
 def _continued(primer: Melody, new: tuple[Note, ...], continuation_only: bool) -> tuple[Melody, int]:
-    """The output melody and how many of its steps come before `new` (the primer, or a leading rest)."""
+    """The output melody and how many of its steps come before `new` (the primer, or a leading rest). Without
+    primer notes the key is the melody's own (Krumhansl-Schmuckler on what was generated): there is none to keep."""
+    if not primer.notes:
+        key, minor = estimate_key(new)
+        primer = dataclasses.replace(primer, key=key, minor=minor)
     if continuation_only:
         lead = primer.total_steps % primer.steps_per_bar  # keeps the bar lines where they were
         notes = ((Note(REST, lead),) if lead else ()) + new
