@@ -89,9 +89,9 @@ def _sigmoid(x):
 def gate_features(candidates: np.ndarray, bars_left=None) -> np.ndarray:
     """keras_model.copy_gate_features in numpy: (rows, K) ids [and (rows,) bars left] -> (rows, features) float32."""
     present = candidates != PAD
-    k = candidates.shape[1]
-    same = [(candidates[:, i] == candidates[:, j]) & present[:, i] for i in range(k) for j in range(i + 1, k)]
-    parts = [present] + [x[:, None] for x in same]
+    first, second = np.triu_indices(candidates.shape[1], 1)  # the pairs (i, j), i < j, in the Keras order
+    same = (candidates[:, first] == candidates[:, second]) & present[:, first]
+    parts = [present, same]
     if bars_left is not None:
         parts.append(np.eye(GATE_COUNTDOWN + 1, dtype=bool)[np.minimum(countdown_bars(bars_left), GATE_COUNTDOWN)])
     return np.concatenate(parts, axis=1).astype(np.float32)
@@ -207,12 +207,13 @@ class NumpyLSTM:
         features = gate_features(candidates, bars_left if self.countdown else None)
         gate_logits = np.concatenate([h, features], axis=1) @ self.gate_kernel + self.gate_bias
         keep = np.concatenate([np.ones((len(h), 1), bool), present], axis=1)
-        log_gate = log_softmax(np.where(keep, gate_logits, -1e9))
-        mass = np.zeros_like(logits)
+        gate = np.exp(log_softmax(np.where(keep, gate_logits, -1e9)))
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        mass = shifted * (gate[:, :1] / shifted.sum(axis=1, keepdims=True))  # g_0 softmax(logits)
         rows = np.arange(len(h))
-        for k in range(candidates.shape[1]):
-            np.add.at(mass, (rows, candidates[:, k]), np.exp(log_gate[:, k + 1]))
-        return np.logaddexp(log_gate[:, :1] + log_softmax(logits), np.log(np.maximum(mass, 1e-30)))
+        for k in range(candidates.shape[1]):  # one source per statement: no row is indexed twice
+            mass[rows, candidates[:, k]] += gate[:, k + 1]
+        return np.log(np.maximum(mass, 1e-30))
 
     def run(self, ids: np.ndarray, state=None, positions=None, bar_steps=None,
             durations_steps=None, bars_left=None) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -94,11 +94,14 @@ def roll_onsets(roll: np.ndarray, ids, durations_steps) -> np.ndarray:
     ids = np.asarray(ids)
     durations = np.asarray(durations_steps, dtype=np.int64)
     width = roll.shape[1]
-    source = np.arange(width)[None, :] + durations[:, None]  # (rows, width)
-    shifted = np.take_along_axis(roll, np.minimum(source, width - 1), axis=1)
-    onset = (source == width) & (durations[:, None] > 0)  # the first new step: where the fed token began
-    fresh = np.where(onset, ids[:, None], PAD)
-    return np.where(source < width, shifted, fresh).astype(roll.dtype)
+    out = roll.copy()
+    for d in np.unique(durations[durations > 0]):  # rows fed tokens of one length move alike: slices, no gather
+        rows = np.flatnonzero(durations == d)
+        d = int(min(d, width))
+        out[rows, :width - d] = roll[rows, d:]
+        out[rows, width - d:] = PAD
+        out[rows, width - d] = ids[rows]  # the first new step: where the fed token began
+    return out
 
 
 def copy_candidates(roll: np.ndarray, bar_steps, bars) -> np.ndarray:
