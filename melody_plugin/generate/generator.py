@@ -399,11 +399,12 @@ class MelodyGenerator:
         if len(sequence) <= 1:
             state = self.model.initial_state(1)
         elif features is None:
-            state = self.model.run(np.asarray([sequence[:-1]]))[1]
+            state = self.model.run(np.asarray([sequence[:-1]]), outputs=False)[1]
         else:
             positions, bar_steps, steps, countdown = (f[None, :-1] for f in features)
             state = self.model.run(np.asarray([sequence[:-1]]), positions=positions, bar_steps=bar_steps,
-                                   durations_steps=steps, bars_left=countdown if self.model.countdown else None)[1]
+                                   durations_steps=steps, bars_left=countdown if self.model.countdown else None,
+                                   outputs=False)[1]
         return [np.repeat(s, num_outputs, axis=0) for s in state]
 
     def _sample(self, start: DecodeStart, tokens: TokenTable,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -89,12 +90,19 @@ def _sigmoid(x):
 def gate_features(candidates: np.ndarray, bars_left=None) -> np.ndarray:
     """keras_model.copy_gate_features in numpy: (rows, K) ids [and (rows,) bars left] -> (rows, features) float32."""
     present = candidates != PAD
-    first, second = np.triu_indices(candidates.shape[1], 1)  # the pairs (i, j), i < j, in the Keras order
+    first, second = _pairs(candidates.shape[1])
     same = (candidates[:, first] == candidates[:, second]) & present[:, first]
     parts = [present, same]
     if bars_left is not None:
-        parts.append(np.eye(GATE_COUNTDOWN + 1, dtype=bool)[np.minimum(countdown_bars(bars_left), GATE_COUNTDOWN)])
+        bars = np.minimum(countdown_bars(bars_left), GATE_COUNTDOWN)
+        parts.append(bars[:, None] == np.arange(GATE_COUNTDOWN + 1))
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+@functools.cache
+def _pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (i, j), i < j, of k copy sources, in the Keras model's order."""
+    return np.triu_indices(k, 1)
 
 
 class NumpyLSTM:
@@ -164,14 +172,14 @@ class NumpyLSTM:
         return np.concatenate(features, axis=-1) if self.concatenate else sum(features[1:], features[0])
 
     def step(self, ids: np.ndarray, state: list[np.ndarray], positions=None, bar_steps=None,
-             durations_steps=None, bars_left=None) -> tuple[np.ndarray, list[np.ndarray]]:
+             durations_steps=None, bars_left=None, outputs: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
         """Feeds one token per row: ids (batch,) -> logits (batch, vocab), new state.
 
         A model with meter features also takes positions and bar_steps (batch,), from `vocab.meter_features`. A
         model with bar lookback or copy sources moves its rolls by each fed token's duration: `durations_steps`
         (batch,) where the caller knows better (an `<unk>` primer note's true length), else the vocabulary's. A
         model with a countdown takes `bars_left` (batch,) (`form.countdown_features`). With copy sources the
-        logits are the mixture's log-probabilities.
+        logits are the mixture's log-probabilities. `outputs=False` skips them (None): the state alone.
         """
         lookback, extra = (), []
         ids = np.asarray(ids)
@@ -196,6 +204,8 @@ class NumpyLSTM:
             h = _sigmoid(o) * np.tanh(c)
             new_state += [h, c]
             x = h
+        if not outputs:
+            return None, new_state + extra
         logits = x @ self.out_kernel + self.out_bias
         if self.copy_bars:
             logits = self._mix(logits, x, copy_candidates(onsets, bar_steps, self.copy_bars), bars_left)
@@ -207,7 +217,8 @@ class NumpyLSTM:
         features = gate_features(candidates, bars_left if self.countdown else None)
         gate_logits = np.concatenate([h, features], axis=1) @ self.gate_kernel + self.gate_bias
         keep = np.concatenate([np.ones((len(h), 1), bool), present], axis=1)
-        gate = np.exp(log_softmax(np.where(keep, gate_logits, -1e9)))
+        gate = np.exp(gate_logits - gate_logits.max(axis=1, keepdims=True)) * keep
+        gate /= gate.sum(axis=1, keepdims=True)
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         mass = shifted * (gate[:, :1] / shifted.sum(axis=1, keepdims=True))  # g_0 softmax(logits)
         rows = np.arange(len(h))
@@ -216,22 +227,22 @@ class NumpyLSTM:
         return np.log(np.maximum(mass, 1e-30))
 
     def run(self, ids: np.ndarray, state=None, positions=None, bar_steps=None,
-            durations_steps=None, bars_left=None) -> tuple[np.ndarray, list[np.ndarray]]:
+            durations_steps=None, bars_left=None, outputs: bool = True) -> tuple[np.ndarray, list[np.ndarray]]:
         """Feeds (batch, time) ids (and, with meter features, positions and bar_steps of that shape; with bar
         lookback optionally durations_steps, see `step`; with a countdown bars_left); returns (batch, time, vocab)
-        logits and the final state."""
+        logits (None with `outputs=False`: the state alone, faster) and the final state."""
         ids = np.asarray(ids)
         state = state if state is not None else self.initial_state(ids.shape[0])
 
         def at(values, t):
             return None if values is None else np.asarray(values)[:, t]
 
-        outputs = []
+        steps = []
         for t in range(ids.shape[1]):
             logits, state = self.step(ids[:, t], state, at(positions, t), at(bar_steps, t), at(durations_steps, t),
-                                      at(bars_left, t))
-            outputs.append(logits)
-        return np.stack(outputs, axis=1), state
+                                      at(bars_left, t), outputs)
+            steps.append(logits)
+        return (np.stack(steps, axis=1) if outputs else None), state
 
 
 LN2 = math.log(2.0)  # nats -> bits

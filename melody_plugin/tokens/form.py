@@ -107,5 +107,5 @@ def roll_onsets(roll: np.ndarray, ids, durations_steps) -> np.ndarray:
 def copy_candidates(roll: np.ndarray, bar_steps, bars) -> np.ndarray:
     """(rows, len(bars)) the ids that began k bars before the next onset, from an onset roll (`roll_onsets`)."""
     bar = np.clip(np.asarray(bar_steps, dtype=np.int64), 1, METER_FEATURE_SIZE - 1)
-    rows = np.arange(roll.shape[0])
-    return np.stack([roll[rows, roll.shape[1] - int(k) * bar] for k in bars], axis=1)
+    back = roll.shape[1] - np.asarray(bars, dtype=np.int64)[None, :] * np.reshape(bar, (-1, 1))
+    return roll[np.arange(roll.shape[0])[:, None], back]
