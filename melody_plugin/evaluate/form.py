@@ -162,18 +162,25 @@ def average_figures(figures) -> dict:
     return {**means, "count": len(figures), "defined": defined}
 
 
-def _music_files(folder) -> list[Path]:
-    """A folder's music files, one per name without the extension (tune.mid and tune.abc are one tune), sorted."""
+def files_by_name(folder) -> dict[str, Path]:
+    """A folder's music files by their path inside it, without the extension ("sub/tune"); first in name order
+    (tune.mid and tune.abc are one tune)."""
     root = Path(folder)
     if not root.is_dir():
         raise InputFileError(root, "not a folder")
     named = {}
     for path in list_music_files(root):
         named.setdefault(path.relative_to(root).with_suffix("").as_posix(), path)
-    return list(named.values())
+    return named
 
 
-def _reason(error: Exception, path) -> str:
+def melody_of_file(path, steps_per_quarter: int, policy: str) -> Melody:
+    """The first melody of a music file (the melody track, the first constant-meter part)."""
+    music = read_music_file(path)
+    return note_sequence_to_melodies(music.sequences[0], steps_per_quarter, policy).melodies[0]
+
+
+def reason(error: Exception, path) -> str:
     """An error's message without the file name in front (the caller lists the file)."""
     text = str(error)
     return text.split(": ", 1)[1] if text.startswith(f"{path}: ") else text
@@ -192,14 +199,13 @@ def folder_form(folder, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, poli
     """
     if policy not in POLICIES:
         raise FormError(f"polyphony policy must be one of {POLICIES}, got {policy!r}")
-    paths = _music_files(folder)
+    paths = list(files_by_name(folder).values())
     figures, skipped = [], []
     for path in paths:
         try:
-            music = read_music_file(path)
-            melody = note_sequence_to_melodies(music.sequences[0], steps_per_quarter, policy).melodies[0]
+            melody = melody_of_file(path, steps_per_quarter, policy)
         except MelodyPluginError as e:
-            skipped.append({"file": str(path), "reason": _reason(e, path)})
+            skipped.append({"file": str(path), "reason": reason(e, path)})
             continue
         figures.append(form_figures(melody))
     if not figures:

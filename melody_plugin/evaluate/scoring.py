@@ -8,14 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from melody_plugin.errors import InputFileError, MelodyPluginError
+from melody_plugin.errors import MelodyPluginError
 from melody_plugin.evaluate import form
 from melody_plugin.evaluate.continuation import ContinuationError, average, compare, slice_steps
-from melody_plugin.io.files import read_music_file
-from melody_plugin.io.inputs import default_input, list_music_files
+from melody_plugin.io.inputs import default_input
 from melody_plugin.model.numpy_model import LN2, log_softmax
-from melody_plugin.music.extract import note_sequence_to_melodies
-from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, Melody
+from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER
 from melody_plugin.tokens.corpus import scoring_melodies
 from melody_plugin.tokens.form import countdown_features
 from melody_plugin.tokens.vocab import PAD, START, UNK, Vocabulary, meter_features
@@ -183,23 +181,6 @@ def evaluate_input(generator, input_path=None, progress=None) -> dict:
 _OUTPUT_INDEX = re.compile(r"^(?P<stem>.+?)(?:_cont)?_\d+$")  # melody_generate writes PRIMER_cont_001.mid
 
 
-def _melody_of_file(path, steps_per_quarter: int, policy: str) -> Melody:
-    """The first melody of a music file (the melody track, the first constant-meter part)."""
-    music = read_music_file(path)
-    return note_sequence_to_melodies(music.sequences[0], steps_per_quarter, policy).melodies[0]
-
-
-def _files_by_name(folder) -> dict[str, Path]:
-    """A folder's music files by their path inside it, without the extension ("sub/tune"); first in name order."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise InputFileError(root, "not a folder")
-    named = {}
-    for path in list_music_files(root):
-        named.setdefault(path.relative_to(root).with_suffix("").as_posix(), path)
-    return named
-
-
 def pair_by_name(generated: dict[str, Path], references: dict[str, Path]) -> tuple[dict, list[str]]:
     """({reference name: [generated names]}, generated names without a reference).
 
@@ -238,22 +219,22 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
     """
     if skip_bars < 0:
         raise EvaluationError(f"skip_bars must be >= 0, got {skip_bars}")
-    generated, references = _files_by_name(generated_dir), _files_by_name(references_dir)
+    generated, references = form.files_by_name(generated_dir), form.files_by_name(references_dir)
     pairs, unpaired = pair_by_name(generated, references)
     missing = sorted(set(references) - set(pairs))
     skipped, tune_scores, scored_pairs = [], [], 0
     shapes, reference_shapes = [], []  # form figures of each scored continuation (with its primer) and reference
     for name, outputs in pairs.items():
         try:
-            reference = _melody_of_file(references[name], steps_per_quarter, policy)
+            reference = form.melody_of_file(references[name], steps_per_quarter, policy)
         except MelodyPluginError as e:
-            skipped.append({"file": str(references[name]), "reason": _reason(e, references[name])})
+            skipped.append({"file": str(references[name]), "reason": form.reason(e, references[name])})
             continue
         scores = []
         for output in outputs:
             path = generated[output]
             try:
-                melody = _melody_of_file(path, steps_per_quarter, policy)
+                melody = form.melody_of_file(path, steps_per_quarter, policy)
                 spb = melody.steps_per_bar
                 if melody.total_steps <= skip_bars * spb:
                     raise ContinuationError(f"{melody.total_steps / spb:g} bars, nothing left after "
@@ -263,7 +244,7 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
                 scores.append(compare(melody, reference))
                 shapes.append(form.form_figures(melody, primer))
             except MelodyPluginError as e:
-                skipped.append({"file": str(path), "reason": _reason(e, path)})
+                skipped.append({"file": str(path), "reason": form.reason(e, path)})
         if scores:
             tune_scores.append(average(scores))
             scored_pairs += len(scores)
@@ -290,9 +271,3 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
         "skipped_files": skipped[:20],
     })
     return result
-
-
-def _reason(error: Exception, path) -> str:
-    """An error's message without the file name in front (the caller lists the file)."""
-    text = str(error)
-    return text.split(": ", 1)[1] if text.startswith(f"{path}: ") else text
