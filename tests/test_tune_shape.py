@@ -242,6 +242,10 @@ def test_tf_and_numpy_samplers_agree_greedily_on_a_shaped_model(shape_generator,
               for b in ("numpy", "tf")]
     assert greedy[0].continuation_ids == greedy[1].continuation_ids
     assert greedy[1].log_likelihoods == pytest.approx(greedy[0].log_likelihoods, abs=1e-3)
+    if ending == "tune":  # both report the likelihood of ending where the melody ends
+        assert greedy[1].end_log_likelihood == pytest.approx(greedy[0].end_log_likelihood, abs=1e-3)
+    else:
+        assert greedy[0].end_log_likelihood is None and greedy[1].end_log_likelihood is None
 
 
 @pytest.mark.parametrize("meter, primer_text", conftest.BAR_EXACT_PRIMERS)
@@ -299,6 +303,11 @@ def test_bundle_and_saved_model_of_a_shaped_model(shape_generator, tmp_path):
         served = [int(i) for i in out["ids"].numpy()[0] if i >= 0]
         local = gen.generate(primer, num_bars=2, sampling=SamplingOptions(temperature=0.0, ending=ending))[0]
         assert served == local.continuation_ids
+        end_ll = float(out["end_log_likelihood"].numpy()[0])
+        if ending == "tune":
+            assert end_ll == pytest.approx(local.end_log_likelihood, abs=1e-3)
+        else:
+            assert math.isnan(end_ll)
 
 
 def test_old_models_refuse_a_tune_ending_and_keep_their_default(tiny_generator):

@@ -44,6 +44,7 @@ def _serving_module(tf, model, vocab, copy_bars=()):
             self.allowed = tf.constant(base_np)
             self.fillable = tf.constant(fillable_np)
             self.targets = tf.constant(target_np, tf.int32)
+            self.end_id = tf.constant(-1 if vocab.end_id is None else vocab.end_id, tf.int32)
 
         def positions(self, ids, steps_per_bar):
             """(batch, time): where the token after each id begins in its bar (vocab.meter_features, <unk> 0)."""
@@ -110,7 +111,7 @@ def _serving_module(tf, model, vocab, copy_bars=()):
                 countdown = sampler_tf.countdown_input(tf, left[:, t], steps_per_bar, open_ending)
                 _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar, countdown)
             out = sample(sampler_tf.Start(states, ids[:, -1], target, positions[:, -1], steps_per_bar, open_ending),
-                         sampler_tf.Tables(self.durations, self.allowed, self.fillable),
+                         sampler_tf.Tables(self.durations, self.allowed, self.fillable, self.end_id),
                          sampler_tf.Knobs(temperature, top_k, top_p, seed))
             out["unfilled_steps"] = steps - target
             return out
@@ -147,7 +148,8 @@ def _serving_module(tf, model, vocab, copy_bars=()):
     # sequence can fill exactly (tiny vocabularies; normally 0), left as silence at the end, so each row lasts
     # steps - unfilled_steps. A step count outside [0, MAX_SERVING_STEPS] fails the call with InvalidArgumentError
     # "serving_default: steps must be in [0, 4096] ...". A model with a countdown (config.countdown) also takes
-    # tune_ending (bool): True ends each row on its last step as a tune, False continues it openly.
+    # tune_ending (bool): True ends each row on its last step as a tune, False continues it openly; then
+    # end_log_likelihood (batch,) is the end token's log-likelihood there (NaN for an open ending or no end token).
     return module
 
 

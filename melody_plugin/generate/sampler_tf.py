@@ -35,6 +35,7 @@ class Tables(NamedTuple):
     durations: object  # (vocab,) int32
     allowed: object  # (vocab,) bool: no specials, no zero durations, within the constraints
     fillable: object  # (max_steps + 1,) bool: fillable[r] if some allowed tokens last exactly r steps
+    end_id: object  # int32: the end token, whose log-likelihood after the last token is returned; -1: none
 
 
 class Knobs(NamedTuple):
@@ -157,7 +158,8 @@ def countdown_input(tf, remaining, bar, open_ending):
 
 def compiled_sampler(tf, step_fn):
     """A tf.function(start: Start, tables: Tables, knobs: Knobs) returning {"ids": (batch, max_tokens) int32
-    padded with -1, "log_likelihoods": (batch, max_tokens)}. `start.positions` and `start.steps_per_bar` are fed
+    padded with -1, "log_likelihoods": (batch, max_tokens), "end_log_likelihood": (batch,) the end token's after
+    the last token (NaN without one, or with an open ending)}. `start.positions` and `start.steps_per_bar` are fed
     to a model with meter features and ignored otherwise."""
     neg = tf.constant(-1e9, tf.float32)
 
@@ -209,7 +211,12 @@ def compiled_sampler(tf, step_fn):
         batch = tf.shape(start.last_ids)[0]
         ids = tf.cond(t > 0, lambda: tf.transpose(ids_out.stack()), lambda: tf.zeros([batch, 0], tf.int32))
         lls = tf.cond(t > 0, lambda: tf.transpose(ll_out.stack()), lambda: tf.zeros([batch, 0], tf.float32))
-        return {"ids": ids, "log_likelihoods": lls}
+        # ending where the melody must end (sampler.sample does the same): the end token's log-likelihood there
+        logits, _ = step_fn(feed, states, pos, bar, countdown_input(tf, rem, bar, start.open_ending))
+        end_ll = tf.gather(tf.nn.log_softmax(logits), tf.maximum(tables.end_id, 0), axis=1)
+        no_end = start.open_ending | (tables.end_id < 0)
+        end_ll = tf.where(no_end, tf.constant(float("nan"), tf.float32), end_ll)
+        return {"ids": ids, "log_likelihoods": lls, "end_log_likelihood": end_ll}
 
     return sample
 
@@ -237,12 +244,13 @@ def sample_batch(compiled, start: DecodeStart, tokens: TokenTable, options: Samp
         tf.constant(start.bar_positions if start.metered else np.zeros(rows), tf.int32),
         tf.constant(np.full(rows, start.steps_per_bar if start.metered else 1), tf.int32),
         tf.constant(np.full(rows, options.ending != "tune")))
-    tables = Tables(tf.constant(tokens.durations, tf.int32), tf.constant(base), tf.constant(fillable))
+    tables = Tables(tf.constant(tokens.durations, tf.int32), tf.constant(base), tf.constant(fillable),
+                    tf.constant(-1 if start.end_id is None else int(start.end_id), tf.int32))
     knobs = Knobs(tf.constant(float(options.temperature)), tf.constant(int(options.top_k)),
                   tf.constant(float(options.top_p)), tf.constant(int(options.seed), tf.int64))
     out = compiled(tf_start, tables, knobs)
-    ids, lls = out["ids"].numpy(), out["log_likelihoods"].numpy()
+    ids, lls, end_lls = out["ids"].numpy(), out["log_likelihoods"].numpy(), out["end_log_likelihood"].numpy()
     keep = ids >= 0
     return SampleResult([row[k].tolist() for row, k in zip(ids, keep)],
                         [row[k].astype(float).tolist() for row, k in zip(lls, keep)],
-                        [int(u) for u in unfilled])
+                        [int(u) for u in unfilled], [None if np.isnan(e) else float(e) for e in end_lls])
