@@ -153,6 +153,19 @@ def write_mido_file(path, notes, tempos=(), time_signatures=((0, 4, 4),), ticks_
     return Path(path)
 
 
+
+def write_quarters_file(path, notes, bars: int = 1) -> Path:
+    """4/4 at 120 qpm from (pitch or None for a rest, quarters), written by mido (`write_mido_file`) at 480 ticks per
+    quarter; every track ends after `bars` bars."""
+    ticks, t = [], 0
+    for pitch, quarters in notes:
+        if pitch is not None:
+            ticks.append((pitch, t, t + int(quarters * 480)))
+        t += int(quarters * 480)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return write_mido_file(path, ticks, tempos=((0, 120),), end_tick=bars * 4 * 480)
+
+
 def midi_ticks(path):
     """(ticks per quarter, [(pitch, on_tick, off_tick)], {meta type: [ticks]}, end-of-track ticks) read with mido."""
     import mido

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli, write_mido_file
+from conftest import run_cli, write_mido_file, write_quarters_file
 
 from melody_plugin.evaluate import continuation
 from melody_plugin.evaluate import scoring as evaluate
@@ -248,13 +248,7 @@ Q = 480  # ticks per quarter
 
 def _write(path, notes):
     """One bar of 4/4 at 120 qpm from (pitch or None, quarters), written by mido; the file ends on the bar line."""
-    ticks, t = [], 0
-    for pitch, quarters in notes:
-        if pitch is not None:
-            ticks.append((pitch, t, t + int(quarters * Q)))
-        t += int(quarters * Q)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_mido_file(path, ticks, tempos=((0, 120),), end_tick=4 * Q)
+    write_quarters_file(path, notes)
 
 
 @pytest.fixture

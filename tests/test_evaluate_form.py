@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_cli, write_mido_file
+from conftest import run_cli, write_quarters_file
 
 from melody_plugin.errors import InputFileError
 from melody_plugin.evaluate import form
@@ -199,18 +199,11 @@ def test_average_figures_skips_undefined_values():
 
 # --- folders of MIDI files written with mido
 
-Q = 480  # ticks per quarter
 
 
 def _write(path, notes, bars):
     """4/4 at 120 qpm from (pitch or None, quarters), written by mido; the file ends after `bars` bars."""
-    ticks, t = [], 0
-    for pitch, quarters in notes:
-        if pitch is not None:
-            ticks.append((pitch, t, t + int(quarters * Q)))
-        t += int(quarters * Q)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_mido_file(path, ticks, tempos=((0, 120),), end_tick=bars * 4 * Q)
+    write_quarters_file(path, notes, bars)
 
 
 # C major, 2 bars, ends on a half-note C; A minor, 2 bars, ends on an eighth-note E

@@ -77,13 +77,12 @@ def copy_features(durations_steps, ids, steps_per_bar: int, bars) -> np.ndarray:
     onset_steps, onset_ids = starts[sounding], ids[sounding]  # increasing: one token begins per step at most
     bar = _bar(steps_per_bar)
     out = np.full((len(bars), len(ids)), PAD, np.int32)
+    if not len(onset_steps):
+        return out
     for row, k in enumerate(bars):
         step = ends - int(k) * bar
-        at = np.minimum(np.searchsorted(onset_steps, step), max(len(onset_steps) - 1, 0))
-        hit = (step >= 0) & (len(onset_steps) > 0)
-        if len(onset_steps):
-            hit &= onset_steps[at] == step
-            out[row] = np.where(hit, onset_ids[at], PAD)
+        at = np.minimum(np.searchsorted(onset_steps, step), len(onset_steps) - 1)
+        out[row] = np.where((step >= 0) & (onset_steps[at] == step), onset_ids[at], PAD)
     return out
 
 
