@@ -100,22 +100,25 @@ def main() -> None:
     parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"))
     parser.add_argument("--configs", default="folk_lookback,folk_lstm")
     parser.add_argument("--steps", type=int, default=0, help="training steps per measurement (default: per config)")
+    parser.add_argument("--one_core", action="store_true", help="only the one-core measurement")
     args = parser.parse_args()
     all_cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        subprocess.run([str(BIN / "melody_create_dataset"), f"--input={args.input}", f"--output_dir={work / 'data'}",
-                        "--config=folk_lstm", "--progress=false"], check=True, capture_output=True)
         peak = json.loads(subprocess.run([sys.executable, __file__, "--peak"], check=True, capture_output=True,
                                          text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")).stdout)
         print(f"one core's float32 matmul peak ({MATMUL_N}x{MATMUL_N}, best of 5): {peak:.1f} GFLOP/s", flush=True)
         print("\n| config | cores | intra-op threads | tokens/s | FLOPs/token | GFLOP/s | of one core's peak |")
         print("|---|---|---|---|---|---|---|")
-        setups = [(1, 0), (all_cores, 0)] + ([(all_cores, all_cores)] if all_cores > 1 else [])
+        setups = [(1, 0)] + ([] if args.one_core else
+                             [(all_cores, 0)] + ([(all_cores, all_cores)] if all_cores > 1 else []))
         for name in args.configs.split(","):
+            data = work / f"data_{name}"  # each config's own tokens (an end token or not)
+            subprocess.run([str(BIN / "melody_create_dataset"), f"--input={args.input}", f"--output_dir={data}",
+                            f"--config={name}", "--progress=false"], check=True, capture_output=True)
             steps = args.steps or (250 if name == "folk_lookback" else 100)
             for cores, intra in setups:
-                r = measure(name, work / "data", steps, cores, intra, work)
+                r = measure(name, data, steps, cores, intra, work)
                 gflops = r["tokens_per_second"] * r["flops_per_token"] / 1e9
                 print(f"| {name} | {cores} | {intra or 'auto'} | {r['tokens_per_second']:,.0f} | "
                       f"{r['flops_per_token'] / 1e6:.2f} M | {gflops:.1f} | {gflops / peak:.2f} |", flush=True)

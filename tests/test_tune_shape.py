@@ -99,6 +99,46 @@ def test_the_copy_mixture_is_the_formula():
         assert got[row].sum() == pytest.approx(1.0, abs=1e-5)
 
 
+def test_training_scores_the_mixture_at_its_targets_only():
+    """keras_model.copy_mixture_targets (what training and its evaluation use) against the mixture written out here:
+    -log p(y) and the argmax (the lowest id among ties) for every target, and its gradients against those through
+    the whole (..., V) mixture (`mix_copies` then a cross-entropy)."""
+    from melody_plugin.model.keras_model import copy_mixture_targets, mix_copies
+    from melody_plugin.runtime.quiet import import_keras, import_tensorflow
+
+    ops, tf = import_keras().ops, import_tensorflow()
+    rng = np.random.default_rng(1)
+    vocab, sources = 7, 3
+    candidates = np.array([[3, 5, 3], [PAD, 4, PAD], [PAD, PAD, PAD], [6, 6, 6], [2, 2, 5]], np.int32)
+    rows = len(candidates)
+    logits = rng.normal(size=(rows, vocab)).astype(np.float32)
+    gate_logits = rng.normal(size=(rows, sources + 1)).astype(np.float32)
+    gate_logits[4] = [-8.0, 3.0, 3.0, 0.0]  # the copies outweigh the LSTM: the argmax is a source
+    for y in range(1, vocab):
+        targets = np.full(rows, y, np.int32)
+        nll, predictions = copy_mixture_targets(ops, logits, gate_logits, candidates, targets)
+        for row in range(rows):
+            weights = [math.exp(gate_logits[row, 0])] + [math.exp(gate_logits[row, k + 1]) if candidates[row, k]
+                                                         else 0.0 for k in range(sources)]
+            softmax = [math.exp(v) / sum(math.exp(u) for u in logits[row]) for v in logits[row]]
+            mixture = [(weights[0] * softmax[v] + sum(weights[k + 1] for k in range(sources)
+                                                      if candidates[row, k] == v and v != PAD)) / sum(weights)
+                       for v in range(vocab)]
+            assert float(nll[row]) == pytest.approx(-math.log(mixture[y]), rel=1e-5)
+            assert int(predictions[row]) == mixture.index(max(mixture))
+    assert int(copy_mixture_targets(ops, logits, gate_logits, candidates, targets)[1][4]) == 2
+
+    targets = np.array([3, 4, 1, 6, 5], np.int32)
+    variables = [tf.constant(logits), tf.constant(gate_logits)]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(variables)
+        sparse = tf.reduce_sum(copy_mixture_targets(ops, *variables, candidates, targets)[0])
+        full = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+            targets, mix_copies(ops, *variables, candidates, vocab)))
+    for a, b in zip(tape.gradient(sparse, variables), tape.gradient(full, variables)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_end_token_vocabulary_round_trips_and_old_files_have_none(tmp_path):
     melody = Melody((Note(60, 12), Note(-1, 12), Note(62, 24)), 12, (4, 4), 120.0)
     vocab = Vocabulary.build([melody], end_token=True)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from melody_plugin.model.keras_model import build_model
+from melody_plugin.model.keras_model import build_model, copy_inputs, copy_mixture_targets
 from melody_plugin.evaluate.scoring import bits_per
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.runtime.quiet import import_tensorflow, import_keras
@@ -44,13 +44,23 @@ def scheduled_learning_rate(config: ModelConfig, step, num_training_steps: int, 
     return lr
 
 
-def _step_sums(tf, logits, targets, is_note, weights=None):
+def _target_terms(tf, outputs, inputs, targets, copy_names=()):
+    """(nll, predictions) per target: a plain model's logits, or a copy-gate model's [LSTM logits, gate logits]
+    (`build_model(mixture_parts=True)`) with its sources read from `inputs` (`copy_mixture_targets`)."""
+    if copy_names:
+        candidates = tf.stack([inputs[name] for name in copy_names], axis=-1)
+        return copy_mixture_targets(import_keras().ops, outputs[0], outputs[1], candidates, targets)
+    logits = tf.cast(outputs, tf.float32)
+    return (tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits),
+            tf.argmax(logits, axis=-1, output_type=tf.int32))
+
+
+def _step_sums(tf, nll, predictions, targets, is_note, weights=None):
     """Sums over a batch: nats of the targets, correct predictions, bits and count of pitched-note targets.
 
     `weights` (the lanes' 0 on padding) leave out the targets they zero; None counts every target.
     """
-    nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=tf.cast(logits, tf.float32))
-    correct = tf.cast(tf.equal(tf.argmax(logits, axis=-1, output_type=tf.int32), targets), tf.float32)
+    correct = tf.cast(tf.equal(predictions, targets), tf.float32)
     note = tf.gather(is_note, targets)
     if weights is None:
         weights = tf.ones_like(nll)
@@ -80,6 +90,7 @@ class _Trainer:
     def __init__(self, tf, strategy, model, optimizer, config, vocab, carry_model=None):
         self.tf, self.strategy, self.model, self.optimizer, self.config = tf, strategy, model, optimizer, config
         self.carry_model = carry_model
+        self.copy_names = copy_inputs(config) if config.copy_bars else ()
         if carry_model is not None:
             rows = config.batch_size // strategy.num_replicas_in_sync
             self.states = {kind: _state_variables(tf, rows, config.rnn_layer_sizes, kind) for kind in ("train", "eval")}
@@ -97,24 +108,27 @@ class _Trainer:
     def step(self) -> int:
         return int(self.step_var.numpy())
 
-    def _logits(self, batch, training: bool):
-        """(logits, weights) of one replica's batch; with carried states, reads and updates them."""
+    def _terms(self, batch, training: bool):
+        """(nll, predictions, weights) of one replica's batch; with carried states, reads and updates them."""
+        weights = None
         if self.carry_model is None:
-            return self.model(batch[0], training=training), None
-        x, _, weights, reset = batch
-        keep = (1.0 - reset)[:, None]
-        variables = self.states["train" if training else "eval"]
-        logits, final = self.carry_model([x, [v * keep for v in variables]], training=training)
-        for variable, value in zip(variables, final):
-            variable.assign(value)  # a new starting point, not a path for gradients: truncated BPTT
-        return logits, weights
+            outputs = self.model(batch[0], training=training)
+        else:
+            x, _, weights, reset = batch
+            keep = (1.0 - reset)[:, None]
+            variables = self.states["train" if training else "eval"]
+            outputs, final = self.carry_model([x, [v * keep for v in variables]], training=training)
+            for variable, value in zip(variables, final):
+                variable.assign(value)  # a new starting point, not a path for gradients: truncated BPTT
+        nll, predictions = _target_terms(self.tf, outputs, batch[0], batch[1], self.copy_names)
+        return nll, predictions, weights
 
     def _replica_train(self, *batch):
         tf = self.tf
         y = batch[1]
         with tf.GradientTape() as tape:
-            logits, weights = self._logits(batch, training=True)
-            nll, sums = _step_sums(tf, logits, y, self.is_note, weights)
+            nll, predictions, weights = self._terms(batch, training=True)
+            nll, sums = _step_sums(tf, nll, predictions, y, self.is_note, weights)
             loss = tf.reduce_sum(nll) / self.global_tokens  # global mean: replicas' gradients add up exactly
             scaled = self.optimizer.scale_loss(loss) if self.mixed else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
@@ -142,8 +156,8 @@ class _Trainer:
         return totals
 
     def _replica_eval(self, *batch):
-        logits, weights = self._logits(batch, training=False)
-        return _step_sums(self.tf, logits, batch[1], self.is_note, weights)[1]
+        nll, predictions, weights = self._terms(batch, training=False)
+        return _step_sums(self.tf, nll, predictions, batch[1], self.is_note, weights)[1]
 
     def _eval_step(self, batch):
         per_replica = self.strategy.run(self._replica_eval, args=batch)
@@ -180,8 +194,9 @@ def _build_trainer(tf, strategy, config: ModelConfig, vocab: Vocabulary, mixed_p
     if mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
     with strategy.scope():  # everything that creates variables
-        model, carry_model = (build_model(config, len(vocab), carry_state=True) if config.carry_state
-                              else (build_model(config, len(vocab)), None))
+        # a copy-gate model trains on its mixture's parts (`copy_mixture_targets`), with the same weights
+        model, carry_model = (build_model(config, len(vocab), carry_state=True, mixture_parts=True)
+                              if config.carry_state else (build_model(config, len(vocab), mixture_parts=True), None))
         optimizer = _make_optimizer(config)
         optimizer.build(model.trainable_variables)
         trainer = _Trainer(tf, strategy, model, optimizer, config, vocab, carry_model)
