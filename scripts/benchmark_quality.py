@@ -3,6 +3,8 @@
     python scripts/benchmark_quality.py --jobs=2             # 3 variants x 10 CPU-minutes: about 20 min on 2 cores
     python scripts/benchmark_quality.py --cpu_minutes=2 --variant=mine=folk_lstm:dropout_rate=0.3
     python scripts/benchmark_quality.py --score=shipped=melody_plugin/data/default_model   # score only, no training
+    git worktree add /tmp/before 027c1be    # the code before a change, for a before/after in one run:
+    python scripts/benchmark_quality.py --jobs=2 --variant=before=folk_lookback@/tmp/before --variant=after=folk_lookback
 
 Each variant is a config and `--hparams` overrides. The folk set is read once into a dataset folder
 (`melody_create_dataset`, the file-name split with eval_ratio 0.1; once more with an end token for the variants
@@ -14,6 +16,8 @@ the figures compare across models). `--jobs=N` trains N variants at a time (each
 Markdown table with bits/note and pitch bits/note, each also as a ratio to the first variant, and the steps,
 tokens/s and CPU minutes each run used.
 `--score=NAME=RUN_DIR` adds a model trained elsewhere (the shipped one, say), scored on the same held-out files.
+A variant ending in `@DIR` trains and scores with the melody_plugin source tree in DIR (another checkout, e.g. a
+`git worktree` of an earlier commit) in place of this one.
 """
 
 from __future__ import annotations
@@ -42,13 +46,14 @@ VARIANTS = {
 }
 
 
-def run(cmd: list[str]) -> tuple[str, float, float]:
+def run(cmd: list[str], code: str | None = None) -> tuple[str, float, float]:
     """Runs a command; returns (stdout, wall seconds, CPU seconds of it and its children). The CPU time is the
-    process's own (os.wait4), so commands running side by side (--jobs) do not count each other's."""
+    process's own (os.wait4), so commands running side by side (--jobs) do not count each other's. With `code`, a
+    source tree whose melody_plugin the command imports (first on its path, and its working folder)."""
     start = time.perf_counter()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **({"PYTHONPATH": code} if code else {}))
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True,
-                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=code)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
@@ -80,7 +85,7 @@ def dataset(input_dir: str, work: Path, config: str, hparams: str) -> Path:
     """The folk set as a dataset folder for this variant: one without an end token, one with (made once each)."""
     from melody_plugin.model.registry import get_config, with_hparams
 
-    end = with_hparams(get_config(config), hparams).end_token
+    end = with_hparams(get_config(config), hparams.partition("@")[0]).end_token
     data = work / ("data_end" if end else "data")
     if not (data / "train.tfrecord").is_file():
         run([str(BIN / "melody_create_dataset"), f"--input={input_dir}", f"--output_dir={data}",
@@ -90,16 +95,18 @@ def dataset(input_dir: str, work: Path, config: str, hparams: str) -> Path:
 
 def train_and_score(name: str, config: str, hparams: str, data: Path, held_out: Path, work: Path,
                     cpu_minutes: float) -> dict:
-    run_dir = work / "runs" / name.replace(" ", "_").replace("+", "p").replace(":", "")
+    hparams, _, code = hparams.partition("@")
+    run_dir = work / "runs" / name.replace(" ", "_").replace("+", "p").replace(":", "").replace("/", "_")
     out, wall, cpu = run([str(BIN / "melody_train"), f"--config={config}", f"--hparams={hparams}", f"--input={data}",
                           f"--run_dir={run_dir}", f"--max_cpu_minutes={cpu_minutes}", "--num_training_steps=10000000",
-                          "--summary_frequency=250", "--save_checkpoint_steps=10000000", "--progress=false"])
+                          "--summary_frequency=250", "--save_checkpoint_steps=10000000", "--progress=false"],
+                         code or None)
     done = [line for line in out.splitlines() if line.startswith("done: step ")][-1]
     steps = int(done.split()[2].rstrip(","))
     tokens_per_second = float(done.split(", ")[1].split()[0])
-    scores = json.loads(run([str(BIN / "melody_evaluate"), f"--run_dir={run_dir}", f"--input={held_out}"])[0]
-                        .strip().splitlines()[-1])
-    return {"name": name, "config": config, "hparams": hparams, "steps": steps, "train_wall_s": wall,
+    scores = json.loads(run([str(BIN / "melody_evaluate"), f"--run_dir={run_dir}", f"--input={held_out}"],
+                            code or None)[0].strip().splitlines()[-1])
+    return {"name": name, "config": config, "hparams": hparams, "code": code or str(ROOT), "steps": steps, "train_wall_s": wall,
             "train_cpu_s": cpu, "tokens_per_second": tokens_per_second, **{
                 k: scores[k] for k in ("bits_per_note", "pitch_bits_per_note", "accuracy", "notes", "files")}}
 
@@ -135,9 +142,11 @@ def table(rows: list[dict], cpu_minutes: float) -> str:
 
 def parse_variant(text: str) -> tuple[str, tuple[str, str]]:
     name, _, spec = text.partition("=")
+    spec, at, code = spec.partition("@")  # the source tree travels at the end of the hparams
     config, _, hparams = spec.partition(":")
+    hparams += at + code
     if not name or not config:
-        raise argparse.ArgumentTypeError(f"--variant is NAME=CONFIG[:HPARAMS], got {text!r}")
+        raise argparse.ArgumentTypeError(f"--variant is NAME=CONFIG[:HPARAMS][@DIR], got {text!r}")
     return name, (config, hparams)
 
 
@@ -146,7 +155,8 @@ def main() -> None:
     parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"))
     parser.add_argument("--cpu_minutes", type=float, default=10.0, help="CPU budget of each training run")
     parser.add_argument("--variant", type=parse_variant, action="append",
-                        help="NAME=CONFIG[:HPARAMS]; repeatable; default: the five built-in variants")
+                        help="NAME=CONFIG[:HPARAMS][@DIR] (DIR: another source tree); repeatable; default: "
+                        "the built-in variants")
     parser.add_argument("--score", type=parse_variant, action="append", default=[],
                         help="NAME=RUN_DIR: also score this trained model (no training); repeatable")
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at a time (default 1)")

@@ -2,18 +2,22 @@
 
     python scripts/benchmark_throughput.py                       # folk_lookback and folk_lstm on the folk set
     python scripts/benchmark_throughput.py --configs=folk_lookback --steps=150
+    git worktree add /tmp/before 027c1be    # and the code before a change, measured in the same run:
+    python scripts/benchmark_throughput.py --configs=folk_lookback --one_core --baseline_code=/tmp/before
 
 For each config, steady-state training tokens/s (real tokens, the lanes' padding excluded; the first summary
 interval, with tracing and warm-up, left out; no evaluation, no checkpoint inside the timed steps) on one core (the
 process pinned to CPU 0) and on all cores, each in a process of its own. FLOPs per token are 3 x forward, forward =
 sum over LSTM layers of 2*4*h*(in + h) + 2*h_last*V (embeddings counted as free), read off the trained weights'
 shapes. The peak is one core's: the best of 5 timed 2048x2048 float32 `tf.matmul` on one thread after a warm-up,
-measured in the same run, so every figure is a ratio to a limit measured beside it.
+measured in the same run, so every figure is a ratio to a limit measured beside it. `--baseline_code=DIR` also
+measures each setup with the melody_plugin source tree in DIR (another checkout), one after the other.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -83,16 +87,18 @@ def train_worker(config_name: str, data: str, steps: int, cores: int, intra: int
     Path(out).write_text(json.dumps({"tokens_per_second": steady, "flops_per_token": flops_per_token(run_dir)}))
 
 
-def measure(config_name: str, data: Path, steps: int, cores: int, intra: int, work: Path) -> dict:
-    out = work / f"{config_name}_{cores}_{intra}.json"
+def measure(config_name: str, data: Path, steps: int, cores: int, intra: int, work: Path, code: str = "") -> dict:
+    out = work / f"{config_name}_{cores}_{intra}{'_base' if code else ''}.json"
     subprocess.run([sys.executable, __file__, "--worker", config_name, str(data), str(steps), str(cores), str(intra),
-                    str(out)], check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+                    str(out), code], check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     return json.loads(out.read_text())
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        config_name, data, steps, cores, intra, out = sys.argv[2:8]
+        config_name, data, steps, cores, intra, out, code = sys.argv[2:9]
+        if code:
+            sys.path.insert(0, code)  # the baseline's melody_plugin, before this tree's
         return train_worker(config_name, data, int(steps), int(cores), int(intra), out)
     if len(sys.argv) > 1 and sys.argv[1] == "--peak":
         return print(json.dumps(matmul_peak_gflops()))
@@ -101,6 +107,7 @@ def main() -> None:
     parser.add_argument("--configs", default="folk_lookback,folk_lstm")
     parser.add_argument("--steps", type=int, default=0, help="training steps per measurement (default: per config)")
     parser.add_argument("--one_core", action="store_true", help="only the one-core measurement")
+    parser.add_argument("--baseline_code", default="", help="another source tree to measure beside this one")
     args = parser.parse_args()
     all_cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
@@ -108,8 +115,9 @@ def main() -> None:
         peak = json.loads(subprocess.run([sys.executable, __file__, "--peak"], check=True, capture_output=True,
                                          text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")).stdout)
         print(f"one core's float32 matmul peak ({MATMUL_N}x{MATMUL_N}, best of 5): {peak:.1f} GFLOP/s", flush=True)
-        print("\n| config | cores | intra-op threads | tokens/s | FLOPs/token | GFLOP/s | of one core's peak |")
-        print("|---|---|---|---|---|---|---|")
+        print("\n| code | config | cores | intra-op threads | tokens/s | FLOPs/token | GFLOP/s | of one core's peak |")
+        print("|---|---|---|---|---|---|---|---|")
+        codes = ([("baseline", args.baseline_code)] if args.baseline_code else []) + [("this tree", "")]
         setups = [(1, 0)] + ([] if args.one_core else
                              [(all_cores, 0)] + ([(all_cores, all_cores)] if all_cores > 1 else []))
         for name in args.configs.split(","):
@@ -117,10 +125,10 @@ def main() -> None:
             subprocess.run([str(BIN / "melody_create_dataset"), f"--input={args.input}", f"--output_dir={data}",
                             f"--config={name}", "--progress=false"], check=True, capture_output=True)
             steps = args.steps or (250 if name == "folk_lookback" else 100)
-            for cores, intra in setups:
-                r = measure(name, data, steps, cores, intra, work)
+            for (cores, intra), (label, code) in itertools.product(setups, codes):
+                r = measure(name, data, steps, cores, intra, work, code)
                 gflops = r["tokens_per_second"] * r["flops_per_token"] / 1e9
-                print(f"| {name} | {cores} | {intra or 'auto'} | {r['tokens_per_second']:,.0f} | "
+                print(f"| {label} | {name} | {cores} | {intra or 'auto'} | {r['tokens_per_second']:,.0f} | "
                       f"{r['flops_per_token'] / 1e6:.2f} M | {gflops:.1f} | {gflops / peak:.2f} |", flush=True)
 
 
