@@ -1,10 +1,12 @@
-"""One training step (forward, backward, Adam) of folk_lookback's 2x128 LSTM stack alone, on one core, four ways.
+"""One training step (forward, backward, Adam) of folk_lookback's 2x128 LSTM stack alone, on one core, six ways.
 
     python scripts/benchmark_lstm_step.py
 
 Keras 3's LSTM layers (what training uses) against the same math written out with the input projection of the
-whole window hoisted out of the recurrence (x.W once, only h.U per step): in a tf.scan loop, unrolled, and unrolled
-under XLA. Shapes as folk_lookback trains: 64 lanes, windows of 64, 64 inputs, 2 x 128 units, 338 tokens. Prints
+whole window hoisted out of the recurrence (x.W once, only h.U per step): with a hand-written backward pass (every
+weight gradient one large matmul after the loop; its gradients are checked against Keras'), in a tf.scan loop,
+unrolled, and unrolled under XLA; and TensorFlow's fused BlockLSTMV2 kernel.
+Shapes as folk_lookback trains: 64 lanes, windows of 64, 64 inputs, 2 x 128 units, 338 tokens. Prints
 ms per step, tokens/s and GFLOP/s (3 x forward FLOPs, as scripts/benchmark_throughput.py counts them), side by side.
 """
 import os
@@ -79,6 +81,86 @@ def make_hoisted(unroll, jit):
     return step
 opt2 = keras.optimizers.Adam(1e-3)
 
+def lstm_sequence(tf, xs, kernel, rkernel, bias):
+    """One LSTM layer over time-major xs (T, B, in) with a hand-written backward pass: the input projection and
+    every weight gradient are one large matmul each outside the loops, only h.U (forward) and dz.U^T (backward)
+    inside them."""
+    @tf.custom_gradient
+    def run(xs, kernel, rkernel, bias):
+        steps, rows = xs.shape[0], xs.shape[1]
+        xw = tf.reshape(tf.matmul(tf.reshape(xs, (-1, xs.shape[2])), kernel), (steps, rows, 4 * H)) + bias
+
+        def forward(t, h, c, hs, cs, gates):
+            i, f, g, o = tf.split(xw[t] + tf.matmul(h, rkernel), 4, axis=1)
+            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
+            c = f * c + i * g
+            h = o * tf.tanh(c)
+            return t + 1, h, c, hs.write(t, h), cs.write(t, c), gates.write(t, tf.concat([i, f, g, o], 1))
+        zero = tf.zeros((rows, H))
+        arrays = [tf.TensorArray(tf.float32, size=steps) for _ in range(3)]
+        _, _, _, hs, cs, gates = tf.while_loop(lambda t, *_: t < steps, forward, (0, zero, zero, *arrays))
+        hs, cs, gates = hs.stack(), cs.stack(), gates.stack()
+
+        def grad(dhs):
+            c_prev = tf.concat([zero[None], cs[:-1]], 0)
+
+            def backward(t, dh_next, dc_next, dzs):
+                i, f, g, o = tf.split(gates[t], 4, axis=1)
+                tc = tf.tanh(cs[t])
+                dh = dhs[t] + dh_next
+                dc = dc_next + dh * o * (1 - tc * tc)
+                dz = tf.concat([dc * g * i * (1 - i), dc * c_prev[t] * f * (1 - f), dc * i * (1 - g * g),
+                                dh * tc * o * (1 - o)], 1)
+                return t - 1, tf.matmul(dz, rkernel, transpose_b=True), dc * f, dzs.write(t, dz)
+            dzs = tf.while_loop(lambda t, *_: t >= 0, backward,
+                                (steps - 1, zero, zero, tf.TensorArray(tf.float32, size=steps)))[3]
+            dz = tf.reshape(dzs.stack(), (-1, 4 * H))
+            h_prev = tf.reshape(tf.concat([zero[None], hs[:-1]], 0), (-1, H))
+            flat_x = tf.reshape(xs, (-1, xs.shape[2]))
+            return (tf.reshape(tf.matmul(dz, kernel, transpose_b=True), xs.shape),
+                    tf.matmul(flat_x, dz, transpose_a=True), tf.matmul(h_prev, dz, transpose_a=True),
+                    tf.reduce_sum(dz, 0))
+        return hs, grad
+    return run(xs, kernel, rkernel, bias)
+
+
+def block_sequence(tf, xs, kernel, rkernel, bias):
+    """One LSTM layer over time-major xs with TensorFlow's fused `BlockLSTMV2` kernel (gates i, f, c, o as Keras)."""
+    zero = tf.zeros((xs.shape[1], H))
+    return tf.raw_ops.BlockLSTMV2(seq_len_max=tf.constant(xs.shape[0], tf.int64), x=xs, cs_prev=zero, h_prev=zero,
+                                  w=tf.concat([kernel, rkernel], 0), wci=tf.zeros(H), wcf=tf.zeros(H),
+                                  wco=tf.zeros(H), b=bias)[6]
+
+
+def make_sequence_step(layer):
+    @tf.function
+    def step(x, y):
+        with tf.GradientTape() as tape:
+            s = tf.transpose(x, (1, 0, 2))
+            s = layer(tf, layer(tf, s, ws[0], ws[1], ws[2]), ws[3], ws[4], ws[5])
+            logits = tf.einsum("tbh,hv->btv", s, ws[6]) + ws[7]
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+        g = tape.gradient(loss, ws)
+        opt2.apply_gradients(zip(g, ws))
+        return loss
+    return step
+
+
+@tf.function
+def gradient_gap(x, y):
+    """The largest relative difference between Keras' gradients and the hand-written backward pass's."""
+    def loss_of(logits):
+        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
+    with tf.GradientTape() as tape:
+        reference = loss_of(km(x))
+    with tf.GradientTape() as tape2:
+        s = tf.transpose(x, (1, 0, 2))
+        s = lstm_sequence(tf, lstm_sequence(tf, s, ws[0], ws[1], ws[2]), ws[3], ws[4], ws[5])
+        mine = loss_of(tf.einsum("tbh,hv->btv", s, ws[6]) + ws[7])
+    return tf.reduce_max([tf.reduce_max(tf.abs(a - b)) / tf.reduce_max(tf.abs(a))
+                          for a, b in zip(tape.gradient(reference, ws), tape2.gradient(mine, ws))])
+
+
 def timeit(fn, n=20):
     for _ in range(2):  # tracing and warm-up
         fn(x, y)
@@ -90,7 +172,10 @@ def timeit(fn, n=20):
     return statistics.median(ts)
 
 flops = 3 * (2 * 4 * H * (IN + H) + 2 * 4 * H * (H + H) + 2 * H * V) * B * T
-VARIANTS = [("keras LSTM", keras_step), ("hoisted, tf.scan", make_hoisted(False, False)),
+print(f"hand-written backward pass: gradients within {float(gradient_gap(x, y)):.1e} (relative) of Keras'")
+VARIANTS = [("keras LSTM", keras_step), ("hoisted, hand-written backward", make_sequence_step(lstm_sequence)),
+            ("BlockLSTMV2 (fused kernel)", make_sequence_step(block_sequence)),
+            ("hoisted, tf.scan", make_hoisted(False, False)),
             ("hoisted, unrolled", make_hoisted(True, False)), ("hoisted, unrolled, XLA", make_hoisted(True, True))]
 for name, fn in VARIANTS:
     s = timeit(fn)

@@ -4,7 +4,7 @@
     python scripts/benchmark_quality.py --cpu_minutes=2 --variant=mine=folk_lstm:dropout_rate=0.3
     python scripts/benchmark_quality.py --score=shipped=melody_plugin/data/default_model   # score only, no training
     git worktree add /tmp/before 027c1be    # the code before a change, for a before/after in one run:
-    python scripts/benchmark_quality.py --jobs=2 --variant=before=folk_lookback@/tmp/before --variant=after=folk_lookback
+    python scripts/benchmark_quality.py --jobs=2 --variant=before=folk_lookback@/tmp/before --variant=now=folk_lookback
 
 Each variant is a config and `--hparams` overrides. The folk set is read once into a dataset folder
 (`melody_create_dataset`, the file-name split with eval_ratio 0.1; once more with an end token for the variants
@@ -106,7 +106,8 @@ def train_and_score(name: str, config: str, hparams: str, data: Path, held_out: 
     tokens_per_second = float(done.split(", ")[1].split()[0])
     scores = json.loads(run([str(BIN / "melody_evaluate"), f"--run_dir={run_dir}", f"--input={held_out}"],
                             code or None)[0].strip().splitlines()[-1])
-    return {"name": name, "config": config, "hparams": hparams, "code": code or str(ROOT), "steps": steps, "train_wall_s": wall,
+    return {"name": name, "config": config, "hparams": hparams, "code": code or str(ROOT), "steps": steps,
+            "train_wall_s": wall,
             "train_cpu_s": cpu, "tokens_per_second": tokens_per_second, **{
                 k: scores[k] for k in ("bits_per_note", "pitch_bits_per_note", "accuracy", "notes", "files")}}
 
