@@ -67,18 +67,22 @@ def lstm_layer(seq, kernel, rkernel, bias, unroll):
     hs, _ = tf.scan(step, xs, initializer=(h, c))
     return tf.transpose(hs, (1, 0, 2))
 
-def make_hoisted(unroll, jit):
+def make_step(stack, jit=False):
+    """A compiled training step of `stack` (x -> the second layer's outputs, batch-major), the logits and Adam."""
     @tf.function(jit_compile=jit)
     def step(x, y):
         with tf.GradientTape() as tape:
-            s = lstm_layer(x, ws[0], ws[1], ws[2], unroll)
-            s = lstm_layer(s, ws[3], ws[4], ws[5], unroll)
-            logits = tf.einsum("bth,hv->btv", s, ws[6]) + ws[7]
+            logits = tf.einsum("bth,hv->btv", stack(x), ws[6]) + ws[7]
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
         g = tape.gradient(loss, ws)
         opt2.apply_gradients(zip(g, ws))
         return loss
     return step
+
+
+def make_hoisted(unroll, jit):
+    return make_step(lambda x: lstm_layer(lstm_layer(x, ws[0], ws[1], ws[2], unroll), ws[3], ws[4], ws[5], unroll),
+                     jit)
 opt2 = keras.optimizers.Adam(1e-3)
 
 def lstm_sequence(tf, xs, kernel, rkernel, bias):
@@ -132,18 +136,12 @@ def block_sequence(tf, xs, kernel, rkernel, bias):
                                   wco=tf.zeros(H), b=bias)[6]
 
 
-def make_sequence_step(layer):
-    @tf.function
-    def step(x, y):
-        with tf.GradientTape() as tape:
-            s = tf.transpose(x, (1, 0, 2))
-            s = layer(tf, layer(tf, s, ws[0], ws[1], ws[2]), ws[3], ws[4], ws[5])
-            logits = tf.einsum("tbh,hv->btv", s, ws[6]) + ws[7]
-            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits))
-        g = tape.gradient(loss, ws)
-        opt2.apply_gradients(zip(g, ws))
-        return loss
-    return step
+def time_major_stack(layer):
+    """x (batch, time, in) -> the two layers of `layer` (a time-major sequence function) -> (batch, time, H)."""
+    def stack(x):
+        s = layer(tf, layer(tf, tf.transpose(x, (1, 0, 2)), ws[0], ws[1], ws[2]), ws[3], ws[4], ws[5])
+        return tf.transpose(s, (1, 0, 2))
+    return stack
 
 
 @tf.function
@@ -154,9 +152,7 @@ def gradient_gap(x, y):
     with tf.GradientTape() as tape:
         reference = loss_of(km(x))
     with tf.GradientTape() as tape2:
-        s = tf.transpose(x, (1, 0, 2))
-        s = lstm_sequence(tf, lstm_sequence(tf, s, ws[0], ws[1], ws[2]), ws[3], ws[4], ws[5])
-        mine = loss_of(tf.einsum("tbh,hv->btv", s, ws[6]) + ws[7])
+        mine = loss_of(tf.einsum("bth,hv->btv", time_major_stack(lstm_sequence)(x), ws[6]) + ws[7])
     return tf.reduce_max([tf.reduce_max(tf.abs(a - b)) / tf.reduce_max(tf.abs(a))
                           for a, b in zip(tape.gradient(reference, ws), tape2.gradient(mine, ws))])
 
@@ -173,8 +169,8 @@ def timeit(fn, n=20):
 
 flops = 3 * (2 * 4 * H * (IN + H) + 2 * 4 * H * (H + H) + 2 * H * V) * B * T
 print(f"hand-written backward pass: gradients within {float(gradient_gap(x, y)):.1e} (relative) of Keras'")
-VARIANTS = [("keras LSTM", keras_step), ("hoisted, hand-written backward", make_sequence_step(lstm_sequence)),
-            ("BlockLSTMV2 (fused kernel)", make_sequence_step(block_sequence)),
+VARIANTS = [("keras LSTM", keras_step), ("hoisted, hand-written backward", make_step(time_major_stack(lstm_sequence))),
+            ("BlockLSTMV2 (fused kernel)", make_step(time_major_stack(block_sequence))),
             ("hoisted, tf.scan", make_hoisted(False, False)),
             ("hoisted, unrolled", make_hoisted(True, False)), ("hoisted, unrolled, XLA", make_hoisted(True, True))]
 for name, fn in VARIANTS:
