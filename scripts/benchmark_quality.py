@@ -153,8 +153,10 @@ def parse_variant(text: str) -> tuple[str, tuple[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"))
-    parser.add_argument("--cpu_minutes", type=float, default=10.0, help="CPU budget of each training run")
+    parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"),
+                        help="a folder of MIDI files, split by file name (default: %(default)s)")
+    parser.add_argument("--cpu_minutes", type=float, default=10.0,
+                        help="CPU budget of each training run (default: %(default)s)")
     parser.add_argument("--variant", type=parse_variant, action="append",
                         help="NAME=CONFIG[:HPARAMS][@DIR] (DIR: another source tree); repeatable; default: "
                         "the built-in variants")
@@ -162,7 +164,7 @@ def main() -> None:
                         help="NAME=RUN_DIR: also score this trained model (no training); repeatable")
     parser.add_argument("--jobs", type=int, default=1, help="variants trained at a time (default 1)")
     parser.add_argument("--work_dir", help="keep the dataset and run dirs here (default: a temporary folder)")
-    parser.add_argument("--output_json")
+    parser.add_argument("--output_json", help="also write the rows as JSON here")
     args = parser.parse_args()
     variants = dict(args.variant) if args.variant else ({} if args.score else VARIANTS)  # --score alone: no training
 

@@ -103,8 +103,10 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--peak":
         return print(json.dumps(matmul_peak_gflops()))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"))
-    parser.add_argument("--configs", default="folk_lookback,folk_lstm")
+    parser.add_argument("--input", default=str(ROOT.parent / "shared" / "data" / "folk"),
+                        help="a folder of MIDI files to train on (default: %(default)s)")
+    parser.add_argument("--configs", default="folk_lookback,folk_lstm",
+                        help="comma-separated config names (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=0, help="training steps per measurement (default: per config)")
     parser.add_argument("--one_core", action="store_true", help="only the one-core measurement")
     parser.add_argument("--baseline_code", default="", help="another source tree to measure beside this one")

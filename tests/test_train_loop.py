@@ -144,8 +144,8 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path, t
                        options(num_training_steps=10, save_checkpoint_steps=10, write_curve=False))
     real_sums = _step_sums
 
-    def poisoned(tf, nll, predictions, targets, is_note, weights=None):  # the loss turns NaN, as a diverging run's
-        nll, sums = real_sums(tf, nll, predictions, targets, is_note, weights)
+    def poisoned(tf, nll, predictions, targets, kinds, weights=None):  # the loss turns NaN, as a diverging run's
+        nll, sums = real_sums(tf, nll, predictions, targets, kinds, weights)
         return nll * float("nan"), dict(sums, nll=sums["nll"] * float("nan"))
 
     monkeypatch.setattr(train_step, "_step_sums", poisoned)

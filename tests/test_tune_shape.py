@@ -367,3 +367,30 @@ def test_a_dataset_without_an_end_token_is_refused_for_a_config_with_one(tiny_co
                             f"--run_dir={tmp_path / 'run'}", "--num_training_steps=1", "--progress=false")
     assert proc.returncode != 0
     assert "prepared without an end token" in proc.stderr and str(tmp_path / "data") in proc.stderr
+
+
+def test_training_reports_bits_per_note_as_melody_evaluate_does(tmp_path):
+    """The eval bits/note training writes leave out the end token, as melody_evaluate's do: the same figure for
+    the same weights on the same held-out files (and bits_per_note_with_end keeps it, as melody_evaluate's)."""
+    from melody_plugin.evaluate import scoring
+    from melody_plugin.generate.generator import MelodyGenerator
+    from melody_plugin.model import registry
+    from melody_plugin.tokens.corpus import is_eval
+    from melody_plugin.train.loop import train_and_evaluate
+    from melody_plugin.train.options import TrainOptions
+
+    corpus = repeat_corpus(tmp_path / "tunes", tunes=24, seed=3)
+    config = registry.with_hparams(registry.get_config("char_lstm"), conftest.TINY_HPARAMS + SHAPE_HPARAMS)
+    train_and_evaluate(config, tmp_path / "run", corpus, TrainOptions(
+        num_training_steps=60, eval_ratio=0.25, summary_frequency=60, save_checkpoint_steps=60, progress=False,
+        log=lambda *a: None, write_curve=False))
+    trained = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])["eval"]
+    held = tmp_path / "held"
+    held.mkdir()
+    for path in sorted(corpus.iterdir()):
+        if is_eval(path.name, 0.25):
+            (held / path.name).symlink_to(path)
+    scores = scoring.evaluate_input(MelodyGenerator.from_run_dir(tmp_path / "run", checkpoint="latest"), held)
+    assert scores["endings"] == len(list(held.iterdir())) > 0
+    assert trained["bits_per_note"] == pytest.approx(scores["bits_per_note"], rel=1e-4)
+    assert trained["bits_per_note_with_end"] == pytest.approx(scores["bits_per_note_with_end"], rel=1e-4)

@@ -55,28 +55,47 @@ def _target_terms(tf, outputs, inputs, targets, copy_names=()):
             tf.argmax(logits, axis=-1, output_type=tf.int32))
 
 
-def _step_sums(tf, nll, predictions, targets, is_note, weights=None):
-    """Sums over a batch: nats of the targets, correct predictions, bits and count of pitched-note targets.
+NOTE, END = 1, 2  # token kinds (`token_kinds`); other tokens (rests, start) are 0
+
+
+def token_kinds(vocab: Vocabulary) -> np.ndarray:
+    """(V,) float32 per id: NOTE for a pitched note, END for the end token, else 0."""
+    kinds = np.where(vocab.pitches() >= 0, NOTE, 0).astype(np.float32)
+    if vocab.end_token:
+        kinds[vocab.end_id] = END
+    return kinds
+
+
+def _step_sums(tf, nll, predictions, targets, kinds, weights=None):
+    """Sums over a batch: nats of the targets, correct predictions, bits and count of pitched-note targets, and the
+    nats of the end-token targets (`kinds`: `token_kinds`).
 
     `weights` (the lanes' 0 on padding) leave out the targets they zero; None counts every target.
     """
     correct = tf.cast(tf.equal(predictions, targets), tf.float32)
-    note = tf.gather(is_note, targets)
+    kind = tf.gather(kinds, targets)
     if weights is None:
         weights = tf.ones_like(nll)
-    nll, correct, note = nll * weights, correct * weights, note * weights
+    note = tf.cast(tf.equal(kind, NOTE), tf.float32) * weights
+    nll, correct = nll * weights, correct * weights
     return nll, {"nll": tf.reduce_sum(nll), "correct": tf.reduce_sum(correct),
                  "note_nll": tf.reduce_sum(nll * note), "notes": tf.reduce_sum(note),
-                 "tokens": tf.reduce_sum(weights)}
+                 "tokens": tf.reduce_sum(weights),
+                 "end_nll": tf.reduce_sum(nll * tf.cast(tf.equal(kind, END), tf.float32))}
 
 
 def summarize(sums: dict) -> dict:
-    """loss, perplexity, accuracy, bits per token and bits per note from summed counts."""
+    """loss, perplexity, accuracy, bits per token and bits per note from summed counts.
+
+    bits_per_note leaves out the end token's bits, as `melody_evaluate`'s does; bits_per_note_with_end keeps them.
+    """
     tokens = max(sums["tokens"], 1.0)
     loss = sums["nll"] / tokens
+    end_nll = sums.get("end_nll", 0.0)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "accuracy": sums["correct"] / tokens,
             "bits_per_token": bits_per(sums["nll"], tokens),
-            "bits_per_note": bits_per(sums["nll"], sums["notes"])}
+            "bits_per_note": bits_per(sums["nll"] - end_nll, sums["notes"]),
+            **({"bits_per_note_with_end": bits_per(sums["nll"], sums["notes"])} if end_nll else {})}
 
 
 class _Trainer:
@@ -96,7 +115,7 @@ class _Trainer:
             self.states = {kind: _state_variables(tf, rows, config.rnn_layer_sizes, kind) for kind in ("train", "eval")}
         self.step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.global_tokens = float(config.batch_size * config.window_size)
-        self.is_note = tf.constant((vocab.pitches() >= 0).astype(np.float32))
+        self.kinds = tf.constant(token_kinds(vocab))
         self.mixed = config.mixed_precision
         self.scheduled = bool(config.lr_warmup_steps) or config.lr_decay != "none"  # else a constant, as ever
         self.train_step = tf.function(self._train_step, jit_compile=None)
@@ -128,14 +147,14 @@ class _Trainer:
         y = batch[1]
         with tf.GradientTape() as tape:
             nll, predictions, weights = self._terms(batch, training=True)
-            nll, sums = _step_sums(tf, nll, predictions, y, self.is_note, weights)
+            nll, sums = _step_sums(tf, nll, predictions, y, self.kinds, weights)
             loss = tf.reduce_sum(nll) / self.global_tokens  # global mean: replicas' gradients add up exactly
             scaled = self.optimizer.scale_loss(loss) if self.mixed else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         return sums
 
-    SUM_KEYS = ("nll", "correct", "note_nll", "notes", "tokens")
+    SUM_KEYS = ("nll", "correct", "note_nll", "notes", "tokens", "end_nll")
 
     def _train_step(self, iterator, num_steps, step_var, total_steps, time_fraction):
         """`num_steps` steps in one call (one compiled loop); returns the summed counts as one vector.
@@ -157,7 +176,7 @@ class _Trainer:
 
     def _replica_eval(self, *batch):
         nll, predictions, weights = self._terms(batch, training=False)
-        return _step_sums(self.tf, nll, predictions, batch[1], self.is_note, weights)[1]
+        return _step_sums(self.tf, nll, predictions, batch[1], self.kinds, weights)[1]
 
     def _eval_step(self, batch):
         per_replica = self.strategy.run(self._replica_eval, args=batch)
