@@ -10,7 +10,8 @@ FLAGS = flags.FLAGS
 common.define_input()
 common.define_run_dir(required=True)
 common.define_progress()
-common.define("string", "config", "char_lstm", "Name of a registered config (char_lstm, folk_lstm, folk_lookback, or a plugin's).")
+common.define("string", "config", "char_lstm",
+              "Name of a registered config (char_lstm, folk_lstm, folk_lookback, or a plugin's).")
 common.define("string", "hparams", "", "Overrides, e.g. 'batch_size=64,rnn_layer_sizes=[128,128],dropout_rate=0.2'. "
               "batch_size is the GLOBAL batch size: a distributed run splits it over all replicas.")
 common.define("integer", "num_training_steps", 2000, "Train until this global step (counted across resumes).")
