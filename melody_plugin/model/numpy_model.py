@@ -199,9 +199,10 @@ class NumpyLSTM:
         for layer, (kernel, recurrent, bias) in enumerate(self.layers):
             h, c = state[2 * layer], state[2 * layer + 1]
             z = x @ kernel + h @ recurrent + bias  # (batch, 4 * units), Keras gate order i, f, c, o
-            i, f, g, o = np.split(z, 4, axis=-1)
-            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-            h = _sigmoid(o) * np.tanh(c)
+            units = z.shape[-1] // 4
+            i_f = _sigmoid(z[..., :2 * units])  # the input and forget gates side by side: one call
+            c = i_f[..., units:] * c + i_f[..., :units] * np.tanh(z[..., 2 * units:3 * units])
+            h = _sigmoid(z[..., 3 * units:]) * np.tanh(c)
             new_state += [h, c]
             x = h
         if not outputs:
