@@ -31,6 +31,8 @@ def test_generate_with_embedded_model_writes_midi_png_and_wav(tmp_path):
     proc = run_cli("melody_generate", f"--primer_midi={EXAMPLE_PRIMER}", "--num_outputs=2", "--num_bars=4",
                    f"--output_dir={tmp_path}", "--render=png,wav", "--seed=7", check=True)
     assert "wrote 2 melodies of 8 bars (6/8)" in proc.stdout
+    step = json.loads((tmp_path / "seed_cont_001.json").read_text())["model_step"]
+    assert isinstance(step, int) and f"model at step {step})" in proc.stdout  # which checkpoint wrote them
     mid = tmp_path / "seed_cont_001.mid"
     assert {"set_tempo", "time_signature", "key_signature", "note_on"} <= midi_events(mid)
     png = (tmp_path / "seed_cont_001.png").read_bytes()

@@ -140,7 +140,8 @@ def main(argv):
     num, den = generations[0].melody.time_signature
     melodies = "melody" if len(paths) == 1 else "melodies"
     print(f"wrote {len(paths)} {melodies} of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
-          f"in {time.perf_counter() - start:.2f} s (seed {seed}, {_ENDINGS[generations[0].ending]}):")
+          f"in {time.perf_counter() - start:.2f} s (seed {seed}, {_ENDINGS[generations[0].ending]}"
+          f"{'' if gen.step is None else f', model at step {gen.step}'}):")
     beside = [f".{k}" for k in formats[1:]] + [".json"] + [".score.svg" if k == "score" else f".{k}" for k in render]
     for p in paths:
         print(f"  {p}")

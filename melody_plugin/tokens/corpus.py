@@ -180,10 +180,19 @@ def collect_melodies(input_path, config: ModelConfig, reading: Reading | None = 
     else:
         # fork is cheap and safe here: the parent has not imported TensorFlow yet
         ctx = multiprocessing.get_context("fork" if "tensorflow" not in sys.modules else "spawn")
-        with ctx.Pool(workers, initializer=_init_worker, maxtasksperchild=200) as pool:
+        pool = ctx.Pool(workers, initializer=_init_worker, maxtasksperchild=200)
+        try:
             for r in pool.imap(_extract_file, tasks, chunksize=8):
                 results.append(r)
                 bar.update()
+            # the workers leave on their own: a SIGTERM (the `with` block's terminate) can reach one still starting,
+            # before `_init_worker` replaced the command's start-up handler, which would report an interruption
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
     bar.close()
     train, eval_ = [], []
     for r in results:

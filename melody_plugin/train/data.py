@@ -124,7 +124,8 @@ def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed:
         return train_ds, None
     tokens = sum(len(s) for s in eval_seqs)
     if not config.carry_state and num_windows(tokens, config.window_size, config.window_size) < config.batch_size:
-        log(f"no evaluation: the {len(eval_seqs)} eval melodies hold {tokens} tokens, fewer than one batch of "
+        held = f"the {len(eval_seqs)} eval {'melody holds' if len(eval_seqs) == 1 else 'melodies hold'}"
+        log(f"no evaluation: {held} {tokens} tokens, fewer than one batch of "
             f"{config.batch_size} windows of {config.window_size} (carry_state=true evaluates melodies of any "
             "length)")
         return train_ds, None
