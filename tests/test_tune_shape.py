@@ -170,6 +170,40 @@ def test_config_checks_and_old_configs_load_without_the_fields():
     assert not loaded.end_token and not loaded.countdown and loaded.copy_bars == ()
 
 
+def test_training_lanes_draw_the_open_countdown_anew_each_pass():
+    """In shuffled training lanes every melody meets the open countdown in about open_share of the passes (and its
+    own countdown in the rest), not the same melodies every pass; evaluation lanes keep the choice by index."""
+    from melody_plugin.tokens.batches import Batching, MeterInputs, is_open, make_dataset
+
+    melodies = 8
+    durations = np.full(64, 12)  # every id a quarter note at 12 steps a quarter; START's length is not read
+    durations[START] = 0
+    sequences = [[START] + [10 + i] * 4 for i in range(melodies)]  # melody i is told by its id, 10 + i
+    meter = MeterInputs([48] * melodies, durations, countdown=True, open_share=0.25)
+    seen = {i: [] for i in range(melodies)}  # per melody, whether each of its passes fed the open countdown
+    batches = make_dataset(sequences, Batching(8, 2, carry_state=True, seed=3), meter)
+    for inputs, _, weights, reset in batches.take(4 * 40).as_numpy_iterator():
+        for row in np.flatnonzero((reset == 1) & (weights[:, 0] > 0)):
+            seen[int(inputs["ids"][row, 1]) - 10].append(int(inputs["bars_left"][row, 0]) == OPEN_COUNTDOWN)
+    passes = [len(v) for v in seen.values()]
+    assert min(passes) >= 30  # 40 passes of 8 melodies in 2 lanes, less the last one's tail
+    assert all(any(v) and not all(v) for v in seen.values())  # each melody both ways
+    share = sum(map(sum, seen.values())) / sum(passes)
+    assert 0.15 < share < 0.35
+    # its own countdown, when not open, counted by hand: 4 quarters of 12 steps fill one 48-step bar, so at the
+    # start token 48 steps are left, all within the last bar: the input is the steps left, 48
+    first = [int(x["bars_left"][r, 0]) for x, _, w, rs in batches.take(8).as_numpy_iterator()
+             for r in np.flatnonzero((rs == 1) & (w[:, 0] > 0)) if int(x["bars_left"][r, 0]) != OPEN_COUNTDOWN]
+    assert first and set(first) == {48}
+    evaluation = make_dataset(sequences, Batching(8, 2, carry_state=True, shuffle=False, repeat=False), meter)
+    opened = set()
+    for inputs, _, weights, reset in evaluation.as_numpy_iterator():
+        for row in np.flatnonzero((reset == 1) & (weights[:, 0] > 0)):
+            if int(inputs["bars_left"][row, 0]) == OPEN_COUNTDOWN:
+                opened.add(int(inputs["ids"][row, 1]) - 10)
+    assert opened == {i for i in range(melodies) if is_open(i, 0.25)}
+
+
 # --- tiny models trained once for this module
 
 BAR_PITCHES = (60, 62, 64, 65, 67, 69, 71, 72)

@@ -47,7 +47,8 @@ class Batching:
 class MeterInputs(NamedTuple):
     """make_dataset's meter-aware inputs: one bar length per sequence, the vocabulary's `durations()`, and which
     features ride along with the ids: the bar lookback, the countdown to the melody's end (`open_share` of the
-    melodies, chosen by index, get the open countdown), the copy sources `copy_bars` bars back. A plain
+    melodies get the open countdown: in shuffled lanes drawn anew each pass, else chosen by index), the copy sources
+    `copy_bars` bars back. A plain
     (steps_per_bar, durations) pair means bar position and bar length only."""
 
     steps_per_bar: list
@@ -260,15 +261,26 @@ def _lane_dataset(sequences, batching: Batching, meter):
     window_size, lanes = batching.window_size, batching.batch_size
     if not any(len(s) > 1 for s in sequences):  # a melody shorter than a window is padded: any length will do
         raise DatasetError("no melody has a token after its start token")
-    features = _meter_arrays(sequences, meter)
+    count = len(sequences)
+    redraw = batching.shuffle and meter is not None and meter.countdown and 0.0 < meter.open_share < 1.0
+    if redraw:  # every melody's features both ways: index i as its length is known, count + i with an open end
+        features = [sequence_features(s, spb, meter, open_end) for open_end in (False, True)
+                    for s, spb in zip(sequences, meter.steps_per_bar)]
+        sequences = list(sequences) * 2
+    else:
+        features = _meter_arrays(sequences, meter)
     names = _feature_names(meter)
 
     def order():
         for epoch in itertools.count():
             if batching.shuffle:
-                yield from np.random.default_rng([batching.seed, epoch]).permutation(len(sequences)).tolist()
+                rng = np.random.default_rng([batching.seed, epoch])
+                indices = rng.permutation(count)
+                if redraw:  # each pass, another open_share of the melodies meet the open countdown
+                    indices = indices + count * (rng.random(count) < meter.open_share)
+                yield from indices.tolist()
             else:
-                yield from range(len(sequences))
+                yield from range(count)
             if not batching.repeat:
                 return
 
