@@ -383,3 +383,20 @@ def test_eval_melodies_shorter_than_a_window_are_evaluated_with_carry_state_and_
                                 tiny_corpus, options(num_training_steps=2, summary_frequency=2, eval_ratio=0.25,
                                                      write_curve=False))
     assert result.metrics["eval"]["bits_per_note"] > 0 and RunDir(tmp_path / "lanes").best()["step"] == 2
+
+
+def test_a_prepared_dataset_says_when_the_configs_augmentation_does_not_apply(tmp_path, tiny_corpus):
+    """Transposed copies are made when a dataset is prepared: training on one prepared without them, with a config
+    that asks for them, says so (naming the setting both ways) instead of training silently without them."""
+    from melody_plugin.model import registry
+    from melody_plugin.tokens.corpus import Reading, create_dataset
+    from melody_plugin.train.data import load_training_data
+
+    config = registry.get_config("char_lstm")
+    create_dataset(tiny_corpus, tmp_path / "ds", config, Reading(eval_ratio=0.25, workers=1, progress=False))
+    said = []
+    load_training_data(tmp_path / "ds", config, 0.25, log=said.append)
+    assert not any("does not apply" in line for line in said)
+    load_training_data(tmp_path / "ds", registry.with_hparams(config, "augment_transpositions=[-2,2]"), 0.25,
+                       log=said.append)
+    assert [line for line in said if "augment_transpositions=(0, 0)" in line and "(-2, 2) does not apply" in line]
