@@ -42,18 +42,22 @@ def mix_copies(ops, logits, gate_logits, candidates, vocab_size: int):
     sources by the gate g = softmax(gate_logits) over (LSTM, source 1..K), sources without a token left out.
 
     logits (..., V), gate_logits (..., K + 1), candidates (..., K) int. Returns (..., V) normalised log-probs."""
-    present = ops.not_equal(candidates, PAD)
-    log_gate = _log_gate(ops, gate_logits, present)
+    log_gate = _log_gate(ops, gate_logits, _kept(ops, candidates))
     gate = ops.exp(log_gate[..., 1:])
     mass = ops.sum(ops.expand_dims(gate, -1) * ops.one_hot(candidates, vocab_size, dtype="float32"), axis=-2)
     model_part = log_gate[..., :1] + ops.log_softmax(logits, axis=-1)
     return ops.logaddexp(model_part, ops.log(ops.maximum(mass, 1e-30)))
 
 
-def _log_gate(ops, gate_logits, present):
-    """log softmax of the gate over (LSTM, sources 1..K), the sources without a token left out."""
-    keep = ops.concatenate([ops.ones_like(present[..., :1]), present], axis=-1)
-    return ops.log_softmax(ops.where(keep, gate_logits, -1e9), axis=-1)
+def _kept(ops, candidates):
+    """(..., K + 1) bool: the gate's choices that exist, the LSTM always and each source holding a token."""
+    present = ops.not_equal(candidates, PAD)
+    return ops.concatenate([ops.ones_like(present[..., :1]), present], axis=-1)
+
+
+def _log_gate(ops, gate_logits, kept):
+    """log softmax of the gate over (LSTM, sources 1..K), the choices not `kept` left out."""
+    return ops.log_softmax(ops.where(kept, gate_logits, -1e9), axis=-1)
 
 
 def copy_mixture_targets(ops, logits, gate_logits, candidates, targets):
@@ -64,8 +68,8 @@ def copy_mixture_targets(ops, logits, gate_logits, candidates, targets):
     the LSTM's argmax or one of the sources: every other id has only its LSTM share. Training and evaluation use
     this; the same function as `mix_copies` followed by a sparse cross-entropy, at a fraction of the work.
     """
-    present = ops.not_equal(candidates, PAD)
-    log_gate = _log_gate(ops, gate_logits, present)
+    kept = _kept(ops, candidates)
+    log_gate = _log_gate(ops, gate_logits, kept)
     gate = ops.exp(log_gate[..., 1:])
     model_nll = ops.sparse_categorical_crossentropy(targets, logits, from_logits=True)
     hits = ops.cast(ops.equal(candidates, ops.expand_dims(targets, -1)), "float32")
@@ -79,8 +83,7 @@ def copy_mixture_targets(ops, logits, gate_logits, candidates, targets):
     same = ops.cast(ops.equal(ops.expand_dims(options, -1), ops.expand_dims(candidates, -2)), "float32")
     mass = ops.sum(same * ops.expand_dims(gate, -2), axis=-1)
     value = ops.logaddexp(model_part, ops.log(ops.maximum(mass, 1e-30)))
-    valid = ops.concatenate([ops.ones_like(present[..., :1]), present], axis=-1)
-    value = ops.where(valid, ops.stop_gradient(value), -1e30)
+    value = ops.where(kept, ops.stop_gradient(value), -1e30)
     top = ops.max(value, axis=-1, keepdims=True)
     wide = ops.where(value >= top, options, ops.full_like(options, 2 ** 30))
     return nll, ops.cast(ops.min(wide, axis=-1), "int32")

@@ -48,8 +48,7 @@ class MeterInputs(NamedTuple):
     """make_dataset's meter-aware inputs: one bar length per sequence, the vocabulary's `durations()`, and which
     features ride along with the ids: the bar lookback, the countdown to the melody's end (`open_share` of the
     melodies get the open countdown: in shuffled lanes drawn anew each pass, else chosen by index), the copy sources
-    `copy_bars` bars back. A plain
-    (steps_per_bar, durations) pair means bar position and bar length only."""
+    `copy_bars` bars back. A plain (steps_per_bar, durations) pair means bar position and bar length only."""
 
     steps_per_bar: list
     durations: np.ndarray

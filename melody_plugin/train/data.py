@@ -33,11 +33,11 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
                                 f"{config.name!r} has end_token={str(config.end_token).lower()}; prepare it again "
                                 "with this config, or pass --hparams=end_token=" + str(vocab.end_token).lower()
                                 + ("" if vocab.end_token else ",countdown=false"))
-        made = {"transpose_to_key": vocab.transpose_to_key, "augment_transpositions": vocab.augment_transpositions}
-        asked = {"transpose_to_key": config.transpose_to_key, "augment_transpositions": config.augment_transpositions}
-        for name in (n for n in made if tuple(np.ravel(made[n])) != tuple(np.ravel(asked[n]))):
-            log(f"{input_path}: the dataset was prepared with {name}={made[name]}, and the config's {asked[name]} does "
-                "not apply to it (preparing the dataset makes the copies: melody_create_dataset with the setting)")
+        for name in ("transpose_to_key", "augment_transpositions"):  # settings applied when the dataset was made
+            made, asked = getattr(vocab, name), getattr(config, name)
+            if made != asked:
+                log(f"{input_path}: the dataset was prepared with {name}={made}, and the config's {asked} does not "
+                    "apply to it (preparing the dataset makes the copies: melody_create_dataset with the setting)")
         return train, eval_, vocab, (train_bars, eval_bars)
     data = encode_corpus(input_path, config, Reading(eval_ratio, progress=progress), vocab)
     corpus = data.corpus
