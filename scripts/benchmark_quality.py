@@ -7,8 +7,9 @@
     python scripts/benchmark_quality.py --jobs=2 --variant=before=folk_lookback@/tmp/before --variant=now=folk_lookback
 
 Each variant is a config and `--hparams` overrides. The folk set is read once into a dataset folder
-(`melody_create_dataset`, the file-name split with eval_ratio 0.1; once more with an end token for the variants
-whose config has one), every variant trains on its train split with
+(`melody_create_dataset`, the file-name split with eval_ratio 0.1; once more for each other set of the
+settings applied when a dataset is made: the end token, transpose_to_key, augment_transpositions), every variant
+trains on its train split with
 `melody_train --max_cpu_minutes=M` (the CPU time of the training process, all threads, counted from its start as
 a user's clock would be: start-up and data loading included), and `melody_evaluate` scores its best checkpoint on
 the held-out files, whole melodies from the start token (an end token, where a model has one, is not counted:
@@ -82,14 +83,20 @@ def held_out_folder(input_dir: Path, out: Path, eval_ratio: float) -> int:
 
 
 def dataset(input_dir: str, work: Path, config: str, hparams: str) -> Path:
-    """The folk set as a dataset folder for this variant: one without an end token, one with (made once each)."""
+    """The folk set as a dataset folder for this variant, made once for each set of the settings applied when a
+    dataset is made: the end token, the key normalisation and the transposition copies."""
     from melody_plugin.model.registry import get_config, with_hparams
 
-    end = with_hparams(get_config(config), hparams.partition("@")[0]).end_token
-    data = work / ("data_end" if end else "data")
+    chosen = with_hparams(get_config(config), hparams.partition("@")[0])
+    lo, hi = chosen.augment_transpositions
+    name = ("data" + ("_end" if chosen.end_token else "") + ("_key" if chosen.transpose_to_key else "")
+            + (f"_shift{lo}_{hi}" if (lo, hi) != (0, 0) else ""))
+    data = work / name
     if not (data / "train.tfrecord").is_file():
+        settings = (f"end_token={str(chosen.end_token).lower()},transpose_to_key={str(chosen.transpose_to_key).lower()}"
+                    f",augment_transpositions=[{lo},{hi}]")
         run([str(BIN / "melody_create_dataset"), f"--input={input_dir}", f"--output_dir={data}",
-             "--config=folk_lstm", f"--hparams=end_token={str(end).lower()}", "--progress=false"])
+             "--config=folk_lstm", f"--hparams={settings}", "--progress=false"])
     return data
 
 

@@ -17,6 +17,9 @@ from melody_plugin.tokens.form import (
     copy_candidates,
     copy_features,
     countdown_features,
+    key_bonus,
+    pitch_class_steps,
+    pitch_class_table,
     roll_onsets,
 )
 from melody_plugin.tokens.vocab import PAD, START, Vocabulary
@@ -72,6 +75,52 @@ def test_onset_roll_agrees_with_the_vectorised_copy_sources_on_long_random_melod
         for t, (token, steps) in enumerate(zip(ids, durations)):
             roll = roll_onsets(roll, np.array([token]), np.array([steps]))
             assert copy_candidates(roll, [bar], (1, 2, 4, 8))[0].tolist() == expected[:, t].tolist()
+
+
+def test_the_key_heads_pitch_class_steps_counted_by_hand():
+    # ids: the start token, C4 (12 steps), a rest (12), G4 (24), C5 (6), <unk> (6): their pitch classes by hand
+    pitches = np.array([-2, -2, -2, -1, 60, 67, 72])  # pad, start, unk, rest, C4, G4, C5
+    ids = [START, 4, 3, 5, 6, 2]
+    durations = [0, 12, 12, 24, 6, 6]
+    table = pitch_class_table(pitches)
+    assert table.sum(axis=1).tolist() == [0, 0, 0, 0, 1, 1, 1]
+    held = pitch_class_steps(durations, ids, table)
+    c, g = 0, 7
+    expected = [{}, {c: 12}, {c: 12}, {c: 12, g: 24}, {c: 18, g: 24}, {c: 18, g: 24}]
+    assert held.tolist() == [[row.get(k, 0) for k in range(12)] for row in expected]
+
+
+def test_the_key_bonus_is_the_formula_and_its_fits_are_the_key_finders_correlations():
+    """form.key_bonus and keras_model.key_bonus against the sum written out here: for each pitch class c,
+    sum_k w_k share_((c + k) mod 12) with the profile's first 12 weights, plus its last two times the Pearson
+    correlations (np.corrcoef) of the histogram with the Krumhansl-Kessler major and minor profiles rotated to c;
+    with the major weight alone, the best c is the tonic find_key picks among major keys."""
+    from melody_plugin.model.keras_model import key_bonus as keras_key_bonus
+    from melody_plugin.music.key import MAJOR_PROFILE, MINOR_PROFILE, find_key
+    from melody_plugin.runtime.quiet import import_keras
+
+    rng = np.random.default_rng(5)
+    steps = rng.integers(0, 50, size=(6, 12)).astype(np.int32)
+    steps[0] = 0  # nothing sounded yet: no bonus
+    profile = rng.normal(size=(6, 14)).astype(np.float32)
+    expected = np.zeros((6, 12))
+    for row in range(6):
+        total = max(steps[row].sum(), 1)
+        for c in range(12):
+            expected[row, c] = sum(profile[row, k] * steps[row, (c + k) % 12] / total for k in range(12))
+            if row:
+                for weight, table in zip(profile[row, 12:], (MAJOR_PROFILE, MINOR_PROFILE)):
+                    expected[row, c] += weight * np.corrcoef(steps[row], np.roll(table, c))[0, 1]
+    np.testing.assert_allclose(key_bonus(profile, steps), expected, rtol=1e-4, atol=1e-5)
+    keras_bonus = np.asarray(keras_key_bonus(import_keras().ops, profile, steps))
+    np.testing.assert_allclose(keras_bonus, expected, rtol=1e-4, atol=1e-5)
+    major_only = np.zeros(14, np.float32)
+    major_only[12] = 1.0
+    for row in range(1, 6):
+        notes = [Note(60 + pc, int(n)) for pc, n in enumerate(steps[row]) if n]
+        found = find_key(notes)
+        if not found.minor:
+            assert int(np.argmax(key_bonus(major_only, steps[row]))) == found.tonic
 
 
 def test_the_copy_mixture_is_the_formula():
@@ -223,7 +272,7 @@ def repeat_corpus(folder, tunes: int = 48, seed: int = 0):
 
 
 SHAPE_HPARAMS = (",meter_features=true,end_token=true,countdown=true,copy_bars=[1,2,4,8],carry_state=true,"
-                 "window_size=16,batch_size=8,open_countdown_share=0.25")
+                 "window_size=16,batch_size=8,open_countdown_share=0.25,key_head=true")
 
 
 @pytest.fixture(scope="module")
@@ -287,7 +336,7 @@ def test_numpy_and_keras_agree_on_a_shaped_model_and_the_gate_is_read(shape_gene
     half = unseen_primer(gen)
     melody = half.with_notes(half.notes * 2)  # a whole tune by the corpus's recipe
     ids = [START] + gen.vocab.with_end(gen.vocab.encode(melody))
-    meter = MeterInputs([48], gen.vocab.durations(), False, True, gen.config.copy_bars)
+    meter = MeterInputs([48], gen.vocab.durations(), False, True, gen.config.copy_bars, pitches=gen.vocab.pitches())
     for open_ending in (False, True):
         features = sequence_features(np.array(ids), 48, meter, open_ending)
         batch = {"ids": np.array([ids]), **{k: v[None] for k, v in features.items()}}
@@ -295,7 +344,12 @@ def test_numpy_and_keras_agree_on_a_shaped_model_and_the_gate_is_read(shape_gene
         numpy_logits, state = gen.model.run(batch["ids"], positions=batch["bar_position"],
                                             bar_steps=batch["bar_steps"], bars_left=batch["bars_left"])
         np.testing.assert_allclose(numpy_logits, keras_logits, atol=1e-4)
-        assert state[-1].shape == (1, COPY_STEPS)
+        assert state[-2].shape == (1, COPY_STEPS)
+        # the key head's state: the steps each pitch class sounded, counted here from the melody's notes
+        held = np.zeros(12)
+        for note in melody.notes:
+            held[note.pitch % 12] += 0 if note.is_rest else note.duration_steps
+        np.testing.assert_array_equal(state[-1][0], held)
     # the second half is copied: from bar 5 on (input 15) every token has its source 4 bars back, and the model
     # gives the true next tokens more than half of its mass there; without the sources it is lost
     assert (features["copy_4"][15:-1] != PAD).all()

@@ -90,6 +90,10 @@ def _serving_module(tf, model, vocab, copy_bars=()):
             if step_fn.countdown:  # the length of the melody unknown, as melody_evaluate scores
                 inputs["bars_left"] = tf.fill(tf.shape(ids), tf.constant(OPEN_COUNTDOWN, tf.int32))
             inputs.update(zip((f"copy_{k}" for k in step_fn.copy_bars), self.copies(ids, steps_per_bar)))
+            if step_fn.key_head:  # form.pitch_class_steps of every row
+                table = tf.transpose(self.model.get_layer("pitch_class_table").kernel)  # (vocab, 12)
+                held = tf.gather(table, ids) * tf.cast(tf.gather(self.durations, ids), tf.float32)[..., None]
+                inputs["pitch_classes"] = tf.cast(tf.cumsum(held, axis=1), tf.int32)
             return {"logits": self.model(inputs, training=False)}
 
         def continue_ids(self, ids, steps, knobs, steps_per_bar, tune_ending):

@@ -242,16 +242,20 @@ def fillable_steps(durations: np.ndarray, allowed: np.ndarray, max_steps: int) -
     return fillable
 
 
-def _choose(logits: np.ndarray, valid: np.ndarray, options: SamplingOptions, rng) -> np.ndarray:
-    """One token per row from masked logits with temperature, top-k and top-p."""
-    masked = np.where(valid, logits, NEG_INF)
-    if options.temperature == 0:
-        return masked.argmax(axis=-1)
-    scaled = masked / options.temperature
-    if options.top_k:
-        kth = -np.sort(-scaled, axis=-1)[:, min(options.top_k, scaled.shape[1]) - 1:][:, :1]
-        scaled = np.where(scaled >= kth, scaled, NEG_INF)
-    probs = np.exp(log_softmax(scaled))
+def _choose(logits: np.ndarray, valid: np.ndarray, options: SamplingOptions, rng, log_probs=None) -> np.ndarray:
+    """One token per row from masked logits with temperature, top-k and top-p. `log_probs`: the log-softmax of the
+    masked logits where the caller has it already (it is the distribution at temperature 1 without top-k)."""
+    if log_probs is not None and options.temperature == 1 and not options.top_k:
+        probs = np.exp(log_probs)
+    else:
+        masked = np.where(valid, logits, NEG_INF)
+        if options.temperature == 0:
+            return masked.argmax(axis=-1)
+        scaled = masked / options.temperature
+        if options.top_k:
+            kth = -np.sort(-scaled, axis=-1)[:, min(options.top_k, scaled.shape[1]) - 1:][:, :1]
+            scaled = np.where(scaled >= kth, scaled, NEG_INF)
+        probs = np.exp(log_softmax(scaled))
     probs = np.where(valid, probs, 0.0)
     if options.top_p < 1:
         order = np.argsort(-probs, axis=-1)
@@ -376,9 +380,13 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
             valid = base[None, :] & (left >= 0) & fillable[np.clip(left, 0, len(fillable) - 1)]
             assert valid[active].any(axis=1).all(), "fillable targets always leave a valid token"
             valid[~active] = True  # finished rows draw a dummy token that is thrown away
-            biased = prior.apply(logits) if prior is not None else logits
-            choice = _choose(biased, valid, options, rng)
-            token_ll = np.take_along_axis(log_softmax(np.where(valid, logits, NEG_INF)), choice[:, None], 1)[:, 0]
+            log_probs = log_softmax(np.where(valid, logits, NEG_INF))
+            if prior is not None:
+                biased = prior.apply(logits)
+                choice = _choose(biased, valid, options, rng)
+            else:
+                biased, choice = logits, _choose(logits, valid, options, rng, log_probs)
+            token_ll = np.take_along_axis(log_probs, choice[:, None], 1)[:, 0]
             for r in np.flatnonzero(active):
                 ids[r].append(int(choice[r]))
                 lls[r].append(float(token_ll[r]))
@@ -390,9 +398,12 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
             score = score + np.where(active, ranked, 0.0)
             rem = rem - np.where(active, durations[choice], 0)
             # finished rows keep their old state and feed; nothing they compute is used
-            state = [np.where(active[:, None], ns, s) if ns.ndim == 2 else ns for ns, s in zip(new_state, state)]
-            feed = np.where(active, choice, feed)
-            pos = np.where(active, (pos + durations[choice]) % np.maximum(bar, 1), pos)
+            if active.all():
+                state, feed, pos = new_state, choice, (pos + durations[choice]) % np.maximum(bar, 1)
+            else:
+                state = [np.where(active[:, None], ns, s) if ns.ndim == 2 else ns for ns, s in zip(new_state, state)]
+                feed = np.where(active, choice, feed)
+                pos = np.where(active, (pos + durations[choice]) % np.maximum(bar, 1), pos)
         if len(rows) > outputs * beam or beam > 1:  # prune each output back to its `beam` best rows
             keep = []
             for o in range(outputs):

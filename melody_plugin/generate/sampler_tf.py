@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from melody_plugin.generate.sampler import DecodeStart, SampleResult, SamplingError, SamplingOptions, TokenTable, plan
-from melody_plugin.model.keras_model import copy_gate_features, mix_copies
+from melody_plugin.model.keras_model import copy_gate_features, key_bonus, key_head_features, mix_copies
 from melody_plugin.runtime.quiet import import_keras, import_tensorflow
 from melody_plugin.tokens.form import COPY_STEPS, FINAL_STEPS, MAX_COUNTDOWN, OPEN_COUNTDOWN
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE, PAD
@@ -52,8 +52,9 @@ def keras_step_fn(model, durations=None, copy_bars=()):
     the model's own layers. positions and bar_steps (batch,) are used by a model with meter features
     (`step.meter_features`), clamped to its tables, and ignored otherwise; bars_left (batch,) by a model with a
     countdown (`step.countdown`). A model with bar lookback (`step.bar_lookback`) or copy sources (`copy_bars`, the
-    config's) needs the vocabulary's `durations()`; its state ends with the roll buffer (`vocab.roll_lookback`) and
-    then the onset roll (`form.roll_onsets`)."""
+    config's) or a key head needs the vocabulary's `durations()`; its state ends with the roll buffer
+    (`vocab.roll_lookback`), then the onset roll (`form.roll_onsets`), then the steps each pitch class has sounded
+    (batch, 12) float32 (`form.pitch_class_steps`)."""
     keras = import_keras()
     ops = keras.ops
 
@@ -67,9 +68,12 @@ def keras_step_fn(model, durations=None, copy_bars=()):
     lookback = "lookback_1_embedding" in names
     countdown = "bars_left_embedding" in names
     copy_gate = model.get_layer("copy_gate") if "copy_gate" in names else None
-    if lookback or copy_gate is not None:
+    key_head = model.get_layer("key_head") if "key_head" in names else None
+    if key_head is not None:
+        pitch_class_table = model.get_layer("pitch_class_table")
+    if lookback or copy_gate is not None or key_head is not None:
         if durations is None:
-            raise ValueError("this model looks back at earlier bars: pass the vocabulary's durations()")
+            raise ValueError("this model reads the lengths of the tokens fed: pass the vocabulary's durations()")
         durations_t = keras.ops.convert_to_tensor(durations, dtype="int32")
     if lookback:
         lookback_embeddings = [model.get_layer(f"lookback_{k}_embedding") for k in (1, 2)]
@@ -117,9 +121,19 @@ def keras_step_fn(model, durations=None, copy_bars=()):
             x, (h, c) = layer.cell(x, [h, c], training=False)
             new_states.append((h, c))
         logits = dense(x)
+        rolls = iter(states[len(lstms) + lookback:])
         if copy_gate is not None:
-            onsets, candidates = onset_step(states[-1], ids, bar_steps)
+            onsets, candidates = onset_step(next(rolls), ids, bar_steps)
             extra.append(onsets)
+        if key_head is not None:  # the table's kernel (12, vocab): each id's pitch class one-hot, fed by its length
+            fed = ops.cast(ops.take(durations_t, ids), "float32")[:, None]
+            held = next(rolls) + ops.transpose(ops.take(pitch_class_table.kernel, ids, axis=1)) * fed
+            extra.append(held)
+            top = METER_FEATURE_SIZE - 1
+            head_in = (ops.concatenate([x, key_head_features(ops, bars_left, ops.minimum(bar_steps, top))], axis=-1)
+                       if countdown else x)
+            logits = logits + pitch_class_table(key_bonus(ops, key_head(head_in), held))
+        if copy_gate is not None:
             gate_features = copy_gate_features(ops, candidates, bars_left if countdown else None)
             gate_logits = copy_gate(ops.concatenate([x, gate_features], axis=-1))
             logits = mix_copies(ops, logits, gate_logits, candidates, logits.shape[-1])
@@ -132,6 +146,7 @@ def keras_step_fn(model, durations=None, copy_bars=()):
     step.bar_lookback = lookback
     step.countdown = countdown
     step.copy_bars = tuple(copy_bars) if copy_gate is not None else ()
+    step.key_head = key_head is not None
     return step
 
 
@@ -143,6 +158,8 @@ def initial_states(tf, step_fn, batch):
         states.append(tf.fill([batch, LOOKBACK_STEPS], tf.constant(PAD, tf.int32)))
     if step_fn.copy_bars:
         states.append(tf.fill([batch, COPY_STEPS], tf.constant(PAD, tf.int32)))
+    if step_fn.key_head:
+        states.append(tf.zeros([batch, 12]))
     return states
 
 
@@ -238,7 +255,9 @@ def sample_batch(compiled, start: DecodeStart, tokens: TokenTable, options: Samp
     base, fillable, target, unfilled = plan(tokens.durations, start.remaining_steps, tokens.allowed)
     rows = len(start.last_ids)
     states = [(tf.constant(start.state[i]), tf.constant(start.state[i + 1])) for i in range(0, 2 * lstm_layers, 2)]
-    states += [tf.constant(extra, tf.int32) for extra in start.state[2 * lstm_layers:]]
+    # the rolls of ids int32; the key head's pitch-class steps float32, as the numpy state holds them
+    states += [tf.constant(extra, tf.float32 if np.asarray(extra).dtype.kind == "f" else tf.int32)
+               for extra in start.state[2 * lstm_layers:]]
     tf_start = Start(
         states, tf.constant(start.last_ids, tf.int32), tf.constant(target, tf.int32),
         tf.constant(start.bar_positions if start.metered else np.zeros(rows), tf.int32),

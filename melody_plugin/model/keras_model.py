@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from melody_plugin.runtime.quiet import import_keras
 from melody_plugin.model.registry import ModelConfig
-from melody_plugin.tokens.form import COUNTDOWN_SIZE, FINAL_STEPS
+import numpy as np
+
+from melody_plugin.tokens.form import (
+    COUNTDOWN_SIZE,
+    FINAL_STEPS,
+    KEY_PROFILE_SIZE,
+    circulant_index,
+    key_profiles,
+    pitch_class_table,
+)
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
 LOOKBACK_INPUTS = ("lookback_1", "lookback_2")  # the ids sounding one and two bars back (config.bar_lookback)
 
 
 COUNTDOWN_INPUT = "bars_left"  # config.countdown
+
+
+KEY_INPUT = "pitch_classes"  # config.key_head: (batch, time, 12) steps each pitch class has sounded so far
 
 
 def copy_inputs(config: ModelConfig) -> tuple[str, ...]:
@@ -89,10 +101,39 @@ def copy_mixture_targets(ops, logits, gate_logits, candidates, targets):
     return nll, ops.cast(ops.min(wide, axis=-1), "int32")
 
 
-def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False, mixture_parts: bool = False):
+def key_bonus(ops, profile, steps):
+    """form.key_bonus in tensors: (..., 12) the bonus of each pitch class c as the tonic of the shares held so far,
+    from a (..., KEY_PROFILE_SIZE) profile: 12 free weights, then the weights of the major and minor fits."""
+    steps = ops.cast(steps, "float32")
+    share = steps / ops.maximum(ops.sum(steps, axis=-1, keepdims=True), 1.0)
+    # rotation[j, k, c] = 1 where j = c + k (mod 12): the pitch class read at offset k from the candidate tonic c
+    rotation = (np.arange(12)[:, None, None] == circulant_index().T[None, :, :]).astype(np.float32)
+    pairs = ops.expand_dims(share, -1) * ops.expand_dims(profile[..., :12], -2)  # (..., j, k)
+    free = ops.einsum("...jk,jkc->...c", pairs, rotation)
+    centred = share - ops.mean(share, axis=-1, keepdims=True)
+    spread = ops.maximum(ops.sqrt(ops.sum(centred * centred, axis=-1, keepdims=True)), 1e-6)
+    fits = [ops.matmul(centred, ops.transpose(table)) / spread for table in key_profiles()]  # (..., c) each
+    return free + profile[..., 12:13] * fits[0] + profile[..., 13:14] * fits[1]
+
+
+def key_head_features(ops, bars_left, bar_steps):
+    """form.key_head_features in tensors: (..., 5) float32 of the bars left and whether at most half a bar is."""
+    bars = ops.where(bars_left <= FINAL_STEPS, ops.minimum(bars_left, 1), bars_left - FINAL_STEPS + 1)
+    near = ops.logical_and(bars_left <= FINAL_STEPS, 2 * bars_left <= ops.minimum(bar_steps, FINAL_STEPS))
+    return ops.concatenate([ops.one_hot(ops.minimum(bars, 3), 4, dtype="float32"),
+                            ops.expand_dims(ops.cast(near, "float32"), -1)], axis=-1)
+
+
+def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False, mixture_parts: bool = False,
+                pitches=None):
     """A functional Keras model mapping (batch, time) int ids to (batch, time, vocab_size) float32 logits.
 
     `config.countdown` adds a "bars_left" input (`form.countdown_features`), embedded like the meter features;
+    `config.key_head` adds a "pitch_classes" input (batch, time, 12) (`form.pitch_class_steps`) and a key head: a
+    profile learned from the LSTM's output (and, with a countdown, how near the end is: `key_head_features`)
+    scores each pitch class as the tonic of the pitch classes held so far (`key_bonus`), and each pitched id's
+    logit gets its pitch class's score (through a fixed table of the vocabulary's `pitches`,
+    `form.pitch_class_table`; zeros when not given, for weights that are loaded after);
     `config.copy_bars` adds one "copy_K" input per distance (`form.copy_features`) and a copy gate: the output is
     then the mixture's log-probabilities (`mix_copies`), which serve as logits everywhere (their softmax is the
     mixture).
@@ -107,7 +148,7 @@ def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False,
     """
     keras = import_keras()
 
-    layers = _layers(keras, config, vocab_size)
+    layers = _layers(keras, config, vocab_size, pitches)
     layers["parts"] = mixture_parts and bool(config.copy_bars)
     inputs = _inputs(keras, config)
     model = keras.Model(inputs, _apply(layers, inputs, None)[0], name=config.name)
@@ -126,10 +167,13 @@ def _inputs(keras, config: ModelConfig):
         return ids
     names = (("bar_position", "bar_steps") + (LOOKBACK_INPUTS if config.bar_lookback else ())
              + ((COUNTDOWN_INPUT,) if config.countdown else ()) + copy_inputs(config))
-    return {"ids": ids, **{name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}}
+    inputs = {"ids": ids, **{name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}}
+    if config.key_head:
+        inputs[KEY_INPUT] = keras.Input(shape=(None, 12), dtype="int32", name=KEY_INPUT)
+    return inputs
 
 
-def _layers(keras, config: ModelConfig, vocab_size: int) -> dict:
+def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None) -> dict:
     size = config.embedding_size
     layers = {"embedding": _embedding(keras, vocab_size, size, "embedding")}
     if config.meter_features:
@@ -148,6 +192,13 @@ def _layers(keras, config: ModelConfig, vocab_size: int) -> dict:
     layers["dropout_out"] = keras.layers.Dropout(config.dropout_rate, name="dropout_out")
     # float32 logits even under mixed precision: softmax and the loss need the range
     layers["logits"] = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
+    if config.key_head:  # starts at zero: the model begins as the one without it
+        layers["key_head"] = keras.layers.Dense(KEY_PROFILE_SIZE, dtype="float32", kernel_initializer="zeros",
+                                                name="key_head")
+        table = np.zeros((vocab_size, 12), np.float32) if pitches is None else pitch_class_table(pitches)
+        layers["pitch_class_table"] = keras.layers.Dense(
+            vocab_size, use_bias=False, trainable=False, dtype="float32",
+            kernel_initializer=keras.initializers.Constant(table.T), name="pitch_class_table")
     if config.copy_bars:
         layers["copy_gate"] = keras.layers.Dense(len(config.copy_bars) + 1, dtype="float32", name="copy_gate")
         layers["copy_names"] = copy_inputs(config)
@@ -170,9 +221,16 @@ def _apply(layers: dict, inputs, states):
         final += [h, c]
     x = layers["dropout_out"](x)
     logits = layers["logits"](x)
+    ops = import_keras().ops
+    if "key_head" in layers:  # a countdown model's key head also reads how near the end is
+        head_in = ops.cast(x, "float32")
+        if COUNTDOWN_INPUT in inputs:
+            head_in = ops.concatenate([head_in, key_head_features(ops, inputs[COUNTDOWN_INPUT], inputs["bar_steps"])],
+                                      axis=-1)
+        profile = layers["key_head"](head_in)
+        logits = logits + layers["pitch_class_table"](key_bonus(ops, profile, inputs[KEY_INPUT]))
     if "copy_gate" not in layers:
         return logits, final
-    ops = import_keras().ops
     candidates = ops.stack([inputs[name] for name in layers["copy_names"]], axis=-1)
     gate_features = copy_gate_features(ops, candidates, inputs.get(COUNTDOWN_INPUT))
     gate_logits = layers["copy_gate"](ops.concatenate([ops.cast(x, "float32"), gate_features], axis=-1))

@@ -11,14 +11,24 @@ import numpy as np
 
 from melody_plugin.model.keras_model import GATE_COUNTDOWN, build_model
 from melody_plugin.runtime.atomic import write_bytes
-from melody_plugin.tokens.form import COPY_STEPS, copy_candidates, countdown_bars, roll_onsets
+from melody_plugin.tokens.form import (
+    COPY_STEPS,
+    copy_candidates,
+    countdown_bars,
+    key_bonus,
+    key_head_features,
+    roll_onsets,
+)
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD, roll_lookback
 
 EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding", "lookback_1_embedding",
               "lookback_2_embedding", "bars_left_embedding")
 
 
-DENSE = ("logits", "copy_gate")  # kernel and bias each
+DENSE = ("logits", "copy_gate", "key_head")  # kernel and bias each
+
+
+TABLES = ("pitch_class_table",)  # a kernel, fixed (not trained)
 
 
 def keras_to_weights(model) -> dict[str, np.ndarray]:
@@ -37,6 +47,8 @@ def keras_to_weights(model) -> dict[str, np.ndarray]:
             lstm_index += 1
         elif layer.name in DENSE:
             weights[f"{layer.name}/kernel"], weights[f"{layer.name}/bias"] = arrays
+        elif layer.name in TABLES:
+            weights[f"{layer.name}/kernel"] = arrays[0]
     return weights
 
 
@@ -56,6 +68,8 @@ def weights_to_keras_model(config, weights: dict[str, np.ndarray]):
             lstm_index += 1
         elif layer.name in DENSE:
             layer.set_weights([weights[f"{layer.name}/kernel"], weights[f"{layer.name}/bias"]])
+        elif layer.name in TABLES:
+            layer.set_weights([weights[f"{layer.name}/kernel"]])
     return model
 
 
@@ -124,9 +138,13 @@ class NumpyLSTM:
             self.gate_kernel, self.gate_bias = weights["copy_gate/kernel"], weights["copy_gate/bias"]
         if self.countdown:
             self.countdown_embedding = weights["bars_left_embedding"]
-        if self.bar_lookback or self.copy_bars:
+        self.key_head = "key_head/kernel" in weights
+        if self.key_head:  # the profile's kernel and bias, and each id's pitch class one-hot (vocab, 12)
+            self.key_kernel, self.key_bias = weights["key_head/kernel"], weights["key_head/bias"]
+            self.pitch_classes = np.ascontiguousarray(weights["pitch_class_table/kernel"].T)
+        if self.bar_lookback or self.copy_bars or self.key_head:
             if durations is None:
-                raise ValueError("this model looks back at earlier bars: pass the vocabulary's durations()")
+                raise ValueError("this model reads the lengths of the tokens fed: pass the vocabulary's durations()")
             self.durations = np.asarray(durations, dtype=np.int64)
         if self.bar_lookback:
             self.lookback_embeddings = (weights["lookback_1_embedding"], weights["lookback_2_embedding"])
@@ -146,7 +164,8 @@ class NumpyLSTM:
 
     def initial_state(self, batch: int) -> list[np.ndarray]:
         """[h0, c0, h1, c1, ...], each (batch, units); with bar lookback then the roll (batch, LOOKBACK_STEPS) int32
-        of PAD (nothing sounded before the start); with copy sources then the onset roll (batch, COPY_STEPS)."""
+        of PAD (nothing sounded before the start); with copy sources then the onset roll (batch, COPY_STEPS); with a
+        key head then the steps each pitch class has sounded (batch, 12) float32."""
         state = []
         for _, recurrent, _ in self.layers:
             units = recurrent.shape[0]
@@ -155,6 +174,8 @@ class NumpyLSTM:
             state.append(np.full((batch, LOOKBACK_STEPS), PAD, np.int32))
         if self.copy_bars:
             state.append(np.full((batch, COPY_STEPS), PAD, np.int32))
+        if self.key_head:
+            state.append(np.zeros((batch, 12), np.float32))
         return state
 
     def _inputs(self, ids, positions, bar_steps, lookback=(), bars_left=None) -> np.ndarray:
@@ -183,17 +204,20 @@ class NumpyLSTM:
         """
         lookback, extra = (), []
         ids = np.asarray(ids)
-        if self.bar_lookback or self.copy_bars:
+        if self.bar_lookback or self.copy_bars or self.key_head:
             if bar_steps is None:
                 raise ValueError("this model looks back at earlier bars: pass each token's bar length")
             fed = self.durations[ids] if durations_steps is None else np.asarray(durations_steps)
-        rolls = state[2 * len(self.layers):]
+        rolls = iter(state[2 * len(self.layers):])
         if self.bar_lookback:
-            roll, *lookback = roll_lookback(rolls[0], ids, fed, bar_steps)
+            roll, *lookback = roll_lookback(next(rolls), ids, fed, bar_steps)
             extra.append(roll)
         if self.copy_bars:
-            onsets = roll_onsets(rolls[-1], ids, fed)
+            onsets = roll_onsets(next(rolls), ids, fed)
             extra.append(onsets)
+        if self.key_head:
+            held = next(rolls) + self.pitch_classes[ids] * fed[:, None].astype(np.float32)
+            extra.append(held)
         x = self._inputs(ids, positions, bar_steps, lookback, bars_left)
         new_state = []
         for layer, (kernel, recurrent, bias) in enumerate(self.layers):
@@ -208,6 +232,9 @@ class NumpyLSTM:
         if not outputs:
             return None, new_state + extra
         logits = x @ self.out_kernel + self.out_bias
+        if self.key_head:
+            head_in = np.concatenate([x, key_head_features(bars_left, bar_steps)], axis=1) if self.countdown else x
+            logits = logits + key_bonus(head_in @ self.key_kernel + self.key_bias, held) @ self.pitch_classes.T
         if self.copy_bars:
             logits = self._mix(logits, x, copy_candidates(onsets, bar_steps, self.copy_bars), bars_left)
         return logits, new_state + extra

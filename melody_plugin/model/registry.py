@@ -24,7 +24,7 @@ DEFAULT_CONFIG = "char_lstm"
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
                        "augment_transpositions", "min_token_count", "meter_features", "bar_lookback", "end_token",
-                       "countdown", "copy_bars")
+                       "countdown", "copy_bars", "key_head")
 
 
 LR_DECAYS = ("none", "cosine", "linear")
@@ -57,6 +57,14 @@ class ModelConfig:
     # a learned copy gate mixes the LSTM's distribution with the tokens that began this many bars before at the
     # same place in the bar (tokens.form.copy_features), e.g. [1, 2, 4, 8]; empty = off. Needs meter_features.
     copy_bars: tuple[int, ...] = ()
+    # a key head: each pitch's logit gets a learned bonus from the pitch classes the melody has held so far, rotated
+    # to that pitch as tonic (the key finder's sum, with a profile the model learns for each step): the model knows
+    # the key it is in and can end on its tonic (tokens.form.pitch_class_steps). Needs meter_features.
+    key_head: bool = False
+    # in training, each target in a melody's last bar (where the model is told so: the countdown, not the open one)
+    # counts this many times in the loss: a tune has one ending, and the model sees the same inputs when it
+    # generates, so the best distribution there is unchanged; only more of the learning goes to it
+    ending_weight: float = 1.0
     # optimisation
     learning_rate: float = 1e-3
     lr_warmup_steps: int = 0  # linear warm-up from learning_rate / lr_warmup_steps over the first steps; 0 = off
@@ -98,6 +106,11 @@ class ModelConfig:
         check(0 <= self.open_countdown_share <= 1,
               f"open_countdown_share must be in [0, 1], got {self.open_countdown_share}")
         check(not self.copy_bars or self.meter_features, "copy_bars needs meter_features (bars are counted in steps)")
+        check(self.ending_weight >= 1.0 and (self.ending_weight == 1.0 or self.countdown),
+              "ending_weight must be >= 1 and needs countdown (it reads the last bar from it), "
+              f"got {self.ending_weight}")
+        check(not self.key_head or self.meter_features,
+              "key_head needs meter_features (the pitch classes held so far ride along with them)")
         check(len(set(self.copy_bars)) == len(self.copy_bars) and all(1 <= k <= MAX_COPY_BARS for k in self.copy_bars),
               f"copy_bars must be distinct bar counts in 1..{MAX_COPY_BARS}, got {list(self.copy_bars)}")
         check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")

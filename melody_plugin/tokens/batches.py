@@ -10,7 +10,7 @@ import numpy as np
 
 from melody_plugin.runtime.quiet import import_tensorflow
 from melody_plugin.tokens.records import DatasetError
-from melody_plugin.tokens.form import copy_features, countdown_features
+from melody_plugin.tokens.form import copy_features, countdown_features, pitch_class_steps, pitch_class_table
 from melody_plugin.tokens.vocab import lookback_features, meter_features, token_durations
 
 
@@ -48,7 +48,8 @@ class MeterInputs(NamedTuple):
     """make_dataset's meter-aware inputs: one bar length per sequence, the vocabulary's `durations()`, and which
     features ride along with the ids: the bar lookback, the countdown to the melody's end (`open_share` of the
     melodies get the open countdown: in shuffled lanes drawn anew each pass, else chosen by index), the copy sources
-    `copy_bars` bars back. A plain (steps_per_bar, durations) pair means bar position and bar length only."""
+    `copy_bars` bars back, and with the vocabulary's `pitches()` the steps each pitch class has sounded so far (the
+    key head's input). A plain (steps_per_bar, durations) pair means bar position and bar length only."""
 
     steps_per_bar: list
     durations: np.ndarray
@@ -56,6 +57,7 @@ class MeterInputs(NamedTuple):
     countdown: bool = False
     copy_bars: tuple = ()
     open_share: float = 0.0
+    pitches: np.ndarray | None = None
 
 
 FEATURE_NAMES = ("bar_position", "bar_steps")
@@ -65,6 +67,9 @@ LOOKBACK_NAMES = ("lookback_1", "lookback_2")
 
 
 COUNTDOWN_NAME = "bars_left"
+
+
+KEY_NAME = "pitch_classes"  # (time, 12) each, where the other features are (time,)
 
 
 def copy_names(bars) -> tuple[str, ...]:
@@ -78,7 +83,8 @@ def is_open(index: int, share: float) -> bool:
 
 
 def sequence_features(sequence, steps_per_bar: int, meter: MeterInputs, open_ending: bool = False) -> dict:
-    """{input name: (time,) int32} of one id sequence (the start token first), as `make_dataset` feeds them."""
+    """{input name: (time,) int32 ((time, 12) for the key head's)} of one id sequence (the start token first), as
+    `make_dataset` feeds them."""
     steps = token_durations(sequence, meter.durations)
     position, bar_steps = meter_features(steps, steps_per_bar)
     out = {"bar_position": position, "bar_steps": bar_steps}
@@ -88,6 +94,8 @@ def sequence_features(sequence, steps_per_bar: int, meter: MeterInputs, open_end
         out[COUNTDOWN_NAME] = countdown_features(steps, steps_per_bar, open_ending)
     if meter.copy_bars:
         out.update(zip(copy_names(meter.copy_bars), copy_features(steps, sequence, steps_per_bar, meter.copy_bars)))
+    if meter.pitches is not None:
+        out[KEY_NAME] = pitch_class_steps(steps, sequence, pitch_class_table(meter.pitches))
     return out
 
 
@@ -127,7 +135,12 @@ def _feature_names(meter: MeterInputs | None) -> tuple[str, ...]:
     if meter is None:
         return ()
     return (FEATURE_NAMES + (LOOKBACK_NAMES if meter.lookback else ()) + ((COUNTDOWN_NAME,) if meter.countdown else ())
-            + copy_names(meter.copy_bars))
+            + copy_names(meter.copy_bars) + ((KEY_NAME,) if meter.pitches is not None else ()))
+
+
+def _feature_shape(name: str) -> tuple[int, ...]:
+    """The shape of one token's value of a feature: () or (12,) for the key head's."""
+    return (12,) if name == KEY_NAME else ()
 
 
 def _with_options(ds):
@@ -215,7 +228,8 @@ def lane_steps(sequences, window_size: int, lanes: int, order, features=None):
         return None
 
     while True:
-        step = {name: np.zeros((lanes, window_size), np.float32 if name == "weights" else np.int32) for name in names}
+        step = {name: np.zeros((lanes, window_size) + _feature_shape(name),
+                               np.float32 if name == "weights" else np.int32) for name in names}
         step["reset"] = np.ones(lanes, np.float32)
         live = False
         for lane in range(lanes):
@@ -249,8 +263,9 @@ def _melody_windows(sequence, window_size: int, features) -> dict[str, np.ndarra
     if features is not None:
         for name, values in features.items():
             parts[name] = np.asarray(values[:-1], np.int32)
-    return {name: np.pad(values, (0, count * window_size - pairs)).reshape(count, window_size)
-            for name, values in parts.items()}
+    pad = count * window_size - pairs
+    return {name: np.pad(values, [(0, pad)] + [(0, 0)] * (values.ndim - 1)).reshape(
+        (count, window_size) + values.shape[1:]) for name, values in parts.items()}
 
 
 def _lane_dataset(sequences, batching: Batching, meter):
@@ -289,7 +304,8 @@ def _lane_dataset(sequences, batching: Batching, meter):
             yield inputs, step["targets"], step["weights"], step["reset"]
 
     window = tf.TensorSpec((lanes, window_size), tf.int32)
-    inputs_spec = window if features is None else {"ids": window, **{name: window for name in names}}
+    inputs_spec = window if features is None else {
+        "ids": window, **{name: tf.TensorSpec((lanes, window_size) + _feature_shape(name), tf.int32) for name in names}}
     signature = (inputs_spec, window, tf.TensorSpec((lanes, window_size), tf.float32),
                  tf.TensorSpec((lanes,), tf.float32))
     return _with_options(tf.data.Dataset.from_generator(steps, output_signature=signature))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from melody_plugin.music.key import MAJOR_PROFILE, MINOR_PROFILE
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
 # countdown values: 0 at the end; in the last bar the steps left (1..FINAL_STEPS), so the model knows which token
@@ -108,3 +109,66 @@ def copy_candidates(roll: np.ndarray, bar_steps, bars) -> np.ndarray:
     bar = np.clip(np.asarray(bar_steps, dtype=np.int64), 1, METER_FEATURE_SIZE - 1)
     back = roll.shape[1] - np.asarray(bars, dtype=np.int64)[None, :] * np.reshape(bar, (-1, 1))
     return roll[np.arange(roll.shape[0])[:, None], back]
+
+
+def pitch_class_table(pitches) -> np.ndarray:
+    """(vocab, 12) float32: a one-hot of each id's pitch class (`Vocabulary.pitches()`); rests, `<unk>` and the
+    special tokens are all zeros (they hold no pitch class)."""
+    pitches = np.asarray(pitches, dtype=np.int64)
+    return ((pitches[:, None] >= 0) & (pitches[:, None] % 12 == np.arange(12))).astype(np.float32)
+
+
+def pitch_class_steps(durations_steps, ids, table) -> np.ndarray:
+    """(time, 12) int32: the grid steps each pitch class has sounded in the melody up to and including each input
+    (the key head's input; `table` is `pitch_class_table`): a running, duration-weighted pitch-class histogram."""
+    durations = np.asarray(durations_steps, dtype=np.int64)
+    held = np.asarray(table)[np.asarray(ids, dtype=np.int64)] * durations[:, None]
+    return np.cumsum(held, axis=0).astype(np.int32)
+
+
+def circulant_index() -> np.ndarray:
+    """(12, 12) int: row c holds the pitch classes c, c + 1, ... c + 11 (mod 12). A histogram h read through it,
+    h[index] (12, 12), has in row c the histogram rotated so that c comes first: c as tonic, as the key finder
+    rotates its profiles."""
+    return (np.arange(12)[:, None] + np.arange(12)[None, :]) % 12
+
+
+def key_profiles() -> np.ndarray:
+    """(2, 12, 12) float32: the Krumhansl-Kessler major and minor profiles (the key finder's, `music.key`), centred
+    and of unit length, row c rotated so that c is the tonic: profiles[m, c, j] is pitch class j's weight in key c."""
+    out = []
+    for profile in (MAJOR_PROFILE, MINOR_PROFILE):
+        centred = np.asarray(profile) - np.mean(profile)
+        unit = centred / np.linalg.norm(centred)
+        out.append([np.roll(unit, c) for c in range(12)])
+    return np.asarray(out, dtype=np.float32)
+
+
+KEY_PROFILE_SIZE = 14  # the key head's profile: 12 free weights, then the weights of the major and minor fits
+
+
+def key_bonus(profile, steps) -> np.ndarray:
+    """(..., 12) float32: the key head's bonus of each pitch class c as the tonic of the pitch classes held so far.
+
+    `steps` (..., 12) (`pitch_class_steps`) over their total is the share of each pitch class (all zeros before any
+    pitch sounded). `profile` (..., KEY_PROFILE_SIZE): with its first 12 weights w, sum_k w_k share_((c + k) mod 12);
+    plus its 13th and 14th times the Pearson correlation of the shares with the major and minor profile of key c
+    (`key_profiles`: the key finder's own fit of each key, 0 where the shares are flat).
+    """
+    profile = np.asarray(profile, np.float32)
+    steps = np.asarray(steps, dtype=np.float32)
+    share = steps / np.maximum(steps.sum(axis=-1, keepdims=True), 1.0)
+    free = np.einsum("...ck,...k->...c", share[..., circulant_index()], profile[..., :12])
+    centred = share - share.mean(axis=-1, keepdims=True)
+    spread = np.maximum(np.sqrt((centred * centred).sum(axis=-1)), 1e-6)
+    fits = np.einsum("...j,mcj->...mc", centred, key_profiles()) / spread[..., None, None]
+    return free + (profile[..., 12:, None] * fits).sum(axis=-2)
+
+
+def key_head_features(bars_left, bar_steps) -> np.ndarray:
+    """(..., 5) float32 beside the LSTM's output in the key head: a one-hot of the bars left (0 = the end, 1 = the
+    last bar, 2, 3 or more; the open countdown is "more") and whether at most half a bar is left (the last notes)."""
+    values = np.asarray(bars_left, dtype=np.int64)
+    bars = np.minimum(countdown_bars(values), 3)
+    near = (values <= FINAL_STEPS) & (2 * values <= np.minimum(np.asarray(bar_steps), FINAL_STEPS))
+    return np.concatenate([bars[..., None] == np.arange(4), near[..., None]], axis=-1).astype(np.float32)

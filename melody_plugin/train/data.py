@@ -69,7 +69,8 @@ def _meter_inputs(config: ModelConfig, vocab: Vocabulary, bars, log=print):
     durations = vocab.durations()
     # the eval split is scored as melody_evaluate scores: the length of the melody unknown (open countdown)
     return tuple(MeterInputs([four_four if b is None else b for b in split], durations, config.bar_lookback,
-                             config.countdown, config.copy_bars, share)
+                             config.countdown, config.copy_bars, share,
+                             vocab.pitches() if config.key_head else None)
                  for split, share in zip(bars, (config.open_countdown_share, 1.0)))
 
 

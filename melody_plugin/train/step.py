@@ -11,6 +11,7 @@ from melody_plugin.evaluate.scoring import bits_per
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.runtime.quiet import import_tensorflow, import_keras
 from melody_plugin.runtime.signals import _STOP
+from melody_plugin.tokens.form import FINAL_STEPS
 from melody_plugin.tokens.vocab import Vocabulary
 from melody_plugin.train.options import TrainingError
 
@@ -148,6 +149,9 @@ class _Trainer:
         with tf.GradientTape() as tape:
             nll, predictions, weights = self._terms(batch, training=True)
             nll, sums = _step_sums(tf, nll, predictions, y, self.kinds, weights)
+            if self.config.ending_weight != 1.0:  # the targets in a melody's last bar, as its countdown says
+                last_bar = tf.cast(batch[0]["bars_left"] <= FINAL_STEPS, nll.dtype)
+                nll = nll * (1.0 + (self.config.ending_weight - 1.0) * last_bar)
             loss = tf.reduce_sum(nll) / self.global_tokens  # global mean: replicas' gradients add up exactly
             scaled = self.optimizer.scale_loss(loss) if self.mixed else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
@@ -214,8 +218,10 @@ def _build_trainer(tf, strategy, config: ModelConfig, vocab: Vocabulary, mixed_p
         keras.mixed_precision.set_global_policy("mixed_float16")
     with strategy.scope():  # everything that creates variables
         # a copy-gate model trains on its mixture's parts (`copy_mixture_targets`), with the same weights
-        model, carry_model = (build_model(config, len(vocab), carry_state=True, mixture_parts=True)
-                              if config.carry_state else (build_model(config, len(vocab), mixture_parts=True), None))
+        pitches = vocab.pitches()
+        model, carry_model = (build_model(config, len(vocab), carry_state=True, mixture_parts=True, pitches=pitches)
+                              if config.carry_state else (build_model(config, len(vocab), mixture_parts=True,
+                                                                      pitches=pitches), None))
         optimizer = _make_optimizer(config)
         optimizer.build(model.trainable_variables)
         trainer = _Trainer(tf, strategy, model, optimizer, config, vocab, carry_model)
