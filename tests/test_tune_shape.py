@@ -188,6 +188,44 @@ def test_training_scores_the_mixture_at_its_targets_only():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_ending_weight_counts_the_last_bars_targets_that_many_times():
+    """The training loss of the 4/4 case (CASES) with ending_weight=3 against the one written out here: each target's
+    -log softmax of the model's logits (numpy), the 4 targets from the last bar on (countdown <= 48 by hand: the
+    inputs at steps 96, 102, 108 and 144) counted 3 times, over the batch's tokens; the reported sums count each
+    target once."""
+    from melody_plugin.runtime.quiet import import_tensorflow
+    from melody_plugin.tokens.batches import Batching, MeterInputs, make_dataset
+    from melody_plugin.train.step import _build_trainer
+
+    tf = import_tensorflow()
+    bar, durations, ids, countdown = CASES["4/4"][:4]
+    # ids 3..9 are fillers; ids 10..16 last what the case says; the end token is id 17
+    vocab = Vocabulary(tuple((50 + i, 12) for i in range(7)) + tuple((60 + i, d) for i, d in enumerate(durations[1:])),
+                       12, end_token=True)
+    sequence = ids + [vocab.end_id]
+    hparams = ("rnn_layer_sizes=[8],embedding_size=4,dropout_rate=0.0,batch_size=1,window_size=8,carry_state=true,"
+               "meter_features=true,end_token=true,countdown=true")
+    base = registry.get_config("char_lstm")
+    configs = {w: registry.with_hparams(base, f"{hparams},ending_weight={w}") for w in (1, 3)}
+    trainers = {w: _build_trainer(tf, tf.distribute.get_strategy(), config, vocab, mixed_precision=False)
+                for w, config in configs.items()}
+    trainers[3].model.set_weights(trainers[1].model.get_weights())
+    meter = MeterInputs([bar], vocab.durations(), countdown=True)
+    batch = next(iter(make_dataset([np.array(sequence)], Batching(8, 1, carry_state=True, shuffle=False, repeat=False),
+                                   meter)))
+    assert batch[0]["bars_left"].numpy()[0].tolist() == countdown  # the hand count: the setup is the case's
+    logits = trainers[1].model(batch[0], training=False).numpy()[0].astype(np.float64)
+    log_softmax = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    nll = -log_softmax[np.arange(8), sequence[1:]]
+    last_bar = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    for weight, trainer in trainers.items():
+        loss, sums = trainer._loss(batch, training=False)
+        assert float(loss) == pytest.approx(float((nll * (1 + (weight - 1) * last_bar)).sum() / 8), rel=1e-5)
+        assert float(sums["nll"]) == pytest.approx(float(nll.sum()), rel=1e-5)
+    with pytest.raises(ConfigError, match="ending_weight must be >= 1 and needs countdown"):
+        registry.with_hparams(registry.get_config("char_lstm"), "ending_weight=2")
+
+
 def test_end_token_vocabulary_round_trips_and_old_files_have_none(tmp_path):
     melody = Melody((Note(60, 12), Note(-1, 12), Note(62, 24)), 12, (4, 4), 120.0)
     vocab = Vocabulary.build([melody], end_token=True)

@@ -377,7 +377,7 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
                 break
             logits, new_state = _call(next_logits, start, feed, state, pos, rem)
             left = rem[:, None] - durations[None, :]  # (rows, vocab)
-            valid = base[None, :] & (left >= 0) & fillable[np.clip(left, 0, len(fillable) - 1)]
+            valid = base[None, :] & (left >= 0) & fillable[np.minimum(np.maximum(left, 0), len(fillable) - 1)]
             assert valid[active].any(axis=1).all(), "fillable targets always leave a valid token"
             valid[~active] = True  # finished rows draw a dummy token that is thrown away
             log_probs = log_softmax(np.where(valid, logits, NEG_INF))

@@ -4,6 +4,7 @@ signatures of melodies without one, and the tonic endings of evaluate/form.py)."
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -31,10 +32,14 @@ class Key:
         return f"{KEY_NAMES[self.tonic]} {'minor' if self.minor else 'major'}"
 
 
+@functools.cache
 def _key_profiles() -> np.ndarray:
-    """The 24 key profiles, rows in tie-break order (C major, C minor, C# major ...), columns pitch classes."""
+    """The 24 key profiles, rows in tie-break order (C major, C minor, C# major ...), columns pitch classes
+    (made once; read-only)."""
     rows = [np.roll(profile, tonic) for tonic in range(12) for profile in (MAJOR_PROFILE, MINOR_PROFILE)]
-    return np.array(rows, dtype=np.float64)  # (24, 12)
+    profiles = np.array(rows, dtype=np.float64)  # (24, 12)
+    profiles.flags.writeable = False
+    return profiles
 
 
 def find_key(notes) -> Key | None:

@@ -106,7 +106,7 @@ def roll_onsets(roll: np.ndarray, ids, durations_steps) -> np.ndarray:
 
 def copy_candidates(roll: np.ndarray, bar_steps, bars) -> np.ndarray:
     """(rows, len(bars)) the ids that began k bars before the next onset, from an onset roll (`roll_onsets`)."""
-    bar = np.clip(np.asarray(bar_steps, dtype=np.int64), 1, METER_FEATURE_SIZE - 1)
+    bar = np.minimum(np.maximum(np.asarray(bar_steps, dtype=np.int64), 1), METER_FEATURE_SIZE - 1)  # not clip: slow
     back = roll.shape[1] - np.asarray(bars, dtype=np.int64)[None, :] * np.reshape(bar, (-1, 1))
     return roll[np.arange(roll.shape[0])[:, None], back]
 

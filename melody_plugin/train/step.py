@@ -143,16 +143,22 @@ class _Trainer:
         nll, predictions = _target_terms(self.tf, outputs, batch[0], batch[1], self.copy_names)
         return nll, predictions, weights
 
+    def _loss(self, batch, training: bool = True):
+        """(loss, sums) of one replica's batch: the targets' nats over the global batch's tokens (so the replicas'
+        gradients add up exactly), those in a melody's last bar (its countdown says so) counted ending_weight times;
+        the sums (`_step_sums`) count every target once."""
+        tf = self.tf
+        nll, predictions, weights = self._terms(batch, training=training)
+        nll, sums = _step_sums(tf, nll, predictions, batch[1], self.kinds, weights)
+        if self.config.ending_weight != 1.0:
+            last_bar = tf.cast(batch[0]["bars_left"] <= FINAL_STEPS, nll.dtype)
+            nll = nll * (1.0 + (self.config.ending_weight - 1.0) * last_bar)
+        return tf.reduce_sum(nll) / self.global_tokens, sums
+
     def _replica_train(self, *batch):
         tf = self.tf
-        y = batch[1]
         with tf.GradientTape() as tape:
-            nll, predictions, weights = self._terms(batch, training=True)
-            nll, sums = _step_sums(tf, nll, predictions, y, self.kinds, weights)
-            if self.config.ending_weight != 1.0:  # the targets in a melody's last bar, as its countdown says
-                last_bar = tf.cast(batch[0]["bars_left"] <= FINAL_STEPS, nll.dtype)
-                nll = nll * (1.0 + (self.config.ending_weight - 1.0) * last_bar)
-            loss = tf.reduce_sum(nll) / self.global_tokens  # global mean: replicas' gradients add up exactly
+            loss, sums = self._loss(batch)
             scaled = self.optimizer.scale_loss(loss) if self.mixed else loss
         grads = tape.gradient(scaled, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
