@@ -95,11 +95,12 @@ def test_config_field_needs_meter_features_and_old_configs_load_without_it():
     lookback = registry.load_config_file(preset.read_text(encoding="utf-8"), str(preset))
     folk = registry.get_config("folk_lstm")
     assert lookback.bar_lookback and lookback.meter_features
-    # folk_lstm's inputs and training, at the size and learning rate that learn most in a CPU budget
-    assert (list(lookback.rnn_layer_sizes), lookback.learning_rate, lookback.dropout_rate) == ([128, 128], 0.004, 0.2)
+    # folk_lstm's inputs and training, at the size, lanes and learning rate that learn most in a CPU budget
+    assert (list(lookback.rnn_layer_sizes), lookback.batch_size, lookback.learning_rate, lookback.dropout_rate) == (
+        [128, 128], 32, 0.003, 0.2)
     # the rest is folk_lstm's, but for the shape of tunes (tests/test_tune_shape.py)
-    differ = ("name", "description", "bar_lookback", "rnn_layer_sizes", "learning_rate", "dropout_rate",
-              "lr_decay", "end_token", "countdown", "copy_bars")
+    differ = ("name", "description", "bar_lookback", "rnn_layer_sizes", "batch_size", "learning_rate",
+              "dropout_rate", "lr_decay", "end_token", "countdown", "copy_bars", "key_head")
     assert dataclasses.replace(lookback, **{field: getattr(folk, field) for field in differ}) == folk
     assert not folk.bar_lookback
     with pytest.raises(ConfigError, match="bar_lookback needs meter_features"):

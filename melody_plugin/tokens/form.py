@@ -6,6 +6,8 @@ o_t is the sum of the durations of x_0..x_t, and it predicts x_(t+1), which begi
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from melody_plugin.music.key import MAJOR_PROFILE, MINOR_PROFILE
@@ -126,22 +128,30 @@ def pitch_class_steps(durations_steps, ids, table) -> np.ndarray:
     return np.cumsum(held, axis=0).astype(np.int32)
 
 
+@functools.cache
 def circulant_index() -> np.ndarray:
     """(12, 12) int: row c holds the pitch classes c, c + 1, ... c + 11 (mod 12). A histogram h read through it,
     h[index] (12, 12), has in row c the histogram rotated so that c comes first: c as tonic, as the key finder
-    rotates its profiles."""
-    return (np.arange(12)[:, None] + np.arange(12)[None, :]) % 12
+    rotates its profiles. Made once; read-only."""
+    return _read_only((np.arange(12)[:, None] + np.arange(12)[None, :]) % 12)
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array.flags.writeable = False
+    return array
+
+
+@functools.cache
 def key_profiles() -> np.ndarray:
     """(2, 12, 12) float32: the Krumhansl-Kessler major and minor profiles (the key finder's, `music.key`), centred
-    and of unit length, row c rotated so that c is the tonic: profiles[m, c, j] is pitch class j's weight in key c."""
+    and of unit length, row c rotated so that c is the tonic: profiles[m, c, j] is pitch class j's weight in key c.
+    Made once; read-only."""
     out = []
     for profile in (MAJOR_PROFILE, MINOR_PROFILE):
         centred = np.asarray(profile) - np.mean(profile)
         unit = centred / np.linalg.norm(centred)
         out.append([np.roll(unit, c) for c in range(12)])
-    return np.asarray(out, dtype=np.float32)
+    return _read_only(np.asarray(out, dtype=np.float32))
 
 
 KEY_PROFILE_SIZE = 14  # the key head's profile: 12 free weights, then the weights of the major and minor fits
