@@ -293,6 +293,14 @@ def test_evaluate_continuations_pairs_by_name_and_counts_what_is_missing(folders
     assert "MIDI" in scores["skipped_files"][0]["reason"]
 
 
+def test_evaluate_continuations_says_how_files_pair_when_none_do(tmp_path):
+    gen, refs = tmp_path / "outputs", tmp_path / "refs"
+    _write(refs / "reel.mid", [(C4, 4)])
+    _write(gen / "primer_cont_001.mid", [(C4, 4)])  # named after another primer: pairs with nothing
+    with pytest.raises(evaluate.EvaluationError, match=r"0 paired, 0 skipped: files pair by name: NAME_cont_NNN"):
+        evaluate.evaluate_continuations(gen, refs)
+
+
 def test_evaluate_continuations_skips_the_primer_bars(folders, tmp_path):
     gen, refs = folders
     two_bars = tmp_path / "with_primer"

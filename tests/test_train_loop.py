@@ -153,6 +153,9 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_checkpoint(tmp_path, t
         train_and_evaluate(config, run_dir, None,
                            options(num_training_steps=400, save_checkpoint_steps=1, write_curve=False))
     assert RunDir(run_dir).latest_checkpoint_step() == 10  # no NaN checkpoint was written
+    with pytest.raises(TrainingError, match="loss became nan at step 1; stopped. No checkpoint had been saved yet"):
+        train_and_evaluate(config, tmp_path / "nan_from_the_start", tiny_corpus,  # nothing to point the user to
+                           options(num_training_steps=5, save_checkpoint_steps=1, write_curve=False))
     from melody_plugin.generate.generator import MelodyGenerator
 
     gen = MelodyGenerator.from_run_dir(run_dir)  # the kept checkpoint still generates

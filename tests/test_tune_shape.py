@@ -222,8 +222,11 @@ def test_ending_weight_counts_the_last_bars_targets_that_many_times():
         loss, sums = trainer._loss(batch, training=False)
         assert float(loss) == pytest.approx(float((nll * (1 + (weight - 1) * last_bar)).sum() / 8), rel=1e-5)
         assert float(sums["nll"]) == pytest.approx(float(nll.sum()), rel=1e-5)
-    with pytest.raises(ConfigError, match="ending_weight must be >= 1 and needs countdown"):
-        registry.with_hparams(registry.get_config("char_lstm"), "ending_weight=2")
+    with pytest.raises(ConfigError, match="ending_weight needs countdown"):
+        registry.with_hparams(base, "ending_weight=2")
+    for bad in ("0.5", "inf", "nan"):
+        with pytest.raises(ConfigError, match="ending_weight must be a finite number >= 1"):
+            registry.with_hparams(base, f"{hparams},ending_weight={bad}")
 
 
 def test_end_token_vocabulary_round_trips_and_old_files_have_none(tmp_path):

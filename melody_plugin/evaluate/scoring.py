@@ -250,11 +250,14 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
             scored_pairs += len(scores)
             reference_shapes.append(form.form_figures(reference))
     if not tune_scores:
+        paired = sum(map(len, pairs.values()))
+        detail = ("; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
+                  + ("; ..." if len(skipped) > 3 else "")) if skipped else (
+            "files pair by name: NAME_cont_NNN.mid (or NAME_NNN.mid) against NAME.mid in the references"
+            if not paired else "")
         raise EvaluationError(f"{generated_dir}: no generated melody could be scored against {references_dir} "
-                              f"({len(generated)} generated, {len(references)} references, "
-                              f"{sum(map(len, pairs.values()))} paired, {len(skipped)} skipped: "
-                              + "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
-                              + ("; ..." if len(skipped) > 3 else "") + ")")
+                              f"({len(generated)} generated, {len(references)} references, {paired} paired, "
+                              f"{len(skipped)} skipped{': ' + detail if detail else ''})")
     result = average(tune_scores)
     result.update({
         # how the continuations end and repeat (and, with skip_bars, relate to the primer), beside the references

@@ -7,6 +7,7 @@ import functools
 import importlib.metadata
 import importlib.resources
 import json
+import math
 import re
 import tomllib
 import types
@@ -106,9 +107,10 @@ class ModelConfig:
         check(0 <= self.open_countdown_share <= 1,
               f"open_countdown_share must be in [0, 1], got {self.open_countdown_share}")
         check(not self.copy_bars or self.meter_features, "copy_bars needs meter_features (bars are counted in steps)")
-        check(self.ending_weight >= 1.0 and (self.ending_weight == 1.0 or self.countdown),
-              "ending_weight must be >= 1 and needs countdown (it reads the last bar from it), "
-              f"got {self.ending_weight}")
+        check(math.isfinite(self.ending_weight) and self.ending_weight >= 1.0,
+              f"ending_weight must be a finite number >= 1 (1 = off), got {self.ending_weight}")
+        check(self.ending_weight == 1.0 or self.countdown,
+              "ending_weight needs countdown (the last bar is read from it), got countdown=false")
         check(not self.key_head or self.meter_features,
               "key_head needs meter_features (the pitch classes held so far ride along with them)")
         check(len(set(self.copy_bars)) == len(self.copy_bars) and all(1 <= k <= MAX_COPY_BARS for k in self.copy_bars),

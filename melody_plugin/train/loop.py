@@ -104,8 +104,10 @@ def _fit(trainer: _Trainer, iterator, eval_ds, ckpts: _Checkpoints, report: _Rep
         out_of_time = step < total and budget.next_call_overruns()
         batch = dict(zip(_Trainer.SUM_KEYS, (float(v) for v in out)))
         if not math.isfinite(batch["nll"]):
-            raise TrainingError(f"loss became {batch['nll']} at step {step}; stopped. The last good "
-                                f"checkpoint is kept in {ckpts.run.checkpoint_dir}; try a lower learning_rate")
+            kept = (f"The last good checkpoint is kept in {ckpts.run.checkpoint_dir}"
+                    if ckpts.run.latest_checkpoint_step() is not None else "No checkpoint had been saved yet")
+            raise TrainingError(f"loss became {batch['nll']} at step {step}; stopped. {kept}; try a lower "
+                                "learning_rate (or check the --hparams that scale the loss, e.g. ending_weight)")
         report.add(batch, n)
         if step % every_summary == 0 or step == total or out_of_time:
             last_metrics = report.summary(step, eval_ds)
