@@ -73,7 +73,9 @@ class RunDir:
                         if saved.architecture().get(k) != v}
                 what = f"config {saved.name!r} vs {config.name!r}" if saved.name != config.name else \
                     ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in diff.items())
-                raise RunDirError(f"{self.path}: made with an incompatible config ({what}); use a new --run_dir")
+                raise RunDirError(f"{self.path}: made with an incompatible config ({what}); to resume it, pass the "
+                                  "--config and --hparams it was made with (its config.json), else use a new "
+                                  "--run_dir")
         if vocab is not None and self.vocab_file.is_file():
             saved_vocab = self.load_vocab()
             if saved_vocab.tokens != vocab.tokens or saved_vocab.steps_per_quarter != vocab.steps_per_quarter:
