@@ -251,10 +251,12 @@ def evaluate_continuations(generated_dir, references_dir, skip_bars: int = 0,
             reference_shapes.append(form.form_figures(reference))
     if not tune_scores:
         paired = sum(map(len, pairs.values()))
-        detail = ("; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
-                  + ("; ..." if len(skipped) > 3 else "")) if skipped else (
-            "files pair by name: NAME_cont_NNN.mid (or NAME_NNN.mid) against NAME.mid in the references"
-            if not paired else "")
+        detail = ""
+        if skipped:
+            detail = "; ".join(f"{Path(s['file']).name}: {s['reason']}" for s in skipped[:3])
+            detail += "; ..." if len(skipped) > 3 else ""
+        elif not paired:
+            detail = "files pair by name: NAME_cont_NNN.mid (or NAME_NNN.mid) against NAME.mid in the references"
         raise EvaluationError(f"{generated_dir}: no generated melody could be scored against {references_dir} "
                               f"({len(generated)} generated, {len(references)} references, {paired} paired, "
                               f"{len(skipped)} skipped{': ' + detail if detail else ''})")
