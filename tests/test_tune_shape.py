@@ -13,10 +13,13 @@ from melody_plugin.model import registry
 from melody_plugin.music.melody import Melody, Note
 from melody_plugin.tokens.form import (
     COPY_STEPS,
+    FINAL_STEPS,
     OPEN_COUNTDOWN,
     copy_candidates,
     copy_features,
     countdown_features,
+    ending_rows,
+    ending_table,
     key_bonus,
     pitch_class_steps,
     pitch_class_table,
@@ -244,10 +247,53 @@ def test_end_token_vocabulary_round_trips_and_old_files_have_none(tmp_path):
     assert plain.end_id is None and len(plain) == 6 and plain.with_end([4]) == [4]
 
 
+def test_key_tonic_marks_the_tonic_of_the_best_fitting_key_counted_here():
+    """With a KEY_TONIC_PROFILE_SIZE profile, form.key_bonus and keras_model.key_bonus give (..., 2, 12): the bonus
+    of any token, with the 15th weight where c major, the 16th where c minor, is the best of the 24 keys, then the
+    ending token's extra bonus, the 17th and 18th weights there. The best key is the best np.corrcoef of the
+    histogram with the rotated Krumhansl-Kessler profiles, found here. No tonic before a pitch sounds or for a flat
+    histogram."""
+    from melody_plugin.model.keras_model import key_bonus as keras_key_bonus
+    from melody_plugin.music.key import MAJOR_PROFILE, MINOR_PROFILE
+    from melody_plugin.runtime.quiet import import_keras
+
+    rng = np.random.default_rng(11)
+    steps = (rng.integers(0, 40, size=(40, 12)) * (rng.random((40, 12)) < 0.6)).astype(np.int32)
+    steps[0] = 0  # nothing sounded yet
+    steps[1] = 7  # flat: every key fits equally (not at all)
+    steps[2] = 0
+    steps[2, 4] = 5  # one pitch class
+    profile = np.zeros((40, 18), np.float32)
+    profile[:, 14:] = 1.0, 10.0, 100.0, 1000.0
+    expected = np.zeros((40, 2, 12))
+    for row in range(2, 40):
+        fits = {(c, minor): np.corrcoef(steps[row], np.roll(table, c))[0, 1]
+                for c in range(12) for minor, table in ((0, MAJOR_PROFILE), (1, MINOR_PROFILE))}
+        c, minor = max(fits, key=fits.get)
+        expected[row, :, c] = (10.0, 1000.0) if minor else (1.0, 100.0)
+    np.testing.assert_allclose(key_bonus(profile, steps), expected, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(keras_key_bonus(import_keras().ops, profile, steps)), expected, atol=1e-6)
+    assert {int(v) for v in expected[2:, 0].max(axis=1)} == {1, 10}  # both modes were tried
+
+
+def test_the_ending_table_marks_the_tokens_that_fill_the_steps_left():
+    """Row r of form.ending_table marks the ids lasting exactly r steps (r >= 1); a countdown value reads row r in
+    the last bar (r steps left) and row 0, no id, before it or when open (form.ending_rows)."""
+    durations = [0, 0, 3, 6, 12, 3, 0]  # PAD, START, three notes, a rest of 3, the end token
+    table = ending_table(durations)
+    assert table.shape == (FINAL_STEPS + 1, 7)
+    assert np.flatnonzero(table[3]).tolist() == [2, 5]
+    assert np.flatnonzero(table[12]).tolist() == [4]
+    assert not table[0].any() and not table[5].any()
+    assert ending_rows([0, 5, FINAL_STEPS, FINAL_STEPS + 1, OPEN_COUNTDOWN]).tolist() == [0, 5, FINAL_STEPS, 0, 0]
+
+
 def test_config_checks_and_old_configs_load_without_the_fields():
     base = registry.get_config("char_lstm")
     with pytest.raises(ConfigError, match="countdown needs meter_features and end_token"):
         registry.with_hparams(base, "countdown=true,meter_features=true")
+    with pytest.raises(ConfigError, match="key_tonic needs key_head and countdown"):
+        registry.with_hparams(base, "meter_features=true,key_head=true,key_tonic=true")
     with pytest.raises(ConfigError, match="copy_bars needs meter_features"):
         registry.with_hparams(base, "copy_bars=[1,2]")
     with pytest.raises(ConfigError, match="copy_bars must be distinct bar counts in 1..8"):
@@ -313,7 +359,7 @@ def repeat_corpus(folder, tunes: int = 48, seed: int = 0):
 
 
 SHAPE_HPARAMS = (",meter_features=true,end_token=true,countdown=true,copy_bars=[1,2,4,8],carry_state=true,"
-                 "window_size=16,batch_size=8,open_countdown_share=0.25,key_head=true")
+                 "window_size=16,batch_size=8,open_countdown_share=0.25,key_head=true,key_tonic=true")
 
 
 @pytest.fixture(scope="module")

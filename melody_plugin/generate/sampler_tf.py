@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from melody_plugin.generate.sampler import DecodeStart, SampleResult, SamplingError, SamplingOptions, TokenTable, plan
-from melody_plugin.model.keras_model import copy_gate_features, key_bonus, key_head_features, mix_copies
+from melody_plugin.model.keras_model import copy_gate_features, key_bonus, key_head_features, key_logits, mix_copies
 from melody_plugin.runtime.quiet import import_keras, import_tensorflow
 from melody_plugin.tokens.form import COPY_STEPS, FINAL_STEPS, MAX_COUNTDOWN, OPEN_COUNTDOWN
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE, PAD
@@ -71,6 +71,7 @@ def keras_step_fn(model, durations=None, copy_bars=()):
     key_head = model.get_layer("key_head") if "key_head" in names else None
     if key_head is not None:
         pitch_class_table = model.get_layer("pitch_class_table")
+        key_tables = {name: model.get_layer(name) for name in ("pitch_class_table", "ending_table") if name in names}
     if lookback or copy_gate is not None or key_head is not None:
         if durations is None:
             raise ValueError("this model reads the lengths of the tokens fed: pass the vocabulary's durations()")
@@ -132,7 +133,7 @@ def keras_step_fn(model, durations=None, copy_bars=()):
             top = METER_FEATURE_SIZE - 1
             head_in = (ops.concatenate([x, key_head_features(ops, bars_left, ops.minimum(bar_steps, top))], axis=-1)
                        if countdown else x)
-            logits = logits + pitch_class_table(key_bonus(ops, key_head(head_in), held))
+            logits = logits + key_logits(ops, key_tables, key_bonus(ops, key_head(head_in), held), bars_left)
         if copy_gate is not None:
             gate_features = copy_gate_features(ops, candidates, bars_left if countdown else None)
             gate_logits = copy_gate(ops.concatenate([x, gate_features], axis=-1))

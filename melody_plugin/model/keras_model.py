@@ -7,10 +7,13 @@ from melody_plugin.model.registry import ModelConfig
 import numpy as np
 
 from melody_plugin.tokens.form import (
+    BEST_KEY_TOLERANCE,
     COUNTDOWN_SIZE,
     FINAL_STEPS,
     KEY_PROFILE_SIZE,
+    KEY_TONIC_PROFILE_SIZE,
     circulant_index,
+    ending_table,
     key_profiles,
     pitch_class_table,
 )
@@ -103,7 +106,9 @@ def copy_mixture_targets(ops, logits, gate_logits, candidates, targets):
 
 def key_bonus(ops, profile, steps):
     """form.key_bonus in tensors: (..., 12) the bonus of each pitch class c as the tonic of the shares held so far,
-    from a (..., KEY_PROFILE_SIZE) profile: 12 free weights, then the weights of the major and minor fits."""
+    from a (..., KEY_PROFILE_SIZE) profile: 12 free weights, then the weights of the major and minor fits; from a
+    KEY_TONIC_PROFILE_SIZE profile (..., 2, 12): the bonus of any token and the extra bonus of a token that ends the
+    melody, each with the tonic of the best-fitting major and minor key."""
     steps = ops.cast(steps, "float32")
     share = steps / ops.maximum(ops.sum(steps, axis=-1, keepdims=True), 1.0)
     # rotation[j, k, c] = 1 where j = c + k (mod 12): the pitch class read at offset k from the candidate tonic c
@@ -111,9 +116,28 @@ def key_bonus(ops, profile, steps):
     pairs = ops.expand_dims(share, -1) * ops.expand_dims(profile[..., :12], -2)  # (..., j, k)
     free = ops.einsum("...jk,jkc->...c", pairs, rotation)
     centred = share - ops.mean(share, axis=-1, keepdims=True)
-    spread = ops.maximum(ops.sqrt(ops.sum(centred * centred, axis=-1, keepdims=True)), 1e-6)
+    raw_spread = ops.sqrt(ops.sum(centred * centred, axis=-1, keepdims=True))
+    spread = ops.maximum(raw_spread, 1e-6)
     fits = [ops.matmul(centred, ops.transpose(table)) / spread for table in key_profiles()]  # (..., c) each
-    return free + profile[..., 12:13] * fits[0] + profile[..., 13:14] * fits[1]
+    bonus = free + profile[..., 12:13] * fits[0] + profile[..., 13:14] * fits[1]
+    if profile.shape[-1] == KEY_PROFILE_SIZE:
+        return bonus
+    top = ops.max(ops.maximum(fits[0], fits[1]), axis=-1, keepdims=True) - BEST_KEY_TOLERANCE
+    flat = ops.cast(raw_spread > 1e-6, "float32")
+    best = [ops.cast(fit >= top, "float32") * flat for fit in fits]
+    anywhere = bonus + profile[..., 14:15] * best[0] + profile[..., 15:16] * best[1]
+    return ops.stack([anywhere, profile[..., 16:17] * best[0] + profile[..., 17:18] * best[1]], axis=-2)
+
+
+def key_logits(ops, layers: dict, bonus, bars_left):
+    """The key head's (..., vocab) bonus from `key_bonus`: each id gets its pitch class's; with key_tonic, the ids
+    that end the melody where `bars_left` (the countdown) says so get the ending bonus too (`form.ending_table`)."""
+    table = layers["pitch_class_table"]
+    if "ending_table" not in layers:
+        return table(bonus)
+    rows = ops.where(bars_left <= FINAL_STEPS, bars_left, 0)
+    ends = layers["ending_table"](ops.one_hot(rows, FINAL_STEPS + 1, dtype="float32"))
+    return table(bonus[..., 0, :]) + table(bonus[..., 1, :]) * ends
 
 
 def key_head_features(ops, bars_left, bar_steps):
@@ -125,7 +149,7 @@ def key_head_features(ops, bars_left, bar_steps):
 
 
 def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False, mixture_parts: bool = False,
-                pitches=None):
+                pitches=None, durations=None):
     """A functional Keras model mapping (batch, time) int ids to (batch, time, vocab_size) float32 logits.
 
     `config.countdown` adds a "bars_left" input (`form.countdown_features`), embedded like the meter features;
@@ -148,7 +172,7 @@ def build_model(config: ModelConfig, vocab_size: int, carry_state: bool = False,
     """
     keras = import_keras()
 
-    layers = _layers(keras, config, vocab_size, pitches)
+    layers = _layers(keras, config, vocab_size, pitches, durations)
     layers["parts"] = mixture_parts and bool(config.copy_bars)
     inputs = _inputs(keras, config)
     model = keras.Model(inputs, _apply(layers, inputs, None)[0], name=config.name)
@@ -173,7 +197,7 @@ def _inputs(keras, config: ModelConfig):
     return inputs
 
 
-def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None) -> dict:
+def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None, durations=None) -> dict:
     size = config.embedding_size
     layers = {"embedding": _embedding(keras, vocab_size, size, "embedding")}
     if config.meter_features:
@@ -193,12 +217,18 @@ def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None) -> dict:
     # float32 logits even under mixed precision: softmax and the loss need the range
     layers["logits"] = keras.layers.Dense(vocab_size, dtype="float32", name="logits")
     if config.key_head:  # starts at zero: the model begins as the one without it
-        layers["key_head"] = keras.layers.Dense(KEY_PROFILE_SIZE, dtype="float32", kernel_initializer="zeros",
+        size = KEY_TONIC_PROFILE_SIZE if config.key_tonic else KEY_PROFILE_SIZE
+        layers["key_head"] = keras.layers.Dense(size, dtype="float32", kernel_initializer="zeros",
                                                 name="key_head")
         table = np.zeros((vocab_size, 12), np.float32) if pitches is None else pitch_class_table(pitches)
         layers["pitch_class_table"] = keras.layers.Dense(
             vocab_size, use_bias=False, trainable=False, dtype="float32",
             kernel_initializer=keras.initializers.Constant(table.T), name="pitch_class_table")
+    if config.key_tonic:  # which ids end the melody at each countdown value of the last bar
+        table = np.zeros((FINAL_STEPS + 1, vocab_size), np.float32) if durations is None else ending_table(durations)
+        layers["ending_table"] = keras.layers.Dense(
+            vocab_size, use_bias=False, trainable=False, dtype="float32",
+            kernel_initializer=keras.initializers.Constant(table), name="ending_table")
     if config.copy_bars:
         layers["copy_gate"] = keras.layers.Dense(len(config.copy_bars) + 1, dtype="float32", name="copy_gate")
         layers["copy_names"] = copy_inputs(config)
@@ -228,7 +258,8 @@ def _apply(layers: dict, inputs, states):
             head_in = ops.concatenate([head_in, key_head_features(ops, inputs[COUNTDOWN_INPUT], inputs["bar_steps"])],
                                       axis=-1)
         profile = layers["key_head"](head_in)
-        logits = logits + layers["pitch_class_table"](key_bonus(ops, profile, inputs[KEY_INPUT]))
+        logits = logits + key_logits(ops, layers, key_bonus(ops, profile, inputs[KEY_INPUT]),
+                                     inputs.get(COUNTDOWN_INPUT))
     if "copy_gate" not in layers:
         return logits, final
     candidates = ops.stack([inputs[name] for name in layers["copy_names"]], axis=-1)

@@ -15,6 +15,7 @@ from melody_plugin.tokens.form import (
     COPY_STEPS,
     copy_candidates,
     countdown_bars,
+    ending_rows,
     key_bonus,
     key_head_features,
     roll_onsets,
@@ -28,7 +29,7 @@ EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding", "loo
 DENSE = ("logits", "copy_gate", "key_head")  # kernel and bias each
 
 
-TABLES = ("pitch_class_table",)  # a kernel, fixed (not trained)
+TABLES = ("pitch_class_table", "ending_table")  # a kernel, fixed (not trained)
 
 
 def keras_to_weights(model) -> dict[str, np.ndarray]:
@@ -142,6 +143,7 @@ class NumpyLSTM:
         if self.key_head:  # the profile's kernel and bias, and each id's pitch class one-hot (vocab, 12)
             self.key_kernel, self.key_bias = weights["key_head/kernel"], weights["key_head/bias"]
             self.pitch_classes = np.ascontiguousarray(weights["pitch_class_table/kernel"].T)
+        self.ending_table = weights.get("ending_table/kernel")  # key_tonic: the ids that end the melody
         if self.bar_lookback or self.copy_bars or self.key_head:
             if durations is None:
                 raise ValueError("this model reads the lengths of the tokens fed: pass the vocabulary's durations()")
@@ -234,7 +236,12 @@ class NumpyLSTM:
         logits = x @ self.out_kernel + self.out_bias
         if self.key_head:
             head_in = np.concatenate([x, key_head_features(bars_left, bar_steps)], axis=1) if self.countdown else x
-            logits = logits + key_bonus(head_in @ self.key_kernel + self.key_bias, held) @ self.pitch_classes.T
+            bonus = key_bonus(head_in @ self.key_kernel + self.key_bias, held)
+            if self.ending_table is None:
+                logits = logits + bonus @ self.pitch_classes.T
+            else:  # keras_model.key_logits
+                ends = self.ending_table[ending_rows(bars_left)]
+                logits = logits + bonus[:, 0] @ self.pitch_classes.T + (bonus[:, 1] @ self.pitch_classes.T) * ends
         if self.copy_bars:
             logits = self._mix(logits, x, copy_candidates(onsets, bar_steps, self.copy_bars), bars_left)
         return logits, new_state + extra
@@ -249,9 +256,9 @@ class NumpyLSTM:
         gate /= gate.sum(axis=1, keepdims=True)
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         mass = shifted * (gate[:, :1] / shifted.sum(axis=1, keepdims=True))  # g_0 softmax(logits)
-        rows = np.arange(len(h))
-        for k in range(candidates.shape[1]):  # one source per statement: no row is indexed twice
-            mass[rows, candidates[:, k]] += gate[:, k + 1]
+        rows, vocab = mass.shape  # each source's gate on its id (an id of several sources gets each one's share)
+        sources = (np.arange(rows)[:, None] * vocab + candidates).ravel()
+        mass += np.bincount(sources, weights=gate[:, 1:].ravel(), minlength=rows * vocab).reshape(rows, vocab)
         return np.log(np.maximum(mass, 1e-30))
 
     def run(self, ids: np.ndarray, state=None, positions=None, bar_steps=None,

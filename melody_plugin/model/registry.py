@@ -25,7 +25,7 @@ DEFAULT_CONFIG = "char_lstm"
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
                        "augment_transpositions", "min_token_count", "meter_features", "bar_lookback", "end_token",
-                       "countdown", "copy_bars", "key_head")
+                       "countdown", "copy_bars", "key_head", "key_tonic")
 
 
 LR_DECAYS = ("none", "cosine", "linear")
@@ -62,6 +62,10 @@ class ModelConfig:
     # to that pitch as tonic (the key finder's sum, with a profile the model learns for each step): the model knows
     # the key it is in and can end on its tonic (tokens.form.pitch_class_steps). Needs meter_features.
     key_head: bool = False
+    # the key head also reads which pitch class is the tonic of the key finder's best key so far (its answer, not
+    # only its fits), for any token and, with its own weights, for a token that ends the melody where the countdown
+    # says so (its length is the steps left): a sharp cue for a tune's last note. Needs key_head and countdown.
+    key_tonic: bool = False
     # in training, each target in a melody's last bar (where the model is told so: the countdown, not the open one)
     # counts this many times in the loss: a tune has one ending, and the model sees the same inputs when it
     # generates, so the best distribution there is unchanged; only more of the learning goes to it
@@ -113,6 +117,9 @@ class ModelConfig:
               "ending_weight needs countdown (the last bar is read from it), got countdown=false")
         check(not self.key_head or self.meter_features,
               "key_head needs meter_features (the pitch classes held so far ride along with them)")
+        check(not self.key_tonic or (self.key_head and self.countdown),
+              "key_tonic needs key_head and countdown (it adds to the key head, and the countdown says where the "
+              "melody ends)")
         check(len(set(self.copy_bars)) == len(self.copy_bars) and all(1 <= k <= MAX_COPY_BARS for k in self.copy_bars),
               f"copy_bars must be distinct bar counts in 1..{MAX_COPY_BARS}, got {list(self.copy_bars)}")
         check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")

@@ -93,16 +93,13 @@ def roll_onsets(roll: np.ndarray, ids, durations_steps) -> np.ndarray:
     """One step of the onset roll: `roll` (rows, COPY_STEPS) holds, for each of the last COPY_STEPS grid steps, the
     id that began there or PAD. It moves on by each row's fed token's duration: the token's onset gets its id, the
     steps it holds get PAD (a zero-length token changes nothing)."""
-    ids = np.asarray(ids)
-    durations = np.asarray(durations_steps, dtype=np.int64)
     width = roll.shape[1]
-    out = roll.copy()
-    for d in np.unique(durations[durations > 0]):  # rows fed tokens of one length move alike: slices, no gather
-        rows = np.flatnonzero(durations == d)
-        d = int(min(d, width))
-        out[rows, :width - d] = roll[rows, d:]
-        out[rows, width - d:] = PAD
-        out[rows, width - d] = ids[rows]  # the first new step: where the fed token began
+    durations = np.minimum(np.asarray(durations_steps, dtype=np.int64), width)
+    source = np.arange(width)[None, :] + durations[:, None]  # (rows, width): where each step's id comes from
+    out = np.take_along_axis(roll, np.minimum(source, width - 1), axis=1)
+    out[source >= width] = PAD
+    rows = np.flatnonzero(durations > 0)
+    out[rows, width - durations[rows]] = np.asarray(ids)[rows]  # the first new step: where the fed token began
     return out
 
 
@@ -155,6 +152,11 @@ def key_profiles() -> np.ndarray:
 
 
 KEY_PROFILE_SIZE = 14  # the key head's profile: 12 free weights, then the weights of the major and minor fits
+# with config.key_tonic, four more: the weights of "c is the tonic of the best-fitting major / minor key", for any
+# token, then for a token that ends the melody (`ending_table`)
+KEY_TONIC_PROFILE_SIZE = KEY_PROFILE_SIZE + 4
+# fits this close to the best count as the best key too (a tie, read the same in numpy and in tensors)
+BEST_KEY_TOLERANCE = 1e-4
 
 
 def key_bonus(profile, steps) -> np.ndarray:
@@ -164,15 +166,56 @@ def key_bonus(profile, steps) -> np.ndarray:
     pitch sounded). `profile` (..., KEY_PROFILE_SIZE): with its first 12 weights w, sum_k w_k share_((c + k) mod 12);
     plus its 13th and 14th times the Pearson correlation of the shares with the major and minor profile of key c
     (`key_profiles`: the key finder's own fit of each key, 0 where the shares are flat).
+
+    A KEY_TONIC_PROFILE_SIZE profile gives (..., 2, 12): first that bonus plus its 15th (16th) weight where c major
+    (minor) is the best fit of the 24 keys, the key finder's answer (`music.key.find_key`; within BEST_KEY_TOLERANCE
+    of the best counts too; none where the shares are flat); then its 17th (18th) weight there, the extra bonus of
+    a token that ends the melody (`ending_table`).
     """
     profile = np.asarray(profile, np.float32)
     steps = np.asarray(steps, dtype=np.float32)
+    lead = steps.shape[:-1]
     share = steps / np.maximum(steps.sum(axis=-1, keepdims=True), 1.0)
-    free = np.einsum("...ck,...k->...c", share[..., circulant_index()], profile[..., :12])
+    weighted = (share[..., :, None] * profile[..., None, :12]).reshape(lead + (144,))  # share_j w_k at j * 12 + k
+    free = weighted @ rotation_matrix()
     centred = share - share.mean(axis=-1, keepdims=True)
-    spread = np.maximum(np.sqrt((centred * centred).sum(axis=-1)), 1e-6)
-    fits = np.einsum("...j,mcj->...mc", centred, key_profiles()) / spread[..., None, None]
-    return free + (profile[..., 12:, None] * fits).sum(axis=-2)
+    raw_spread = np.sqrt((centred * centred).sum(axis=-1, keepdims=True))
+    fits = ((centred / np.maximum(raw_spread, 1e-6)) @ fit_matrix()).reshape(lead + (2, 12))  # (..., mode, c)
+    bonus = free + profile[..., 12:13] * fits[..., 0, :] + profile[..., 13:14] * fits[..., 1, :]
+    if profile.shape[-1] == KEY_PROFILE_SIZE:
+        return bonus
+    best = (fits >= fits.max(axis=(-2, -1), keepdims=True) - BEST_KEY_TOLERANCE) & (raw_spread > 1e-6)[..., None]
+    anywhere = bonus + profile[..., 14:15] * best[..., 0, :] + profile[..., 15:16] * best[..., 1, :]
+    ending = profile[..., 16:17] * best[..., 0, :] + profile[..., 17:18] * best[..., 1, :]
+    return np.stack([anywhere, ending], axis=-2)
+
+
+def ending_table(durations) -> np.ndarray:
+    """(FINAL_STEPS + 1, vocab) float32: row r marks the ids that last exactly r >= 1 steps, the tokens that end the
+    melody where the countdown says r steps are left (`ending_rows`); row 0 marks none."""
+    durations = np.asarray(durations, dtype=np.int64)
+    return ((np.arange(FINAL_STEPS + 1)[:, None] == durations[None, :]) & (durations[None, :] > 0)).astype(np.float32)
+
+
+def ending_rows(bars_left) -> np.ndarray:
+    """The `ending_table` row of countdown values: the steps left in the last bar, else 0 (no token ends there)."""
+    values = np.asarray(bars_left, dtype=np.int64)
+    return np.where(values <= FINAL_STEPS, values, 0)
+
+
+@functools.cache
+def rotation_matrix() -> np.ndarray:
+    """(144, 12) float32: row j * 12 + k has a 1 in column c where j = c + k (mod 12): share_j w_k summed through
+    it gives each c the sum over k of w_k share_((c + k) mod 12). Made once; read-only."""
+    j, k, c = np.meshgrid(np.arange(12), np.arange(12), np.arange(12), indexing="ij")
+    return _read_only(((c + k) % 12 == j).reshape(144, 12).astype(np.float32))
+
+
+@functools.cache
+def fit_matrix() -> np.ndarray:
+    """(12, 24) float32: `key_profiles` as columns, major keys C..B then minor: centred shares of unit length times
+    it are the 24 Pearson fits. Made once; read-only."""
+    return _read_only(np.ascontiguousarray(key_profiles().reshape(24, 12).T))
 
 
 def key_head_features(bars_left, bar_steps) -> np.ndarray:

@@ -224,10 +224,10 @@ def _build_trainer(tf, strategy, config: ModelConfig, vocab: Vocabulary, mixed_p
         keras.mixed_precision.set_global_policy("mixed_float16")
     with strategy.scope():  # everything that creates variables
         # a copy-gate model trains on its mixture's parts (`copy_mixture_targets`), with the same weights
-        pitches = vocab.pitches()
-        model, carry_model = (build_model(config, len(vocab), carry_state=True, mixture_parts=True, pitches=pitches)
+        tables = {"pitches": vocab.pitches(), "durations": vocab.durations()}
+        model, carry_model = (build_model(config, len(vocab), carry_state=True, mixture_parts=True, **tables)
                               if config.carry_state else (build_model(config, len(vocab), mixture_parts=True,
-                                                                      pitches=pitches), None))
+                                                                      **tables), None))
         optimizer = _make_optimizer(config)
         optimizer.build(model.trainable_variables)
         trainer = _Trainer(tf, strategy, model, optimizer, config, vocab, carry_model)
