@@ -37,7 +37,8 @@ def per_melody_ms(primer, bars, seed):
     gen.generate(primer, num_bars=bars, num_outputs=num_outputs, sampling=SamplingOptions(seed=seed))
     return (time.perf_counter() - start) * 1000 / num_outputs
 
-print(json.dumps("ready"), flush=True)
+import melody_plugin
+print(json.dumps(["ready", melody_plugin.__file__]), flush=True)
 for line in sys.stdin:
     seed = int(line)
     print(json.dumps([per_melody_ms(None, num_bars, seed), per_melody_ms(primer, 8, seed)]), flush=True)
@@ -52,8 +53,9 @@ def start_worker(value: str, num_bars: int, num_outputs: int) -> tuple[str, subp
     worker = subprocess.Popen([sys.executable, "-c", WORKER, str(code), str(Path(path).resolve()), str(PRIMER),
                                str(num_bars), str(num_outputs)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True, cwd=code)
-    if json.loads(worker.stdout.readline() or "null") != "ready":
-        sys.exit(f"{name}: the worker for {path} (code in {code}) did not start")
+    ready = json.loads(worker.stdout.readline() or "null")
+    if not ready or not Path(ready[1]).resolve().is_relative_to(code):
+        sys.exit(f"{name}: the worker for {path} did not start on the code in {code} ({ready})")
     return name, worker
 
 

@@ -14,16 +14,19 @@ from melody_plugin.music.melody import Melody, Note
 from melody_plugin.tokens.form import (
     COPY_STEPS,
     FINAL_STEPS,
+    ONSET_RING_WIDTH,
     OPEN_COUNTDOWN,
-    copy_candidates,
     copy_features,
     countdown_features,
     ending_rows,
     ending_table,
     key_bonus,
+    onset_ring,
     pitch_class_steps,
     pitch_class_table,
-    roll_onsets,
+    ring_candidates,
+    ring_onsets,
+    ring_to_roll,
 )
 from melody_plugin.tokens.vocab import PAD, START, Vocabulary
 
@@ -57,27 +60,35 @@ def test_countdown_and_copy_sources_counted_by_hand(case):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_onset_roll_step_by_step_gives_the_hand_counted_copy_sources(case):
+def test_the_onset_ring_step_by_step_gives_the_hand_counted_copy_sources(case):
     bar, durations, ids, _, one_back, two_back = CASES[case]
-    roll = np.full((1, COPY_STEPS), PAD, np.int32)
+    ring = onset_ring(1)
     got = []
     for token, steps in zip(ids, durations):
-        roll = roll_onsets(roll, np.array([token]), np.array([steps]))
-        got.append(copy_candidates(roll, [bar], (1, 2))[0].tolist())
+        ring = ring_onsets(ring, np.array([token]), np.array([steps]))
+        got.append(ring_candidates(ring, [bar], (1, 2))[0].tolist())
     assert [g[0] for g in got] == one_back
     assert [g[1] for g in got] == two_back
 
 
-def test_onset_roll_agrees_with_the_vectorised_copy_sources_on_long_random_melodies():
+def test_onset_ring_agrees_with_the_vectorised_copy_sources_on_long_random_melodies():
+    """Over 300 tokens (far more steps than the ring holds) in three bar lengths, the ring's sources match
+    copy_features at every step, and its roll (the TF sampler's form) holds the id begun at each of the last
+    COPY_STEPS steps, onsets counted here with a running sum."""
     rng = np.random.default_rng(4)
     for bar in (36, 48, 96):
         durations = np.concatenate([[0], rng.choice([0, 3, 6, 12, 18, 24, 48], 300)])
         ids = np.concatenate([[START], rng.integers(3, 60, 300)])
         expected = copy_features(durations, ids, bar, (1, 2, 4, 8))
-        roll = np.full((1, COPY_STEPS), PAD, np.int32)
+        ring, onsets, now = onset_ring(1), {}, 0
         for t, (token, steps) in enumerate(zip(ids, durations)):
-            roll = roll_onsets(roll, np.array([token]), np.array([steps]))
-            assert copy_candidates(roll, [bar], (1, 2, 4, 8))[0].tolist() == expected[:, t].tolist()
+            ring = ring_onsets(ring, np.array([token]), np.array([steps]))
+            assert ring_candidates(ring, [bar], (1, 2, 4, 8))[0].tolist() == expected[:, t].tolist()
+            if steps:
+                onsets[now] = token
+            now += steps
+        roll = [onsets.get(step, PAD) for step in range(now - COPY_STEPS, now)]
+        assert ring_to_roll(ring)[0].tolist() == roll
 
 
 def test_the_key_heads_pitch_class_steps_counted_by_hand():
@@ -431,7 +442,7 @@ def test_numpy_and_keras_agree_on_a_shaped_model_and_the_gate_is_read(shape_gene
         numpy_logits, state = gen.model.run(batch["ids"], positions=batch["bar_position"],
                                             bar_steps=batch["bar_steps"], bars_left=batch["bars_left"])
         np.testing.assert_allclose(numpy_logits, keras_logits, atol=1e-4)
-        assert state[-2].shape == (1, COPY_STEPS)
+        assert state[-2].shape == (1, ONSET_RING_WIDTH)
         # the key head's state: the steps each pitch class sounded, counted here from the melody's notes
         held = np.zeros(12)
         for note in melody.notes:

@@ -9,7 +9,14 @@ import numpy as np
 from melody_plugin.generate.sampler import DecodeStart, SampleResult, SamplingError, SamplingOptions, TokenTable, plan
 from melody_plugin.model.keras_model import copy_gate_features, key_bonus, key_head_features, key_logits, mix_copies
 from melody_plugin.runtime.quiet import import_keras, import_tensorflow
-from melody_plugin.tokens.form import COPY_STEPS, FINAL_STEPS, MAX_COUNTDOWN, OPEN_COUNTDOWN
+from melody_plugin.tokens.form import (
+    COPY_STEPS,
+    FINAL_STEPS,
+    MAX_COUNTDOWN,
+    ONSET_RING_WIDTH,
+    OPEN_COUNTDOWN,
+    ring_to_roll,
+)
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, METER_FEATURE_SIZE, PAD
 
 
@@ -53,7 +60,7 @@ def keras_step_fn(model, durations=None, copy_bars=()):
     (`step.meter_features`), clamped to its tables, and ignored otherwise; bars_left (batch,) by a model with a
     countdown (`step.countdown`). A model with bar lookback (`step.bar_lookback`) or copy sources (`copy_bars`, the
     config's) or a key head needs the vocabulary's `durations()`; its state ends with the roll buffer
-    (`vocab.roll_lookback`), then the onset roll (`form.roll_onsets`), then the steps each pitch class has sounded
+    (`vocab.roll_lookback`), then the onset roll (`form.ring_to_roll`), then the steps each pitch class has sounded
     (batch, 12) float32 (`form.pitch_class_steps`)."""
     keras = import_keras()
     ops = keras.ops
@@ -93,7 +100,8 @@ def keras_step_fn(model, durations=None, copy_bars=()):
         return roll, back
 
     def onset_step(roll, ids, bar_steps):
-        """form.roll_onsets and form.copy_candidates in tensors: the onset roll moved on, the copy sources."""
+        """The onset roll (`form.ring_to_roll` of the numpy ring) moved on by the fed ids, and the copy sources
+        (`form.ring_candidates`)."""
         fed = keras.ops.take(durations_t, ids)[:, None]
         source = keras.ops.arange(COPY_STEPS)[None, :] + fed
         shifted = keras.ops.take_along_axis(roll, keras.ops.minimum(source, COPY_STEPS - 1), axis=1)
@@ -257,8 +265,10 @@ def sample_batch(compiled, start: DecodeStart, tokens: TokenTable, options: Samp
     rows = len(start.last_ids)
     states = [(tf.constant(start.state[i]), tf.constant(start.state[i + 1])) for i in range(0, 2 * lstm_layers, 2)]
     # the rolls of ids int32; the key head's pitch-class steps float32, as the numpy state holds them
-    states += [tf.constant(extra, tf.float32 if np.asarray(extra).dtype.kind == "f" else tf.int32)
-               for extra in start.state[2 * lstm_layers:]]
+    # the numpy onset ring (form.onset_ring) is an onset roll here (form.ring_to_roll)
+    extras = [ring_to_roll(extra) if np.shape(extra)[1] == ONSET_RING_WIDTH else extra
+              for extra in start.state[2 * lstm_layers:]]
+    states += [tf.constant(extra, tf.float32 if np.asarray(extra).dtype.kind == "f" else tf.int32) for extra in extras]
     tf_start = Start(
         states, tf.constant(start.last_ids, tf.int32), tf.constant(target, tf.int32),
         tf.constant(start.bar_positions if start.metered else np.zeros(rows), tf.int32),

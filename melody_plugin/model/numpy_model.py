@@ -12,13 +12,14 @@ import numpy as np
 from melody_plugin.model.keras_model import GATE_COUNTDOWN, build_model
 from melody_plugin.runtime.atomic import write_bytes
 from melody_plugin.tokens.form import (
-    COPY_STEPS,
-    copy_candidates,
+    COUNTDOWN_SIZE,
     countdown_bars,
     ending_rows,
     key_bonus,
     key_head_features,
-    roll_onsets,
+    onset_ring,
+    ring_candidates,
+    ring_onsets,
 )
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD, roll_lookback
 
@@ -109,9 +110,18 @@ def gate_features(candidates: np.ndarray, bars_left=None) -> np.ndarray:
     same = (candidates[:, first] == candidates[:, second]) & present[:, first]
     parts = [present, same]
     if bars_left is not None:
-        bars = np.minimum(countdown_bars(bars_left), GATE_COUNTDOWN)
-        parts.append(bars[:, None] == np.arange(GATE_COUNTDOWN + 1))
+        parts.append(_gate_countdown_table()[np.asarray(bars_left, dtype=np.int64)])
     return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+@functools.cache
+def _gate_countdown_table() -> np.ndarray:
+    """(COUNTDOWN_SIZE, GATE_COUNTDOWN + 1) bool: row v is the one-hot of min(bars left, GATE_COUNTDOWN) of countdown
+    value v (one lookup a step)."""
+    bars = np.minimum(countdown_bars(np.arange(COUNTDOWN_SIZE)), GATE_COUNTDOWN)
+    table = bars[:, None] == np.arange(GATE_COUNTDOWN + 1)
+    table.flags.writeable = False
+    return table
 
 
 @functools.cache
@@ -166,8 +176,8 @@ class NumpyLSTM:
 
     def initial_state(self, batch: int) -> list[np.ndarray]:
         """[h0, c0, h1, c1, ...], each (batch, units); with bar lookback then the roll (batch, LOOKBACK_STEPS) int32
-        of PAD (nothing sounded before the start); with copy sources then the onset roll (batch, COPY_STEPS); with a
-        key head then the steps each pitch class has sounded (batch, 12) float32."""
+        of PAD (nothing sounded before the start); with copy sources then the onset ring (`form.onset_ring`); with
+        a key head then the steps each pitch class has sounded (batch, 12) float32."""
         state = []
         for _, recurrent, _ in self.layers:
             units = recurrent.shape[0]
@@ -175,7 +185,7 @@ class NumpyLSTM:
         if self.bar_lookback:
             state.append(np.full((batch, LOOKBACK_STEPS), PAD, np.int32))
         if self.copy_bars:
-            state.append(np.full((batch, COPY_STEPS), PAD, np.int32))
+            state.append(onset_ring(batch))
         if self.key_head:
             state.append(np.zeros((batch, 12), np.float32))
         return state
@@ -215,7 +225,7 @@ class NumpyLSTM:
             roll, *lookback = roll_lookback(next(rolls), ids, fed, bar_steps)
             extra.append(roll)
         if self.copy_bars:
-            onsets = roll_onsets(next(rolls), ids, fed)
+            onsets = ring_onsets(next(rolls), ids, fed)
             extra.append(onsets)
         if self.key_head:
             held = next(rolls) + self.pitch_classes[ids] * fed[:, None].astype(np.float32)
@@ -243,7 +253,7 @@ class NumpyLSTM:
                 ends = self.ending_table[ending_rows(bars_left)]
                 logits = logits + bonus[:, 0] @ self.pitch_classes.T + (bonus[:, 1] @ self.pitch_classes.T) * ends
         if self.copy_bars:
-            logits = self._mix(logits, x, copy_candidates(onsets, bar_steps, self.copy_bars), bars_left)
+            logits = self._mix(logits, x, ring_candidates(onsets, bar_steps, self.copy_bars), bars_left)
         return logits, new_state + extra
 
     def _mix(self, logits, h, candidates, bars_left) -> np.ndarray:
@@ -251,8 +261,8 @@ class NumpyLSTM:
         present = candidates != PAD
         features = gate_features(candidates, bars_left if self.countdown else None)
         gate_logits = np.concatenate([h, features], axis=1) @ self.gate_kernel + self.gate_bias
-        keep = np.concatenate([np.ones((len(h), 1), bool), present], axis=1)
-        gate = np.exp(gate_logits - gate_logits.max(axis=1, keepdims=True)) * keep
+        gate = np.exp(gate_logits - gate_logits.max(axis=1, keepdims=True))
+        gate[:, 1:] *= present  # a source without a token takes no share
         gate /= gate.sum(axis=1, keepdims=True)
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         mass = shifted * (gate[:, :1] / shifted.sum(axis=1, keepdims=True))  # g_0 softmax(logits)

@@ -89,25 +89,51 @@ def copy_features(durations_steps, ids, steps_per_bar: int, bars) -> np.ndarray:
     return out
 
 
-def roll_onsets(roll: np.ndarray, ids, durations_steps) -> np.ndarray:
-    """One step of the onset roll: `roll` (rows, COPY_STEPS) holds, for each of the last COPY_STEPS grid steps, the
-    id that began there or PAD. It moves on by each row's fed token's duration: the token's onset gets its id, the
-    steps it holds get PAD (a zero-length token changes nothing)."""
-    width = roll.shape[1]
-    durations = np.minimum(np.asarray(durations_steps, dtype=np.int64), width)
-    source = np.arange(width)[None, :] + durations[:, None]  # (rows, width): where each step's id comes from
-    out = np.take_along_axis(roll, np.minimum(source, width - 1), axis=1)
-    out[source >= width] = PAD
+ONSET_RING_WIDTH = 2 * COPY_STEPS + 1
+_NEVER = np.iinfo(np.int32).min  # the step of a slot never written: no step is that far back
+
+
+def onset_ring(rows: int) -> np.ndarray:
+    """(rows, ONSET_RING_WIDTH) int32 before any token: the numpy model's onset state. A ring of COPY_STEPS slots:
+    the id that began at grid step s sits in slot s mod COPY_STEPS and s beside it (COPY_STEPS columns on), so a
+    slot read for another step is empty; the last column is the step where the next token begins."""
+    ring = np.full((rows, ONSET_RING_WIDTH), PAD, np.int32)
+    ring[:, COPY_STEPS:-1] = _NEVER
+    ring[:, -1] = 0
+    return ring
+
+
+def ring_onsets(ring: np.ndarray, ids, durations_steps) -> np.ndarray:
+    """The ring after each row is fed one token: its id goes in at the step where it begins, and the next token
+    begins its duration later (a zero-length token changes nothing). A new array: `ring` is left as it was."""
+    out = ring.copy()
+    durations = np.asarray(durations_steps, dtype=np.int64)
     rows = np.flatnonzero(durations > 0)
-    out[rows, width - durations[rows]] = np.asarray(ids)[rows]  # the first new step: where the fed token began
+    now = out[rows, -1]
+    slot = now % COPY_STEPS
+    out[rows, slot] = np.asarray(ids)[rows]
+    out[rows, COPY_STEPS + slot] = now
+    out[:, -1] += durations.astype(np.int32)
     return out
 
 
-def copy_candidates(roll: np.ndarray, bar_steps, bars) -> np.ndarray:
-    """(rows, len(bars)) the ids that began k bars before the next onset, from an onset roll (`roll_onsets`)."""
+def ring_candidates(ring: np.ndarray, bar_steps, bars) -> np.ndarray:
+    """(rows, len(bars)) the ids that began k bars before the next onset, or PAD, from an onset ring
+    (`ring_onsets`): `copy_features` one step at a time."""
     bar = np.minimum(np.maximum(np.asarray(bar_steps, dtype=np.int64), 1), METER_FEATURE_SIZE - 1)  # not clip: slow
-    back = roll.shape[1] - np.asarray(bars, dtype=np.int64)[None, :] * np.reshape(bar, (-1, 1))
-    return roll[np.arange(roll.shape[0])[:, None], back]
+    target = ring[:, -1:].astype(np.int64) - np.asarray(bars, dtype=np.int64)[None, :] * np.reshape(bar, (-1, 1))
+    slot = target % COPY_STEPS
+    rows = np.arange(ring.shape[0])[:, None]
+    return np.where(ring[rows, COPY_STEPS + slot] == target, ring[rows, slot], PAD).astype(np.int32)
+
+
+def ring_to_roll(ring: np.ndarray) -> np.ndarray:
+    """(rows, COPY_STEPS) the onset roll of an onset ring, the compiled TF sampler's form of the same state: for each
+    of the last COPY_STEPS grid steps, oldest first, the id that began there or PAD."""
+    steps = ring[:, -1:].astype(np.int64) - COPY_STEPS + np.arange(COPY_STEPS)[None, :]
+    slot = steps % COPY_STEPS
+    rows = np.arange(ring.shape[0])[:, None]
+    return np.where(ring[rows, COPY_STEPS + slot] == steps, ring[rows, slot], PAD).astype(np.int32)
 
 
 def pitch_class_table(pitches) -> np.ndarray:
@@ -178,7 +204,7 @@ def key_bonus(profile, steps) -> np.ndarray:
     share = steps / np.maximum(steps.sum(axis=-1, keepdims=True), 1.0)
     weighted = (share[..., :, None] * profile[..., None, :12]).reshape(lead + (144,))  # share_j w_k at j * 12 + k
     free = weighted @ rotation_matrix()
-    centred = share - share.mean(axis=-1, keepdims=True)
+    centred = share - share.sum(axis=-1, keepdims=True) / 12  # not np.mean: slow on small arrays
     raw_spread = np.sqrt((centred * centred).sum(axis=-1, keepdims=True))
     fits = ((centred / np.maximum(raw_spread, 1e-6)) @ fit_matrix()).reshape(lead + (2, 12))  # (..., mode, c)
     bonus = free + profile[..., 12:13] * fits[..., 0, :] + profile[..., 13:14] * fits[..., 1, :]
@@ -220,8 +246,18 @@ def fit_matrix() -> np.ndarray:
 
 def key_head_features(bars_left, bar_steps) -> np.ndarray:
     """(..., 5) float32 beside the LSTM's output in the key head: a one-hot of the bars left (0 = the end, 1 = the
-    last bar, 2, 3 or more; the open countdown is "more") and whether at most half a bar is left (the last notes)."""
-    values = np.asarray(bars_left, dtype=np.int64)
-    bars = np.minimum(countdown_bars(values), 3)
-    near = (values <= FINAL_STEPS) & (2 * values <= np.minimum(np.asarray(bar_steps), FINAL_STEPS))
-    return np.concatenate([bars[..., None] == np.arange(4), near[..., None]], axis=-1).astype(np.float32)
+    last bar, 2, 3 or more; the open countdown is "more") and whether at most half a bar is left (the last notes).
+    Read from a table of every countdown value and bar length (`_key_head_feature_table`): one lookup a step."""
+    bar = np.minimum(np.asarray(bar_steps, dtype=np.int64), FINAL_STEPS)
+    return _key_head_feature_table()[np.asarray(bars_left, dtype=np.int64), bar]
+
+
+@functools.cache
+def _key_head_feature_table() -> np.ndarray:
+    """(COUNTDOWN_SIZE, FINAL_STEPS + 1, 5) float32: `key_head_features` of each countdown value and bar length in
+    steps (longer bars read as FINAL_STEPS). Made once; read-only."""
+    values = np.arange(COUNTDOWN_SIZE)[:, None]
+    bar = np.arange(FINAL_STEPS + 1)[None, :]
+    bars = np.broadcast_to(np.minimum(countdown_bars(values), 3), (COUNTDOWN_SIZE, FINAL_STEPS + 1))
+    near = (values <= FINAL_STEPS) & (2 * values <= bar)
+    return _read_only(np.concatenate([bars[..., None] == np.arange(4), near[..., None]], axis=-1).astype(np.float32))
