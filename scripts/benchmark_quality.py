@@ -47,13 +47,35 @@ VARIANTS = {
 }
 
 
+# Imported first (sitecustomize) by a command run on another source tree: melody_plugin.configs is that tree's
+# configs/ folder, whatever package the environment has installed, even an editable one of this tree.
+CONFIGS_FROM_CODE = """
+import importlib.util, os, sys
+
+class _TreeConfigs:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name != "melody_plugin.configs":
+            return None
+        folder = os.path.join(os.environ["MELODY_PLUGIN_CODE"], "configs")
+        return importlib.util.spec_from_file_location(name, os.path.join(folder, "__init__.py"),
+                                                      submodule_search_locations=[folder])
+
+sys.meta_path.insert(0, _TreeConfigs)
+"""
+
+
 def run(cmd: list[str], code: str | None = None) -> tuple[str, float, float]:
     """Runs a command; returns (stdout, wall seconds, CPU seconds of it and its children). The CPU time is the
     process's own (os.wait4), so commands running side by side (--jobs) do not count each other's. With `code`, a
     source tree whose melody_plugin the command imports (first on its path, and its working folder)."""
     start = time.perf_counter()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", **({"PYTHONPATH": code} if code else {}))
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    with tempfile.TemporaryDirectory() as boot, tempfile.TemporaryFile("w+") as out, \
+            tempfile.TemporaryFile("w+") as err:
+        if code:  # the tree's own presets too: an editable install would map melody_plugin.configs to this tree's
+            Path(boot, "sitecustomize.py").write_text(CONFIGS_FROM_CODE, encoding="utf-8")
+            env.update(PYTHONPATH=os.pathsep.join([boot, code]), MELODY_PLUGIN_CODE=code)
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, cwd=code)
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
