@@ -272,6 +272,7 @@ def test_best_checkpoint_is_the_one_with_the_lowest_eval_bits_per_note(tmp_path,
     # generation and evaluation load the best unless told otherwise; the latest is still there
     assert MelodyGenerator.from_run_dir(run_dir).step == best_step
     assert MelodyGenerator.from_run_dir(run_dir, checkpoint="latest").step == result.step == 80
+    assert MelodyGenerator.load(run_dir, checkpoint="latest").step == 80  # melody_generate --checkpoint=latest
     exported = MelodyGenerator.from_run_dir(run_dir).weights
     (run_dir / "best" / "weights.npz").unlink()  # the TensorFlow checkpoint in best/ gives the same weights
     restored = MelodyGenerator.from_run_dir(run_dir)

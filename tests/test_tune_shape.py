@@ -303,7 +303,8 @@ def test_config_checks_and_old_configs_load_without_the_fields():
     base = registry.get_config("char_lstm")
     with pytest.raises(ConfigError, match="countdown needs meter_features and end_token"):
         registry.with_hparams(base, "countdown=true,meter_features=true")
-    with pytest.raises(ConfigError, match="key_tonic needs key_head and countdown"):
+    with pytest.raises(ConfigError, match="key_tonic needs key_head and countdown .* got key_head=true, "
+                                          "countdown=false: turn them on, or key_tonic off"):
         registry.with_hparams(base, "meter_features=true,key_head=true,key_tonic=true")
     with pytest.raises(ConfigError, match="copy_bars needs meter_features"):
         registry.with_hparams(base, "copy_bars=[1,2]")

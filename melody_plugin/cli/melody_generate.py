@@ -13,6 +13,7 @@ from melody_plugin.cli import flags as common
 
 FLAGS = flags.FLAGS
 common.define_run_dir()
+common.define_checkpoint()
 common.define_extraction()
 common.define("string", "bundle_file", None, "Generator bundle (.mag) to generate from, instead of --run_dir; with "
               "--save_generator_bundle, the file to write.")
@@ -114,7 +115,7 @@ def main(argv):
         common.fail("melody_generate", "give --key or --scale, not both")
     # --- flags -> values
     render, formats = outputs.parse_render(FLAGS.render), outputs.parse_formats(FLAGS.format)
-    gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file)
+    gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file, FLAGS.checkpoint)
     policy = FLAGS.polyphony_policy or gen.config.polyphony_policy
     meter = melody_lib.parse_time_signature(FLAGS.time_signature)
     seed = FLAGS.seed if FLAGS.seed is not None else secrets.randbelow(2**31)

@@ -159,11 +159,12 @@ class MelodyGenerator:
         return cls(config, vocab, weights, str(run.path), step)
 
     @classmethod
-    def load(cls, run_dir=None, bundle_file=None) -> "MelodyGenerator":
-        """From a bundle, else a run dir, else the embedded default model (what every command's flags mean)."""
+    def load(cls, run_dir=None, bundle_file=None, checkpoint: str = "best") -> "MelodyGenerator":
+        """From a bundle, else a run dir (its `checkpoint`: best or latest), else the embedded default model (what
+        every command's flags mean)."""
         if bundle_file:
             return cls.from_bundle(bundle_file)
-        return cls.from_run_dir(run_dir) if run_dir else cls.default()
+        return cls.from_run_dir(run_dir, checkpoint) if run_dir else cls.default()
 
     @classmethod
     def default(cls) -> "MelodyGenerator":

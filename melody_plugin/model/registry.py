@@ -118,8 +118,9 @@ class ModelConfig:
         check(not self.key_head or self.meter_features,
               "key_head needs meter_features (the pitch classes held so far ride along with them)")
         check(not self.key_tonic or (self.key_head and self.countdown),
-              "key_tonic needs key_head and countdown (it adds to the key head, and the countdown says where the "
-              "melody ends)")
+              f"key_tonic needs key_head and countdown (it adds to the key head, and the countdown says where the "
+              f"melody ends); got key_head={str(self.key_head).lower()}, countdown={str(self.countdown).lower()}: "
+              "turn them on, or key_tonic off (key_tonic=false)")
         check(len(set(self.copy_bars)) == len(self.copy_bars) and all(1 <= k <= MAX_COPY_BARS for k in self.copy_bars),
               f"copy_bars must be distinct bar counts in 1..{MAX_COPY_BARS}, got {list(self.copy_bars)}")
         check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")

@@ -72,7 +72,7 @@ class RunDir:
                 diff = {k: (saved.architecture().get(k), v) for k, v in config.architecture().items()
                         if saved.architecture().get(k) != v}
                 what = f"config {saved.name!r} vs {config.name!r}" if saved.name != config.name else \
-                    ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in diff.items())
+                    ", ".join(f"{k}: {a} in the run dir, {b} now" for k, (a, b) in diff.items())
                 raise RunDirError(f"{self.path}: made with an incompatible config ({what}); to resume it, pass the "
                                   "--config and --hparams it was made with (its config.json), else use a new "
                                   "--run_dir")

@@ -127,6 +127,9 @@ def _distribute_datasets(dist, config: ModelConfig, train_seqs, eval_seqs, seed:
     (windows) when the eval melodies hold fewer tokens than one window (said in the log)."""
     train_ds = dist.experimental_distribute_dataset(make_dataset(train_seqs, _batching(config, seed=seed), meter[0]))
     if not eval_seqs:
+        log("no evaluation: no eval melodies (a larger --eval_ratio or a dataset with an eval split gives some); "
+            "no best checkpoint is chosen in this run, so generation and melody_evaluate take the latest unless "
+            "an earlier run of this run dir chose one (then pass --checkpoint=latest)")
         return train_ds, None
     tokens = sum(len(s) for s in eval_seqs)
     if not config.carry_state and num_windows(tokens, config.window_size, config.window_size) < config.batch_size:
