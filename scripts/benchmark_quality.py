@@ -198,7 +198,7 @@ def main() -> None:
     variants = dict(args.variant) if args.variant else ({} if args.score else VARIANTS)  # --score alone: no training
 
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(args.work_dir or tmp)
+        work = Path(args.work_dir or tmp).resolve()  # absolute: a variant on another source tree runs there
         held_out = work / "held_out"
         print(f"{held_out_folder(Path(args.input), held_out, 0.1)} held-out files", flush=True)
         jobs = [(name, config, hparams, dataset(args.input, work, config, hparams), held_out, work, args.cpu_minutes)

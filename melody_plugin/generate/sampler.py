@@ -386,7 +386,7 @@ def sample(next_logits, start: DecodeStart, tokens: TokenTable,
                 choice = _choose(biased, valid, options, rng)
             else:
                 biased, choice = logits, _choose(logits, valid, options, rng, log_probs)
-            token_ll = np.take_along_axis(log_probs, choice[:, None], 1)[:, 0]
+            token_ll = log_probs[np.arange(len(choice)), choice]
             for r in np.flatnonzero(active):
                 ids[r].append(int(choice[r]))
                 lls[r].append(float(token_ll[r]))

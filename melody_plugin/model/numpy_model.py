@@ -13,6 +13,7 @@ from melody_plugin.model.keras_model import GATE_COUNTDOWN, build_model
 from melody_plugin.runtime.atomic import write_bytes
 from melody_plugin.tokens.form import (
     COUNTDOWN_SIZE,
+    FINAL_STEPS,
     countdown_bars,
     ending_rows,
     key_bonus,
@@ -165,11 +166,13 @@ class NumpyLSTM:
             self.bar_steps_embedding = weights["bar_steps_embedding"]
             # trained embeddings are added to the token's; one-hot ones (identity tables) are concatenated
             self.concatenate = weights["lstm_0/kernel"].shape[0] != self.embedding.shape[1]
-        self.layers = []
+        self.layers = []  # each LSTM's kernels and bias, the gates reordered i, f, o, c: one sigmoid for three
         i = 0
         while f"lstm_{i}/kernel" in weights:
-            self.layers.append((weights[f"lstm_{i}/kernel"], weights[f"lstm_{i}/recurrent_kernel"],
-                                weights[f"lstm_{i}/bias"]))
+            units = weights[f"lstm_{i}/bias"].shape[0] // 4
+            order = np.r_[0:2 * units, 3 * units:4 * units, 2 * units:3 * units]  # from Keras' i, f, c, o
+            self.layers.append(tuple(np.ascontiguousarray(weights[f"lstm_{i}/{name}"][..., order])
+                                     for name in ("kernel", "recurrent_kernel", "bias")))
             i += 1
         self.out_kernel, self.out_bias = weights["logits/kernel"], weights["logits/bias"]
         self.vocab_size = self.out_bias.shape[0]
@@ -234,11 +237,11 @@ class NumpyLSTM:
         new_state = []
         for layer, (kernel, recurrent, bias) in enumerate(self.layers):
             h, c = state[2 * layer], state[2 * layer + 1]
-            z = x @ kernel + h @ recurrent + bias  # (batch, 4 * units), Keras gate order i, f, c, o
+            z = x @ kernel + h @ recurrent + bias  # (batch, 4 * units), gates i, f, o, c (reordered at load)
             units = z.shape[-1] // 4
-            i_f = _sigmoid(z[..., :2 * units])  # the input and forget gates side by side: one call
-            c = i_f[..., units:] * c + i_f[..., :units] * np.tanh(z[..., 2 * units:3 * units])
-            h = _sigmoid(z[..., 3 * units:]) * np.tanh(c)
+            gates = _sigmoid(z[..., :3 * units])  # the input, forget and output gates side by side: one call
+            c = gates[..., units:2 * units] * c + gates[..., :units] * np.tanh(z[..., 3 * units:])
+            h = gates[..., 2 * units:] * np.tanh(c)
             new_state += [h, c]
             x = h
         if not outputs:
@@ -249,9 +252,11 @@ class NumpyLSTM:
             bonus = key_bonus(head_in @ self.key_kernel + self.key_bias, held)
             if self.ending_table is None:
                 logits = logits + bonus @ self.pitch_classes.T
+            elif (np.asarray(bars_left) > FINAL_STEPS).all():  # no row in its last bar: no token ends the melody
+                logits = logits + bonus[:, 0] @ self.pitch_classes.T
             else:  # keras_model.key_logits
-                ends = self.ending_table[ending_rows(bars_left)]
-                logits = logits + bonus[:, 0] @ self.pitch_classes.T + (bonus[:, 1] @ self.pitch_classes.T) * ends
+                by_id = bonus @ self.pitch_classes.T  # (batch, 2, vocab)
+                logits = logits + by_id[:, 0] + by_id[:, 1] * self.ending_table[ending_rows(bars_left)]
         if self.copy_bars:
             logits = self._mix(logits, x, ring_candidates(onsets, bar_steps, self.copy_bars), bars_left)
         return logits, new_state + extra

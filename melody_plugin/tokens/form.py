@@ -207,13 +207,14 @@ def key_bonus(profile, steps) -> np.ndarray:
     centred = share - share.sum(axis=-1, keepdims=True) / 12  # not np.mean: slow on small arrays
     raw_spread = np.sqrt((centred * centred).sum(axis=-1, keepdims=True))
     fits = ((centred / np.maximum(raw_spread, 1e-6)) @ fit_matrix()).reshape(lead + (2, 12))  # (..., mode, c)
-    bonus = free + profile[..., 12:13] * fits[..., 0, :] + profile[..., 13:14] * fits[..., 1, :]
+    bonus = free + (profile[..., None, 12:14] @ fits)[..., 0, :]
     if profile.shape[-1] == KEY_PROFILE_SIZE:
         return bonus
     best = (fits >= fits.max(axis=(-2, -1), keepdims=True) - BEST_KEY_TOLERANCE) & (raw_spread > 1e-6)[..., None]
-    anywhere = bonus + profile[..., 14:15] * best[..., 0, :] + profile[..., 15:16] * best[..., 1, :]
-    ending = profile[..., 16:17] * best[..., 0, :] + profile[..., 17:18] * best[..., 1, :]
-    return np.stack([anywhere, ending], axis=-2)
+    # rows: the weights for any token (15th, 16th) and for an ending token (17th, 18th), times the best major, minor
+    out = profile[..., 14:18].reshape(lead + (2, 2)) @ best.astype(np.float32)
+    out[..., 0, :] += bonus
+    return out
 
 
 def ending_table(durations) -> np.ndarray:

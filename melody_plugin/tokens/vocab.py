@@ -105,10 +105,11 @@ def roll_lookback(roll: np.ndarray, ids, durations_steps, bar_steps) -> tuple[np
     ids = np.asarray(ids)
     width = roll.shape[1]
     source = np.arange(width)[None, :] + np.asarray(durations_steps, dtype=np.int64)[:, None]  # (rows, width)
-    shifted = np.take_along_axis(roll, np.minimum(source, width - 1), axis=1)
+    rows = np.arange(len(ids))[:, None]
+    shifted = roll[rows, np.minimum(source, width - 1)]  # not take_along_axis: slow on small arrays
     roll = np.where(source < width, shifted, ids[:, None]).astype(roll.dtype)
     bar = np.minimum(np.maximum(np.asarray(bar_steps, dtype=np.int64), 1), METER_FEATURE_SIZE - 1)  # not clip: slow
-    rows = np.arange(len(ids))
+    rows = rows[:, 0]
     return roll, roll[rows, width - bar], roll[rows, width - 2 * bar]
 
 
