@@ -40,9 +40,10 @@ BIN = Path(sys.executable).parent
 # name -> (config, hparams). The first is the baseline of the ratios.
 VARIANTS = {
     "folk_lstm (2x256)": ("folk_lstm", ""),
-    # the preset before tunes had a shape: no end token, countdown or copy gate; dropout 0.1, no decay
+    # the preset before tunes had a shape: no end token, countdown, copy gate or key head; dropout 0.1, no decay
     "folk_lookback before endings and copies": ("folk_lookback", "end_token=false,countdown=false,copy_bars=[],"
-                                                "dropout_rate=0.1,lr_decay=none"),
+                                                "key_head=false,key_tonic=false,batch_size=64,"
+                                                "learning_rate=0.004,dropout_rate=0.1,lr_decay=none"),
     "folk_lookback": ("folk_lookback", ""),
 }
 
