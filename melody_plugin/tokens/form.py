@@ -121,19 +121,22 @@ def ring_candidates(ring: np.ndarray, bar_steps, bars) -> np.ndarray:
     """(rows, len(bars)) the ids that began k bars before the next onset, or PAD, from an onset ring
     (`ring_onsets`): `copy_features` one step at a time."""
     bar = np.minimum(np.maximum(np.asarray(bar_steps, dtype=np.int64), 1), METER_FEATURE_SIZE - 1)  # not clip: slow
-    target = ring[:, -1:].astype(np.int64) - np.asarray(bars, dtype=np.int64)[None, :] * np.reshape(bar, (-1, 1))
-    slot = target % COPY_STEPS
+    back = np.asarray(bars, dtype=np.int64)[None, :] * np.reshape(bar, (-1, 1))
+    return _ids_at(ring, ring[:, -1:].astype(np.int64) - back)
+
+
+def _ids_at(ring: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(rows, n) the id that began at each of `steps` (rows, n) grid steps, PAD where none did (or the ring no
+    longer holds it)."""
+    slot = steps % COPY_STEPS
     rows = np.arange(ring.shape[0])[:, None]
-    return np.where(ring[rows, COPY_STEPS + slot] == target, ring[rows, slot], PAD).astype(np.int32)
+    return np.where(ring[rows, COPY_STEPS + slot] == steps, ring[rows, slot], PAD).astype(np.int32)
 
 
 def ring_to_roll(ring: np.ndarray) -> np.ndarray:
     """(rows, COPY_STEPS) the onset roll of an onset ring, the compiled TF sampler's form of the same state: for each
     of the last COPY_STEPS grid steps, oldest first, the id that began there or PAD."""
-    steps = ring[:, -1:].astype(np.int64) - COPY_STEPS + np.arange(COPY_STEPS)[None, :]
-    slot = steps % COPY_STEPS
-    rows = np.arange(ring.shape[0])[:, None]
-    return np.where(ring[rows, COPY_STEPS + slot] == steps, ring[rows, slot], PAD).astype(np.int32)
+    return _ids_at(ring, ring[:, -1:].astype(np.int64) - COPY_STEPS + np.arange(COPY_STEPS)[None, :])
 
 
 def pitch_class_table(pitches) -> np.ndarray:
