@@ -70,6 +70,12 @@ class ModelConfig:
     # counts this many times in the loss: a tune has one ending, and the model sees the same inputs when it
     # generates, so the best distribution there is unchanged; only more of the learning goes to it
     ending_weight: float = 1.0
+    # in training, this share of the positions in a melody's last bar (the countdown says so) hide the LSTM's choice
+    # of pitch: its logits there become its distribution over token lengths, spread evenly over the ids of each
+    # length, and the pitch is left to the key head (and the copy sources). The key head then learns to carry a
+    # tune's ending by itself, from the key finder's answer, which does not drift as the LSTM's state does on
+    # melodies the model wrote itself. Generation and scoring never hide anything. Needs key_head and countdown.
+    ending_pitch_dropout: float = 0.0
     # optimisation
     learning_rate: float = 1e-3
     lr_warmup_steps: int = 0  # linear warm-up from learning_rate / lr_warmup_steps over the first steps; 0 = off
@@ -115,6 +121,12 @@ class ModelConfig:
               f"ending_weight must be a finite number >= 1 (1 = off), got {self.ending_weight}")
         check(self.ending_weight == 1.0 or self.countdown,
               "ending_weight needs countdown (the last bar is read from it), got countdown=false")
+        check(0 <= self.ending_pitch_dropout <= 1,
+              f"ending_pitch_dropout must be in [0, 1] (0 = off), got {self.ending_pitch_dropout}")
+        check(not self.ending_pitch_dropout or (self.key_head and self.countdown),
+              "ending_pitch_dropout needs key_head and countdown (the key head takes over the pitch in the last bar, "
+              f"which the countdown marks); got key_head={str(self.key_head).lower()}, "
+              f"countdown={str(self.countdown).lower()}")
         check(not self.key_head or self.meter_features,
               "key_head needs meter_features (the pitch classes held so far ride along with them)")
         check(not self.key_tonic or (self.key_head and self.countdown),
