@@ -287,6 +287,23 @@ def test_ending_pitch_dropout_hides_the_lstms_pitch_in_the_last_bar_only_and_onl
         registry.with_hparams(base, f"{hparams},ending_pitch_dropout=1.5")
 
 
+@pytest.mark.parametrize("cap, expected", [(3, [0, 1, 2, 3, 3, 3]), (6, [0, 1, 2, 5, 6, 6])])
+def test_the_copy_gates_countdown_tells_apart_the_bars_left_up_to_its_cap(cap, expected):
+    """Countdown values at the end, 5 steps into the last bar, then 2, 5 and 9 bars left (FINAL_STEPS + bars - 1,
+    counted by hand from form's layout), then open: the gate's one-hot is at min(bars left, cap), the open countdown
+    with the furthest; numpy and Keras alike, after the 2 source and 1 pair columns."""
+    from melody_plugin.model.keras_model import copy_gate_features
+    from melody_plugin.model.numpy_model import gate_features
+    from melody_plugin.runtime.quiet import import_keras
+
+    values = np.array([0, 5, FINAL_STEPS + 1, FINAL_STEPS + 4, FINAL_STEPS + 8, OPEN_COUNTDOWN])
+    candidates = np.full((6, 2), PAD, np.int32)
+    for features in (gate_features(candidates, values, cap),
+                     np.asarray(copy_gate_features(import_keras().ops, candidates, values, cap))):
+        assert features.shape == (6, 3 + cap + 1)
+        assert features[:, 3:].argmax(axis=1).tolist() == expected and features[:, 3:].sum(axis=1).tolist() == [1] * 6
+
+
 def test_end_token_vocabulary_round_trips_and_old_files_have_none(tmp_path):
     melody = Melody((Note(60, 12), Note(-1, 12), Note(62, 24)), 12, (4, 4), 120.0)
     vocab = Vocabulary.build([melody], end_token=True)
@@ -418,7 +435,7 @@ def repeat_corpus(folder, tunes: int = 48, seed: int = 0):
 
 
 SHAPE_HPARAMS = (",meter_features=true,end_token=true,countdown=true,copy_bars=[1,2,4,8],carry_state=true,"
-                 "window_size=16,batch_size=8,open_countdown_share=0.25,key_head=true,key_tonic=true")
+                 "window_size=16,batch_size=8,open_countdown_share=0.25,key_head=true,key_tonic=true,gate_countdown=6")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,14 @@ from typing import NamedTuple
 import numpy as np
 
 from melody_plugin.generate.sampler import DecodeStart, SampleResult, SamplingError, SamplingOptions, TokenTable, plan
-from melody_plugin.model.keras_model import copy_gate_features, key_bonus, key_head_features, key_logits, mix_copies
+from melody_plugin.model.keras_model import (
+    copy_gate_features,
+    gate_countdown_cap,
+    key_bonus,
+    key_head_features,
+    key_logits,
+    mix_copies,
+)
 from melody_plugin.runtime.quiet import import_keras, import_tensorflow
 from melody_plugin.tokens.form import (
     COPY_STEPS,
@@ -89,6 +96,8 @@ def keras_step_fn(model, durations=None, copy_bars=()):
         countdown_embedding = model.get_layer("bars_left_embedding")
     lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
     dense = model.get_layer("logits")
+    if copy_gate is not None:
+        gate_cap = gate_countdown_cap(copy_gate.kernel.shape[0], dense.kernel.shape[0], len(copy_bars))
 
     def roll_step(roll, ids, bar_steps):
         """vocab.roll_lookback in tensors: the roll moved on by the fed ids, and the ids one and two bars back."""
@@ -143,7 +152,7 @@ def keras_step_fn(model, durations=None, copy_bars=()):
                        if countdown else x)
             logits = logits + key_logits(ops, key_tables, key_bonus(ops, key_head(head_in), held), bars_left)
         if copy_gate is not None:
-            gate_features = copy_gate_features(ops, candidates, bars_left if countdown else None)
+            gate_features = copy_gate_features(ops, candidates, bars_left if countdown else None, gate_cap)
             gate_logits = copy_gate(ops.concatenate([x, gate_features], axis=-1))
             logits = mix_copies(ops, logits, gate_logits, candidates, logits.shape[-1])
         return logits, new_states + extra

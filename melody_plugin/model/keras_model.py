@@ -33,14 +33,14 @@ def copy_inputs(config: ModelConfig) -> tuple[str, ...]:
     return tuple(f"copy_{k}" for k in config.copy_bars)
 
 
-GATE_COUNTDOWN = 3  # the gate of a countdown model sees whether 0, 1, 2 or more bars are left (the end near)
+GATE_COUNTDOWN = 3  # ModelConfig.gate_countdown's default: the gate sees whether 0, 1, 2 or more bars are left
 
 
-def copy_gate_features(ops, candidates, bars_left=None):
-    """(..., K + K(K-1)/2 [+ GATE_COUNTDOWN + 1]) float32: whether each copy source has a token, whether each pair
-    of sources agrees (both with a token) and, for a countdown model, a one-hot of min(bars_left, GATE_COUNTDOWN):
-    near the end a tune stops replaying the bars it echoed before. `candidates` (..., K) int ids, PAD where no
-    token began."""
+def copy_gate_features(ops, candidates, bars_left=None, cap: int = GATE_COUNTDOWN):
+    """(..., K + K(K-1)/2 [+ cap + 1]) float32: whether each copy source has a token, whether each pair of sources
+    agrees (both with a token) and, for a countdown model, a one-hot of min(bars left, cap) (`cap`:
+    ModelConfig.gate_countdown): near the end a tune stops replaying the bars it echoed before, and a tune's second
+    half may replay its first. `candidates` (..., K) int ids, PAD where no token began."""
     present = ops.not_equal(candidates, PAD)
     k = candidates.shape[-1]
     same = [ops.logical_and(ops.equal(candidates[..., i], candidates[..., j]), present[..., i])
@@ -48,8 +48,14 @@ def copy_gate_features(ops, candidates, bars_left=None):
     parts = [ops.cast(present, "float32")] + [ops.cast(ops.expand_dims(x, -1), "float32") for x in same]
     if bars_left is not None:  # form.countdown_bars, capped
         bars = ops.where(bars_left <= FINAL_STEPS, ops.minimum(bars_left, 1), bars_left - FINAL_STEPS + 1)
-        parts.append(ops.one_hot(ops.minimum(bars, GATE_COUNTDOWN), GATE_COUNTDOWN + 1, dtype="float32"))
+        parts.append(ops.one_hot(ops.minimum(bars, cap), cap + 1, dtype="float32"))
     return ops.concatenate(parts, axis=-1)
+
+
+def gate_countdown_cap(gate_rows: int, units: int, sources: int) -> int:
+    """The countdown cap (ModelConfig.gate_countdown) of a countdown model's copy gate whose kernel has `gate_rows`
+    rows, read from the last LSTM's `units` and the number of copy `sources` (`copy_gate_features`' sizes)."""
+    return gate_rows - units - sources - sources * (sources - 1) // 2 - 1
 
 
 def mix_copies(ops, logits, gate_logits, candidates, vocab_size: int):
@@ -234,6 +240,7 @@ def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None, durations
     if config.copy_bars:
         layers["copy_gate"] = keras.layers.Dense(len(config.copy_bars) + 1, dtype="float32", name="copy_gate")
         layers["copy_names"] = copy_inputs(config)
+        layers["gate_countdown"] = config.gate_countdown
         layers["vocab_size"] = vocab_size
     return layers
 
@@ -267,7 +274,7 @@ def _apply(layers: dict, inputs, states):
     if "copy_gate" not in layers:
         return logits, final
     candidates = ops.stack([inputs[name] for name in layers["copy_names"]], axis=-1)
-    gate_features = copy_gate_features(ops, candidates, inputs.get(COUNTDOWN_INPUT))
+    gate_features = copy_gate_features(ops, candidates, inputs.get(COUNTDOWN_INPUT), layers["gate_countdown"])
     gate_logits = layers["copy_gate"](ops.concatenate([ops.cast(x, "float32"), gate_features], axis=-1))
     if layers["parts"]:
         return [logits, gate_logits], final

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from melody_plugin.model.keras_model import GATE_COUNTDOWN, build_model
+from melody_plugin.model.keras_model import build_model, gate_countdown_cap
 from melody_plugin.runtime.atomic import write_bytes
 from melody_plugin.tokens.form import (
     COUNTDOWN_SIZE,
@@ -104,23 +104,24 @@ def _sigmoid(x):
     return 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow warnings, same values
 
 
-def gate_features(candidates: np.ndarray, bars_left=None) -> np.ndarray:
-    """keras_model.copy_gate_features in numpy: (rows, K) ids [and (rows,) bars left] -> (rows, features) float32."""
+def gate_features(candidates: np.ndarray, bars_left=None, cap: int = 3) -> np.ndarray:
+    """keras_model.copy_gate_features in numpy: (rows, K) ids [and (rows,) bars left, the countdown `cap`] ->
+    (rows, features) float32."""
     present = candidates != PAD
     first, second = _pairs(candidates.shape[1])
     same = (candidates[:, first] == candidates[:, second]) & present[:, first]
     parts = [present, same]
     if bars_left is not None:
-        parts.append(_gate_countdown_table()[np.asarray(bars_left, dtype=np.int64)])
+        parts.append(_gate_countdown_table(cap)[np.asarray(bars_left, dtype=np.int64)])
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
 @functools.cache
-def _gate_countdown_table() -> np.ndarray:
-    """(COUNTDOWN_SIZE, GATE_COUNTDOWN + 1) bool: row v is the one-hot of min(bars left, GATE_COUNTDOWN) of countdown
-    value v (one lookup a step)."""
-    bars = np.minimum(countdown_bars(np.arange(COUNTDOWN_SIZE)), GATE_COUNTDOWN)
-    table = bars[:, None] == np.arange(GATE_COUNTDOWN + 1)
+def _gate_countdown_table(cap: int) -> np.ndarray:
+    """(COUNTDOWN_SIZE, cap + 1) bool: row v is the one-hot of min(bars left, cap) of countdown value v (one lookup a
+    step)."""
+    bars = np.minimum(countdown_bars(np.arange(COUNTDOWN_SIZE)), cap)
+    table = bars[:, None] == np.arange(cap + 1)
     table.flags.writeable = False
     return table
 
@@ -148,6 +149,8 @@ class NumpyLSTM:
                 raise ValueError(f"this model copies from {weights['copy_gate/bias'].shape[0] - 1} earlier bars: "
                                  "pass the config's copy_bars")
             self.gate_kernel, self.gate_bias = weights["copy_gate/kernel"], weights["copy_gate/bias"]
+            self.gate_cap = gate_countdown_cap(self.gate_kernel.shape[0], weights["logits/kernel"].shape[0],
+                                               len(self.copy_bars))
         if self.countdown:
             self.countdown_embedding = weights["bars_left_embedding"]
         self.key_head = "key_head/kernel" in weights
@@ -264,7 +267,7 @@ class NumpyLSTM:
     def _mix(self, logits, h, candidates, bars_left) -> np.ndarray:
         """keras_model.mix_copies in numpy: the LSTM's and the copy sources' distributions mixed by the gate."""
         present = candidates != PAD
-        features = gate_features(candidates, bars_left if self.countdown else None)
+        features = gate_features(candidates, bars_left if self.countdown else None, self.gate_cap)
         gate_logits = np.concatenate([h, features], axis=1) @ self.gate_kernel + self.gate_bias
         gate = np.exp(gate_logits - gate_logits.max(axis=1, keepdims=True))
         gate[:, 1:] *= present  # a source without a token takes no share

@@ -14,7 +14,7 @@ import types
 import typing
 
 from melody_plugin.errors import ConfigError
-from melody_plugin.tokens.form import MAX_COPY_BARS
+from melody_plugin.tokens.form import MAX_COPY_BARS, MAX_COUNTDOWN
 
 ENTRY_POINT_GROUP = "melody_plugin.configs"
 
@@ -25,7 +25,7 @@ DEFAULT_CONFIG = "char_lstm"
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
                        "augment_transpositions", "min_token_count", "meter_features", "bar_lookback", "end_token",
-                       "countdown", "copy_bars", "key_head", "key_tonic")
+                       "countdown", "copy_bars", "key_head", "key_tonic", "gate_countdown")
 
 
 LR_DECAYS = ("none", "cosine", "linear")
@@ -58,6 +58,10 @@ class ModelConfig:
     # a learned copy gate mixes the LSTM's distribution with the tokens that began this many bars before at the
     # same place in the bar (tokens.form.copy_features), e.g. [1, 2, 4, 8]; empty = off. Needs meter_features.
     copy_bars: tuple[int, ...] = ()
+    # a countdown model's copy gate sees the bars left to the melody's end told apart up to this many (0, 1, ...,
+    # gate_countdown - 1, then "this many or more", the open countdown too): 3 sees the end near; 17 tells apart
+    # each of the last 16 bars, so the gate can learn where a tune's second half replays its first
+    gate_countdown: int = 3
     # a key head: each pitch's logit gets a learned bonus from the pitch classes the melody has held so far, rotated
     # to that pitch as tonic (the key finder's sum, with a profile the model learns for each step): the model knows
     # the key it is in and can end on its tonic (tokens.form.pitch_class_steps). Needs meter_features.
@@ -121,6 +125,8 @@ class ModelConfig:
               f"ending_weight must be a finite number >= 1 (1 = off), got {self.ending_weight}")
         check(self.ending_weight == 1.0 or self.countdown,
               "ending_weight needs countdown (the last bar is read from it), got countdown=false")
+        check(1 <= self.gate_countdown <= MAX_COUNTDOWN + 1,
+              f"gate_countdown must be in 1..{MAX_COUNTDOWN + 1}, got {self.gate_countdown}")
         check(0 <= self.ending_pitch_dropout <= 1,
               f"ending_pitch_dropout must be in [0, 1] (0 = off), got {self.ending_pitch_dropout}")
         check(not self.ending_pitch_dropout or (self.key_head and self.countdown),
