@@ -304,6 +304,39 @@ def test_the_copy_gates_countdown_tells_apart_the_bars_left_up_to_its_cap(cap, e
         assert features[:, 3:].argmax(axis=1).tolist() == expected and features[:, 3:].sum(axis=1).tolist() == [1] * 6
 
 
+def test_phrase_endings_cut_the_training_melodies_at_n_and_2n_bars_counted_by_hand():
+    """phrase_endings=8 in 4/4 (48 steps a bar): 20 bars of quarters are cut after 32 and 64 quarters; a half note
+    across bar 8's end (31 quarters, then the half from step 372 to 396) leaves only the cut at bar 16 (63 tokens:
+    31 + 1 + 31); a 16-bar melody is cut at bar 8 alone (its own end is no extra ending); `<unk>` (no length) and
+    3/4 (36 steps a bar: bar 8 ends after 24 quarters) as counted here. Each cut ends with the end token."""
+    from melody_plugin.train.data import with_phrase_endings
+
+    vocab = Vocabulary(((60, 12), (62, 24)), 12, end_token=True)
+    quarter, half, end = vocab.token_to_id((60, 12)), vocab.token_to_id((62, 24)), vocab.end_id
+    unk = vocab.token_to_id((99, 12))
+    melodies = [[START] + [quarter] * 80 + [end],
+                [START] + [quarter] * 31 + [half] + [quarter] * 47 + [end],
+                [START] + [quarter] * 64 + [end],
+                [START] + [quarter] * 40 + [unk] + [quarter] * 40 + [end],
+                [START] + [quarter] * 60 + [end]]
+    config = registry.with_hparams(registry.get_config("folk_lookback"), "phrase_endings=8")
+    logged = []
+    seqs, bars = with_phrase_endings(config, vocab, [np.array(m) for m in melodies], [48, 48, 48, 48, 36],
+                                     logged.append)
+    crops = [s.tolist() for s in seqs[5:]]
+    assert crops == [[START] + [quarter] * 32 + [end], [START] + [quarter] * 64 + [end],
+                     [START] + [quarter] * 31 + [half] + [quarter] * 31 + [end],
+                     [START] + [quarter] * 32 + [end],
+                     [START] + [quarter] * 24 + [end], [START] + [quarter] * 48 + [end]]
+    assert bars == [48, 48, 48, 48, 36] + [48, 48, 48, 48, 36, 36]
+    assert [s.tolist() for s in seqs[:5]] == melodies and logged == [
+        "phrase_endings=8: 6 phrase endings train with the 5 training melodies"]
+    off = registry.get_config("folk_lookback")
+    assert with_phrase_endings(off, vocab, melodies, [48] * 5) == (melodies, [48] * 5)
+    with pytest.raises(ConfigError, match="phrase_endings needs countdown"):
+        registry.with_hparams(registry.get_config("char_lstm"), "phrase_endings=8")
+
+
 def test_end_token_vocabulary_round_trips_and_old_files_have_none(tmp_path):
     melody = Melody((Note(60, 12), Note(-1, 12), Note(62, 24)), 12, (4, 4), 120.0)
     vocab = Vocabulary.build([melody], end_token=True)
@@ -375,11 +408,12 @@ def test_config_checks_and_old_configs_load_without_the_fields():
     assert shaped.end_token and shaped.countdown and shaped.copy_bars == (1, 2, 4, 8)
     old = {k: v for k, v in shaped.to_json().items() if k not in ("end_token", "countdown", "copy_bars",
                                                                   "open_countdown_share", "key_head", "key_tonic",
-                                                                  "ending_weight", "ending_pitch_dropout")}
+                                                                  "ending_weight", "ending_pitch_dropout",
+                                                                  "phrase_endings", "gate_countdown")}
     loaded = registry.ModelConfig.from_json(old)  # a config.json written before the fields existed
     assert not loaded.end_token and not loaded.countdown and loaded.copy_bars == ()
     assert not loaded.key_head and not loaded.key_tonic and loaded.ending_weight == 1.0
-    assert loaded.ending_pitch_dropout == 0.0
+    assert loaded.ending_pitch_dropout == 0.0 and loaded.phrase_endings == 0 and loaded.gate_countdown == 3
 
 
 def test_training_lanes_draw_the_open_countdown_anew_each_pass():

@@ -80,6 +80,11 @@ class ModelConfig:
     # tune's ending by itself, from the key finder's answer, which does not drift as the LSTM's state does on
     # melodies the model wrote itself. Generation and scoring never hide anything. Needs key_head and countdown.
     ending_pitch_dropout: float = 0.0
+    # in training, each melody also trains cut after its first this many bars, and twice that many, where a note
+    # ends there (short of its end), with the end token after it: the parts of a folk tune end as the tune does
+    # (in the folk set's held-out tunes the last note before bar 8, 16 or 24 is the tonic two thirds of the time,
+    # as against a quarter at bar 4), so the model sees more endings than one a tune. 0 = off. Needs countdown.
+    phrase_endings: int = 0
     # optimisation
     learning_rate: float = 1e-3
     lr_warmup_steps: int = 0  # linear warm-up from learning_rate / lr_warmup_steps over the first steps; 0 = off
@@ -127,6 +132,10 @@ class ModelConfig:
               "ending_weight needs countdown (the last bar is read from it), got countdown=false")
         check(1 <= self.gate_countdown <= MAX_COUNTDOWN + 1,
               f"gate_countdown must be in 1..{MAX_COUNTDOWN + 1}, got {self.gate_countdown}")
+        check(self.phrase_endings >= 0, f"phrase_endings must be >= 0 bars (0 = off), got {self.phrase_endings}")
+        check(not self.phrase_endings or self.countdown,
+              "phrase_endings needs countdown (a phrase ending is a melody's end the model is told of), got "
+              "countdown=false")
         check(0 <= self.ending_pitch_dropout <= 1,
               f"ending_pitch_dropout must be in [0, 1] (0 = off), got {self.ending_pitch_dropout}")
         check(not self.ending_pitch_dropout or (self.key_head and self.countdown),

@@ -220,6 +220,25 @@ def key_bonus(profile, steps) -> np.ndarray:
     return out
 
 
+def phrase_crops(sequence, durations, steps_per_bar: int, every_bars: int, end_id: int) -> list[np.ndarray]:
+    """A melody's phrase endings as melodies of their own (ModelConfig.phrase_endings).
+
+    `sequence`: the start token, the ids, the end token. At `every_bars` and twice that many bars (an A part and
+    A A, or A B, of a folk tune), short of the melody's end and counted from its first step (so that a pickup's
+    steps come off the last bar, as the tune's own last bar loses them), where a token ends exactly there: the start
+    token, the ids up to there, the end token. None for a melody with a token of unknown length (`<unk>`: its
+    bars cannot be counted).
+    """
+    ids = np.asarray(sequence)[1:-1]
+    steps = np.asarray(durations, dtype=np.int64)[ids]
+    if (steps == 0).any():
+        return []
+    ends = np.cumsum(steps)
+    cut = every_bars * steps_per_bar
+    return [np.concatenate([sequence[:1], ids[:i + 1], [end_id]]).astype(np.int32)
+            for i in np.flatnonzero((ends % cut == 0) & (ends <= 2 * cut) & (ends < ends[-1]))]
+
+
 def ending_table(durations) -> np.ndarray:
     """(FINAL_STEPS + 1, vocab) float32: row r marks the ids that last exactly r >= 1 steps, the tokens that end the
     melody where the countdown says r steps are left (`ending_rows`); row 0 marks none."""

@@ -11,6 +11,7 @@ from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.tokens.batches import Batching, MeterInputs, make_dataset, num_windows
 from melody_plugin.tokens.corpus import Reading, encode_corpus
+from melody_plugin.tokens.form import phrase_crops
 from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, is_dataset_dir, read_split, write_ids
 from melody_plugin.tokens.vocab import Vocabulary
 from melody_plugin.train.options import TrainingError, TrainOptions
@@ -72,6 +73,24 @@ def _meter_inputs(config: ModelConfig, vocab: Vocabulary, bars, log=print):
                              config.countdown, config.copy_bars, share,
                              vocab.pitches() if config.key_head else None)
                  for split, share in zip(bars, (config.open_countdown_share, 1.0)))
+
+
+def with_phrase_endings(config: ModelConfig, vocab: Vocabulary, train_seqs, train_bars, log=print):
+    """(sequences, bars) of the training melodies followed by their phrase endings (`form.phrase_crops`) when the
+    config asks for them (`phrase_endings`), each with its melody's bar length; else as given."""
+    if not config.phrase_endings:
+        return train_seqs, train_bars
+    four_four, durations = 4 * vocab.steps_per_quarter, vocab.durations()
+    train_bars = [None] * len(train_seqs) if train_bars is None else train_bars
+    crops, crop_bars = [], []
+    for sequence, bar in zip(train_seqs, train_bars):
+        bar = four_four if bar is None else int(bar)  # as _meter_inputs takes a melody without one
+        more = phrase_crops(sequence, durations, bar, config.phrase_endings, vocab.end_id)
+        crops += more
+        crop_bars += [bar] * len(more)
+    log(f"phrase_endings={config.phrase_endings}: {len(crops)} phrase endings train with the "
+        f"{len(train_seqs)} training melodies")
+    return list(train_seqs) + crops, list(train_bars) + crop_bars
 
 
 def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptions, chief: bool):

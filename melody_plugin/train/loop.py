@@ -12,7 +12,7 @@ from melody_plugin.runtime.quiet import import_tensorflow
 from melody_plugin.runtime.signals import _STOP, _stops_on_signals
 from melody_plugin.train.budget import _Budget
 from melody_plugin.train.checkpoints import _Checkpoints
-from melody_plugin.train.data import _distribute_datasets, _meter_inputs, _prepare_data
+from melody_plugin.train.data import _distribute_datasets, _meter_inputs, _prepare_data, with_phrase_endings
 from melody_plugin.train.distribute import _is_chief, _start_strategy
 from melody_plugin.train.options import TrainingError, TrainingInterrupted, TrainOptions, TrainResult
 from melody_plugin.train.report import _Report, _write_curve
@@ -48,6 +48,8 @@ def train_and_evaluate(config: ModelConfig, run_dir, input_path=None,
     with run.lock() if chief else contextlib.nullcontext():
         # --- data
         train_seqs, eval_seqs, vocab, bars = _prepare_data(run, config, input_path, opts, chief)
+        train_seqs, train_bars = with_phrase_endings(config, vocab, train_seqs, bars[0], opts.log)
+        bars = (train_bars, bars[1])
         resume_step = run.latest_checkpoint_step() or 0  # reseeds the shuffle: a resumed run sees new batches
         with _STOP.deferred():  # tf.data imports its parts lazily: a KeyboardInterrupt inside an import crashes it
             train_ds, eval_ds = _distribute_datasets(dist, config, train_seqs, eval_seqs, opts.seed + resume_step,
