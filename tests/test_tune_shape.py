@@ -243,50 +243,6 @@ def test_ending_weight_counts_the_last_bars_targets_that_many_times():
             registry.with_hparams(base, f"{hparams},ending_weight={bad}")
 
 
-def test_ending_pitch_dropout_hides_the_lstms_pitch_in_the_last_bar_only_and_only_in_training():
-    """The 4/4 case (CASES) with ending_pitch_dropout=1: in training, the 4 inputs of the last bar (by hand: steps 96,
-    102, 108 and 144) get, for each id, log(sum of the softmax over the ids of its length / their number), written
-    out here with a loop over the ids; the inputs before it, and every input out of training, are untouched."""
-    from melody_plugin.runtime.quiet import import_tensorflow
-    from melody_plugin.tokens.batches import Batching, MeterInputs, make_dataset
-    from melody_plugin.train.step import _build_trainer
-
-    tf = import_tensorflow()
-    bar, durations, ids, countdown = CASES["4/4"][:4]
-    vocab = Vocabulary(tuple((50 + i, 12) for i in range(7)) + tuple((60 + i, d) for i, d in enumerate(durations[1:])),
-                       12, end_token=True)
-    sequence = ids + [vocab.end_id]
-    hparams = ("rnn_layer_sizes=[8],embedding_size=4,dropout_rate=0.0,batch_size=1,window_size=8,carry_state=true,"
-               "meter_features=true,end_token=true,countdown=true,key_head=true,key_tonic=true")
-    base = registry.get_config("char_lstm")
-    trainers = {rate: _build_trainer(tf, tf.distribute.get_strategy(),
-                                     registry.with_hparams(base, f"{hparams},ending_pitch_dropout={rate}"), vocab,
-                                     mixed_precision=False) for rate in (0, 1)}
-    trainers[1].model.set_weights(trainers[0].model.get_weights())
-    meter = MeterInputs([bar], vocab.durations(), countdown=True, pitches=vocab.pitches())
-    batch = next(iter(make_dataset([np.array(sequence)], Batching(8, 1, carry_state=True, shuffle=False, repeat=False),
-                                   meter)))
-    assert batch[0]["bars_left"].numpy()[0].tolist() == countdown
-    # the key head starts at zero: the model's logits are the LSTM's
-    plain = trainers[0].model(batch[0], training=True).numpy()[0].astype(np.float64)
-    hidden = trainers[1].model(batch[0], training=True).numpy()[0]
-    lengths = vocab.durations()
-    expected = plain.copy()
-    for t in range(4, 8):
-        p = np.exp(plain[t] - plain[t].max())
-        p /= p.sum()
-        for i in range(len(vocab)):
-            same = [j for j in range(len(vocab)) if lengths[j] == lengths[i]]
-            expected[t, i] = math.log(sum(p[j] for j in same) / len(same))
-    np.testing.assert_allclose(hidden, expected, rtol=1e-4, atol=1e-4)
-    assert not np.allclose(hidden[4:], plain[4:], atol=1e-3)  # the case has ids of one length: something changed
-    np.testing.assert_allclose(trainers[1].model(batch[0], training=False).numpy()[0], plain, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ConfigError, match="ending_pitch_dropout needs key_head and countdown"):
-        registry.with_hparams(base, "meter_features=true,end_token=true,countdown=true,ending_pitch_dropout=0.5")
-    with pytest.raises(ConfigError, match=r"ending_pitch_dropout must be in \[0, 1\]"):
-        registry.with_hparams(base, f"{hparams},ending_pitch_dropout=1.5")
-
-
 @pytest.mark.parametrize("cap, expected", [(3, [0, 1, 2, 3, 3, 3]), (6, [0, 1, 2, 5, 6, 6])])
 def test_the_copy_gates_countdown_tells_apart_the_bars_left_up_to_its_cap(cap, expected):
     """Countdown values at the end, 5 steps into the last bar, then 2, 5 and 9 bars left (FINAL_STEPS + bars - 1,
@@ -408,12 +364,12 @@ def test_config_checks_and_old_configs_load_without_the_fields():
     assert shaped.end_token and shaped.countdown and shaped.copy_bars == (1, 2, 4, 8)
     old = {k: v for k, v in shaped.to_json().items() if k not in ("end_token", "countdown", "copy_bars",
                                                                   "open_countdown_share", "key_head", "key_tonic",
-                                                                  "ending_weight", "ending_pitch_dropout",
+                                                                  "ending_weight",
                                                                   "phrase_endings", "gate_countdown")}
     loaded = registry.ModelConfig.from_json(old)  # a config.json written before the fields existed
     assert not loaded.end_token and not loaded.countdown and loaded.copy_bars == ()
     assert not loaded.key_head and not loaded.key_tonic and loaded.ending_weight == 1.0
-    assert loaded.ending_pitch_dropout == 0.0 and loaded.phrase_endings == 0 and loaded.gate_countdown == 3
+    assert loaded.phrase_endings == 0 and loaded.gate_countdown == 3
 
 
 def test_training_lanes_draw_the_open_countdown_anew_each_pass():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from melody_plugin.runtime.quiet import import_keras, import_tensorflow
+from melody_plugin.runtime.quiet import import_keras
 from melody_plugin.model.registry import ModelConfig
 import numpy as np
 
@@ -235,8 +235,6 @@ def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None, durations
         layers["ending_table"] = keras.layers.Dense(
             vocab_size, use_bias=False, trainable=False, dtype="float32",
             kernel_initializer=keras.initializers.Constant(table), name="ending_table")
-    if config.ending_pitch_dropout and durations is not None:  # training only: hides nothing at generation anyway
-        layers["ending_pitch_dropout"] = _ending_pitch_dropout(keras, config.ending_pitch_dropout, durations)
     if config.copy_bars:
         layers["copy_gate"] = keras.layers.Dense(len(config.copy_bars) + 1, dtype="float32", name="copy_gate")
         layers["copy_names"] = copy_inputs(config)
@@ -260,8 +258,6 @@ def _apply(layers: dict, inputs, states):
         final += [h, c]
     x = layers["dropout_out"](x)
     logits = layers["logits"](x)
-    if "ending_pitch_dropout" in layers:
-        logits = layers["ending_pitch_dropout"](logits, inputs[COUNTDOWN_INPUT])
     ops = import_keras().ops
     if "key_head" in layers:  # a countdown model's key head also reads how near the end is
         head_in = ops.cast(x, "float32")
@@ -279,34 +275,6 @@ def _apply(layers: dict, inputs, states):
     if layers["parts"]:
         return [logits, gate_logits], final
     return mix_copies(ops, logits, gate_logits, candidates, layers["vocab_size"]), final
-
-
-def length_logits(ops, logits, lengths):
-    """(..., V): each id's logit replaced by log(p(its length) / n), p the softmax of `logits` summed over the ids of
-    one length and n their number: the same distribution over lengths, with no preference of pitch within one.
-    `lengths` (V, L) float32 one-hot of each id's length."""
-    counts = ops.sum(lengths, axis=0)
-    by_length = ops.matmul(ops.softmax(logits, axis=-1), lengths)
-    return ops.matmul(ops.log(ops.maximum(by_length, 1e-30)) - ops.log(counts), ops.transpose(lengths))
-
-
-def _ending_pitch_dropout(keras, rate: float, durations):
-    """A layer (logits, bars_left) -> logits that, in training only, replaces a `rate` share of the last bar's
-    positions (bars_left <= FINAL_STEPS) by their `length_logits` (ModelConfig.ending_pitch_dropout)."""
-    durations = np.asarray(durations)
-    lengths = (durations[:, None] == np.unique(durations)[None, :]).astype(np.float32)
-
-    class EndingPitchDropout(keras.layers.Layer):
-        def call(self, logits, bars_left, training=None):
-            if not training:
-                return logits
-            ops, tf = keras.ops, import_tensorflow()
-            # a stateful op: a fresh draw every step of a compiled loop (keras.random unseeded would fix it at trace)
-            drop = ops.logical_and(bars_left <= FINAL_STEPS, tf.random.uniform(tf.shape(bars_left)) < rate)
-            return ops.where(ops.expand_dims(drop, -1), length_logits(ops, logits, ops.convert_to_tensor(lengths)),
-                             logits)
-
-    return EndingPitchDropout(dtype="float32", name="ending_pitch_dropout")
 
 
 def _embedding(keras, rows: int, size: int, name: str):

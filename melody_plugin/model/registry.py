@@ -74,12 +74,6 @@ class ModelConfig:
     # counts this many times in the loss: a tune has one ending, and the model sees the same inputs when it
     # generates, so the best distribution there is unchanged; only more of the learning goes to it
     ending_weight: float = 1.0
-    # in training, this share of the positions in a melody's last bar (the countdown says so) hide the LSTM's choice
-    # of pitch: its logits there become its distribution over token lengths, spread evenly over the ids of each
-    # length, and the pitch is left to the key head (and the copy sources). The key head then learns to carry a
-    # tune's ending by itself, from the key finder's answer, which does not drift as the LSTM's state does on
-    # melodies the model wrote itself. Generation and scoring never hide anything. Needs key_head and countdown.
-    ending_pitch_dropout: float = 0.0
     # in training, each melody also trains cut after its first this many bars, and twice that many, where a note
     # ends there (short of its end), with the end token after it: the parts of a folk tune end as the tune does
     # (in the folk set's held-out tunes the last note before bar 8, 16 or 24 is the tonic two thirds of the time,
@@ -136,12 +130,6 @@ class ModelConfig:
         check(not self.phrase_endings or self.countdown,
               "phrase_endings needs countdown (a phrase ending is a melody's end the model is told of), got "
               "countdown=false")
-        check(0 <= self.ending_pitch_dropout <= 1,
-              f"ending_pitch_dropout must be in [0, 1] (0 = off), got {self.ending_pitch_dropout}")
-        check(not self.ending_pitch_dropout or (self.key_head and self.countdown),
-              "ending_pitch_dropout needs key_head and countdown (the key head takes over the pitch in the last bar, "
-              f"which the countdown marks); got key_head={str(self.key_head).lower()}, "
-              f"countdown={str(self.countdown).lower()}")
         check(not self.key_head or self.meter_features,
               "key_head needs meter_features (the pitch classes held so far ride along with them)")
         check(not self.key_tonic or (self.key_head and self.countdown),
