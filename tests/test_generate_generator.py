@@ -356,3 +356,18 @@ def test_the_repetition_prior_is_numpy_only(tiny_generator):
 
     with pytest.raises(SamplingError, match="repetition prior runs in the numpy sampler"):
         tiny_generator.generate(None, num_bars=1, sampling=SamplingOptions(repetition=1.0, backend="tf"))
+
+
+def test_outputs_named_after_a_primer_with_dots_keep_their_numbers_and_never_overwrite(tiny_generator, tmp_path):
+    """A prefix with a dot, "p44_2.5bars_cont": three outputs are three files, p44_2.5bars_cont_001.mid to _003
+    (with their sidecars), and a second write starts at _004, leaving the first three as they were."""
+    from melody_plugin.generate.outputs import write_generations
+
+    gens = tiny_generator.generate(None, num_bars=1, num_outputs=3)
+    first = write_generations(gens, tmp_path, prefix="p44_2.5bars_cont")
+    assert [p.name for p in first] == [f"p44_2.5bars_cont_00{i}.mid" for i in (1, 2, 3)]
+    written = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(written) == {f"p44_2.5bars_cont_00{i}{s}" for i in (1, 2, 3) for s in (".mid", ".json")}
+    again = write_generations(gens, tmp_path, prefix="p44_2.5bars_cont")
+    assert [p.name for p in again] == [f"p44_2.5bars_cont_00{i}.mid" for i in (4, 5, 6)]
+    assert all((tmp_path / name).read_bytes() == data for name, data in written.items())

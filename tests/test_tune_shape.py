@@ -267,28 +267,36 @@ def test_phrase_endings_cut_the_training_melodies_at_n_and_2n_bars_counted_by_ha
     3/4 (36 steps a bar: bar 8 ends after 24 quarters) as counted here. Each cut ends with the end token."""
     from melody_plugin.train.data import with_phrase_endings
 
-    vocab = Vocabulary(((60, 12), (62, 24)), 12, end_token=True)
+    from melody_plugin.music.melody import REST
+
+    vocab = Vocabulary(((60, 12), (62, 24), (REST, 12)), 12, end_token=True)
     quarter, half, end = vocab.token_to_id((60, 12)), vocab.token_to_id((62, 24)), vocab.end_id
+    rest = vocab.token_to_id((REST, 12))
     unk = vocab.token_to_id((99, 12))
     melodies = [[START] + [quarter] * 80 + [end],
                 [START] + [quarter] * 31 + [half] + [quarter] * 47 + [end],
                 [START] + [quarter] * 64 + [end],
                 [START] + [quarter] * 40 + [unk] + [quarter] * 40 + [end],
-                [START] + [quarter] * 60 + [end]]
+                [START] + [quarter] * 60 + [end],
+                [START] + [quarter] * 31 + [rest] + [quarter] * 48 + [end]]
     config = registry.with_hparams(registry.get_config("folk_lookback"), "phrase_endings=8")
     logged = []
-    seqs, bars = with_phrase_endings(config, vocab, [np.array(m) for m in melodies], [48, 48, 48, 48, 36],
+    seqs, bars = with_phrase_endings(config, vocab, [np.array(m) for m in melodies], [48, 48, 48, 48, 36, 48],
                                      logged.append)
-    crops = [s.tolist() for s in seqs[5:]]
+    crops = [s.tolist() for s in seqs[6:]]
     assert crops == [[START] + [quarter] * 32 + [end], [START] + [quarter] * 64 + [end],
                      [START] + [quarter] * 31 + [half] + [quarter] * 31 + [end],
                      [START] + [quarter] * 32 + [end],
-                     [START] + [quarter] * 24 + [end], [START] + [quarter] * 48 + [end]]
-    assert bars == [48, 48, 48, 48, 36] + [48, 48, 48, 48, 36, 36]
-    assert [s.tolist() for s in seqs[:5]] == melodies and logged == [
-        "phrase_endings=8: 6 phrase endings train with the 5 training melodies"]
+                     [START] + [quarter] * 24 + [end], [START] + [quarter] * 48 + [end],
+                     [START] + [quarter] * 31 + [rest] + [quarter] * 32 + [end]]  # bar 8 ends on a rest: no cut
+    assert bars == [48, 48, 48, 48, 36, 48] + [48, 48, 48, 48, 36, 36, 48]
+    assert [s.tolist() for s in seqs[:6]] == melodies and logged == [
+        "phrase_endings=8: 7 phrase endings train with the 6 training melodies"]
     off = registry.get_config("folk_lookback")
     assert with_phrase_endings(off, vocab, melodies, [48] * 5) == (melodies, [48] * 5)
+    with pytest.raises(ConfigError, match=r"gate_countdown is the copy gate's view of the countdown: it needs "
+                                          r"copy_bars and countdown \(got copy_bars=\[\], countdown=false\)"):
+        registry.with_hparams(registry.get_config("char_lstm"), "gate_countdown=17")
     with pytest.raises(ConfigError, match="phrase_endings needs countdown"):
         registry.with_hparams(registry.get_config("char_lstm"), "phrase_endings=8")
 

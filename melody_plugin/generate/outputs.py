@@ -74,7 +74,8 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
     first = 1 if overwrite else _free_index(output_dir, prefix, len(generations))
     paths = []
     for i, gen in enumerate(generations):
-        stem = output_dir / f"{prefix}_{first + i:03d}"
+        # a real suffix to replace: with_suffix on "a.5bars_cont_001" would cut the name at its dot
+        stem = output_dir / f"{prefix}_{first + i:03d}.mid"
         midi_path = stem.with_suffix(".mid")
         m = gen.melody
         if "mid" in formats:

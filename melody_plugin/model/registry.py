@@ -74,10 +74,11 @@ class ModelConfig:
     # counts this many times in the loss: a tune has one ending, and the model sees the same inputs when it
     # generates, so the best distribution there is unchanged; only more of the learning goes to it
     ending_weight: float = 1.0
-    # in training, each melody also trains cut after its first this many bars, and twice that many, where a note
-    # ends there (short of its end), with the end token after it: the parts of a folk tune end as the tune does
-    # (in the folk set's held-out tunes the last note before bar 8, 16 or 24 is the tonic two thirds of the time,
-    # as against a quarter at bar 4), so the model sees more endings than one a tune. 0 = off. Needs countdown.
+    # in training, each melody also trains cut after its first this many bars, and twice that many, counted from its
+    # start, where a note (not a rest) ends there (short of its end), with the end token after it: the parts of a
+    # folk tune end as the tune does (in the folk set's held-out tunes the last note before bar 8, 16 or 24 is the
+    # tonic two thirds of the time, as against a quarter at bar 4), so the model sees more endings than one a tune.
+    # 0 = off. Needs countdown.
     phrase_endings: int = 0
     # optimisation
     learning_rate: float = 1e-3
@@ -126,6 +127,9 @@ class ModelConfig:
               "ending_weight needs countdown (the last bar is read from it), got countdown=false")
         check(1 <= self.gate_countdown <= MAX_COUNTDOWN + 1,
               f"gate_countdown must be in 1..{MAX_COUNTDOWN + 1}, got {self.gate_countdown}")
+        check(self.gate_countdown == 3 or (self.copy_bars and self.countdown),
+              f"gate_countdown is the copy gate's view of the countdown: it needs copy_bars and countdown (got "
+              f"copy_bars={list(self.copy_bars)}, countdown={str(self.countdown).lower()}); leave it at 3")
         check(self.phrase_endings >= 0, f"phrase_endings must be >= 0 bars (0 = off), got {self.phrase_endings}")
         check(not self.phrase_endings or self.countdown,
               "phrase_endings needs countdown (a phrase ending is a melody's end the model is told of), got "

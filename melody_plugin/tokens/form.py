@@ -220,14 +220,14 @@ def key_bonus(profile, steps) -> np.ndarray:
     return out
 
 
-def phrase_crops(sequence, durations, steps_per_bar: int, every_bars: int, end_id: int) -> list[np.ndarray]:
+def phrase_crops(sequence, durations, pitches, steps_per_bar: int, every_bars: int, end_id: int) -> list[np.ndarray]:
     """A melody's phrase endings as melodies of their own (ModelConfig.phrase_endings).
 
     `sequence`: the start token, the ids, the end token. At `every_bars` and twice that many bars (an A part and
-    A A, or A B, of a folk tune), short of the melody's end and counted from its first step (so that a pickup's
-    steps come off the last bar, as the tune's own last bar loses them), where a token ends exactly there: the start
-    token, the ids up to there, the end token. None for a melody with a token of unknown length (`<unk>`: its
-    bars cannot be counted).
+    A A, or A B, of a folk tune), short of the melody's end and counted from its first step (a leading rest or a
+    pickup counts: a pickup's steps come off the phrase's last bar, as the tune's own last bar loses them), where a
+    note (not a rest: `pitches` < 0) ends exactly there: the start token, the ids up to there, the end token. None
+    for a melody with a token of unknown length (`<unk>`: its bars cannot be counted).
     """
     ids = np.asarray(sequence)[1:-1]
     steps = np.asarray(durations, dtype=np.int64)[ids]
@@ -236,7 +236,8 @@ def phrase_crops(sequence, durations, steps_per_bar: int, every_bars: int, end_i
     ends = np.cumsum(steps)
     cut = every_bars * steps_per_bar
     return [np.concatenate([sequence[:1], ids[:i + 1], [end_id]]).astype(np.int32)
-            for i in np.flatnonzero((ends % cut == 0) & (ends <= 2 * cut) & (ends < ends[-1]))]
+            for i in np.flatnonzero((ends % cut == 0) & (ends <= 2 * cut) & (ends < ends[-1])
+                                    & (np.asarray(pitches)[ids] >= 0))]
 
 
 def ending_table(durations) -> np.ndarray:

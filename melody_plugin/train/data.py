@@ -80,12 +80,12 @@ def with_phrase_endings(config: ModelConfig, vocab: Vocabulary, train_seqs, trai
     config asks for them (`phrase_endings`), each with its melody's bar length; else as given."""
     if not config.phrase_endings:
         return train_seqs, train_bars
-    four_four, durations = 4 * vocab.steps_per_quarter, vocab.durations()
+    four_four, durations, pitches = 4 * vocab.steps_per_quarter, vocab.durations(), vocab.pitches()
     train_bars = [None] * len(train_seqs) if train_bars is None else train_bars
     crops, crop_bars = [], []
     for sequence, bar in zip(train_seqs, train_bars):
         bar = four_four if bar is None else int(bar)  # as _meter_inputs takes a melody without one
-        more = phrase_crops(sequence, durations, bar, config.phrase_endings, vocab.end_id)
+        more = phrase_crops(sequence, durations, pitches, bar, config.phrase_endings, vocab.end_id)
         crops += more
         crop_bars += [bar] * len(more)
     log(f"phrase_endings={config.phrase_endings}: {len(crops)} phrase endings train with the "
