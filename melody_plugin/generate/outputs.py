@@ -74,18 +74,17 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
     first = 1 if overwrite else _free_index(output_dir, prefix, len(generations))
     paths = []
     for i, gen in enumerate(generations):
-        # a real suffix to replace: with_suffix on "a.5bars_cont_001" would cut the name at its dot
-        stem = output_dir / f"{prefix}_{first + i:03d}.mid"
-        midi_path = stem.with_suffix(".mid")
+        # every other file is this name with_suffix: a real suffix to replace (a prefix may hold dots)
+        midi_path = output_dir / f"{prefix}_{first + i:03d}.mid"
         m = gen.melody
         if "mid" in formats:
             note_sequence_to_midi_file(gen.note_sequence, midi_path)
         if "abc" in formats or "musicxml" in formats or "score" in render:
-            _write_notation(gen, stem, formats, render)
+            _write_notation(gen, midi_path, formats, render)
         record = dict(sidecar or {})
         record.update({
             "midi_file": midi_path.name if "mid" in formats else None,
-            "files": [stem.with_suffix(FORMATS[f]).name for f in formats],
+            "files": [midi_path.with_suffix(FORMATS[f]).name for f in formats],
             "output_index": i,
             "seed": gen.seed,
             "time_signature": list(m.time_signature),
@@ -107,22 +106,22 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
             "unfilled_steps": gen.unfilled_steps,
             "primer_changes": [c.describe() for c in gen.oov_changes],
         })
-        atomic.write_json(stem.with_suffix(".json"), record)
+        atomic.write_json(midi_path.with_suffix(".json"), record)
         if "png" in render:
-            render_lib.piano_roll_png(m, stem.with_suffix(".png"), gen.primer_steps, title=midi_path.name)
+            render_lib.piano_roll_png(m, midi_path.with_suffix(".png"), gen.primer_steps, title=midi_path.name)
         if "wav" in render:
-            render_lib.wav_file(gen.note_sequence, stem.with_suffix(".wav"))
-        paths.append(stem.with_suffix(FORMATS[formats[0]]))
+            render_lib.wav_file(gen.note_sequence, midi_path.with_suffix(".wav"))
+        paths.append(midi_path.with_suffix(FORMATS[formats[0]]))
     return paths
 
 
-def _write_notation(gen, stem: Path, formats, render) -> None:
+def _write_notation(gen, midi_path: Path, formats, render) -> None:
     """ABC, MusicXML and the engraved score of one generation (notation/ is imported only when asked for)."""
     notation = _notation()
-    title = stem.name
+    title = midi_path.stem  # the name without .mid, dots of the prefix kept
     if "abc" in formats:
-        notation.abc_out.write_abc(gen.melody, stem.with_suffix(".abc"), title)
+        notation.abc_out.write_abc(gen.melody, midi_path.with_suffix(".abc"), title)
     if "musicxml" in formats:
-        notation.musicxml_out.write_musicxml(gen.melody, stem.with_suffix(".musicxml"), title)
+        notation.musicxml_out.write_musicxml(gen.melody, midi_path.with_suffix(".musicxml"), title)
     if "score" in render:
-        notation.score.write_score(gen.melody, stem.with_suffix(".score"), gen.primer_steps, title)
+        notation.score.write_score(gen.melody, midi_path.with_suffix(".score"), gen.primer_steps, title)

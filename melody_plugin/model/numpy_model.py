@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from melody_plugin.model.keras_model import build_model, gate_countdown_cap
+from melody_plugin.model.keras_model import GATE_COUNTDOWN, build_model, gate_countdown_cap
 from melody_plugin.runtime.atomic import write_bytes
 from melody_plugin.tokens.form import (
     COUNTDOWN_SIZE,
@@ -104,7 +104,7 @@ def _sigmoid(x):
     return 0.5 * (np.tanh(0.5 * x) + 1.0)  # no overflow warnings, same values
 
 
-def gate_features(candidates: np.ndarray, bars_left=None, cap: int = 3) -> np.ndarray:
+def gate_features(candidates: np.ndarray, bars_left=None, cap: int = GATE_COUNTDOWN) -> np.ndarray:
     """keras_model.copy_gate_features in numpy: (rows, K) ids [and (rows,) bars left, the countdown `cap`] ->
     (rows, features) float32."""
     present = candidates != PAD

@@ -226,7 +226,7 @@ def phrase_crops(sequence, durations, pitches, steps_per_bar: int, every_bars: i
     `sequence`: the start token, the ids, the end token. At `every_bars` and twice that many bars (an A part and
     A A, or A B, of a folk tune), short of the melody's end and counted from its first step (a leading rest or a
     pickup counts: a pickup's steps come off the phrase's last bar, as the tune's own last bar loses them), where a
-    note (not a rest: `pitches` < 0) ends exactly there: the start token, the ids up to there, the end token. None
+    note (not a rest: `pitches` < 0) ends exactly there: the start token, the ids up to there, the end token. No cut
     for a melody with a token of unknown length (`<unk>`: its bars cannot be counted).
     """
     ids = np.asarray(sequence)[1:-1]
