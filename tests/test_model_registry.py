@@ -40,7 +40,8 @@ def test_hparams_override_by_field_type_without_touching_the_default():
 @pytest.mark.parametrize("hparams,match", [
     ("units=5", "unknown name.*units"),
     ("batch_size=abc", "bad value 'abc' for batch_size"),
-    ("batch_size=1.5", "bad value '1.5' for batch_size"),
+    ("batch_size=1.5", "bad value '1.5' for batch_size: expected an integer"),
+    ("batch_size=abc", "bad value 'abc' for batch_size: expected an integer$"),
     ("dropout_rate=1.5", r"dropout_rate must be in \[0, 1\), got 1.5"),
     ("rnn_layer_sizes=[0]", "rnn_layer_sizes must be"),
     ("rnn_layer_sizes=[1,", "bad list"),

@@ -191,6 +191,8 @@ def _coerce(name: str, kind, value, source: str):
         if kind is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError("expected an integer")
+            if isinstance(value, str) and not value.strip().lstrip("+-").isdigit():
+                raise ValueError("expected an integer")
             return int(value)
         if kind is float:
             if isinstance(value, bool):
