@@ -46,7 +46,8 @@ common.define("string", "time_signature", "4/4", "Meter when there is no primer,
 common.define("string", "output_dir", "generated", "Folder for the MIDI files and their JSON sidecars.")
 common.define("boolean", "continuation_only", False, "Write only the new notes, not the primer.")
 common.define("boolean", "overwrite", False, "Reuse output names from 001 even if files exist.")
-common.define("string", "key", None, "Only notes of this scale: TONIC:MODE, e.g. D:dorian, A:minor, G:major.")
+common.define("string", "key", None, "Only notes of this scale: TONIC:MODE, e.g. D:dorian, A:minor, G:major. "
+              "Without a primer, a model trained in one key (transpose_to_key, as folk_lookback) writes in this key.")
 common.define("string", "scale", None, "Only these pitch classes, e.g. '0,2,4,7,9' or 'D,E,F#,A,B'.")
 common.define("string", "pitch_range", None, "Only pitches in LOW:HIGH (MIDI numbers), e.g. 55:84.")
 common.define("enum", "sampler", "numpy", ["numpy", "tf"], "numpy: the sampling loop in numpy (no TensorFlow "
@@ -72,6 +73,8 @@ def _save_bundle():
 
 
 def _primer(gen, meter, policy):
+    from melody_plugin.generate.sampler import scale_key
+
     """The primer the flags name (a file, a text melody, or none: an empty bar line) and the output names' prefix."""
     if FLAGS.primer_midi:
         primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
@@ -80,7 +83,7 @@ def _primer(gen, meter, policy):
         return (primer.with_tempo(FLAGS.qpm) if FLAGS.qpm else primer), f"{Path(FLAGS.primer_midi).stem}_cont"
     if FLAGS.primer_melody:
         return gen.primer_from_text(FLAGS.primer_melody, meter, FLAGS.qpm), "melody"
-    return gen.empty_primer(meter, FLAGS.qpm), "melody"
+    return gen.empty_primer(meter, FLAGS.qpm, scale_key(FLAGS.key)), "melody"
 
 
 def _sidecar(gen, generations, policy) -> dict:

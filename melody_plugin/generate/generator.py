@@ -331,7 +331,8 @@ class MelodyGenerator:
         ending = self.resolve_ending(primer_melody, sampling.ending)
         sampling = dataclasses.replace(sampling, ending=ending)
         # --- primer -> model state; the model works in C major / A minor when the vocabulary was key-normalised
-        shift = key_shift(primer_melody) if (self.vocab.transpose_to_key and primer_melody.notes) else 0
+        # (from the primer's key: its key signature, or the key finder's where it has none; an empty primer's key)
+        shift = key_shift(primer_melody) if self.vocab.transpose_to_key else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
         start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step), ending)
         # --- sample
@@ -349,9 +350,15 @@ class MelodyGenerator:
                                       ending, end_ll))
         return outputs
 
-    def empty_primer(self, time_signature=(4, 4), qpm: float | None = None) -> Melody:
-        """No notes, on the model's grid: `generate` then starts from the start token in this meter and tempo."""
-        return Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0)
+    def empty_primer(self, time_signature=(4, 4), qpm: float | None = None, key=None) -> Melody:
+        """No notes, on the model's grid: `generate` then starts from the start token in this meter and tempo.
+
+        `key` (tonic pitch class, minor), e.g. from `sampler.scale_key("D:dorian")`: a model trained in C major /
+        A minor (`transpose_to_key`) writes in this key (it writes in C major / A minor and the notes are moved
+        there); other models do not read it. Default: C major."""
+        tonic, minor = key or (0, False)
+        return Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0, key=int(tonic) % 12,
+                      minor=bool(minor))
 
     def _primer_melody(self, primer) -> Melody:
         """The primer as a Melody on the model's grid."""

@@ -172,6 +172,18 @@ def scale_pitch_classes(text: str) -> frozenset[int]:
         raise SamplingError(f"cannot read scale {text!r}: use TONIC:MODE (e.g. D:dorian) or pitch classes") from None
 
 
+def scale_key(text: str | None) -> tuple[int, bool] | None:
+    """The key a "TONIC:MODE" scale names, (tonic pitch class, minor): minor where the mode has a minor third
+    (minor, dorian, phrygian, locrian...), as a MIDI key signature's modes are read; None for pitch-class lists and
+    no scale. Raises SamplingError for an unreadable "TONIC:MODE"."""
+    if not text or ":" not in text:
+        return None
+    tonic, mode = (part.strip() for part in text.split(":", 1))
+    if mode.lower() not in MODES:
+        raise SamplingError(f"unknown mode {mode.lower()!r}; known: {', '.join(sorted(MODES))}")
+    return _pitch_class(tonic), 3 in MODES[mode.lower()]
+
+
 def parse_pitch_range(text: str) -> tuple[int, int]:
     m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", text)
     if not m or not 0 <= int(m.group(1)) <= int(m.group(2)) <= 127:

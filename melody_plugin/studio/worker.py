@@ -19,7 +19,7 @@ from pathlib import Path
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.generate import outputs
 from melody_plugin.generate.generator import MelodyGenerator
-from melody_plugin.generate.sampler import Constraints, SamplingOptions
+from melody_plugin.generate.sampler import Constraints, SamplingOptions, scale_key
 from melody_plugin.music import melody as melody_lib
 from melody_plugin.music.melody import Melody
 from melody_plugin.notation import score
@@ -58,7 +58,7 @@ def _load_primer(gen: MelodyGenerator, request: dict) -> tuple[Melody, list[str]
         return (primer.with_tempo(qpm) if qpm else primer), warnings
     if (request.get("primer_text") or "").strip():
         return gen.primer_from_text(request["primer_text"], meter, qpm), []
-    return gen.empty_primer(meter, qpm), []
+    return gen.empty_primer(meter, qpm, scale_key(request.get("scale"))), []
 
 
 def _score_svg(melody: Melody, primer_steps: int) -> tuple[str | None, str | None]:
