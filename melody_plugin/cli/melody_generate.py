@@ -73,9 +73,10 @@ def _save_bundle():
 
 
 def _primer(gen, meter, policy):
+    """The primer the flags name (a file, a text melody, or none: an empty bar line in --key) and the output names'
+    prefix."""
     from melody_plugin.generate.sampler import scale_key
 
-    """The primer the flags name (a file, a text melody, or none: an empty bar line) and the output names' prefix."""
     if FLAGS.primer_midi:
         primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
         for warning in warnings:

@@ -157,11 +157,7 @@ def scale_pitch_classes(text: str) -> frozenset[int]:
     """Pitch classes of "D:dorian", "A:minor", "0,2,4,5,7,9,11" or "D,E,F#,G,A,B,C"."""
     text = text.strip()
     if ":" in text:
-        tonic, mode = text.split(":", 1)
-        mode = mode.strip().lower()
-        if mode not in MODES:
-            raise SamplingError(f"unknown mode {mode!r}; known: {', '.join(sorted(MODES))}")
-        root = _pitch_class(tonic)
+        root, mode = _tonic_and_mode(text)
         return frozenset((root + i) % 12 for i in MODES[mode])
     items = [t for t in re.split(r"[,\s]+", text) if t]
     if not items:
@@ -178,10 +174,17 @@ def scale_key(text: str | None) -> tuple[int, bool] | None:
     no scale. Raises SamplingError for an unreadable "TONIC:MODE"."""
     if not text or ":" not in text:
         return None
-    tonic, mode = (part.strip() for part in text.split(":", 1))
-    if mode.lower() not in MODES:
-        raise SamplingError(f"unknown mode {mode.lower()!r}; known: {', '.join(sorted(MODES))}")
-    return _pitch_class(tonic), 3 in MODES[mode.lower()]
+    root, mode = _tonic_and_mode(text)
+    return root, 3 in MODES[mode]
+
+
+def _tonic_and_mode(text: str) -> tuple[int, str]:
+    """(tonic pitch class, a MODES name) of "TONIC:MODE"; SamplingError for an unknown mode or note name."""
+    tonic, mode = text.split(":", 1)
+    mode = mode.strip().lower()
+    if mode not in MODES:
+        raise SamplingError(f"unknown mode {mode!r}; known: {', '.join(sorted(MODES))}")
+    return _pitch_class(tonic), mode
 
 
 def parse_pitch_range(text: str) -> tuple[int, int]:
