@@ -72,11 +72,9 @@ def _save_bundle():
     print(f"wrote bundle {FLAGS.bundle_file} ({gen.config.name}, {len(gen.vocab)} tokens)")
 
 
-def _primer(gen, meter, policy):
-    """The primer the flags name (a file, a text melody, or none: an empty bar line in --key) and the output names'
-    prefix."""
-    from melody_plugin.generate.sampler import scale_key
-
+def _primer(gen, meter, policy, key):
+    """The primer the flags name (a file, a text melody, or none: an empty bar line in `key`, --key's) and the output
+    names' prefix."""
     if FLAGS.primer_midi:
         primer, warnings = gen.load_primer(FLAGS.primer_midi, policy, FLAGS.track, FLAGS.program)
         for warning in warnings:
@@ -84,7 +82,7 @@ def _primer(gen, meter, policy):
         return (primer.with_tempo(FLAGS.qpm) if FLAGS.qpm else primer), f"{Path(FLAGS.primer_midi).stem}_cont"
     if FLAGS.primer_melody:
         return gen.primer_from_text(FLAGS.primer_melody, meter, FLAGS.qpm), "melody"
-    return gen.empty_primer(meter, FLAGS.qpm, scale_key(FLAGS.key)), "melody"
+    return gen.empty_primer(meter, FLAGS.qpm, key), "melody"
 
 
 def _sidecar(gen, generations, policy) -> dict:
@@ -107,7 +105,7 @@ def _sidecar(gen, generations, policy) -> dict:
 def main(argv):
     from melody_plugin.generate import outputs
     from melody_plugin.generate.generator import MelodyGenerator
-    from melody_plugin.generate.sampler import Constraints, SamplingOptions
+    from melody_plugin.generate.sampler import Constraints, SamplingOptions, scale_key
     from melody_plugin.music import melody as melody_lib
 
     start = time.perf_counter()
@@ -129,7 +127,7 @@ def main(argv):
                                repetition_bars=FLAGS.repetition_bars, seed=seed, backend=FLAGS.sampler,
                                ending=FLAGS.ending)
     constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
-    primer, prefix = _primer(gen, meter, policy)
+    primer, prefix = _primer(gen, meter, policy, scale_key(FLAGS.key))
     # --- generate
     generations = gen.generate(primer, num_bars=FLAGS.num_bars, num_outputs=FLAGS.num_outputs, sampling=sampling,
                                constraints=constraints, continuation_only=FLAGS.continuation_only)

@@ -169,9 +169,8 @@ def scale_pitch_classes(text: str) -> frozenset[int]:
 
 
 def scale_key(text: str | None) -> tuple[int, bool] | None:
-    """The key a "TONIC:MODE" scale names, (tonic pitch class, minor): minor where the mode has a minor third
-    (minor, dorian, phrygian, locrian...), as a MIDI key signature's modes are read; None for pitch-class lists and
-    no scale. Raises SamplingError for an unreadable "TONIC:MODE"."""
+    """(tonic pitch class, minor) of a "TONIC:MODE" scale, minor where the mode has a minor third (as a MIDI key
+    signature's modes are read); None for pitch-class lists and no scale; SamplingError for a bad TONIC:MODE."""
     if not text or ":" not in text:
         return None
     root, mode = _tonic_and_mode(text)
