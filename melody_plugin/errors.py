@@ -36,3 +36,7 @@ class ConfigError(MelodyPluginError):
 
 class RunDirError(MelodyPluginError):
     """A run directory that is missing, incompatible, or in use by another training."""
+
+
+class ModelLoadError(MelodyPluginError):
+    """A run dir or bundle without usable weights."""

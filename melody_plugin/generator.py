@@ -11,8 +11,8 @@ from melody_plugin.generate.generator import (  # noqa: F401
     ModelLoadError,
     PrimerError,
     _continued,
-    _load_run_weights,
 )
+from melody_plugin.model.checkpoint import load_run_weights as _load_run_weights  # noqa: F401
 
 
 def __getattr__(name):

@@ -103,3 +103,89 @@ def test_melody_generate_key_sets_the_key_of_a_tune_from_nothing(keyed_run_dir, 
                          f"--output_dir={tmp_path / key}", check=True)
         outs[key] = sounding_pitches(tmp_path / key / "melody_001.mid")
     assert outs["C:major"] and outs["D:major"] == [p + 2 for p in outs["C:major"]]
+
+
+# Krumhansl-Kessler profiles, typed here from Krumhansl (1990) so the key is worked out apart from music/key.py
+KK_MAJOR = [6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88]
+KK_MINOR = [6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17]
+
+
+def best_of(notes, keys):
+    """The (tonic, minor) of `keys` whose rotated profile correlates best (numpy's corrcoef) with the notes'
+    duration-weighted pitch classes."""
+    import numpy as np
+
+    weights = np.zeros(12)
+    for n in notes:
+        if not n.is_rest:
+            weights[n.pitch % 12] += n.duration_steps
+    def r(key):
+        return np.corrcoef(np.roll(KK_MINOR if key[1] else KK_MAJOR, key[0]), weights)[0, 1]
+    return max(keys, key=r)
+
+
+@pytest.mark.parametrize("key,expected", [((0, False), ((0, False), (9, True))), ((4, True), ((7, False), (4, True))),
+                                          ((2, False), ((2, False), (11, True))), ((3, True), ((6, False), (3, True)))])
+def test_relative_keys_share_the_key_signature(key, expected):
+    from melody_plugin.music.key import relative_keys
+
+    assert relative_keys(*key) == expected
+
+
+def test_find_key_among_given_keys_picks_the_best_of_them_only():
+    from melody_plugin.music.key import find_key
+
+    notes = [Note(p, d) for p, d in ((64, 8), (67, 4), (71, 4), (64, 8), (66, 2), (67, 2))]  # E minor's triad
+    assert (find_key(notes).tonic, find_key(notes).minor) == (4, True)
+    for keys in (((0, False), (9, True)), ((2, False), (11, True)), ((7, False),)):
+        found = find_key(notes, keys)
+        assert (found.tonic, found.minor) == best_of(notes, keys)
+
+
+def test_a_tune_from_nothing_is_labelled_with_the_key_signature_asked_for(keyed_generator):
+    """Its key is the one asked for or that key's relative major / minor, whichever the notes fit (worked out here
+    with numpy): never a key with another signature."""
+    from melody_plugin.generate.sampler import SamplingOptions
+    from melody_plugin.music.key import relative_keys
+
+    gen = keyed_generator
+    for key in ((2, False), (4, True)):
+        for out in gen.generate(gen.empty_primer(key=key), num_bars=4, num_outputs=4, sampling=SamplingOptions(seed=2)):
+            assert (out.melody.key, out.melody.minor) == best_of(out.melody.notes, relative_keys(*key))
+
+
+def test_generate_in_mode_puts_the_outputs_in_the_mode_asked_for_first(keyed_generator):
+    from melody_plugin.generate.sampler import SamplingOptions
+    from melody_plugin.music.key import relative_keys
+
+    gen = keyed_generator
+    for key in ((9, True), (0, False)):
+        primer = gen.empty_primer(key=key)
+        outs, in_mode = gen.generate_in_mode(primer, num_bars=4, num_outputs=6, sampling=SamplingOptions(seed=1),
+                                             rounds=4)
+        modes = [best_of(o.melody.notes, relative_keys(*key))[1] for o in outs]
+        assert len(outs) == 6 and in_mode == sum(m == key[1] for m in modes)
+        assert modes == [key[1]] * in_mode + [not key[1]] * (6 - in_mode)
+        again, _ = gen.generate_in_mode(primer, num_bars=4, num_outputs=6, sampling=SamplingOptions(seed=1), rounds=4)
+        assert [o.melody.notes for o in again] == [o.melody.notes for o in outs]  # the same seed, the same tunes
+
+
+def test_an_out_of_vocabulary_primer_note_is_named_as_the_primer_has_it(keyed_generator):
+    """A D major primer is moved down 2 to C; its C#5 (73) becomes B4, which the C major vocabulary lacks: the change
+    names C#5, the primer's note."""
+    gen = keyed_generator
+    spq = gen.vocab.steps_per_quarter
+    primer = Melody(tuple(Note(p, spq) for p in (62, 64, 66, 73)), spq, (4, 4), 120.0, key=2)
+    changes = gen.generate(primer, num_bars=1)[0].oov_changes
+    assert [c.original for c in changes] == [(73, spq)]
+    # a replacement is named in D too: the corpus's C major pitches (C D E F G, two octaves) moved up 2
+    in_d = {p + 2 for p in (60, 62, 64, 65, 67, 72, 74, 76, 77, 79)}
+    assert all(r[0] in in_d for c in changes for r in c.replacement)
+
+
+@pytest.mark.parametrize("key", ["D", ""])
+def test_melody_generate_key_needs_a_mode(keyed_run_dir, tmp_path, key):
+    result = conftest.run_cli("melody_generate", f"--run_dir={keyed_run_dir}", f"--key={key}", "--num_bars=2",
+                              f"--output_dir={tmp_path}")
+    assert result.returncode != 0 and "TONIC:MODE" in result.stderr
+    assert not list(tmp_path.iterdir())

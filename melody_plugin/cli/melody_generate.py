@@ -47,7 +47,8 @@ common.define("string", "output_dir", "generated", "Folder for the MIDI files an
 common.define("boolean", "continuation_only", False, "Write only the new notes, not the primer.")
 common.define("boolean", "overwrite", False, "Reuse output names from 001 even if files exist.")
 common.define("string", "key", None, "Only notes of this scale: TONIC:MODE, e.g. D:dorian, A:minor, G:major. "
-              "Without a primer, a model trained in one key (transpose_to_key, as folk_lookback) writes in this key.")
+              "Without a primer, a model trained in one key (transpose_to_key, as folk_lookback) writes in this key "
+              "and mode: tunes in the relative major / minor are drawn again.")
 common.define("string", "scale", None, "Only these pitch classes, e.g. '0,2,4,7,9' or 'D,E,F#,A,B'.")
 common.define("string", "pitch_range", None, "Only pitches in LOW:HIGH (MIDI numbers), e.g. 55:84.")
 common.define("enum", "sampler", "numpy", ["numpy", "tf"], "numpy: the sampling loop in numpy (no TensorFlow "
@@ -85,6 +86,16 @@ def _primer(gen, meter, policy, key):
     return gen.empty_primer(meter, FLAGS.qpm, key), "melody"
 
 
+def _in_mode(gen, primer, sampling, constraints):
+    """`generate_in_mode`'s outputs; a warning when too few of them came out in the mode asked for."""
+    generations, in_mode = gen.generate_in_mode(primer, FLAGS.num_bars, FLAGS.num_outputs, sampling, constraints)
+    if in_mode < len(generations):
+        print(f"warning: {len(generations) - in_mode} of {len(generations)} outputs are in "
+              f"{generations[-1].melody.key_name}, not in {primer.key_name}: the model chose that mode in every draw",
+              file=sys.stderr)
+    return generations
+
+
 def _sidecar(gen, generations, policy) -> dict:
     """What the sidecar JSON records: what was used, not what was typed (a primer's meter wins over
     --time_signature)."""
@@ -115,6 +126,9 @@ def main(argv):
         common.fail("melody_generate", "give --primer_midi or --primer_melody, not both")
     if FLAGS.key and FLAGS.scale:
         common.fail("melody_generate", "give --key or --scale, not both")
+    if FLAGS.key is not None and ":" not in FLAGS.key:
+        common.fail("melody_generate", f"--key={FLAGS.key!r}: give TONIC:MODE, e.g. D:major or E:dorian "
+                    "(--scale takes a list of pitch classes)")
     # --- flags -> values
     render, formats = outputs.parse_render(FLAGS.render), outputs.parse_formats(FLAGS.format)
     gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file, FLAGS.checkpoint)
@@ -127,10 +141,14 @@ def main(argv):
                                repetition_bars=FLAGS.repetition_bars, seed=seed, backend=FLAGS.sampler,
                                ending=FLAGS.ending)
     constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
-    primer, prefix = _primer(gen, meter, policy, scale_key(FLAGS.key))
+    key = scale_key(FLAGS.key or FLAGS.scale)
+    primer, prefix = _primer(gen, meter, policy, key)
     # --- generate
-    generations = gen.generate(primer, num_bars=FLAGS.num_bars, num_outputs=FLAGS.num_outputs, sampling=sampling,
-                               constraints=constraints, continuation_only=FLAGS.continuation_only)
+    if key and not primer.notes:  # a tune from nothing in the mode asked for
+        generations = _in_mode(gen, primer, sampling, constraints)
+    else:
+        generations = gen.generate(primer, FLAGS.num_bars, FLAGS.num_outputs, sampling, constraints,
+                                   continuation_only=FLAGS.continuation_only)
     for change in generations[0].oov_changes:
         print(f"primer note changed to fit the vocabulary: {change.describe()}", file=sys.stderr)
     whole_bars = primer.total_steps // primer.steps_per_bar + FLAGS.num_bars  # primer included, as generate ends

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from melody_plugin.errors import MelodyPluginError
+from melody_plugin.errors import MelodyPluginError, ModelLoadError  # noqa: F401 (ModelLoadError: its old home)
 from melody_plugin.io import protos
 from melody_plugin.model.numpy_model import bytes_to_weights, weights_to_bytes
 from melody_plugin.model.registry import ModelConfig
@@ -17,10 +17,6 @@ from melody_plugin.tokens.vocab import Vocabulary
 
 FORMAT = "melody_plugin/1"  # the metagraph's "format": what tells our bundles from Magenta's own
 MAX_BUNDLE_BYTES = 1 << 30
-
-
-class ModelLoadError(MelodyPluginError):
-    """A run dir or bundle without usable weights."""
 
 
 def model_to_bundle_bytes(config: ModelConfig, vocab: Vocabulary, weights: dict, step=None,

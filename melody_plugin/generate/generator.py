@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from melody_plugin.errors import InputFileError, MelodyPluginError
+from melody_plugin.errors import InputFileError, MelodyPluginError, ModelLoadError
 from melody_plugin.generate import bundle, sampler_tf
-from melody_plugin.generate.bundle import ModelLoadError
 from melody_plugin.generate.sampler import (
     Constraints,
     DecodeStart,
@@ -21,17 +20,15 @@ from melody_plugin.generate.sampler import (
     sample,
 )
 from melody_plugin.io.files import read_music_file
-from melody_plugin.model.keras_model import build_model
+from melody_plugin.model.checkpoint import load_run_weights
 from melody_plugin.model.numpy_model import (
     NumpyLSTM,
-    keras_to_weights,
-    load_weights,
     weights_to_keras_model,
 )
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies, note_sequence_to_melody
-from melody_plugin.music.key import estimate_key
+from melody_plugin.music.key import estimate_key, relative_keys
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
@@ -49,6 +46,8 @@ from melody_plugin.tokens.vocab import (
 
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "data" / "default_model"
 
+
+MODE_ROUNDS = 16  # draws `generate_in_mode` makes at most to find outputs in the mode asked for
 
 EXAMPLE_PRIMER = Path(__file__).parents[1] / "data" / "examples" / "seed.mid"
 
@@ -86,46 +85,14 @@ class Generation:
         return notes
 
 
-def _load_run_weights(run: RunDir, config: ModelConfig, vocab: Vocabulary, checkpoint: str = "best"):
-    """(weights, step) of the run's best checkpoint (best/, kept when training evaluated) or its latest.
-
-    "best" falls back to the latest in a run dir without best/ (no eval data, or trained before it was kept).
-    Each is read from its weights.npz when that matches the checkpoint's step, else through TensorFlow.
-    """
-    best = run.best() if checkpoint == "best" else None
-    if checkpoint not in ("best", "latest"):  # one checkpoint by its path prefix, e.g. RUN/checkpoints/ckpt-300
-        prefix = Path(checkpoint)
-        step_text = prefix.name.rsplit("-", 1)[-1]
-        if not Path(f"{prefix}.index").is_file() or not step_text.isdigit():
-            raise ModelLoadError(f"{checkpoint}: checkpoint path does not exist (give best, latest or a "
-                                 f"checkpoint such as {run.checkpoint_dir}/ckpt-N)")
-        want, weights_file = int(step_text), run.weights_file
-        if run.best_weights_file.is_file() and (run.best() or {}).get("step") == want:
-            weights_file = run.best_weights_file
-    elif best is not None:
-        want, weights_file, prefix = best["step"], run.best_weights_file, run.best_dir / f"ckpt-{best['step']}"
-    else:
-        want, weights_file, prefix = run.latest_checkpoint_step(), run.weights_file, None
-    if weights_file.is_file():
-        weights, meta = load_weights(weights_file)
-        if want is None or meta.get("step") == want:
-            return weights, meta.get("step")
-    if want is None:
-        raise ModelLoadError(f"{run.path}: no checkpoint yet; train first with melody_train --run_dir={run.path}")
-
-    tf = import_tensorflow()
-    model = build_model(config, len(vocab))
-    step = tf.Variable(0, dtype=tf.int64)
-    path = str(prefix) if prefix is not None else tf.train.latest_checkpoint(str(run.checkpoint_dir))
-    tf.train.Checkpoint(model=model, step=step).restore(path).expect_partial()
-    return keras_to_weights(model), int(step.numpy())
-
-
-def _continued(primer: Melody, new: tuple[Note, ...], continuation_only: bool) -> tuple[Melody, int]:
+def _continued(primer: Melody, new: tuple[Note, ...], continuation_only: bool,
+               one_key: bool = False) -> tuple[Melody, int]:
     """The output melody and how many of its steps come before `new` (the primer, or a leading rest). Without
-    primer notes the key is the melody's own (Krumhansl-Schmuckler on what was generated): there is none to keep."""
+    primer notes the key is the melody's own (Krumhansl-Schmuckler on what was generated): there is none to keep;
+    for a model that writes in one key (`one_key`), the empty primer's key or its relative major / minor, the one
+    the notes fit best (its key signature is the one asked for)."""
     if not primer.notes:
-        key, minor = estimate_key(new)
+        key, minor = estimate_key(new, keys=relative_keys(primer.key, primer.minor) if one_key else None)
         primer = dataclasses.replace(primer, key=key, minor=minor)
     if continuation_only:
         lead = primer.total_steps % primer.steps_per_bar  # keeps the bar lines where they were
@@ -155,7 +122,7 @@ class MelodyGenerator:
         """The run's best checkpoint by eval bits/note (its latest when it has none), or `checkpoint="latest"`."""
         run = RunDir(path).require()
         config, vocab = run.load_config(), run.load_vocab()
-        weights, step = _load_run_weights(run, config, vocab, checkpoint)
+        weights, step = load_run_weights(run, config, vocab, checkpoint)
         return cls(config, vocab, weights, str(run.path), step)
 
     @classmethod
@@ -334,6 +301,7 @@ class MelodyGenerator:
         # (from the primer's key: its key signature, or the key finder's where it has none; an empty primer's key)
         shift = key_shift(primer_melody) if self.vocab.transpose_to_key else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
+        changes = [c.transpose(-shift) for c in changes]  # named as the primer has them
         start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step), ending)
         # --- sample
         tokens = TokenTable(self._durations, constraints.mask(self._pitches, shift=-shift))
@@ -344,11 +312,35 @@ class MelodyGenerator:
         for ids, lls, unfilled, end_ll in zip(result.ids, result.log_likelihoods, result.unfilled_steps, end_lls):
             sampled = self.vocab.decode(ids).transpose(-shift).notes
             out, kept = _continued(primer_melody, sampled + ((Note(REST, unfilled),) if unfilled else ()),
-                                   continuation_only)
+                                   continuation_only, self.vocab.transpose_to_key)
             outputs.append(Generation(out, melody_to_note_sequence(out), kept, list(ids), list(lls),
                                       num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled,
                                       ending, end_ll))
         return outputs
+
+    def generate_in_mode(self, primer: Melody, num_bars: int = 8, num_outputs: int = 1,
+                         sampling: SamplingOptions | None = None, constraints: Constraints | None = None,
+                         rounds: int = MODE_ROUNDS) -> tuple[list[Generation], int]:
+        """`generate` from an empty primer (`empty_primer(..., key=(tonic, minor))`), keeping the outputs in the
+        primer's mode: a model in one key (`transpose_to_key`) learnt major tunes and their relative minors in one
+        key signature and chooses between them as it writes. Outputs in the other mode are drawn again, with the
+        next seeds (seed + 1, seed + 2 ...: the same seed gives the same outputs), up to `rounds` draws.
+
+        Returns the outputs, those in the mode first (each output's `melody.minor` says which it is in), and how
+        many are in the mode. Other models, and primers with notes, are generated as `generate` does (all counted).
+        """
+        sampling = sampling or SamplingOptions()
+        if primer.notes or not self.vocab.transpose_to_key:
+            return self.generate(primer, num_bars, num_outputs, sampling, constraints), num_outputs
+        kept, others = [], []
+        for offset in range(max(rounds, 1)):
+            drawn = self.generate(primer, num_bars, num_outputs, dataclasses.replace(sampling, seed=sampling.seed +
+                                                                                     offset), constraints)
+            for g in drawn:
+                (kept if g.melody.minor == primer.minor else others).append(g)
+            if len(kept) >= num_outputs:
+                break
+        return (kept + others)[:num_outputs], min(len(kept), num_outputs)
 
     def empty_primer(self, time_signature=(4, 4), qpm: float | None = None, key=None) -> Melody:
         """No notes, on the model's grid: `generate` then starts from the start token in this meter and tempo.

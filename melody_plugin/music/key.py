@@ -42,8 +42,10 @@ def _key_profiles() -> np.ndarray:
     return profiles
 
 
-def find_key(notes) -> Key | None:
+def find_key(notes, keys=None) -> Key | None:
     """The Krumhansl-Schmuckler key of `notes` (melody `Note`s), or None without a sounding note.
+
+    `keys`: the (tonic, minor) keys to choose from (e.g. a key signature's major and relative minor); default all 24.
 
     The duration-weighted pitch-class distribution of every sounding note (rests left out, weight = length in
     steps) is correlated (Pearson) with the 24 rotated Krumhansl-Kessler profiles; the best correlation wins,
@@ -64,11 +66,22 @@ def find_key(notes) -> Key | None:
         correlations = np.zeros(len(profiles))
     else:
         correlations = centred_profiles @ centred_weights / (np.linalg.norm(centred_profiles, axis=1) * spread)
+    if keys:  # the others out of the race
+        allowed = np.zeros(len(profiles), dtype=bool)
+        for tonic, minor in keys:
+            allowed[2 * (int(tonic) % 12) + bool(minor)] = True
+        correlations = np.where(allowed, correlations, -np.inf)
     best = int(np.flatnonzero(correlations >= correlations.max() - TIE_TOLERANCE)[0])
     return Key(tonic=best // 2, minor=bool(best % 2), correlation=float(correlations[best]))
 
 
-def estimate_key(notes, default=(0, False)) -> tuple[int, bool]:
-    """(tonic, minor) of `find_key`, or `default` without a sounding note."""
-    key = find_key(notes)
+def relative_keys(tonic: int, minor: bool) -> tuple[tuple[int, bool], tuple[int, bool]]:
+    """The major and the relative minor key sharing the key signature of (tonic, minor)."""
+    major = (tonic + 3) % 12 if minor else tonic % 12
+    return (major, False), ((major + 9) % 12, True)
+
+
+def estimate_key(notes, default=(0, False), keys=None) -> tuple[int, bool]:
+    """(tonic, minor) of `find_key` (among `keys` when given), or `default` without a sounding note."""
+    key = find_key(notes, keys)
     return default if key is None else (key.tonic, key.minor)

@@ -84,8 +84,14 @@ def generate_action(request: dict) -> dict:
                                top_p=float(request.get("top_p", 1.0)),
                                repetition=float(request.get("repetition", 0.0)), seed=int(request["seed"]))
     constraints = Constraints.parse(scale=request.get("scale") or None, pitch_range=request.get("pitch_range") or None)
-    generations = gen.generate(primer, num_bars=int(request["num_bars"]), num_outputs=int(request["num_outputs"]),
-                               sampling=sampling, constraints=constraints)
+    num_bars, num_outputs = int(request["num_bars"]), int(request["num_outputs"])
+    if scale_key(request.get("scale")) and not primer.notes:  # a tune from nothing in the mode asked for
+        generations, in_mode = gen.generate_in_mode(primer, num_bars, num_outputs, sampling, constraints)
+        if in_mode < num_outputs:
+            warnings.append(f"{num_outputs - in_mode} of {num_outputs} tunes are in {generations[-1].melody.key_name}, "
+                            f"not {primer.key_name}: the model chose that mode every time")
+    else:
+        generations = gen.generate(primer, num_bars, num_outputs, sampling, constraints)
     warnings += [f"primer note changed to fit the vocabulary: {c.describe()}" for c in generations[0].oov_changes]
     job_dir = Path(request["job_dir"])
     sidecar = {"model": request.get("model_name", gen.source), "model_step": gen.step, "studio": {

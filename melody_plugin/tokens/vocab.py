@@ -133,6 +133,13 @@ class OovChange:
     replacement: tuple[tuple[int, int], ...]  # empty = unknown token
     how: str
 
+    def transpose(self, semitones: int) -> "OovChange":
+        """The same change with every pitch moved by `semitones` (rests stay rests)."""
+        def move(t):
+            return t if t[0] == REST else (t[0] + semitones, t[1])
+        return dataclasses.replace(self, original=move(self.original),
+                                   replacement=tuple(move(t) for t in self.replacement))
+
     def describe(self) -> str:
         """One line for people: notes (and rests) counted from 1, an octave shift with its direction and size."""
         def fmt(t):
