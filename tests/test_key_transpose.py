@@ -189,3 +189,42 @@ def test_melody_generate_key_needs_a_mode(keyed_run_dir, tmp_path, key):
                               f"--output_dir={tmp_path}")
     assert result.returncode != 0 and "TONIC:MODE" in result.stderr
     assert not list(tmp_path.iterdir())
+
+
+# a minor phrase, A B C D E ... in A minor; written in A, E and D minor with a minor key signature
+MINOR_PHRASE = [(69, 1), (71, 1), (72, 1), (74, 1), (76, 2), (74, 1), (72, 1), (71, 1), (69, 3)]
+
+
+@pytest.fixture(scope="module")
+def tonic_run_dir(tmp_path_factory):
+    from note_seq.protobuf import music_pb2
+
+    from melody_plugin.io import midi as midi_io
+
+    folder = tmp_path_factory.mktemp("minor_corpus")
+    for tonic in (9, 4, 2):  # A, E, D minor: the phrase moved from A by 0, -5, -7
+        shift = (tonic - 9 + 6) % 12 - 6
+        moved_phrase = [(p + shift, q) for p, q in MINOR_PHRASE] * 8
+        for i in range(3):
+            ns = conftest.make_sequence(conftest.pattern_notes(moved_phrase), filename=f"minor_{tonic}_{i}.mid")
+            ns.key_signatures.add(time=0.0, key=tonic, mode=music_pb2.NoteSequence.KeySignature.MINOR)
+            midi_io.note_sequence_to_midi_file(ns, folder / f"minor_{tonic}_{i}.mid")
+    return conftest.train_tiny_run(tmp_path_factory, folder, "tonic_run",
+                                   ",transpose_to_key=true,transpose_to_tonic=true")
+
+
+def test_transpose_to_tonic_learns_minor_tunes_in_c_minor(tonic_run_dir):
+    from melody_plugin.generate.generator import MelodyGenerator
+    from melody_plugin.generate.sampler import SamplingOptions
+
+    gen = MelodyGenerator.from_run_dir(tonic_run_dir)
+    assert gen.vocab.transpose_to_tonic
+    # A minor up 3 to C minor: C5 D5 Eb5 F5 G5; E minor (the phrase down 5) down 4 and D minor (down 7) down 2
+    # land an octave lower: C4 D4 Eb4 F4 G4
+    assert {int(p) for p in gen.vocab.pitches() if p >= 0} == {p + o for p, _ in MINOR_PHRASE for o in (3, -9)}
+    options = SamplingOptions(seed=6)
+    in_c = gen.generate(gen.empty_primer(key=(0, True)), num_bars=4, sampling=options)[0].melody
+    in_e = gen.generate(gen.empty_primer(key=(4, True)), num_bars=4, sampling=options)[0].melody
+    assert any(not n.is_rest for n in in_c.notes)
+    assert list(in_e.notes) == moved(in_c.notes, 4)  # C minor up 4 to E minor
+    assert (in_e.key, in_e.minor) == best_of(in_e.notes, ((4, False), (4, True)))  # labelled on its own tonic

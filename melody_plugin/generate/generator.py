@@ -28,7 +28,7 @@ from melody_plugin.model.numpy_model import (
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies, note_sequence_to_melody
-from melody_plugin.music.key import estimate_key, relative_keys
+from melody_plugin.music.key import estimate_key, parallel_keys, relative_keys
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
@@ -85,14 +85,12 @@ class Generation:
         return notes
 
 
-def _continued(primer: Melody, new: tuple[Note, ...], continuation_only: bool,
-               one_key: bool = False) -> tuple[Melody, int]:
+def _continued(primer: Melody, new: tuple[Note, ...], continuation_only: bool, keys=None) -> tuple[Melody, int]:
     """The output melody and how many of its steps come before `new` (the primer, or a leading rest). Without
-    primer notes the key is the melody's own (Krumhansl-Schmuckler on what was generated): there is none to keep;
-    for a model that writes in one key (`one_key`), the empty primer's key or its relative major / minor, the one
-    the notes fit best (its key signature is the one asked for)."""
+    primer notes the key is the melody's own (Krumhansl-Schmuckler on what was generated, among `keys` when
+    given): there is none to keep."""
     if not primer.notes:
-        key, minor = estimate_key(new, keys=relative_keys(primer.key, primer.minor) if one_key else None)
+        key, minor = estimate_key(new, keys=keys)
         primer = dataclasses.replace(primer, key=key, minor=minor)
     if continuation_only:
         lead = primer.total_steps % primer.steps_per_bar  # keeps the bar lines where they were
@@ -299,7 +297,7 @@ class MelodyGenerator:
         sampling = dataclasses.replace(sampling, ending=ending)
         # --- primer -> model state; the model works in C major / A minor when the vocabulary was key-normalised
         # (from the primer's key: its key signature, or the key finder's where it has none; an empty primer's key)
-        shift = key_shift(primer_melody) if self.vocab.transpose_to_key else 0
+        shift = key_shift(primer_melody, self.vocab.transpose_to_tonic) if self.vocab.transpose_to_key else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
         changes = [c.transpose(-shift) for c in changes]  # named as the primer has them
         start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step), ending)
@@ -312,7 +310,7 @@ class MelodyGenerator:
         for ids, lls, unfilled, end_ll in zip(result.ids, result.log_likelihoods, result.unfilled_steps, end_lls):
             sampled = self.vocab.decode(ids).transpose(-shift).notes
             out, kept = _continued(primer_melody, sampled + ((Note(REST, unfilled),) if unfilled else ()),
-                                   continuation_only, self.vocab.transpose_to_key)
+                                   continuation_only, self._mode_keys(primer_melody))
             outputs.append(Generation(out, melody_to_note_sequence(out), kept, list(ids), list(lls),
                                       num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled,
                                       ending, end_ll))
@@ -323,8 +321,9 @@ class MelodyGenerator:
                          rounds: int = MODE_ROUNDS) -> tuple[list[Generation], int]:
         """`generate` from an empty primer (`empty_primer(..., key=(tonic, minor))`), keeping the outputs in the
         primer's mode: a model in one key (`transpose_to_key`) learnt major tunes and their relative minors in one
-        key signature and chooses between them as it writes. Outputs in the other mode are drawn again, with the
-        next seeds (seed + 1, seed + 2 ...: the same seed gives the same outputs), up to `rounds` draws.
+        key signature (or, `transpose_to_tonic`, on one tonic) and chooses between them as it writes. Outputs in
+        the other mode are drawn again, with the next seeds (seed + 1, seed + 2 ...: the same seed gives the same
+        outputs), up to `rounds` draws.
 
         Returns the outputs, those in the mode first (each output's `melody.minor` says which it is in), and how
         many are in the mode. Other models, and primers with notes, are generated as `generate` does (all counted).
@@ -342,12 +341,20 @@ class MelodyGenerator:
                 break
         return (kept + others)[:num_outputs], min(len(kept), num_outputs)
 
+    def _mode_keys(self, primer: Melody):
+        """The keys a model in one key chooses between as it writes from the primer's key: the key and its relative
+        major / minor (C major / A minor), or the major and minor on its tonic (`transpose_to_tonic`); None for
+        other models."""
+        if not self.vocab.transpose_to_key:
+            return None
+        return parallel_keys(primer.key) if self.vocab.transpose_to_tonic else relative_keys(primer.key, primer.minor)
+
     def empty_primer(self, time_signature=(4, 4), qpm: float | None = None, key=None) -> Melody:
         """No notes, on the model's grid: `generate` then starts from the start token in this meter and tempo.
 
         `key` (tonic pitch class, minor), e.g. from `sampler.scale_key("D:dorian")`: a model trained in C major /
-        A minor (`transpose_to_key`) writes in this key (it writes in C major / A minor and the notes are moved
-        there); other models do not read it. Default: C major."""
+        A minor (`transpose_to_key`; C major / C minor with `transpose_to_tonic`) writes in this key (it writes in
+        its own and the notes are moved there); other models do not read it. Default: C major."""
         tonic, minor = key or (0, False)
         return Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0, key=int(tonic) % 12,
                       minor=bool(minor))

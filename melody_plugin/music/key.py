@@ -81,6 +81,11 @@ def relative_keys(tonic: int, minor: bool) -> tuple[tuple[int, bool], tuple[int,
     return (major, False), ((major + 9) % 12, True)
 
 
+def parallel_keys(tonic: int) -> tuple[tuple[int, bool], tuple[int, bool]]:
+    """The major and the minor key on one tonic."""
+    return (tonic % 12, False), (tonic % 12, True)
+
+
 def estimate_key(notes, default=(0, False), keys=None) -> tuple[int, bool]:
     """(tonic, minor) of `find_key` (among `keys` when given), or `default` without a sounding note."""
     key = find_key(notes, keys)
