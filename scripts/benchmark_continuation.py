@@ -141,8 +141,7 @@ def continuation_bits(generator: MelodyGenerator, tunes) -> float:
 
     def nll(melodies):
         if generator.vocab.transpose_to_key:  # the model's key, C major or A minor: each tune by its own key
-            to_tonic = generator.vocab.transpose_to_tonic
-            melodies = [m.transpose(key_shift(t["whole"], to_tonic)) for m, t in zip(melodies, tunes)]
+            melodies = [m.transpose(key_shift(t["whole"])) for m, t in zip(melodies, tunes)]
         sequences = [[START] + generator.vocab.encode(m, map_oov=False) for m in melodies]
         features = None
         if generator.model.meter_features:

@@ -113,12 +113,10 @@ def dataset(input_dir: str, work: Path, config: str, hparams: str) -> Path:
     chosen = with_hparams(get_config(config), hparams.partition("@")[0])
     lo, hi = chosen.augment_transpositions
     name = ("data" + ("_end" if chosen.end_token else "") + ("_key" if chosen.transpose_to_key else "")
-            + ("_tonic" if chosen.transpose_to_tonic else "")
             + (f"_shift{lo}_{hi}" if (lo, hi) != (0, 0) else ""))
     data = work / name
     if not (data / "train.tfrecord").is_file():
         settings = (f"end_token={str(chosen.end_token).lower()},transpose_to_key={str(chosen.transpose_to_key).lower()}"
-                    f",transpose_to_tonic={str(chosen.transpose_to_tonic).lower()}"
                     f",augment_transpositions=[{lo},{hi}]")
         run([str(BIN / "melody_create_dataset"), f"--input={input_dir}", f"--output_dir={data}",
              "--config=folk_lstm", f"--hparams={settings}", "--progress=false"])

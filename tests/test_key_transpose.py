@@ -191,40 +191,30 @@ def test_melody_generate_key_needs_a_mode(keyed_run_dir, tmp_path, key):
     assert not list(tmp_path.iterdir())
 
 
-# a minor phrase, A B C D E ... in A minor; written in A, E and D minor with a minor key signature
-MINOR_PHRASE = [(69, 1), (71, 1), (72, 1), (74, 1), (76, 2), (74, 1), (72, 1), (71, 1), (69, 3)]
+def write_primer_with_signature(path, pitches, key_name):
+    """A 4/4 primer of quarter notes written with mido alone, with a key_signature meta message."""
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("time_signature", numerator=4, denominator=4))
+    track.append(mido.MetaMessage("key_signature", key=key_name))
+    for p in pitches:
+        track.append(mido.Message("note_on", note=p, velocity=80, time=0))
+        track.append(mido.Message("note_off", note=p, velocity=0, time=480))
+    mid.tracks.append(track)
+    mid.save(path)
+    return path
 
 
-@pytest.fixture(scope="module")
-def tonic_run_dir(tmp_path_factory):
-    from note_seq.protobuf import music_pb2
-
-    from melody_plugin.io import midi as midi_io
-
-    folder = tmp_path_factory.mktemp("minor_corpus")
-    for tonic in (9, 4, 2):  # A, E, D minor: the phrase moved from A by 0, -5, -7
-        shift = (tonic - 9 + 6) % 12 - 6
-        moved_phrase = [(p + shift, q) for p, q in MINOR_PHRASE] * 8
-        for i in range(3):
-            ns = conftest.make_sequence(conftest.pattern_notes(moved_phrase), filename=f"minor_{tonic}_{i}.mid")
-            ns.key_signatures.add(time=0.0, key=tonic, mode=music_pb2.NoteSequence.KeySignature.MINOR)
-            midi_io.note_sequence_to_midi_file(ns, folder / f"minor_{tonic}_{i}.mid")
-    return conftest.train_tiny_run(tmp_path_factory, folder, "tonic_run",
-                                   ",transpose_to_key=true,transpose_to_tonic=true")
-
-
-def test_transpose_to_tonic_learns_minor_tunes_in_c_minor(tonic_run_dir):
-    from melody_plugin.generate.generator import MelodyGenerator
-    from melody_plugin.generate.sampler import SamplingOptions
-
-    gen = MelodyGenerator.from_run_dir(tonic_run_dir)
-    assert gen.vocab.transpose_to_tonic
-    # A minor up 3 to C minor: C5 D5 Eb5 F5 G5; E minor (the phrase down 5) down 4 and D minor (down 7) down 2
-    # land an octave lower: C4 D4 Eb4 F4 G4
-    assert {int(p) for p in gen.vocab.pitches() if p >= 0} == {p + o for p, _ in MINOR_PHRASE for o in (3, -9)}
-    options = SamplingOptions(seed=6)
-    in_c = gen.generate(gen.empty_primer(key=(0, True)), num_bars=4, sampling=options)[0].melody
-    in_e = gen.generate(gen.empty_primer(key=(4, True)), num_bars=4, sampling=options)[0].melody
-    assert any(not n.is_rest for n in in_c.notes)
-    assert list(in_e.notes) == moved(in_c.notes, 4)  # C minor up 4 to E minor
-    assert (in_e.key, in_e.minor) == best_of(in_e.notes, ((4, False), (4, True)))  # labelled on its own tonic
+def test_a_key_signature_the_notes_contradict_gives_way_to_the_notes_key(keyed_generator, tmp_path):
+    """A C major scale under E major's four sharps (5 of its 8 notes outside E major): the primer's key is the one
+    its notes fit (worked out here with numpy over the 24 keys), with a warning naming the file; a primer that fits
+    its signature keeps it."""
+    pitches = [60, 62, 64, 65, 67, 69, 71, 72]
+    path = write_primer_with_signature(tmp_path / "wrong_sig.mid", pitches, "E")
+    primer, warnings = keyed_generator.load_primer(path)
+    all_keys = [(t, m) for t in range(12) for m in (False, True)]
+    assert (primer.key, primer.minor) == best_of(primer.notes, all_keys)
+    assert any(str(path) in w and "outside the key signature's E major" in w for w in warnings)
+    fitting = write_primer_with_signature(tmp_path / "d.mid", [62, 64, 66, 67, 69, 71, 73, 74], "D")
+    primer, warnings = keyed_generator.load_primer(fitting)
+    assert (primer.key, primer.minor) == (2, False) and not any("key signature" in w for w in warnings)

@@ -125,9 +125,3 @@ def test_non_editable_install_still_finds_builtin_configs(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(target)},
                          timeout=120, check=True).stdout
     assert str(target) in out and "char_lstm" in out and "folk_lstm" in out
-
-
-def test_transpose_to_tonic_needs_transpose_to_key():
-    with pytest.raises(ConfigError, match="transpose_to_tonic needs transpose_to_key"):
-        registry.with_hparams(registry.get_config("folk_lstm"), "transpose_to_key=false,transpose_to_tonic=true")
-    assert registry.with_hparams(registry.get_config("folk_lookback"), "transpose_to_tonic=true").transpose_to_tonic

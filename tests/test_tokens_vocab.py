@@ -83,24 +83,6 @@ def test_key_shift_goes_to_c_major_or_a_minor():
     assert key_shift(Melody((), key=4, minor=True)) == 5  # E minor -> A minor
 
 
-@pytest.mark.parametrize("key,minor,expected", [(4, True, -4), (9, True, 3), (10, False, 2), (7, True, 5),
-                                                (6, True, -6), (2, False, -2)])
-def test_key_shift_to_tonic_moves_every_tonic_to_c(key, minor, expected):
-    """E minor down 4 to C minor, A minor up 3, Bb major up 2, G minor up 5 (the nearer C), F# minor down 6."""
-    assert key_shift(Melody((), key=key, minor=minor), to_tonic=True) == expected
-
-
-def test_a_vocabulary_made_in_c_minor_says_so_and_old_files_read_without_it(tmp_path):
-    m = Melody((Note(60, 12), Note(63, 12)))
-    vocab = Vocabulary.build([m], transpose_to_key=True, transpose_to_tonic=True)
-    vocab.save(tmp_path / "vocab.json")
-    assert json.loads((tmp_path / "vocab.json").read_text())["transpose_to_tonic"] is True
-    assert Vocabulary.load(tmp_path / "vocab.json").transpose_to_tonic
-    Vocabulary.build([m], transpose_to_key=True).save(tmp_path / "old.json")
-    assert "transpose_to_tonic" not in json.loads((tmp_path / "old.json").read_text())
-    assert not Vocabulary.load(tmp_path / "old.json").transpose_to_tonic
-
-
 def test_malformed_vocab_file_is_a_clear_error(tmp_path):
     path = tmp_path / "vocab.json"
     path.write_text("{not json")

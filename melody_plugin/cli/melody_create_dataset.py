@@ -18,7 +18,6 @@ common.define("float", "eval_ratio", 0.1, "Share of files held out for evaluatio
 common.define("integer", "steps_per_quarter", None, "Grid steps per quarter note (default 12: 16ths and triplets).")
 common.define("integer", "min_token_count", None, "Tokens seen fewer times are left out of the vocabulary.")
 common.define("boolean", "transpose_to_key", None, "Transpose every melody to C major / A minor.")
-common.define("boolean", "transpose_to_tonic", None, "With --transpose_to_key: minor melodies to C minor, not A minor.")
 common.define("string", "augment_transpositions", None, "Semitone range of transposed copies, e.g. '-3:3'.")
 common.define("integer", "workers", None, "Worker processes (default: one per core).")
 common.define("enum", "sequence_format", "plugin", ["plugin", "magenta"],
@@ -32,7 +31,7 @@ def main(argv):
 
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
     overrides = {}
-    for name in ("steps_per_quarter", "min_token_count", "transpose_to_key", "transpose_to_tonic"):
+    for name in ("steps_per_quarter", "min_token_count", "transpose_to_key"):
         if FLAGS[name].value is not None:
             overrides[name] = FLAGS[name].value
     if FLAGS.polyphony_policy:

@@ -28,7 +28,7 @@ from melody_plugin.model.numpy_model import (
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies, note_sequence_to_melody
-from melody_plugin.music.key import estimate_key, parallel_keys, relative_keys
+from melody_plugin.music.key import doubted_signature, estimate_key, outside_share, relative_keys
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
@@ -197,7 +197,14 @@ class MelodyGenerator:
                             f"({last.time_signature[0]}/{last.time_signature[1]})")
         if extraction.stats.get("notes_snapped_to_grid"):
             warnings.append(f"{path}: {extraction.stats['notes_snapped_to_grid']} notes snapped to the grid")
-        return extraction.melodies[-1], warnings
+        primer = extraction.melodies[-1]
+        found = doubted_signature(primer.notes, primer.key, primer.minor)
+        if found is not None:  # a default or wrong key signature: the notes' key is the primer's
+            share = outside_share(primer.notes, primer.key, primer.minor)
+            warnings.append(f"{path}: the key is read as {found.name}, from the notes: {share:.0%} of their time "
+                            f"is outside the key signature's {primer.key_name}")
+            primer = dataclasses.replace(primer, key=found.tonic, minor=found.minor)
+        return primer, warnings
 
     def primer_from_note_sequence(self, ns, policy: str = "highest", track=None, program=None) -> Melody:
         return note_sequence_to_melody(ns, self.vocab.steps_per_quarter, policy, track, program)
@@ -297,7 +304,7 @@ class MelodyGenerator:
         sampling = dataclasses.replace(sampling, ending=ending)
         # --- primer -> model state; the model works in C major / A minor when the vocabulary was key-normalised
         # (from the primer's key: its key signature, or the key finder's where it has none; an empty primer's key)
-        shift = key_shift(primer_melody, self.vocab.transpose_to_tonic) if self.vocab.transpose_to_key else 0
+        shift = key_shift(primer_melody) if self.vocab.transpose_to_key else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
         changes = [c.transpose(-shift) for c in changes]  # named as the primer has them
         start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step), ending)
@@ -321,7 +328,7 @@ class MelodyGenerator:
                          rounds: int = MODE_ROUNDS) -> tuple[list[Generation], int]:
         """`generate` from an empty primer (`empty_primer(..., key=(tonic, minor))`), keeping the outputs in the
         primer's mode: a model in one key (`transpose_to_key`) learnt major tunes and their relative minors in one
-        key signature (or, `transpose_to_tonic`, on one tonic) and chooses between them as it writes. Outputs in
+        key signature and chooses between them as it writes. Outputs in
         the other mode are drawn again, with the next seeds (seed + 1, seed + 2 ...: the same seed gives the same
         outputs), up to `rounds` draws.
 
@@ -343,18 +350,15 @@ class MelodyGenerator:
 
     def _mode_keys(self, primer: Melody):
         """The keys a model in one key chooses between as it writes from the primer's key: the key and its relative
-        major / minor (C major / A minor), or the major and minor on its tonic (`transpose_to_tonic`); None for
-        other models."""
-        if not self.vocab.transpose_to_key:
-            return None
-        return parallel_keys(primer.key) if self.vocab.transpose_to_tonic else relative_keys(primer.key, primer.minor)
+        major / minor (as C major and A minor); None for other models."""
+        return relative_keys(primer.key, primer.minor) if self.vocab.transpose_to_key else None
 
     def empty_primer(self, time_signature=(4, 4), qpm: float | None = None, key=None) -> Melody:
         """No notes, on the model's grid: `generate` then starts from the start token in this meter and tempo.
 
         `key` (tonic pitch class, minor), e.g. from `sampler.scale_key("D:dorian")`: a model trained in C major /
-        A minor (`transpose_to_key`; C major / C minor with `transpose_to_tonic`) writes in this key (it writes in
-        its own and the notes are moved there); other models do not read it. Default: C major."""
+        A minor (`transpose_to_key`) writes in this key (it writes in C major / A minor and the notes are moved
+        there); other models do not read it. Default: C major."""
         tonic, minor = key or (0, False)
         return Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0, key=int(tonic) % 12,
                       minor=bool(minor))

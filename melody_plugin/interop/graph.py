@@ -151,8 +151,7 @@ def get_pipeline(config, eval_ratio: float = 0.0, vocab=None, augment: bool = Tr
     for mode, label in ((EVAL, "eval"), (TRAINING, "training")):
         shifts = config.augment_transpositions if (augment and mode == TRAINING) else (0, 0)
         chains[mode] = Chain(melody_pipeline(config, suffix=f"_{label}").pipelines + [
-            KeyTransposer(config.transpose_to_key, shifts, name=f"KeyTransposer_{label}",
-                          to_tonic=config.transpose_to_tonic),
+            KeyTransposer(config.transpose_to_key, shifts, name=f"KeyTransposer_{label}"),
             MelodyEncoder(vocab, name=f"MelodyEncoder_{label}"),
             SequenceExampleMaker(one_hot_size, name=f"SequenceExampleMaker_{label}"),
         ], name=f"MelodyDatasetPipeline_{label}")

@@ -187,10 +187,9 @@ class KeyTransposer(_Unit):
     `input_type=note_seq.Melody` puts it after Magenta's `MelodyExtractor` (melodies are converted).
     """
 
-    def __init__(self, to_key: bool = False, transpositions: tuple[int, int] = (0, 0), input_type=None, name=None,
-                 to_tonic: bool = False):
+    def __init__(self, to_key: bool = False, transpositions: tuple[int, int] = (0, 0), input_type=None, name=None):
         super().__init__(_melody_input_type(input_type), Melody, name)
-        self.to_key, self.transpositions, self.to_tonic = to_key, tuple(transpositions), to_tonic
+        self.to_key, self.transpositions = to_key, tuple(transpositions)
 
     def transform(self, input_object):
         counts = collections.Counter()
@@ -198,7 +197,7 @@ class KeyTransposer(_Unit):
         if not isinstance(m, Melody):
             m = note_seq_melody_to_melody(m)
             counts["note_seq_melodies_converted"] += 1
-        out = transposed_copies(m, self.to_key, self.transpositions, self.to_tonic)
+        out = transposed_copies(m, self.to_key, self.transpositions)
         counts["transposed_copies"] += len(out) - 1
         self._set_counts(counts)
         return out

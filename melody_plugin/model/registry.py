@@ -24,8 +24,8 @@ DEFAULT_CONFIG = "char_lstm"
 
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
-                       "transpose_to_tonic", "augment_transpositions", "min_token_count", "meter_features",
-                       "bar_lookback", "end_token", "countdown", "copy_bars", "key_head", "key_tonic", "gate_countdown")
+                       "augment_transpositions", "min_token_count", "meter_features", "bar_lookback", "end_token",
+                       "countdown", "copy_bars", "key_head", "key_tonic", "gate_countdown")
 
 
 LR_DECAYS = ("none", "cosine", "linear")
@@ -100,8 +100,6 @@ class ModelConfig:
     min_token_count: int = 2
     min_notes: int = 8
     transpose_to_key: bool = False
-    # with transpose_to_key: minor tunes too are moved to their tonic's C (C minor), not to A minor
-    transpose_to_tonic: bool = False
     augment_transpositions: tuple[int, int] = (0, 0)  # inclusive semitone range, e.g. (-3, 3)
     polyphony_policy: str = "highest"
 
@@ -136,8 +134,6 @@ class ModelConfig:
         check(not self.phrase_endings or self.countdown,
               "phrase_endings needs countdown (a phrase ending is a melody's end the model is told of), got "
               "countdown=false")
-        check(not self.transpose_to_tonic or self.transpose_to_key,
-              "transpose_to_tonic needs transpose_to_key (it says where minor tunes go), got transpose_to_key=false")
         check(not self.key_head or self.meter_features,
               "key_head needs meter_features (the pitch classes held so far ride along with them)")
         check(not self.key_tonic or (self.key_head and self.countdown),

@@ -18,6 +18,11 @@ TIE_TOLERANCE = 1e-9
 
 KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+
+# A key signature is doubted when more than this share of the notes' time is outside its scale
+SIGNATURE_DOUBT = 0.2
+
 
 @dataclasses.dataclass(frozen=True)
 class Key:
@@ -81,12 +86,28 @@ def relative_keys(tonic: int, minor: bool) -> tuple[tuple[int, bool], tuple[int,
     return (major, False), ((major + 9) % 12, True)
 
 
-def parallel_keys(tonic: int) -> tuple[tuple[int, bool], tuple[int, bool]]:
-    """The major and the minor key on one tonic."""
-    return (tonic % 12, False), (tonic % 12, True)
-
-
 def estimate_key(notes, default=(0, False), keys=None) -> tuple[int, bool]:
     """(tonic, minor) of `find_key` (among `keys` when given), or `default` without a sounding note."""
     key = find_key(notes, keys)
     return default if key is None else (key.tonic, key.minor)
+
+
+def outside_share(notes, tonic: int, minor: bool) -> float:
+    """The share of the sounding notes' time (in steps) on pitch classes outside the key's diatonic scale (the
+    natural minor for a minor key); 0.0 without a sounding note."""
+    major = relative_keys(tonic, minor)[0][0]
+    scale = {(major + i) % 12 for i in MAJOR_SCALE}
+    total = sum(n.duration_steps for n in notes if not n.is_rest)
+    outside = sum(n.duration_steps for n in notes if not n.is_rest and n.pitch % 12 not in scale)
+    return outside / total if total else 0.0
+
+
+def doubted_signature(notes, tonic: int, minor: bool) -> Key | None:
+    """The key finder's key of `notes` when they contradict a key signature's key: more than SIGNATURE_DOUBT of
+    their time outside its scale, and less outside the found key's; None when the signature fits."""
+    if outside_share(notes, tonic, minor) <= SIGNATURE_DOUBT:
+        return None
+    found = find_key(notes)
+    if found is None or outside_share(notes, found.tonic, found.minor) >= outside_share(notes, tonic, minor):
+        return None
+    return found

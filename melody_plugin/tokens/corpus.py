@@ -200,12 +200,11 @@ def collect_melodies(input_path, config: ModelConfig, reading: Reading | None = 
     return Corpus(train, eval_, results, time.perf_counter() - start)
 
 
-def transposed_copies(melody: Melody, to_key: bool, transpositions: tuple[int, int],
-                      to_tonic: bool = False) -> list[Melody]:
-    """`melody` moved to C major / A minor (when `to_key`; C minor for a minor melody `to_tonic`), then one copy
-    per shift in the inclusive range that keeps every pitch in MIDI's 0-127."""
+def transposed_copies(melody: Melody, to_key: bool, transpositions: tuple[int, int]) -> list[Melody]:
+    """`melody` moved to C major / A minor (when `to_key`), then one copy per shift in the inclusive range
+    that keeps every pitch in MIDI's 0-127."""
     if to_key:
-        melody = melody.transpose(key_shift(melody, to_tonic))
+        melody = melody.transpose(key_shift(melody))
     lo, hi = transpositions
     return [melody.transpose(s) for s in range(lo, hi + 1)
             if all(n.is_rest or 0 <= n.pitch + s <= 127 for n in melody.notes)]
@@ -214,8 +213,7 @@ def transposed_copies(melody: Melody, to_key: bool, transpositions: tuple[int, i
 def prepare_melodies(melodies, config: ModelConfig, augment: bool) -> list[Melody]:
     """Key normalisation and, when `augment`, the config's transposition copies."""
     shifts = config.augment_transpositions if augment else (0, 0)
-    return [out for m in melodies
-            for out in transposed_copies(m, config.transpose_to_key, shifts, config.transpose_to_tonic)]
+    return [out for m in melodies for out in transposed_copies(m, config.transpose_to_key, shifts)]
 
 
 def encode_melody(melody: Melody, vocab: Vocabulary, stats: collections.Counter) -> list[int]:
@@ -237,8 +235,7 @@ def encode_all(melodies, vocab: Vocabulary) -> tuple[list[list[int]], dict]:
 
 def build_vocabulary(train_melodies, config: ModelConfig) -> Vocabulary:
     return Vocabulary.build(prepare_melodies(train_melodies, config, augment=True), config.min_token_count,
-                            config.transpose_to_key, config.augment_transpositions, config.end_token,
-                            config.transpose_to_tonic)
+                            config.transpose_to_key, config.augment_transpositions, config.end_token)
 
 
 @dataclasses.dataclass

@@ -118,10 +118,9 @@ def token_durations(ids, durations: np.ndarray) -> np.ndarray:
     return np.asarray(durations)[np.asarray(ids, dtype=np.int64)]
 
 
-def key_shift(melody: Melody, to_tonic: bool = False) -> int:
-    """Semitones that move the melody's key to C major / A minor (or, `to_tonic`, its tonic to C: C major / C
-    minor), in [-6, 5]."""
-    target = 9 if melody.minor and not to_tonic else 0
+def key_shift(melody: Melody) -> int:
+    """Semitones that move the melody's key to C major / A minor, in [-6, 5]."""
+    target = 9 if melody.minor else 0
     return (target - melody.key + 6) % 12 - 6
 
 
@@ -164,7 +163,6 @@ class Vocabulary:
     transpose_to_key: bool = False
     augment_transpositions: tuple[int, int] = (0, 0)
     end_token: bool = False  # the last id ends a melody (`end_id`); vocabularies made before it have none
-    transpose_to_tonic: bool = False  # with transpose_to_key: minor melodies were moved to C minor, not A minor
 
     def __post_init__(self):
         object.__setattr__(self, "_index", {t: i + NUM_SPECIAL for i, t in enumerate(self.tokens)})
@@ -173,8 +171,7 @@ class Vocabulary:
 
     @classmethod
     def build(cls, melodies, min_token_count: int = 1, transpose_to_key: bool = False,
-              augment_transpositions: tuple[int, int] = (0, 0), end_token: bool = False,
-              transpose_to_tonic: bool = False) -> "Vocabulary":
+              augment_transpositions: tuple[int, int] = (0, 0), end_token: bool = False) -> "Vocabulary":
         """Learns the tokens of `melodies` (already key-normalised/augmented), keeping those seen >= min_token_count."""
         melodies = list(melodies)
         if not melodies:
@@ -184,7 +181,7 @@ class Vocabulary:
         if not kept:
             raise VocabularyError(f"no token occurs {min_token_count} times; lower min_token_count")
         return cls(tuple(kept), melodies[0].steps_per_quarter, tuple(counter[t] for t in kept), min_token_count,
-                   transpose_to_key, tuple(augment_transpositions), end_token, transpose_to_tonic)
+                   transpose_to_key, tuple(augment_transpositions), end_token)
 
     def to_json(self) -> dict:
         return {
@@ -197,7 +194,6 @@ class Vocabulary:
             "tokens": [[p, d] for p, d in self.tokens],  # pitch -1 = rest
             "counts": list(self.counts),
             **({"end_token": True} if self.end_token else {}),  # files without it read as before
-            **({"transpose_to_tonic": True} if self.transpose_to_tonic else {}),
         }
 
     @classmethod
@@ -208,8 +204,7 @@ class Vocabulary:
             tokens = tuple((int(p), int(d)) for p, d in obj["tokens"])
             return cls(tokens, int(obj["steps_per_quarter"]), tuple(int(c) for c in obj.get("counts", ())),
                        int(obj.get("min_token_count", 1)), bool(obj.get("transpose_to_key", False)),
-                       tuple(obj.get("augment_transpositions", (0, 0))), bool(obj.get("end_token", False)),
-                       bool(obj.get("transpose_to_tonic", False)))
+                       tuple(obj.get("augment_transpositions", (0, 0))), bool(obj.get("end_token", False)))
         except (KeyError, TypeError, ValueError) as e:
             raise VocabularyError(f"{source}: malformed vocabulary ({type(e).__name__}: {e})") from None
 

@@ -34,8 +34,7 @@ def load_training_data(input_path, config: ModelConfig, eval_ratio: float, vocab
                                 f"{config.name!r} has end_token={str(config.end_token).lower()}; prepare it again "
                                 "with this config, or pass --hparams=end_token=" + str(vocab.end_token).lower()
                                 + ("" if vocab.end_token else ",countdown=false"))
-        # settings applied when the dataset was made
-        for name in ("transpose_to_key", "transpose_to_tonic", "augment_transpositions"):
+        for name in ("transpose_to_key", "augment_transpositions"):  # settings applied when the dataset was made
             made, asked = getattr(vocab, name), getattr(config, name)
             if made != asked:
                 log(f"{input_path}: the dataset was prepared with {name}={made}, and the config's {asked} does not "
