@@ -218,3 +218,30 @@ def test_a_key_signature_the_notes_contradict_gives_way_to_the_notes_key(keyed_g
     fitting = write_primer_with_signature(tmp_path / "d.mid", [62, 64, 66, 67, 69, 71, 73, 74], "D")
     primer, warnings = keyed_generator.load_primer(fitting)
     assert (primer.key, primer.minor) == (2, False) and not any("key signature" in w for w in warnings)
+
+
+@pytest.mark.parametrize("key,expected", [("E:minor", (4, True)), ("d:dorian", (2, True)), (None, (0, False)),
+                                          ((7, False), (7, False))])
+def test_empty_primer_reads_a_key_pair_or_text(keyed_generator, key, expected):
+    primer = keyed_generator.empty_primer(key=key)
+    assert (primer.key, primer.minor) == expected
+
+
+@pytest.mark.parametrize("key", [(12, True), (-1, False), (4, "yes"), "E", (True, False), (4,)])
+def test_empty_primer_refuses_a_key_it_cannot_read(keyed_generator, key):
+    from melody_plugin.generate.generator import PrimerError
+
+    with pytest.raises(PrimerError, match="key must be"):
+        keyed_generator.empty_primer(key=key)
+
+
+def test_melody_generate_names_the_flag_of_a_bad_key_and_warns_of_a_primer_outside_it(keyed_run_dir, tmp_path):
+    result = conftest.run_cli("melody_generate", f"--run_dir={keyed_run_dir}", "--key=H:major",
+                              f"--output_dir={tmp_path / 'bad'}")
+    assert result.returncode != 0 and "--key='H:major': not a note name" in result.stderr
+    # a Bb major primer continued in E minor: Bb C D Eb F Bb C D, of which Bb, Eb, F and Bb (4 of 8 quarters) are
+    # outside E minor's E F# G A B C D
+    primer = write_primer_with_signature(tmp_path / "bb.mid", [70, 72, 74, 75, 77, 70, 72, 74], "Bb")
+    result = conftest.run_cli("melody_generate", f"--run_dir={keyed_run_dir}", f"--primer_midi={primer}",
+                              "--key=E:minor", "--num_bars=1", f"--output_dir={tmp_path / 'out'}", check=True)
+    assert "50% of the primer's note time is outside --key=E:minor" in result.stderr

@@ -90,10 +90,23 @@ def _in_mode(gen, primer, sampling, constraints):
     """`generate_in_mode`'s outputs; a warning when too few of them came out in the mode asked for."""
     generations, in_mode = gen.generate_in_mode(primer, FLAGS.num_bars, FLAGS.num_outputs, sampling, constraints)
     if in_mode < len(generations):
+        asked = FLAGS.key or FLAGS.scale
         print(f"warning: {len(generations) - in_mode} of {len(generations)} outputs are in "
-              f"{generations[-1].melody.key_name}, not in {primer.key_name}: the model chose that mode in every draw",
-              file=sys.stderr)
+              f"{generations[-1].melody.key_name}, not in the {'minor' if primer.minor else 'major'} mode of {asked}: "
+              "the model chose that mode in every draw", file=sys.stderr)
     return generations
+
+
+def _warn_primer_outside(primer, pitch_classes, scale_flag: str) -> None:
+    """A warning when more than a fifth of the primer's note time is outside the scale the continuation keeps to."""
+    total = sum(n.duration_steps for n in primer.notes if not n.is_rest)
+    if not pitch_classes or not total:
+        return
+    outside = sum(n.duration_steps for n in primer.notes if not n.is_rest and n.pitch % 12 not in pitch_classes)
+    if outside > 0.2 * total:
+        print(f"warning: {outside / total:.0%} of the primer's note time is outside {scale_flag}="
+              f"{FLAGS.key or FLAGS.scale}; the continuation keeps to that scale, the key signature stays the "
+              f"primer's ({primer.key_name})", file=sys.stderr)
 
 
 def _sidecar(gen, generations, policy) -> dict:
@@ -116,7 +129,7 @@ def _sidecar(gen, generations, policy) -> dict:
 def main(argv):
     from melody_plugin.generate import outputs
     from melody_plugin.generate.generator import MelodyGenerator
-    from melody_plugin.generate.sampler import Constraints, SamplingOptions, scale_key
+    from melody_plugin.generate.sampler import Constraints, SamplingError, SamplingOptions, scale_key
     from melody_plugin.music import melody as melody_lib
 
     start = time.perf_counter()
@@ -129,6 +142,13 @@ def main(argv):
     if FLAGS.key is not None and ":" not in FLAGS.key:
         common.fail("melody_generate", f"--key={FLAGS.key!r}: give TONIC:MODE, e.g. D:major or E:dorian "
                     "(--scale takes a list of pitch classes)")
+    scale_flag = "--key" if FLAGS.key is not None else "--scale"
+    try:
+        key = scale_key(FLAGS.key or FLAGS.scale)
+        Constraints.parse(scale=FLAGS.key or FLAGS.scale)  # a bad scale named with its flag
+    except SamplingError as e:
+        common.fail("melody_generate", f"{scale_flag}={FLAGS.key or FLAGS.scale!r}: {e}")
+    constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
     # --- flags -> values
     render, formats = outputs.parse_render(FLAGS.render), outputs.parse_formats(FLAGS.format)
     gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file, FLAGS.checkpoint)
@@ -140,9 +160,8 @@ def main(argv):
                                steps_per_iteration=FLAGS.steps_per_iteration, repetition=FLAGS.repetition,
                                repetition_bars=FLAGS.repetition_bars, seed=seed, backend=FLAGS.sampler,
                                ending=FLAGS.ending)
-    constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
-    key = scale_key(FLAGS.key or FLAGS.scale)
     primer, prefix = _primer(gen, meter, policy, key)
+    _warn_primer_outside(primer, constraints.pitch_classes, scale_flag)
     # --- generate
     if key and not primer.notes:  # a tune from nothing in the mode asked for
         generations = _in_mode(gen, primer, sampling, constraints)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from melody_plugin.generate.sampler import (
     SamplingOptions,
     TokenTable,
     sample,
+    scale_key,
 )
 from melody_plugin.io.files import read_music_file
 from melody_plugin.model.checkpoint import load_run_weights
@@ -98,6 +100,24 @@ def _continued(primer: Melody, new: tuple[Note, ...], continuation_only: bool, k
         return primer.with_tempo(primer.final_qpm).with_notes(notes), lead
     # the primer's tempo map; the continuation keeps its last
     return primer.with_notes(primer.notes + new), primer.total_steps
+
+
+def _key_pair(key) -> tuple[int, bool]:
+    """(tonic 0-11, minor) of an empty primer's `key`: such a pair, TONIC:MODE text or None (C major)."""
+    if isinstance(key, str):
+        key = scale_key(key) if ":" in key else key
+    if key is None:
+        return 0, False
+    try:
+        tonic, minor = key
+    except (TypeError, ValueError):
+        tonic, minor = None, None
+    if isinstance(tonic, bool) or not isinstance(tonic, numbers.Integral) or not isinstance(minor, (bool, np.bool_)):
+        tonic = None
+    if tonic is None or not 0 <= tonic <= 11:
+        raise PrimerError(f"key must be (tonic pitch class 0-11, minor True/False) or TONIC:MODE text such as "
+                          f"'E:minor', got {key!r}")
+    return int(tonic), bool(minor)
 
 
 class MelodyGenerator:
@@ -314,10 +334,12 @@ class MelodyGenerator:
         # --- tokens -> melodies
         outputs = []
         end_lls = result.end_log_likelihoods or [None] * len(result.ids)
+        # a model in one key chose between the primer's key and its relative major / minor (C major / A minor)
+        mode_keys = relative_keys(primer_melody.key, primer_melody.minor) if self.vocab.transpose_to_key else None
         for ids, lls, unfilled, end_ll in zip(result.ids, result.log_likelihoods, result.unfilled_steps, end_lls):
             sampled = self.vocab.decode(ids).transpose(-shift).notes
             out, kept = _continued(primer_melody, sampled + ((Note(REST, unfilled),) if unfilled else ()),
-                                   continuation_only, self._mode_keys(primer_melody))
+                                   continuation_only, mode_keys)
             outputs.append(Generation(out, melody_to_note_sequence(out), kept, list(ids), list(lls),
                                       num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled,
                                       ending, end_ll))
@@ -326,15 +348,11 @@ class MelodyGenerator:
     def generate_in_mode(self, primer: Melody, num_bars: int = 8, num_outputs: int = 1,
                          sampling: SamplingOptions | None = None, constraints: Constraints | None = None,
                          rounds: int = MODE_ROUNDS) -> tuple[list[Generation], int]:
-        """`generate` from an empty primer (`empty_primer(..., key=(tonic, minor))`), keeping the outputs in the
-        primer's mode: a model in one key (`transpose_to_key`) learnt major tunes and their relative minors in one
-        key signature and chooses between them as it writes. Outputs in
-        the other mode are drawn again, with the next seeds (seed + 1, seed + 2 ...: the same seed gives the same
-        outputs), up to `rounds` draws.
-
-        Returns the outputs, those in the mode first (each output's `melody.minor` says which it is in), and how
-        many are in the mode. Other models, and primers with notes, are generated as `generate` does (all counted).
-        """
+        """(outputs, how many are in the mode) of `generate` from an empty primer (`empty_primer(key=...)`), those in
+        the primer's mode first: a model in one key (`transpose_to_key`) learnt major tunes and their relative
+        minors in one key signature and chooses between them as it writes, so outputs in the other mode are drawn
+        again with the next seeds (seed + 1, ...: the same seed, the same outputs), up to `rounds` draws. Each
+        output's `melody.minor` says its mode. Other models and primers with notes: `generate`'s (all counted)."""
         sampling = sampling or SamplingOptions()
         if primer.notes or not self.vocab.transpose_to_key:
             return self.generate(primer, num_bars, num_outputs, sampling, constraints), num_outputs
@@ -348,20 +366,14 @@ class MelodyGenerator:
                 break
         return (kept + others)[:num_outputs], min(len(kept), num_outputs)
 
-    def _mode_keys(self, primer: Melody):
-        """The keys a model in one key chooses between as it writes from the primer's key: the key and its relative
-        major / minor (as C major and A minor); None for other models."""
-        return relative_keys(primer.key, primer.minor) if self.vocab.transpose_to_key else None
-
     def empty_primer(self, time_signature=(4, 4), qpm: float | None = None, key=None) -> Melody:
         """No notes, on the model's grid: `generate` then starts from the start token in this meter and tempo.
 
-        `key` (tonic pitch class, minor), e.g. from `sampler.scale_key("D:dorian")`: a model trained in C major /
-        A minor (`transpose_to_key`) writes in this key (it writes in C major / A minor and the notes are moved
-        there); other models do not read it. Default: C major."""
-        tonic, minor = key or (0, False)
-        return Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0, key=int(tonic) % 12,
-                      minor=bool(minor))
+        `key` (tonic pitch class 0-11, minor) or TONIC:MODE text ("E:minor", read by `sampler.scale_key`): a
+        model trained in C major / A minor (`transpose_to_key`) writes in this key (it writes in C major / A minor
+        and the notes are moved there); other models do not read it. Default: C major."""
+        tonic, minor = _key_pair(key)
+        return Melody((), self.vocab.steps_per_quarter, tuple(time_signature), qpm or 120.0, key=tonic, minor=minor)
 
     def _primer_melody(self, primer) -> Melody:
         """The primer as a Melody on the model's grid."""
