@@ -97,16 +97,27 @@ def _in_mode(gen, primer, sampling, constraints):
     return generations
 
 
-def _warn_primer_outside(primer, pitch_classes, scale_flag: str) -> None:
-    """A warning when more than a fifth of the primer's note time is outside the scale the continuation keeps to."""
-    total = sum(n.duration_steps for n in primer.notes if not n.is_rest)
-    if not pitch_classes or not total:
-        return
-    outside = sum(n.duration_steps for n in primer.notes if not n.is_rest and n.pitch % 12 not in pitch_classes)
-    if outside > 0.2 * total:
-        print(f"warning: {outside / total:.0%} of the primer's note time is outside {scale_flag}="
-              f"{FLAGS.key or FLAGS.scale}; the continuation keeps to that scale, the key signature stays the "
-              f"primer's ({primer.key_name})", file=sys.stderr)
+def _read_scale(sampler_lib):
+    """(key, pitch classes) of --key or --scale: (None, None) without either, key None for a list of pitch
+    classes; a bad one stops here with its flag named."""
+    if FLAGS.key is not None and ":" not in FLAGS.key:
+        common.fail("melody_generate", f"--key={FLAGS.key!r}: give TONIC:MODE, e.g. D:major or E:dorian "
+                    "(--scale takes a list of pitch classes)")
+    flag, text = ("--key", FLAGS.key) if FLAGS.key is not None else ("--scale", FLAGS.scale)
+    try:
+        return sampler_lib.scale_key(text), (sampler_lib.scale_pitch_classes(text) if text else None)
+    except sampler_lib.SamplingError as e:
+        common.fail("melody_generate", f"{flag}={text!r}: {e}")
+
+
+def _warn_primer_outside(primer, share: float) -> None:
+    """A warning when more than a fifth (`share`) of the primer's note time is outside the scale the continuation
+    keeps to."""
+    if share > 0.2:
+        scale_flag = "--key" if FLAGS.key else "--scale"
+        print(f"warning: {share:.0%} of the primer's note time is outside {scale_flag}={FLAGS.key or FLAGS.scale}; "
+              f"the continuation keeps to that scale, the key signature stays the primer's ({primer.key_name})",
+              file=sys.stderr)
 
 
 def _sidecar(gen, generations, policy) -> dict:
@@ -129,8 +140,10 @@ def _sidecar(gen, generations, policy) -> dict:
 def main(argv):
     from melody_plugin.generate import outputs
     from melody_plugin.generate.generator import MelodyGenerator
-    from melody_plugin.generate.sampler import Constraints, SamplingError, SamplingOptions, scale_key
+    from melody_plugin.generate import sampler as sampler_lib
+    from melody_plugin.generate.sampler import Constraints, SamplingOptions
     from melody_plugin.music import melody as melody_lib
+    from melody_plugin.music.key import outside_share
 
     start = time.perf_counter()
     if FLAGS.save_generator_bundle:
@@ -139,16 +152,8 @@ def main(argv):
         common.fail("melody_generate", "give --primer_midi or --primer_melody, not both")
     if FLAGS.key and FLAGS.scale:
         common.fail("melody_generate", "give --key or --scale, not both")
-    if FLAGS.key is not None and ":" not in FLAGS.key:
-        common.fail("melody_generate", f"--key={FLAGS.key!r}: give TONIC:MODE, e.g. D:major or E:dorian "
-                    "(--scale takes a list of pitch classes)")
-    scale_flag = "--key" if FLAGS.key is not None else "--scale"
-    try:
-        key = scale_key(FLAGS.key or FLAGS.scale)
-        Constraints.parse(scale=FLAGS.key or FLAGS.scale)  # a bad scale named with its flag
-    except SamplingError as e:
-        common.fail("melody_generate", f"{scale_flag}={FLAGS.key or FLAGS.scale!r}: {e}")
-    constraints = Constraints.parse(scale=FLAGS.key or FLAGS.scale, pitch_range=FLAGS.pitch_range)
+    key, pitch_classes = _read_scale(sampler_lib)
+    constraints = Constraints.parse(scale=pitch_classes, pitch_range=FLAGS.pitch_range)
     # --- flags -> values
     render, formats = outputs.parse_render(FLAGS.render), outputs.parse_formats(FLAGS.format)
     gen = MelodyGenerator.load(FLAGS.run_dir, FLAGS.bundle_file, FLAGS.checkpoint)
@@ -161,7 +166,7 @@ def main(argv):
                                repetition_bars=FLAGS.repetition_bars, seed=seed, backend=FLAGS.sampler,
                                ending=FLAGS.ending)
     primer, prefix = _primer(gen, meter, policy, key)
-    _warn_primer_outside(primer, constraints.pitch_classes, scale_flag)
+    _warn_primer_outside(primer, outside_share(primer.notes, pitch_classes or range(12)))
     # --- generate
     if key and not primer.notes:  # a tune from nothing in the mode asked for
         generations = _in_mode(gen, primer, sampling, constraints)

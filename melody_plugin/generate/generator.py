@@ -30,7 +30,7 @@ from melody_plugin.model.numpy_model import (
 from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.music.extract import melody_to_note_sequence, note_sequence_to_melodies, note_sequence_to_melody
-from melody_plugin.music.key import doubted_signature, estimate_key, outside_share, relative_keys
+from melody_plugin.music.key import doubted_signature, estimate_key, key_scale, outside_share, relative_keys
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
@@ -108,13 +108,9 @@ def _key_pair(key) -> tuple[int, bool]:
         key = scale_key(key) if ":" in key else key
     if key is None:
         return 0, False
-    try:
-        tonic, minor = key
-    except (TypeError, ValueError):
-        tonic, minor = None, None
-    if isinstance(tonic, bool) or not isinstance(tonic, numbers.Integral) or not isinstance(minor, (bool, np.bool_)):
-        tonic = None
-    if tonic is None or not 0 <= tonic <= 11:
+    tonic, minor = key if isinstance(key, (tuple, list)) and len(key) == 2 else (None, None)
+    if not (isinstance(tonic, numbers.Integral) and not isinstance(tonic, bool) and 0 <= tonic <= 11
+            and isinstance(minor, (bool, np.bool_))):
         raise PrimerError(f"key must be (tonic pitch class 0-11, minor True/False) or TONIC:MODE text such as "
                           f"'E:minor', got {key!r}")
     return int(tonic), bool(minor)
@@ -220,7 +216,7 @@ class MelodyGenerator:
         primer = extraction.melodies[-1]
         found = doubted_signature(primer.notes, primer.key, primer.minor)
         if found is not None:  # a default or wrong key signature: the notes' key is the primer's
-            share = outside_share(primer.notes, primer.key, primer.minor)
+            share = outside_share(primer.notes, key_scale(primer.key, primer.minor))
             warnings.append(f"{path}: the key is read as {found.name}, from the notes: {share:.0%} of their time "
                             f"is outside the key signature's {primer.key_name}")
             primer = dataclasses.replace(primer, key=found.tonic, minor=found.minor)
@@ -358,9 +354,8 @@ class MelodyGenerator:
             return self.generate(primer, num_bars, num_outputs, sampling, constraints), num_outputs
         kept, others = [], []
         for offset in range(max(rounds, 1)):
-            drawn = self.generate(primer, num_bars, num_outputs, dataclasses.replace(sampling, seed=sampling.seed +
-                                                                                     offset), constraints)
-            for g in drawn:
+            options = dataclasses.replace(sampling, seed=sampling.seed + offset)
+            for g in self.generate(primer, num_bars, num_outputs, options, constraints):
                 (kept if g.melody.minor == primer.minor else others).append(g)
             if len(kept) >= num_outputs:
                 break

@@ -92,11 +92,15 @@ def estimate_key(notes, default=(0, False), keys=None) -> tuple[int, bool]:
     return default if key is None else (key.tonic, key.minor)
 
 
-def outside_share(notes, tonic: int, minor: bool) -> float:
-    """The share of the sounding notes' time (in steps) on pitch classes outside the key's diatonic scale (the
-    natural minor for a minor key); 0.0 without a sounding note."""
+def key_scale(tonic: int, minor: bool) -> frozenset[int]:
+    """The pitch classes of the key's diatonic scale (the natural minor for a minor key)."""
     major = relative_keys(tonic, minor)[0][0]
-    scale = {(major + i) % 12 for i in MAJOR_SCALE}
+    return frozenset((major + i) % 12 for i in MAJOR_SCALE)
+
+
+def outside_share(notes, scale) -> float:
+    """The share of the sounding notes' time (in steps) on pitch classes outside `scale` (pitch classes 0-11);
+    0.0 without a sounding note."""
     total = sum(n.duration_steps for n in notes if not n.is_rest)
     outside = sum(n.duration_steps for n in notes if not n.is_rest and n.pitch % 12 not in scale)
     return outside / total if total else 0.0
@@ -105,9 +109,10 @@ def outside_share(notes, tonic: int, minor: bool) -> float:
 def doubted_signature(notes, tonic: int, minor: bool) -> Key | None:
     """The key finder's key of `notes` when they contradict a key signature's key: more than SIGNATURE_DOUBT of
     their time outside its scale, and less outside the found key's; None when the signature fits."""
-    if outside_share(notes, tonic, minor) <= SIGNATURE_DOUBT:
+    signed = outside_share(notes, key_scale(tonic, minor))
+    if signed <= SIGNATURE_DOUBT:
         return None
     found = find_key(notes)
-    if found is None or outside_share(notes, found.tonic, found.minor) >= outside_share(notes, tonic, minor):
+    if found is None or outside_share(notes, key_scale(found.tonic, found.minor)) >= signed:
         return None
     return found
