@@ -20,6 +20,9 @@ Three tables, each with the real tunes as the target (matching them is the goal,
 3. Whole tunes: --tune_bars bars from nothing per model (its default ending), against the held-out tunes
    themselves: tonic and long endings, notes repeated from 2, 4 and 8 bars back over the whole tune.
 
+`--repetition` and `--top_p` (comma-separated) score each model again at every pair of a repetition prior and a
+nucleus threshold: a row each.
+
 Tables 2 and 3 are computed from melodies read back from MIDI files written to --output_dir (a temporary folder by
 default), as `melody_evaluate --form DIR` reads any folder. Prints Markdown tables; --output_json writes the figures.
 """
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import os
 import re
 import shutil
@@ -236,26 +240,31 @@ def parse_run_dirs(values) -> list[tuple[str, str]]:
     return runs
 
 
-def check_arguments(parser: argparse.ArgumentParser, args) -> tuple[list[float], list[tuple[str, str | None]]]:
+def check_arguments(parser: argparse.ArgumentParser, args) -> tuple[list[tuple[float, float]], list]:
     """Every argument checked before the tunes are read (parser.error: one line, exit 2).
 
-    Returns (the repetition strengths, the [(name, run dir or None for the shipped model)] to score).
+    Returns ([(repetition strength, top-p)] each model is scored at, [(name, run dir or None for the shipped
+    model)] to score).
     """
-    try:
-        repetitions = [float(r) for r in args.repetition.split(",")]
-    except ValueError:
-        parser.error(f"--repetition must be numbers separated by commas, got {args.repetition!r}")
+    values = {}
+    for flag in ("repetition", "top_p"):
+        try:
+            values[flag] = [float(r) for r in getattr(args, flag).split(",")]
+        except ValueError:
+            parser.error(f"--{flag} must be numbers separated by commas, got {getattr(args, flag)!r}")
+    repetitions, top_ps = values["repetition"], values["top_p"]
     problems = [f"--{name} must be >= 1, got {value}" for name, value in (
         ("primer_bars", args.primer_bars), ("reference_bars", args.reference_bars),
         ("num_outputs", args.num_outputs), ("repetition_bars", args.repetition_bars), ("tune_bars", args.tune_bars),
         ("max_tunes", 1 if args.max_tunes is None else args.max_tunes)) if value < 1]
     if not 0.0 < args.eval_ratio < 1.0:
         problems.append(f"--eval_ratio must be between 0 and 1, got {args.eval_ratio}")
-    for repetition in repetitions:  # the sampler's own checks (temperature >= 0, repetition in range)
+    for repetition, top_p in itertools.product(repetitions, top_ps):  # the sampler's own checks
         try:
-            SamplingOptions(temperature=args.temperature, repetition=repetition, repetition_bars=1)
+            SamplingOptions(temperature=args.temperature, repetition=repetition, repetition_bars=1, top_p=top_p)
         except MelodyPluginError as e:
-            problems.append(f"--{e}".replace("--repetition must", "--repetition values must"))
+            problems.append(f"--{e}".replace("--repetition must", "--repetition values must").replace(
+                "--top_p must", "--top_p values must"))
             break
     if args.output_json and Path(args.output_json).is_dir():
         problems.append(f"--output_json={args.output_json} is a folder; name the JSON file to write")
@@ -268,7 +277,7 @@ def check_arguments(parser: argparse.ArgumentParser, args) -> tuple[list[float],
         problems.append("no model to score: --no_default_model needs at least one --run_dir")
     if problems:
         parser.error("; ".join(problems))
-    return repetitions, models
+    return list(itertools.product(repetitions, top_ps)), models
 
 
 def main():
@@ -283,6 +292,8 @@ def main():
     parser.add_argument("--repetition", default="0", help="repetition prior strengths to score each model at, "
                         "comma-separated (melody_generate's --repetition; default 0: the model alone)")
     parser.add_argument("--repetition_bars", type=int, default=2, help="bars the prior looks back (default 2)")
+    parser.add_argument("--top_p", default="1", help="nucleus sampling thresholds to score each model at, "
+                        "comma-separated (melody_generate's --top_p; default 1: off)")
     parser.add_argument("--max_tunes", type=int, default=None, help="score the first N usable held-out tunes")
     parser.add_argument("--tune_bars", type=int, default=16, help="bars of each whole tune from nothing")
     parser.add_argument("--output_dir", default=None, help="keep the MIDI files tables 2 and 3 are read from here")
@@ -290,7 +301,7 @@ def main():
     parser.add_argument("--no_default_model", action="store_true", help="leave out the model shipped in the package")
     parser.add_argument("--output_json", default=None)
     args = parser.parse_args()
-    repetitions, models = check_arguments(parser, args)
+    settings, models = check_arguments(parser, args)
     try:
         generators = [(name, MelodyGenerator.from_run_dir(path) if path else MelodyGenerator.default())
                       for name, path in models]
@@ -310,7 +321,7 @@ def main():
               f"{reading['skipped'] or 'none'}), read in "
               f"{time.perf_counter() - start:.0f} s; primer {args.primer_bars} bars, reference "
               f"{args.reference_bars} bars, {args.num_outputs} continuations per tune, temperature "
-              f"{args.temperature}, seed {args.seed}, repetition {args.repetition} "
+              f"{args.temperature}, top-p {args.top_p}, seed {args.seed}, repetition {args.repetition} "
               f"({args.repetition_bars} bars back)", flush=True)
         out = Path(args.output_dir or tempfile.mkdtemp(prefix="benchmark_continuation."))
         rows = {"real continuations (target)": score_reference(tunes),
@@ -318,11 +329,12 @@ def main():
         real = read_form(write_midi({f"{i:04d}": t["whole"] for i, t in enumerate(tunes)}, out / "real"))
         endings, whole = {"real tunes' endings (target)": real}, {"held-out tunes (target)": real}
         for name, generator in generators:
-            for repetition in repetitions:
-                label = f"{name} ({generator.config.name}, step {generator.step}" + (
-                    f", repetition {repetition:g})" if repetition else ")")
+            for repetition, top_p in settings:
+                label = (f"{name} ({generator.config.name}, step {generator.step}"
+                         + (f", repetition {repetition:g}" if repetition else "")
+                         + (f", top-p {top_p:g}" if top_p < 1 else "") + ")")
                 sampling = SamplingOptions(temperature=args.temperature, seed=args.seed, repetition=repetition,
-                                           repetition_bars=args.repetition_bars)
+                                           repetition_bars=args.repetition_bars, top_p=top_p)
                 folder = out / re.sub(r"[^A-Za-z0-9_.-]+", "_", label)
                 result = score_model(generator, tunes, args, sampling, folder)
                 rows[label] = result["continuations"]
@@ -341,7 +353,7 @@ def main():
         atomic.write_json(args.output_json, {"endings": endings, "whole_tunes": whole, "tune_bars": args.tune_bars,
             "input": args.input, "eval_ratio": args.eval_ratio, "primer_bars": args.primer_bars,
             "reference_bars": args.reference_bars, "num_outputs": args.num_outputs,
-            "temperature": args.temperature, "seed": args.seed, "repetition": repetitions,
+            "temperature": args.temperature, "seed": args.seed, "repetition_top_p": settings,
             "repetition_bars": args.repetition_bars, "tunes": [t["name"] for t in tunes],
             "reading": reading, "models": {name: path for name, path in models}, "results": rows})
         print(f"wrote {args.output_json}")

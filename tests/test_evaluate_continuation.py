@@ -355,15 +355,18 @@ def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
     out = tmp_path / "cont.json"
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark_continuation.py"),
                            f"--input={default_input()}", "--max_tunes=2", "--num_outputs=2", "--tune_bars=8",
+                           "--top_p=1,0.7",
                            f"--output_json={out}", f"--output_dir={tmp_path / 'midi'}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "| copy the primer (baseline) |" in proc.stdout and "| shipped model (folk_lookback" in proc.stdout
     assert "| real continuations (target) |" in proc.stdout and "| held-out tunes (target) |" in proc.stdout
     report = json.loads(out.read_text())
-    shipped = next(k for k in report["results"] if k.startswith("shipped model"))
+    shipped = next(k for k in report["results"] if k.startswith("shipped model") and "top-p" not in k)
+    nucleus = shipped[:-1] + ", top-p 0.7)"  # the same model again at --top_p=0.7, a row of its own
     assert len(report["tunes"]) == 2 and set(report["results"]) == {
-        "real continuations (target)", "copy the primer (baseline)", shipped}
+        "real continuations (target)", "copy the primer (baseline)", shipped, nucleus}
+    assert report["whole_tunes"][nucleus]["count"] == 4
     for figures in report["results"].values():
         assert all(0.0 <= figures[k] <= 1.0 for k in ("pitch_class_overlap", "interval_overlap", "duration_overlap",
                                                       "primer_pitch_class_overlap", "primer_repeat_2"))
@@ -373,7 +376,7 @@ def test_benchmark_script_runs_on_the_shipped_corpus(tmp_path):
     # tables 2 and 3 come from files: 2 tunes x 2 outputs each, whole tunes of 8 bars
     tunes = report["whole_tunes"][shipped]
     assert tunes["count"] == 4 and tunes["bars"] == 8.0
-    assert len(list((tmp_path / "midi").rglob("*.mid"))) == 2 + 4 + 4
+    assert len(list((tmp_path / "midi").rglob("*.mid"))) == 2 + 2 * (4 + 4)  # the real tunes; two settings
     assert report["whole_tunes"]["held-out tunes (target)"]["count"] == 2
 
 
@@ -385,6 +388,8 @@ def test_benchmark_script_refuses_bad_arguments_before_reading_the_tunes(tmp_pat
 
     for args, message in ((["--primer_bars=0"], "--primer_bars must be >= 1, got 0"),
                           (["--eval_ratio=2"], "--eval_ratio must be between 0 and 1"),
+                          (["--top_p=1,0"], "--top_p values must be in (0, 1], got 0.0"),
+                          (["--top_p=x"], "--top_p must be numbers separated by commas, got 'x'"),
                           ([f"--output_json={tmp_path}"], "is a folder; name the JSON file to write"),
                           (["--run_dir=a=x", "--run_dir=a=y"], "the name 'a' is given twice")):
         # --input names no file: the check must come first, or the message would be about the input
