@@ -12,6 +12,13 @@ from conftest import FOLK, make_sequence, run_cli, write_midi
 from melody_plugin.generate.generator import EXAMPLE_PRIMER
 
 
+def umask() -> int:
+    """This process's umask, read here (set and restored)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def primer_meter(path) -> str:
     """The first time signature of a MIDI file, read with mido (not with the package)."""
     import mido
@@ -134,7 +141,8 @@ def test_bad_flags_are_one_line_errors(tmp_path):
 
 
 BAD_NUMBERS = [
-    ("seed", -1), ("seed", 2**32), ("num_outputs", 0), ("num_bars", 0), ("num_bars", -3), ("temperature", -0.5),
+    ("seed", -1), ("seed", 2**32), ("num_outputs", 0), ("num_bars", 0), ("num_bars", -3), ("num_bars", 513),
+    ("temperature", -0.5),
     ("temperature", float("nan")), ("top_k", -1), ("top_p", 0.0), ("top_p", 1.5), ("beam_size", 0),
     ("branch_factor", 0), ("steps_per_iteration", 0), ("qpm", 0.0), ("qpm", float("inf")), ("track", -1),
     ("program", 128), ("num_training_steps", 0), ("eval_ratio", -0.1), ("eval_ratio", 1.0),
@@ -168,7 +176,8 @@ def test_every_numeric_flag_has_limits_and_its_default_and_edges_pass():
     # validated by the config's own checks (registry), with the config's message
     assert numeric - {"steps_per_quarter", "min_token_count"} <= set(common.LIMITS)
     assert common.check_limits({name: flags.FLAGS[name].default for name in numeric}) is None
-    edges = {"seed": 0, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "eval_ratio": 0.0, "program": 127}
+    edges = {"seed": 0, "temperature": 0.0, "top_p": 1.0, "top_k": 0, "eval_ratio": 0.0, "program": 127,
+             "num_bars": 512}
     assert common.check_limits(edges) is None
     assert common.check_limits({"seed": 2**32 - 1}) is None
 
@@ -211,6 +220,28 @@ def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):
                    "--eval_ratio=0.25", "--hparams=min_notes=2", check=True)
     assert "files read: 13, used: 12, skipped: 1" in proc.stdout
     assert "broken.mid: truncated" in proc.stdout
+    # the folder now holds a dataset: made again only when asked, and a user's own vocab.json is never replaced
+    vocab = (tmp_path / "ds" / "vocab.json").read_bytes()
+    again = run_cli("melody_create_dataset", f"--input={corpus}", f"--output_dir={tmp_path / 'ds'}")
+    assert again.returncode == 2 and again.stderr.strip().endswith(
+        f"{tmp_path / 'ds'}: already holds train.tfrecord, eval.tfrecord, vocab.json, stats.json; pass --overwrite "
+        "to replace them, or name another --output_dir")
+    assert (tmp_path / "ds" / "vocab.json").read_bytes() == vocab
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "vocab.json").write_text("my own notes")
+    refused = run_cli("melody_create_dataset", f"--input={corpus}", f"--output_dir={mine}")
+    assert refused.returncode == 2 and "already holds vocab.json; pass --overwrite to replace it" in refused.stderr
+    assert (mine / "vocab.json").read_text() == "my own notes"
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("keep me")
+    for flag in ("--output_dir", "--run_dir"):  # a file where a folder is named: refused, naming the flag
+        command = "melody_create_dataset" if flag == "--output_dir" else "melody_train"
+        for value, reason in ((a_file, f"{a_file} is a file, not a folder"),
+                              (a_file / "sub", f"{a_file} is a file, not a folder")):
+            proc = run_cli(command, f"--input={corpus}", f"{flag}={value}")
+            assert proc.returncode == 2 and proc.stderr.strip().endswith(f"{flag}={value}: {reason}"), proc.stderr
+    assert a_file.read_text() == "keep me"
     run_dir = tmp_path / "run"
     hp = "--hparams=rnn_layer_sizes=[32],embedding_size=8,batch_size=16"
     proc = run_cli("melody_train", f"--input={tmp_path / 'ds'}", f"--run_dir={run_dir}", hp,
@@ -247,12 +278,33 @@ def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):
     assert (saved / "assets.extra" / "vocab.json").is_file()
     proc = run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={saved}")
     assert proc.returncode == 2 and "already exists" in proc.stderr
+    assert oct(saved.stat().st_mode & 0o777) == oct(0o777 & ~umask())  # as mkdir makes it: a server can read it
+    songs = tmp_path / "songs"  # --overwrite replaces a SavedModel, never a folder of the user's
+    songs.mkdir()
+    (songs / "song.txt").write_text("my song")
+    proc = run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={songs}", "--overwrite")
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        f"{songs}: not a SavedModel (no saved_model.pb in it); --overwrite replaces only a SavedModel: name another "
+        "--saved_model_dir")
+    assert (songs / "song.txt").read_text() == "my song"
+    run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={saved}", "--overwrite", check=True)
+    assert (saved / "saved_model.pb").is_file()
 
 
 def test_bundle_cli_round_trip(tmp_path, tiny_run_dir):
     bundle = tmp_path / "model.mag"
     run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--save_generator_bundle", f"--bundle_file={bundle}",
             check=True)
+    written = bundle.read_bytes()
+    mine = tmp_path / "precious.txt"
+    mine.write_text("precious")
+    proc = run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--save_generator_bundle", f"--bundle_file={mine}")
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        f"--bundle_file={mine}: already exists; pass --overwrite to replace it, or name another file")
+    assert mine.read_text() == "precious"
+    run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--save_generator_bundle", f"--bundle_file={bundle}",
+            "--overwrite", check=True)
+    assert bundle.read_bytes() == written  # the same model, the same bytes
     a = run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--num_bars=4", "--seed=9",
                 f"--output_dir={tmp_path / 'a'}", check=True)
     b = run_cli("melody_generate", f"--bundle_file={bundle}", "--num_bars=4", "--seed=9",
@@ -269,3 +321,22 @@ def test_create_dataset_on_part_of_the_folk_collection(tmp_path):
     assert stats["files_read"] >= 40 and stats["melodies_train"] > 30
     assert stats["coverage_train"] > 0.99
     assert "vocabulary:" in proc.stdout
+
+
+def test_a_folder_flag_names_what_is_in_the_way(tmp_path):
+    from melody_plugin.cli import flags as common
+
+    a_file, link = tmp_path / "notes.txt", tmp_path / "gone"
+    a_file.write_text("x")
+    link.symlink_to(tmp_path / "nowhere")
+    assert common.folder_problem("output_dir", str(tmp_path / "new" / "deeper")) is None  # made when written
+    assert common.folder_problem("output_dir", str(tmp_path)) is None
+    assert common.folder_problem("output_dir", "") is None
+    assert common.folder_problem("output_dir", str(a_file)) == (
+        f"--output_dir={a_file}: {a_file} is a file, not a folder")
+    assert common.folder_problem("run_dir", str(a_file / "sub")) == (
+        f"--run_dir={a_file / 'sub'}: {a_file} is a file, not a folder")
+    assert common.folder_problem("output_dir", str(link)) == f"--output_dir={link}: {link} is a broken link"
+    proc = run_cli("melody_generate", f"--output_dir={link}")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"melody_generate: error: --output_dir={link}: {link} is a broken link"

@@ -9,6 +9,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything imports TensorFlow
 
@@ -29,6 +30,7 @@ FLAGS = flags.FLAGS
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 STOP_GRACE_S = 5.0  # after Ctrl-C or SIGTERM, the longest a command runs on, wherever the signal lands
+MAX_BARS = 512  # --num_bars: a long tune is a few hundred bars; more is a typo that would run for minutes
 SEED_MAX = 2**32 - 1  # numpy's legacy seeding (Keras's set_random_seed uses it) refuses larger seeds
 
 
@@ -42,7 +44,7 @@ def _at_least(low):
 LIMITS = {
     # melody_generate
     "num_outputs": _at_least(1),
-    "num_bars": _at_least(1),
+    "num_bars": ((lambda v: 1 <= v <= MAX_BARS), f"in [1, {MAX_BARS}]"),
     "temperature": ((lambda v: v >= 0), ">= 0 (0 = greedy)"),
     "top_k": ((lambda v: v >= 0), ">= 0 (0 = off)"),
     "top_p": ((lambda v: 0 < v <= 1), "in (0, 1]"),
@@ -71,6 +73,24 @@ LIMITS = {
     "inter_op_threads": _at_least(0),
     "workers": _at_least(1),
 }
+
+
+# flags that name a folder a command writes or reads: a file (or a broken link) there, or above it, is refused
+# before any work, naming the flag, rather than failing late with the system's "File exists"
+FOLDER_FLAGS = ("output_dir", "run_dir", "saved_model_dir")
+
+
+def folder_problem(name: str, value) -> str | None:
+    """Why --name=value cannot be a folder (something that is not a folder is at it or above it), or None."""
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    for place in (path, *path.parents):
+        if place.is_symlink() and not place.exists():
+            return f"--{name}={value}: {place} is a broken link"
+        if place.exists():
+            return None if place.is_dir() else f"--{name}={value}: {place} is a file, not a folder"
+    return None
 
 
 def check_limits(values: dict) -> str | None:
@@ -225,7 +245,8 @@ def guarded(program: str, main):
         absl_logging.set_verbosity(absl_logging.WARNING)  # TensorFlow's INFO lines go through absl too
         if "music_reader" in FLAGS and FLAGS.music_reader:  # read by io/files.py, in the worker processes too
             os.environ["MELODY_PLUGIN_READER"] = FLAGS.music_reader
-        problem = check_limits({name: FLAGS[name].value for name in LIMITS if name in FLAGS})
+        problem = check_limits({name: FLAGS[name].value for name in LIMITS if name in FLAGS}) or next(
+            filter(None, (folder_problem(name, FLAGS[name].value) for name in FOLDER_FLAGS if name in FLAGS)), None)
         if problem:
             fail(program, problem)
         if "track" in FLAGS and FLAGS.track is not None and FLAGS.program is not None:

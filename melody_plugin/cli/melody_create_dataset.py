@@ -12,6 +12,7 @@ common.define_extraction()
 common.define_progress()
 common.define("string", "output_dir", None, "Folder for train.tfrecord, eval.tfrecord, vocab.json and stats.json.")
 flags.mark_flag_as_required("output_dir")
+common.define("boolean", "overwrite", False, "Replace the dataset files already in --output_dir.")
 common.define("string", "config", "char_lstm", "Config whose data settings (grid, vocabulary) to use.")
 common.define("string", "hparams", "", "Overrides of the config, e.g. 'min_token_count=3'.")
 common.define("float", "eval_ratio", 0.1, "Share of files held out for evaluation (deterministic, by file name).")
@@ -29,6 +30,7 @@ def main(argv):
     from melody_plugin.model import registry
     from melody_plugin.tokens import corpus
 
+    corpus.check_dataset_dir(FLAGS.output_dir, FLAGS.overwrite)  # before any file is read
     config = registry.with_hparams(registry.get_config(FLAGS.config), FLAGS.hparams)
     overrides = {}
     for name in ("steps_per_quarter", "min_token_count", "transpose_to_key"):

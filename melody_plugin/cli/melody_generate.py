@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 import time
@@ -45,7 +46,8 @@ common.define("float", "qpm", None, "Tempo of the output (default: the primer's,
 common.define("string", "time_signature", "4/4", "Meter when there is no primer, e.g. 6/8.")
 common.define("string", "output_dir", "generated", "Folder for the MIDI files and their JSON sidecars.")
 common.define("boolean", "continuation_only", False, "Write only the new notes, not the primer.")
-common.define("boolean", "overwrite", False, "Reuse output names from 001 even if files exist.")
+common.define("boolean", "overwrite", False, "Reuse output names from 001 even if files exist; with "
+              "--save_generator_bundle, replace an existing --bundle_file.")
 common.define("string", "key", None, "Only notes of this scale: TONIC:MODE, e.g. D:dorian, A:minor, G:major. "
               "Without a primer, a model trained in one key (transpose_to_key, as folk_lookback) writes in this key "
               "and mode: tunes in the relative major / minor are drawn again.")
@@ -69,6 +71,9 @@ def _save_bundle():
     from melody_plugin.generate.generator import MelodyGenerator
 
     gen = MelodyGenerator.load(FLAGS.run_dir)
+    if os.path.lexists(FLAGS.bundle_file) and not FLAGS.overwrite:  # a file the user has: replaced only if asked
+        common.fail("melody_generate", f"--bundle_file={FLAGS.bundle_file}: already exists; pass --overwrite to "
+                    "replace it, or name another file")
     gen.save_bundle(FLAGS.bundle_file, FLAGS.bundle_description)
     print(f"wrote bundle {FLAGS.bundle_file} ({gen.config.name}, {len(gen.vocab)} tokens)")
 

@@ -161,12 +161,16 @@ def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
     """Writes a SavedModel of `gen` (a MelodyGenerator) to `saved_model_dir`, atomically (temp dir + rename)."""
     tf = import_tensorflow()
     target = Path(saved_model_dir)
-    if target.exists() and not overwrite:
+    if os.path.lexists(target) and not overwrite:
         raise ExportError(f"{target}: already exists; pass --overwrite to replace it")
+    if os.path.lexists(target) and not (target / "saved_model.pb").is_file():  # never a folder of the user's
+        raise ExportError(f"{target}: not a SavedModel (no saved_model.pb in it); --overwrite replaces only a "
+                          "SavedModel: name another --saved_model_dir")
     model = weights_to_keras_model(gen.config, gen.weights)
     module = _serving_module(tf, model, gen.vocab, gen.config.copy_bars)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~atomic.umask())  # mkdtemp makes 0700: readable by a server as another user, as mkdir
     try:
         with filtered_stderr():
             tf.saved_model.save(module, str(tmp), signatures={"serving_default": module.continue_melody,

@@ -22,7 +22,7 @@ def atomic_path(path: str | os.PathLike):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; users expect their umask
+    os.chmod(tmp, 0o666 & ~umask())  # mkstemp makes 0600; users expect their umask
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -32,7 +32,8 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's umask (read without changing it for good)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

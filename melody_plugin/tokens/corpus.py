@@ -26,7 +26,7 @@ from melody_plugin.music.extract import note_sequence_to_melodies
 from melody_plugin.music.melody import Melody, MelodyError
 from melody_plugin.runtime.atomic import write_json
 from melody_plugin.runtime.quiet import quiet_third_party
-from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, write_ids
+from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, DatasetError, write_ids
 from melody_plugin.tokens.vocab import START, Vocabulary, key_shift
 
 FAILURE_REASONS = ("no_notes", "drums_only", "polyphony_rejected", "too_short", "quantization_failed",
@@ -343,6 +343,18 @@ def corpus_report(corpus: Corpus, vocab: Vocabulary, train_stats: dict, eval_sta
         "skipped": skipped,
         "changed": changed,
     }
+
+
+DATASET_FILES = (TRAIN_FILE, EVAL_FILE, "vocab.json", "stats.json")  # what create_dataset writes
+
+
+def check_dataset_dir(output_dir, overwrite: bool = False) -> None:
+    """Refuses (DatasetError) a folder that already holds any file `create_dataset` would write, unless
+    `overwrite`: a dataset made before, or a user's own file of the same name, is never replaced unasked."""
+    there = [name for name in DATASET_FILES if os.path.lexists(Path(output_dir) / name)]
+    if there and not overwrite:
+        raise DatasetError(f"{output_dir}: already holds {', '.join(there)}; pass --overwrite to replace "
+                           f"{'them' if len(there) > 1 else 'it'}, or name another --output_dir")
 
 
 def create_dataset(input_path, output_dir, config: ModelConfig, reading: Reading | None = None,
