@@ -186,6 +186,18 @@ def test_format_writes_each_file_asked_for(generated):
             assert (generated / f"melody_{n:03d}{suffix}").is_file()
 
 
+@pytest.mark.notation
+def test_the_summary_names_every_file_written_beside_each_output(tmp_path):
+    pytest.importorskip("verovio", reason="pip install -e '.[notation]'")
+    proc = run_cli("melody_generate", "--primer_melody=C4:1 E4:1", "--num_bars=2", "--format=mid,abc",
+                   "--render=score,png", f"--output_dir={tmp_path}", "--seed=1")
+    assert proc.returncode == 0, proc.stderr
+    line = next(x for x in proc.stdout.splitlines() if x.strip().startswith("each with "))
+    named = set(line.strip().removeprefix("each with ").removesuffix(" beside it").split(", "))
+    written = {p.name.removeprefix("melody_001") for p in tmp_path.iterdir()} - {".mid"}
+    assert named == written and {".score.svg", ".png", ".abc", ".json"} <= written
+
+
 def test_format_abc_alone_writes_no_midi(tmp_path):
     proc = run_cli("melody_generate", "--primer_melody=C4:1 E4:1", "--num_bars=2", "--format=abc",
                    f"--output_dir={tmp_path}", "--seed=1")

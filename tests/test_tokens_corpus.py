@@ -55,7 +55,7 @@ def test_create_dataset_report_is_accurate_with_broken_files(tmp_path):
     assert "it is text" in reasons["text.mid"]
     assert "not a MIDI file" in reasons["random.MID"]
     assert reasons["drums.mid"] == "drums only"
-    assert reasons["short.mid"] == "too short"
+    assert reasons["short.mid"] == "too short (fewer than 4 notes)"  # min_notes=4 above
     assert report["melodies_train"] + report["melodies_eval"] == 6
     assert report["melodies_eval"] == sum(in_eval(f"good{i}.mid", 0.2) for i in range(6))
     assert report["coverage_train"] == 1.0
@@ -67,6 +67,10 @@ def test_create_dataset_report_is_accurate_with_broken_files(tmp_path):
     assert sum(len(s) - 1 for s in train) == report["tokens_train"]
     text = corpus.format_report(report)
     assert "skipped: 5" in text and "empty.mid: empty file" in text
+    # the reasons line: each count before its reason (a reason may hold numbers of its own), counted from the report
+    reasons = next(line for line in text.splitlines() if line.startswith("skipped: ") and " x " in line)
+    assert reasons == "skipped: " + "; ".join(f"{n} x {why}" for why, n in saved["skipped_by_reason"].items())
+    assert sum(saved["skipped_by_reason"].values()) == 5
     # the conversion line is in words, a count before each ("key estimated 33" read like a key)
     conversion = next(line for line in text.splitlines() if line.startswith("conversion: "))
     assert "_" not in conversion and conversion != "conversion: "

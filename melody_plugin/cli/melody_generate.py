@@ -192,7 +192,9 @@ def main(argv):
     print(f"wrote {len(paths)} {melodies} of {generations[0].total_bars} bars ({num}/{den}) to {FLAGS.output_dir}/ "
           f"in {time.perf_counter() - start:.2f} s (seed {seed}, {_ENDINGS[generations[0].ending]}"
           f"{'' if gen.step is None else f', model at step {gen.step}'}):")
-    beside = [f".{k}" for k in formats[1:]] + [".json"] + [".score.svg" if k == "score" else f".{k}" for k in render]
+    beside = [f".{k}" for k in formats[1:]] + [".json"] + [f".{k}" for k in render if k != "score"]
+    if "score" in render:  # the PNG only where cairosvg is installed
+        beside += [".score.svg"] + ([".score.png"] if any(p.with_suffix(".score.png").exists() for p in paths) else [])
     for p in paths:
         print(f"  {p}")
     print(f"  each with {', '.join(beside)} beside it")

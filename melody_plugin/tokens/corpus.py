@@ -96,8 +96,9 @@ def _extract_file(args) -> FileResult:
     stats["melodies"] = len(melodies)
     stats = dict(stats)
     if not melodies:
-        reasons = [r for r in FAILURE_REASONS if stats.get(r)]
-        return FileResult(name, [], stats, warnings, (reasons[0] if reasons else "no_notes").replace("_", " "), key)
+        reason = next((r for r in FAILURE_REASONS if stats.get(r)), "no_notes")
+        words = reason.replace("_", " ") + (f" (fewer than {max(min_notes, 1)} notes)" if reason == "too_short" else "")
+        return FileResult(name, [], stats, warnings, words, key)
     if stats.get("time_change_splits"):
         warnings.append(f"split into {len(melodies)} melodies where the time signature changes")
     if stats.get("notes_snapped_to_grid"):
@@ -406,7 +407,7 @@ def format_report(report: dict, max_lines: int = 20) -> str:
                           or "nothing changed"),
     ]
     if report["skipped"]:
-        lines.append("skipped: " + ", ".join(f"{k} {v}" for k, v in report["skipped_by_reason"].items()))
+        lines.append("skipped: " + "; ".join(f"{v} x {k}" for k, v in report["skipped_by_reason"].items()))
         for item in report["skipped"][:max_lines]:
             lines.append(f"  {item['file']}: {item['reason']}")
         if len(report["skipped"]) > max_lines:
