@@ -340,3 +340,18 @@ def test_a_folder_flag_names_what_is_in_the_way(tmp_path):
     proc = run_cli("melody_generate", f"--output_dir={link}")
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"melody_generate: error: --output_dir={link}: {link} is a broken link"
+
+
+def test_a_training_that_fails_on_its_input_leaves_no_run_dir_behind(tmp_path):
+    empty = tmp_path / "no_tunes"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not music")
+    run_dir = tmp_path / "runs" / "mine"
+    proc = run_cli("melody_train", f"--input={empty}", f"--run_dir={run_dir}", "--num_training_steps=5")
+    assert proc.returncode == 2 and str(empty) in proc.stderr
+    assert not run_dir.exists()  # made for this run, and nothing but its lock was written
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "mine.txt").write_text("mine")
+    proc = run_cli("melody_train", f"--input={empty}", f"--run_dir={kept}", "--num_training_steps=5")
+    assert proc.returncode == 2 and (kept / "mine.txt").read_text() == "mine"  # a folder that was there stays

@@ -103,7 +103,9 @@ class RunDir:
 
     @contextlib.contextmanager
     def lock(self):
-        """Exclusive lock for a training job; a second one pointed at the same run dir is refused."""
+        """Exclusive lock for a training job; a second one pointed at the same run dir is refused. A run dir this
+        call made is removed again where the job wrote nothing else into it (a run that failed on its input)."""
+        made = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -118,3 +120,7 @@ class RunDir:
             yield
         finally:
             os.close(fd)  # closing releases the lock, also when the process is killed
+            if made and [p.name for p in self.path.iterdir()] == [Path(self.lock_file).name]:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.lock_file)
+                    self.path.rmdir()
