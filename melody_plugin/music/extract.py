@@ -9,7 +9,7 @@ from melody_plugin.io.protos import music_pb2
 from melody_plugin.music.key import estimate_key
 from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, POLICIES, REST, Extraction, Melody, MelodyError, Note
 from melody_plugin.io.tempo_map import TempoMap
-from melody_plugin.music.timing import _meter, quantize, split_on_time_changes
+from melody_plugin.music.timing import _meter, pickup_bar_as_rest, quantize, split_on_time_changes
 from melody_plugin.music.tracks import _choose_track, _resolve_polyphony
 
 
@@ -118,7 +118,10 @@ def note_sequence_to_melodies(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUA
         raise MelodyError("bad_policy", f"polyphony policy must be one of {POLICIES}, got {policy!r}")
     path = ns.filename or ""
     stats, warnings = collections.Counter(), []
-    segments = split_on_time_changes(ns, stats)
+    segments = split_on_time_changes(pickup_bar_as_rest(ns, stats), stats)
+    if stats["pickup_bars"]:
+        num, den = _meter(segments[0].time_signatures[0]) if segments[0].time_signatures else (4, 4)
+        warnings.append(f"its short first bar read as a pickup to {num}/{den} (a rest before it fills the bar)")
     if len(segments) > 1:
         warnings.append(f"split into {len(segments)} parts where the time signature changes")
     melodies, last_error = [], None

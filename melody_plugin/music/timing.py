@@ -25,6 +25,47 @@ def meter_change_times(ns) -> list[float]:
     return changes
 
 
+def pickup_bar_as_rest(ns, stats=None):
+    """`ns` with a pickup written as a short first bar of its own (1/4 before 3/4, as some notation programs export
+    one) read as a pickup: the first meter change comes before half a bar of the new meter has passed, so everything
+    moves later by what the short bar lacks of a full one (a rest before the pickup), the pickup ends on the new
+    meter's first bar line, and the short bar's meter goes. Counted as `pickup_bars`. Other sequences come back
+    unchanged; `ns` itself is never changed (a copy is returned)."""
+    changes = meter_change_times(ns)
+    if not changes or ns.quantization_info.steps_per_quarter > 0:
+        return ns
+    first = changes[0]
+    signatures = sorted(ns.time_signatures, key=lambda ts: ts.time)
+    before = [ts for ts in signatures if ts.time < first]
+    after = next(ts for ts in signatures if ts.time == first and (not before or _meter(ts) != _meter(before[-1])))
+    tempos = [t for t in sorted(ns.tempos, key=lambda t: t.time) if t.time <= first]
+    qpm = tempos[-1].qpm if tempos else 120.0
+    bar = after.numerator * 4.0 / after.denominator * 60.0 / qpm
+    # a pickup is at most half a bar: a longer first bar (3/4 before 4/4) may be a meter of its own
+    if not any(n.start_time < first and not n.is_drum for n in ns.notes) or first > bar / 2 + 1e-6:
+        return ns
+    delta = bar - first
+    out = type(ns)()
+    out.CopyFrom(ns)
+    for event in (*out.control_changes, *out.pitch_bends, *out.text_annotations):
+        event.time += delta
+    for note in out.notes:
+        note.start_time += delta
+        note.end_time += delta
+    for event in (*out.tempos, *out.key_signatures):  # what is in force from the start stays there
+        if event.time > 0:
+            event.time += delta
+    kept = [ts for ts in out.time_signatures if ts.time >= first]
+    del out.time_signatures[:]
+    for ts in kept:
+        out.time_signatures.add().CopyFrom(ts)
+        out.time_signatures[-1].time = 0.0 if ts.time == first else ts.time + delta
+    out.total_time = max(ns.total_time, max((n.end_time for n in ns.notes), default=0.0)) + delta
+    if stats is not None:
+        stats["pickup_bars"] += 1
+    return out
+
+
 PRESERVED_CONTROLS = (64, 66, 67)  # sustain, sostenuto, una corda: their state carries into each part
 
 
