@@ -355,3 +355,4 @@ def test_a_training_that_fails_on_its_input_leaves_no_run_dir_behind(tmp_path):
     (kept / "mine.txt").write_text("mine")
     proc = run_cli("melody_train", f"--input={empty}", f"--run_dir={kept}", "--num_training_steps=5")
     assert proc.returncode == 2 and (kept / "mine.txt").read_text() == "mine"  # a folder that was there stays
+    assert sorted(p.name for p in kept.iterdir()) == ["mine.txt"]  # as it was: the lock file went too

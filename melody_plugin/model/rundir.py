@@ -103,9 +103,11 @@ class RunDir:
 
     @contextlib.contextmanager
     def lock(self):
-        """Exclusive lock for a training job; a second one pointed at the same run dir is refused. A run dir this
-        call made is removed again where the job wrote nothing else into it (a run that failed on its input)."""
+        """Exclusive lock for a training job; a second one pointed at the same run dir is refused. Where the job
+        wrote nothing else (a run that failed on its input) the lock file it made goes again, and so does a run dir
+        this call made."""
         made = not self.path.exists()
+        before = set() if made else {p.name for p in self.path.iterdir()}
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -120,7 +122,9 @@ class RunDir:
             yield
         finally:
             os.close(fd)  # closing releases the lock, also when the process is killed
-            if made and [p.name for p in self.path.iterdir()] == [Path(self.lock_file).name]:
+            lock_name = Path(self.lock_file).name
+            if lock_name not in before and {p.name for p in self.path.iterdir()} == before | {lock_name}:
                 with contextlib.suppress(OSError):
                     os.unlink(self.lock_file)
-                    self.path.rmdir()
+                    if made:
+                        self.path.rmdir()
