@@ -74,6 +74,20 @@ def test_off_grid_notes_are_snapped_and_counted():
     assert [n.pitch for n in ex.melodies[0].notes] == [60, 62, 64]
 
 
+def test_only_the_melodys_own_snapped_notes_are_counted():
+    # track 0, named Flute: exact quarters (the melody); track 1, a bass: 3 notes a little late, never the melody
+    ns = make_sequence([(72, i, i + 1) for i in range(8)], instrument=0)
+    late = make_sequence([(40, i + 0.03, i + 1) for i in range(0, 6, 2)], instrument=1)
+    ns.notes.extend(late.notes)
+    ns.instrument_infos.add(instrument=0, name="Flute")
+    ns.instrument_infos.add(instrument=1, name="Bass")
+    ex = note_sequence_to_melodies(ns)
+    assert [n.pitch for n in ex.melodies[0].notes] == [72] * 8
+    assert ex.stats["notes_snapped_to_grid"] == 0 and not any("snapped" in w for w in ex.warnings)
+    bass = note_sequence_to_melodies(ns, track=1)  # asked for: its 3 late notes are counted
+    assert bass.stats["notes_snapped_to_grid"] == 3
+
+
 def test_rests_are_kept_and_split_at_bar_lines():
     ns = make_sequence([(60, 1.0, 2.0), (62, 6.0, 7.0)])  # leading rest of 1 quarter, then a rest over a bar line
     m = note_sequence_to_melody(ns)

@@ -9,7 +9,7 @@ from melody_plugin.io.protos import music_pb2
 from melody_plugin.music.key import estimate_key
 from melody_plugin.music.melody import DEFAULT_STEPS_PER_QUARTER, POLICIES, REST, Extraction, Melody, MelodyError, Note
 from melody_plugin.io.tempo_map import TempoMap
-from melody_plugin.music.timing import _meter, pickup_bar_as_rest, quantize, split_on_time_changes
+from melody_plugin.music.timing import _meter, pickup_bar_as_rest, quantize, snapped_notes, split_on_time_changes
 from melody_plugin.music.tracks import _choose_track, _resolve_polyphony
 
 
@@ -57,6 +57,7 @@ def quantized_to_melody(qns, policy: str = "highest", track: int | None = None, 
     tempos = TempoMap(qns.tempos).tempo_steps(steps_per_quarter)
     melody = Melody((), steps_per_quarter, time_signature, tempos[0][1])  # validates meter and grid first
     notes = _choose_track(qns, list(qns.notes), track, program, stats, path, report)
+    stats["notes_snapped_to_grid"] += snapped_notes(qns, notes)  # the melody's own, not other tracks'
     qnotes = [(n.quantized_start_step, n.quantized_end_step, n.pitch) for n in notes]
     mono = _resolve_polyphony(qnotes, policy, stats, path, melody.seconds_per_step)
     spb = melody.steps_per_bar
@@ -127,7 +128,7 @@ def note_sequence_to_melodies(ns, steps_per_quarter: int = DEFAULT_STEPS_PER_QUA
     melodies, last_error = [], None
     for seg in segments:
         try:
-            found = quantized_to_melodies(quantize(seg, steps_per_quarter, stats), policy, track, program, stats,
+            found = quantized_to_melodies(quantize(seg, steps_per_quarter), policy, track, program, stats,
                                           warnings)
         except MelodyError as e:
             if e.reason in SKIPPABLE_REASONS:

@@ -247,11 +247,19 @@ def split_on_time_changes(ns, stats=None) -> list:
     return segments
 
 
+def snapped_notes(qns, notes) -> int:
+    """How many of `notes` (of the quantized sequence `qns`, their seconds kept) were moved onto the grid."""
+    tempo_map, grid = TempoMap(qns.tempos), qns.quantization_info.steps_per_quarter
+    return sum(abs(tempo_map.quarters_at(n.start_time) * grid - n.quantized_start_step) > 1e-3
+               or abs(tempo_map.quarters_at(n.end_time) * grid - n.quantized_end_step) > 1e-3 for n in notes)
+
+
 def quantize(seg, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, stats=None):
     """A copy of a one-meter sequence with every note on the beat grid, through the tempo map.
 
     Tempo changes are allowed (a bar is counted in beats); `total_quantized_steps` is the sequence's end
-    (`total_time`, e.g. a MIDI file's end-of-track) on the grid. Notes moved onto the grid are counted.
+    (`total_time`, e.g. a MIDI file's end-of-track) on the grid. Notes moved onto the grid are counted (all of
+    them; melody extraction counts the melody's own, `snapped_notes`).
     """
     music_pb2 = protos.music_pb2()
     path = seg.filename
@@ -267,14 +275,12 @@ def quantize(seg, steps_per_quarter: int = DEFAULT_STEPS_PER_QUARTER, stats=None
     qns.quantization_info.steps_per_quarter = steps_per_quarter
     last_end = 0
     for n in qns.notes:
-        start = tempo_map.quarters_at(n.start_time) * steps_per_quarter
-        end = tempo_map.quarters_at(n.end_time) * steps_per_quarter
-        n.quantized_start_step = round_half_up(start)
-        n.quantized_end_step = max(round_half_up(end), n.quantized_start_step + 1)
-        if stats is not None and (abs(start - n.quantized_start_step) > 1e-3
-                                  or abs(end - n.quantized_end_step) > 1e-3):
-            stats["notes_snapped_to_grid"] += 1
+        n.quantized_start_step = round_half_up(tempo_map.quarters_at(n.start_time) * steps_per_quarter)
+        n.quantized_end_step = max(round_half_up(tempo_map.quarters_at(n.end_time) * steps_per_quarter),
+                                   n.quantized_start_step + 1)
         last_end = max(last_end, n.quantized_end_step)
+    if stats is not None:
+        stats["notes_snapped_to_grid"] += snapped_notes(qns, qns.notes)
     total = round_half_up(tempo_map.quarters_at(seg.total_time) * steps_per_quarter)
     qns.total_quantized_steps = max(total, last_end)
     return qns
