@@ -214,11 +214,12 @@ def test_meter_change_splits_exactly_at_the_new_meters_first_bar(tmp_path, first
     assert ex.melodies[1].qpm == 80  # the tempo in force where the new meter starts
 
 
-@pytest.mark.parametrize("pickup_quarters,meter", [(1, (3, 4)), (0.5, (6, 8)), (1.5, (4, 4))])
+@pytest.mark.parametrize("pickup_quarters,meter", [(1, (3, 4)), (0.5, (6, 8)), (1.5, (4, 4)), (2, (3, 4)),
+                                                    (3, (4, 4))])
 def test_a_pickup_written_as_a_short_bar_of_its_own_is_read_as_a_pickup(tmp_path, pickup_quarters, meter):
     """1/4 (or 1/8, 3/8) before 3/4 (6/8, 4/4), as notation programs export a pickup: the pickup's notes come after a
     rest that fills its bar, and the tune's bar lines are the new meter's; no split, nothing dropped."""
-    short = {1: (1, 4), 0.5: (1, 8), 1.5: (3, 8)}[pickup_quarters]
+    short = {1: (1, 4), 0.5: (1, 8), 1.5: (3, 8), 2: (2, 4), 3: (3, 4)}[pickup_quarters]
     change = ticks(pickup_quarters)
     notes = [(71, 0, change)]  # the pickup, one note
     notes += [(64 + 3 * (i % 3), change + ticks(i / 2), change + ticks(i / 2 + 0.5))
@@ -237,13 +238,26 @@ def test_a_pickup_written_as_a_short_bar_of_its_own_is_read_as_a_pickup(tmp_path
     assert any("short first bar read as a pickup" in w for w in ex.warnings)
 
 
-def test_a_first_bar_longer_than_half_the_next_meters_is_a_meter_change_not_a_pickup(tmp_path):
-    notes = [(60, i * 480, i * 480 + 480) for i in range(3)] + [(67, 1440 + i * 480, 1920 + i * 480) for i in range(8)]
-    path = conftest.write_mido_file(tmp_path / "three_then_four.mid", notes, [(0, 120)], [(0, 3, 4), (1440, 4, 4)])
-    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])  # 3 quarters: more than half a 4/4 bar
-    assert ex.stats["pickup_bars"] == 0 and ex.stats["time_change_splits"] == 1
-    assert [(m.time_signature, [n.pitch for n in m.notes]) for m in ex.melodies] == [((3, 4), [60] * 3),
-                                                                                      ((4, 4), [67] * 8)]
+def test_a_first_bar_whose_meter_comes_back_is_a_meter_change_not_a_pickup(tmp_path):
+    # 3/4, then 4/4, then 3/4 again: a piece of changing meters, split where each change is
+    notes = ([(60, i * 480, i * 480 + 480) for i in range(3)] + [(67, 1440 + i * 480, 1920 + i * 480) for i in range(4)]
+             + [(64, 3360 + i * 480, 3840 + i * 480) for i in range(3)])
+    path = conftest.write_mido_file(tmp_path / "changing.mid", notes, [(0, 120)],
+                                    [(0, 3, 4), (1440, 4, 4), (3360, 3, 4)])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
+    assert ex.stats["pickup_bars"] == 0 and ex.stats["time_change_splits"] == 2
+    assert [(m.time_signature, [n.pitch for n in m.notes]) for m in ex.melodies] == [
+        ((3, 4), [60] * 3), ((4, 4), [67] * 4), ((3, 4), [64] * 3)]
+
+
+def test_a_first_part_longer_than_one_bar_of_its_meter_is_a_meter_change(tmp_path):
+    # two bars of 1/4 (2 quarters, shorter than a 3/4 bar) before 3/4: not one short bar, so not a pickup
+    notes = [(60, i * 480, i * 480 + 480) for i in range(2)] + [(67, 960 + i * 480, 1440 + i * 480) for i in range(6)]
+    path = conftest.write_mido_file(tmp_path / "two_bars.mid", notes, [(0, 120)], [(0, 1, 4), (960, 3, 4)])
+    ex = note_sequence_to_melodies(read_music_file(path).sequences[0])
+    assert ex.stats["pickup_bars"] == 0
+    assert [(m.time_signature, [n.pitch for n in m.notes]) for m in ex.melodies] == [((1, 4), [60] * 2),
+                                                                                      ((3, 4), [67] * 6)]
 
 
 def test_repeated_time_signature_is_not_a_split(tmp_path):

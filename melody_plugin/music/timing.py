@@ -27,7 +27,8 @@ def meter_change_times(ns) -> list[float]:
 
 def pickup_bar_as_rest(ns, stats=None):
     """`ns` with a pickup written as a short first bar of its own (1/4 before 3/4, as some notation programs export
-    one) read as a pickup: the first meter change comes before half a bar of the new meter has passed, so everything
+    one) read as a pickup: the first part is at most one bar of its own meter and shorter than one of the meter
+    after it, and its meter never comes back (a piece of changing meters keeps its bars); everything
     moves later by what the short bar lacks of a full one (a rest before the pickup), the pickup ends on the new
     meter's first bar line, and the short bar's meter goes. Counted as `pickup_bars`. Other sequences come back
     unchanged; `ns` itself is never changed (a copy is returned)."""
@@ -41,8 +42,11 @@ def pickup_bar_as_rest(ns, stats=None):
     tempos = [t for t in sorted(ns.tempos, key=lambda t: t.time) if t.time <= first]
     qpm = tempos[-1].qpm if tempos else 120.0
     bar = after.numerator * 4.0 / after.denominator * 60.0 / qpm
-    # a pickup is at most half a bar: a longer first bar (3/4 before 4/4) may be a meter of its own
-    if not any(n.start_time < first and not n.is_drum for n in ns.notes) or first > bar / 2 + 1e-6:
+    own = _meter(before[-1]) if before else (4, 4)  # MIDI's default before any time signature
+    own_bar = own[0] * 4.0 / own[1] * 60.0 / qpm
+    comes_back = any(_meter(ts) == own for ts in signatures if ts.time > first)
+    if (not any(n.start_time < first and not n.is_drum for n in ns.notes) or first >= bar - 1e-6
+            or first > own_bar + 1e-6 or comes_back):
         return ns
     delta = bar - first
     out = type(ns)()
