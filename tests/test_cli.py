@@ -289,6 +289,20 @@ def test_create_dataset_train_resume_evaluate_export(tmp_path, tiny_corpus):
     assert (songs / "song.txt").read_text() == "my song"
     run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={saved}", "--overwrite", check=True)
     assert (saved / "saved_model.pb").is_file()
+    (saved / "MY_NOTES.txt").write_text("notes")  # a file of the user's beside an export: --overwrite keeps off
+    proc = run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={saved}", "--overwrite")
+    assert proc.returncode == 2 and "holds MY_NOTES.txt beside the SavedModel" in proc.stderr
+    assert (saved / "MY_NOTES.txt").read_text() == "notes"
+    (saved / "MY_NOTES.txt").unlink()
+    link = tmp_path / "current"  # a link to the export: written through, the link kept
+    link.symlink_to(saved)
+    run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={link}", "--overwrite", check=True)
+    assert link.is_symlink() and os.readlink(link) == str(saved) and (saved / "saved_model.pb").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # nothing hidden left
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    run_cli("melody_export", f"--run_dir={run_dir}", f"--saved_model_dir={empty}", check=True)  # nothing to lose
+    assert (empty / "saved_model.pb").is_file()
 
 
 def test_bundle_cli_round_trip(tmp_path, tiny_run_dir):

@@ -157,15 +157,30 @@ def _serving_module(tf, model, vocab, copy_bars=()):
     return module
 
 
-def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
-    """Writes a SavedModel of `gen` (a MelodyGenerator) to `saved_model_dir`, atomically (temp dir + rename)."""
-    tf = import_tensorflow()
-    target = Path(saved_model_dir)
-    if os.path.lexists(target) and not overwrite:
+SAVED_MODEL_FILES = {"saved_model.pb", "fingerprint.pb", "variables", "assets", "assets.extra"}  # what we write
+
+
+def check_export_target(target: Path, overwrite: bool) -> None:
+    """Refuses (ExportError) to write a SavedModel over anything but an empty folder or, with `overwrite`, a
+    SavedModel of ours holding nothing else: a file or folder of the user's is never replaced."""
+    if not os.path.lexists(target) or (target.is_dir() and not any(target.iterdir())):
+        return
+    if not overwrite:
         raise ExportError(f"{target}: already exists; pass --overwrite to replace it")
-    if os.path.lexists(target) and not (target / "saved_model.pb").is_file():  # never a folder of the user's
+    if not (target / "saved_model.pb").is_file():
         raise ExportError(f"{target}: not a SavedModel (no saved_model.pb in it); --overwrite replaces only a "
                           "SavedModel: name another --saved_model_dir")
+    others = sorted(p.name for p in target.iterdir() if p.name not in SAVED_MODEL_FILES)
+    if others:
+        raise ExportError(f"{target}: holds {', '.join(others[:5])}{' ...' if len(others) > 5 else ''} beside the "
+                          "SavedModel, which --overwrite would lose: move them out or name another --saved_model_dir")
+
+
+def export_saved_model(gen, saved_model_dir, overwrite: bool = False) -> Path:
+    """Writes a SavedModel of `gen` (a MelodyGenerator) to `saved_model_dir`, atomically (temp dir + rename)."""
+    target = Path(os.path.realpath(saved_model_dir)) if os.path.islink(saved_model_dir) else Path(saved_model_dir)
+    check_export_target(target, overwrite)  # before TensorFlow's start-up: a refusal comes at once
+    tf = import_tensorflow()
     model = weights_to_keras_model(gen.config, gen.weights)
     module = _serving_module(tf, model, gen.vocab, gen.config.copy_bars)
     target.parent.mkdir(parents=True, exist_ok=True)
