@@ -319,6 +319,15 @@ def test_bundle_cli_round_trip(tmp_path, tiny_run_dir):
     run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--save_generator_bundle", f"--bundle_file={bundle}",
             "--overwrite", check=True)
     assert bundle.read_bytes() == written  # the same model, the same bytes
+    folder, link = tmp_path / "a_folder", tmp_path / "dangling.mag"
+    folder.mkdir()
+    link.symlink_to(tmp_path / "nowhere" / "x.mag")
+    for value, reason in ((folder, f"{folder} is a folder, not a file"),
+                          (mine / "x.mag", f"{mine} is a file, not a folder"), (link, f"{link} is a broken link")):
+        proc = run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--save_generator_bundle",
+                       f"--bundle_file={value}", "--overwrite")
+        assert proc.returncode == 2 and proc.stderr.strip().endswith(f"--bundle_file={value}: {reason}"), proc.stderr
+    assert not (tmp_path / "nowhere").exists() and mine.read_text() == "precious"
     a = run_cli("melody_generate", f"--run_dir={tiny_run_dir}", "--num_bars=4", "--seed=9",
                 f"--output_dir={tmp_path / 'a'}", check=True)
     b = run_cli("melody_generate", f"--bundle_file={bundle}", "--num_bars=4", "--seed=9",

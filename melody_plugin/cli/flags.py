@@ -80,17 +80,32 @@ LIMITS = {
 FOLDER_FLAGS = ("output_dir", "run_dir", "saved_model_dir")
 
 
-def folder_problem(name: str, value) -> str | None:
-    """Why --name=value cannot be a folder (something that is not a folder is at it or above it), or None."""
-    if not value:
-        return None
-    path = Path(value).expanduser()
+def _in_the_way(path: Path) -> str | None:
+    """What stops `path` being (or lying in) a folder: a file or a broken link at it or above it; None."""
     for place in (path, *path.parents):
         if place.is_symlink() and not place.exists():
-            return f"--{name}={value}: {place} is a broken link"
+            return f"{place} is a broken link"
         if place.exists():
-            return None if place.is_dir() else f"--{name}={value}: {place} is a file, not a folder"
+            return None if place.is_dir() else f"{place} is a file, not a folder"
     return None
+
+
+def folder_problem(name: str, value) -> str | None:
+    """Why --name=value cannot be a folder (something that is not a folder is at it or above it), or None."""
+    reason = _in_the_way(Path(value).expanduser()) if value else None
+    return reason and f"--{name}={value}: {reason}"
+
+
+def file_problem(name: str, value) -> str | None:
+    """Why --name=value cannot be a file to write (a folder or a broken link there, a file above it), or None."""
+    path = Path(value).expanduser()
+    if path.is_symlink() and not path.exists():
+        reason = f"{path} is a broken link"
+    elif path.is_dir():
+        reason = f"{path} is a folder, not a file"
+    else:
+        reason = _in_the_way(path.parent)
+    return reason and f"--{name}={value}: {reason}"
 
 
 def check_limits(values: dict) -> str | None:

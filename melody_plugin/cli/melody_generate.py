@@ -71,6 +71,9 @@ def _save_bundle():
     from melody_plugin.generate.generator import MelodyGenerator
 
     gen = MelodyGenerator.load(FLAGS.run_dir)
+    problem = common.file_problem("bundle_file", FLAGS.bundle_file)
+    if problem:
+        common.fail("melody_generate", problem)
     if os.path.lexists(FLAGS.bundle_file) and not FLAGS.overwrite:  # a file the user has: replaced only if asked
         common.fail("melody_generate", f"--bundle_file={FLAGS.bundle_file}: already exists; pass --overwrite to "
                     "replace it, or name another file")
