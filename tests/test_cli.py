@@ -369,13 +369,26 @@ def test_a_training_that_fails_on_its_input_leaves_no_run_dir_behind(tmp_path):
     empty = tmp_path / "no_tunes"
     empty.mkdir()
     (empty / "notes.txt").write_text("not music")
-    run_dir = tmp_path / "runs" / "mine"
+    run_dir = tmp_path / "runs" / "a" / "mine"
     proc = run_cli("melody_train", f"--input={empty}", f"--run_dir={run_dir}", "--num_training_steps=5")
     assert proc.returncode == 2 and str(empty) in proc.stderr
-    assert not run_dir.exists()  # made for this run, and nothing but its lock was written
+    assert not (tmp_path / "runs").exists()  # made for this run with its parents, and nothing but its lock written
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "mine.txt").write_text("mine")
     proc = run_cli("melody_train", f"--input={empty}", f"--run_dir={kept}", "--num_training_steps=5")
     assert proc.returncode == 2 and (kept / "mine.txt").read_text() == "mine"  # a folder that was there stays
     assert sorted(p.name for p in kept.iterdir()) == ["mine.txt"]  # as it was: the lock file went too
+
+
+def test_training_refuses_a_folder_of_other_things_as_its_run_dir(tmp_path, tiny_corpus):
+    mine = tmp_path / "my_project"
+    mine.mkdir()
+    (mine / "training_curve.png").write_bytes(b"my own plot")
+    (mine / "notes.txt").write_text("notes")
+    proc = run_cli("melody_train", f"--input={tiny_corpus}", f"--run_dir={mine}", "--num_training_steps=5")
+    assert proc.returncode == 2 and proc.stderr.strip().endswith(
+        f"{mine}: not a run dir (no config.json) and it holds notes.txt, training_curve.png; training would write "
+        "over them: name a new or empty --run_dir")
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "training_curve.png"]
+    assert (mine / "training_curve.png").read_bytes() == b"my own plot"

@@ -65,7 +65,15 @@ class RunDir:
         write_json(self.config_file, config.to_json())
 
     def check_compatible(self, config: ModelConfig, vocab: Vocabulary | None = None) -> None:
-        """Refuses a config (or vocabulary) whose weights or tokens differ from what this run dir holds."""
+        """Refuses a config (or vocabulary) whose weights or tokens differ from what this run dir holds, and a
+        folder of other things (no config.json, files a run dir never holds): training would write over them."""
+        if not self.exists() and self.path.is_dir():
+            # a run that stopped before its config.json may have written its data and vocabulary, and its lock
+            others = sorted(p.name for p in self.path.iterdir() if p.name not in (".lock", "data", "vocab.json"))
+            if others:
+                raise RunDirError(f"{self.path}: not a run dir (no config.json) and it holds "
+                                  f"{', '.join(others[:5])}{' ...' if len(others) > 5 else ''}; training would write "
+                                  "over them: name a new or empty --run_dir")
         if self.exists():
             saved = self.load_config()
             if saved.name != config.name or saved.architecture() != config.architecture():
@@ -106,7 +114,7 @@ class RunDir:
         """Exclusive lock for a training job; a second one pointed at the same run dir is refused. Where the job
         wrote nothing else (a run that failed on its input) the lock file it made goes again, and so does a run dir
         this call made."""
-        made = not self.path.exists()
+        made = [d for d in (self.path, *self.path.parents) if not d.exists()]  # the folders this call makes
         before = set() if made else {p.name for p in self.path.iterdir()}
         self.path.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
@@ -126,5 +134,5 @@ class RunDir:
             if lock_name not in before and {p.name for p in self.path.iterdir()} == before | {lock_name}:
                 with contextlib.suppress(OSError):
                     os.unlink(self.lock_file)
-                    if made:
-                        self.path.rmdir()
+                    for folder in made:  # the run dir, then each parent made for it, while empty
+                        folder.rmdir()
