@@ -27,11 +27,13 @@ def meter_change_times(ns) -> list[float]:
 
 def pickup_bar_as_rest(ns, stats=None):
     """`ns` with a pickup written as a short first bar of its own (1/4 before 3/4, as some notation programs export
-    one) read as a pickup: the first part is at most one bar of its own meter and shorter than one of the meter
-    after it, and its meter never comes back (a piece of changing meters keeps its bars); everything
-    moves later by what the short bar lacks of a full one (a rest before the pickup), the pickup ends on the new
-    meter's first bar line, and the short bar's meter goes. Counted as `pickup_bars`. Other sequences come back
-    unchanged; `ns` itself is never changed (a copy is returned)."""
+    one) read as a pickup, or `ns` itself (never changed: a copy is returned).
+
+    A pickup bar: the part before the first meter change is at most one bar of its meter, shorter than a bar of the
+    meter after it, and its meter never comes back (a piece of changing meters keeps its bars). Everything moves
+    later by what it lacks of a full bar (a rest before the pickup), so the pickup ends on the new meter's first
+    bar line, and the short bar's meter goes. Counted as `pickup_bars`.
+    """
     changes = meter_change_times(ns)
     if not changes or ns.quantization_info.steps_per_quarter > 0:
         return ns
