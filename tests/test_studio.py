@@ -346,6 +346,14 @@ def test_the_page_generates_shows_plays_and_downloads(studio_server, browser, tm
     browser.find_element(By.ID, "primer-file").send_keys(str(primer))
     wait_for(lambda: browser.find_element(By.ID, "primer-info").is_displayed(), what="the primer's summary")
     assert "4/4" in browser.find_element(By.ID, "primer-summary").text
+    # --- a bad file after it: a message on the page, and the primer before it stays (the outputs below continue it)
+    bad = tmp_path / "notes.mid"
+    bad.write_text("not music at all\n")
+    browser.find_element(By.ID, "primer-file").send_keys(str(bad))
+    message = wait_for(lambda: "error" in browser.find_element(By.ID, "message").get_attribute("class")
+                       and browser.find_element(By.ID, "message").text, 30, "the refusal")
+    assert "not a MIDI file" in message and "(the primer before it, primer.mid, stays)" in message
+    assert browser.find_element(By.ID, "primer-info").is_displayed()
     for field, value in (("num-bars", "4"), ("num-outputs", "2"), ("seed", "5")):
         browser.find_element(By.ID, field).clear()
         browser.find_element(By.ID, field).send_keys(value)

@@ -27,7 +27,12 @@ function showMessage(text, kind) {
 }
 
 async function api(path, options) {
-  const response = await fetch(path, options);
+  let response;
+  try {
+    response = await fetch(path, options);
+  } catch (e) {  // no answer at all: the server stopped (Ctrl-C), or the network is down
+    throw new Error("the studio is not answering: is melody_studio still running? Start it again and reload the page");
+  }
   let body = null;
   try {
     body = await response.json();
@@ -63,10 +68,16 @@ function showModelDetail() {
 
 // --- primer
 
+// a refused file leaves the primer before it in place, and says so
+function keptPrimerNote() {
+  return studio.primerId ? ` (the primer before it, ${$("primer-name").textContent}, stays)` : "";
+}
+
 async function uploadPrimer(file) {
-  clearPrimer();
+  $("primer-file").value = "";
   if (file.size > studio.maxUploadBytes) {
-    showMessage(`${file.name}: ${file.size} bytes is over the ${studio.maxUploadBytes} byte limit for a primer`, "error");
+    showMessage(`${file.name}: ${file.size} bytes is over the ${studio.maxUploadBytes} byte limit for a primer`
+                + keptPrimerNote(), "error");
     return;
   }
   showMessage(`Reading ${file.name}…`);
@@ -86,7 +97,7 @@ async function uploadPrimer(file) {
     $("time-signature").value = p.time_signature.join("/");  // the file's meter: what the outputs will be in
     showMessage(body.warnings.join("\n"), body.warnings.length ? "warning" : "");
   } catch (e) {
-    showMessage(e.message, "error");
+    showMessage(e.message + keptPrimerNote(), "error");
   }
 }
 
@@ -330,6 +341,13 @@ function init() {
     if (e.dataTransfer.files[0]) uploadPrimer(e.dataTransfer.files[0]);
   });
   loadModels().catch((e) => showMessage(e.message, "error"));
+  // kept melodies live in this page and the studio's temporary folder: ask before a reload or a close loses them
+  window.addEventListener("beforeunload", (e) => {
+    if ($("kept").querySelector("article.output")) {
+      e.preventDefault();
+      e.returnValue = "";
+    }
+  });
 }
 
 document.addEventListener("DOMContentLoaded", init);
