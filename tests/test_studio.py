@@ -357,9 +357,13 @@ def test_the_page_generates_shows_plays_and_downloads(studio_server, browser, tm
     for field, value in (("num-bars", "4"), ("num-outputs", "2"), ("seed", "5")):
         browser.find_element(By.ID, field).clear()
         browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "primer-text").send_keys("C4:1 E4:1")  # typed while a file is the primer
     browser.find_element(By.ID, "generate").click()
     wait_for(lambda: len(browser.find_elements(By.CSS_SELECTOR, "article.output")) == 2, what="two outputs")
     assert "error" not in browser.find_element(By.ID, "message").get_attribute("class")
+    said = browser.find_element(By.ID, "message").text.splitlines()
+    assert said[0] == "2 outputs continuing primer.mid, seed 5."
+    assert "the typed primer was not used: the file primer.mid is the primer (✕ clears it)" in said
     for number in (1, 2):
         card = f"#output-{number}"
         # --- download the MIDI and read it with mido: 2 primer bars + 4 new, the primer kept

@@ -138,17 +138,24 @@ async function generate() {
   const button = $("generate");
   button.disabled = true;
   showMessage("Generating…");
+  const request = requestBody();
   try {
     const body = await api("/api/generate", {
       method: "POST",
       headers: { "X-Melody-Studio": "1", "Content-Type": "application/json" },
-      body: JSON.stringify(requestBody()),
+      body: JSON.stringify(request),
     });
     stop();
     studio.outputs = body.outputs.map((out, i) => ({ ...out, job: body.job, number: i + 1 }));
     $("outputs").replaceChildren(...studio.outputs.map(outputCard));
-    const done = `${body.outputs.length} output${body.outputs.length === 1 ? "" : "s"}, seed ${body.seed}.`;
-    showMessage([done, ...body.warnings].join("\n"), body.warnings.length ? "warning" : "");
+    const from = request.primer_id ? ` continuing ${$("primer-name").textContent}`
+      : request.primer_text.trim() ? " continuing the typed melody" : " from nothing";
+    const done = `${body.outputs.length} output${body.outputs.length === 1 ? "" : "s"}${from}, seed ${body.seed}.`;
+    // the loaded file is the primer: typed notes (and the meter box) wait until it is cleared
+    const unused = request.primer_id && $("primer-text").value.trim()
+      ? [`the typed primer was not used: the file ${$("primer-name").textContent} is the primer (✕ clears it)`] : [];
+    const notes = [...unused, ...body.warnings];
+    showMessage([done, ...notes].join("\n"), notes.length ? "warning" : "");
   } catch (e) {
     showMessage(e.message, "error");
   } finally {
