@@ -84,8 +84,7 @@ def lstm_sequence(tf, xs, kernel, recurrent, bias, h0, c0):
             return t + 1, h, c, hs.write(t, h), cs.write(t, c), sigmoids.write(t, sigmoid), cells.write(t, g)
 
         arrays = [tf.TensorArray(xs.dtype, size=steps) for _ in range(4)]
-        _, h, c, hs, cs, sigmoids, cells = tf.while_loop(lambda t, *_: t < steps, forward, (0, h0, c0, *arrays),
-                                                         parallel_iterations=1)
+        _, h, c, hs, cs, sigmoids, cells = tf.while_loop(lambda t, *_: t < steps, forward, (0, h0, c0, *arrays))
         hs, cs, sigmoids, g = hs.stack(), cs.stack(), sigmoids.stack(), cells.stack()
 
         def grad(d_hs, d_h, d_c):
@@ -108,8 +107,7 @@ def lstm_sequence(tf, xs, kernel, recurrent, bias, h0, c0):
 
             _, dh0, dc0, dzs = tf.while_loop(
                 lambda t, *_: t >= 0, backward,
-                (steps - 1, _zero_if_none(tf, d_h, h), _zero_if_none(tf, d_c, c), tf.TensorArray(xs.dtype, size=steps)),
-                parallel_iterations=1)
+                (steps - 1, _zero_if_none(tf, d_h, h), _zero_if_none(tf, d_c, c), tf.TensorArray(xs.dtype, size=steps)))
             dz = tf.reshape(dzs.stack(), (-1, 4 * units))
             h_prev = tf.reshape(tf.concat([h0[None], hs[:-1]], 0), (-1, units))
             return (tf.reshape(tf.matmul(dz, kernel, transpose_b=True), tf.shape(xs)),
