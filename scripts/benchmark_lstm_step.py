@@ -1,31 +1,39 @@
 """One training step (forward, backward, Adam) of folk_lookback's 2x128 LSTM stack alone, on one core, six ways.
 
     python scripts/benchmark_lstm_step.py
+    LANES=64 python scripts/benchmark_lstm_step.py
 
-Keras 3's LSTM layers (what training uses) against the same math written out with the input projection of the
-whole window hoisted out of the recurrence (x.W once, only h.U per step): with a hand-written backward pass (every
-weight gradient one large matmul after the loop; its gradients are checked against Keras'), in a tf.scan loop,
-unrolled, and unrolled under XLA; and TensorFlow's fused BlockLSTMV2 kernel.
-Shapes as folk_lookback trains: 64 lanes, windows of 64, 64 inputs, 2 x 128 units, 338 tokens. Prints
-ms per step, tokens/s and GFLOP/s (3 x forward FLOPs, as scripts/benchmark_throughput.py counts them), side by side.
+Keras 3's own LSTM layers against the same math with the input projection of the whole window hoisted out of the
+recurrence (x.W once, only h.U per step): melody_plugin's training path (`model/fast_lstm.py`: a hand-written
+backward pass, every weight gradient one large matmul after the loop; its gradients are checked against Keras'),
+in a tf.scan loop, unrolled, and unrolled under XLA; and TensorFlow's fused BlockLSTMV2 kernel.
+Shapes as folk_lookback trains: 32 lanes (LANES=N for others), windows of 64, 64 inputs, 2 x 128 units, 338
+tokens. Prints ms per step, tokens/s and GFLOP/s (3 x forward FLOPs, as scripts/benchmark_throughput.py counts
+them), side by side.
 """
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 os.sched_setaffinity(0, {0})
 import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from melody_plugin.model import fast_lstm  # noqa: E402
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
 import keras  # noqa: E402
 
-B, T, IN, H, V = 64, 64, 64, 128, 338
+B = int(os.environ.get("LANES", 32))
+T, IN, H, V = 64, 64, 128, 338
 rng = tf.random.Generator.from_seed(0)
 x = rng.normal((B, T, IN))
 y = tf.random.stateless_uniform((B, T), (1, 2), maxval=V, dtype=tf.int32)
 
-# --- Keras LSTM (what folk_lookback trains with)
+# --- Keras' own LSTM layers
 inp = keras.Input((T, IN))
 h1 = keras.layers.LSTM(H, return_sequences=True)(inp)
 h2 = keras.layers.LSTM(H, return_sequences=True)(h1)
@@ -86,46 +94,12 @@ def make_hoisted(unroll, jit):
 opt2 = keras.optimizers.Adam(1e-3)
 
 def lstm_sequence(tf, xs, kernel, rkernel, bias):
-    """One LSTM layer over time-major xs (T, B, in) with a hand-written backward pass: the input projection and
-    every weight gradient are one large matmul each outside the loops, only h.U (forward) and dz.U^T (backward)
-    inside them."""
-    @tf.custom_gradient
-    def run(xs, kernel, rkernel, bias):
-        steps, rows = xs.shape[0], xs.shape[1]
-        xw = tf.reshape(tf.matmul(tf.reshape(xs, (-1, xs.shape[2])), kernel), (steps, rows, 4 * H)) + bias
-
-        def forward(t, h, c, hs, cs, gates):
-            i, f, g, o = tf.split(xw[t] + tf.matmul(h, rkernel), 4, axis=1)
-            i, f, g, o = tf.sigmoid(i), tf.sigmoid(f), tf.tanh(g), tf.sigmoid(o)
-            c = f * c + i * g
-            h = o * tf.tanh(c)
-            return t + 1, h, c, hs.write(t, h), cs.write(t, c), gates.write(t, tf.concat([i, f, g, o], 1))
-        zero = tf.zeros((rows, H))
-        arrays = [tf.TensorArray(tf.float32, size=steps) for _ in range(3)]
-        _, _, _, hs, cs, gates = tf.while_loop(lambda t, *_: t < steps, forward, (0, zero, zero, *arrays))
-        hs, cs, gates = hs.stack(), cs.stack(), gates.stack()
-
-        def grad(dhs):
-            c_prev = tf.concat([zero[None], cs[:-1]], 0)
-
-            def backward(t, dh_next, dc_next, dzs):
-                i, f, g, o = tf.split(gates[t], 4, axis=1)
-                tc = tf.tanh(cs[t])
-                dh = dhs[t] + dh_next
-                dc = dc_next + dh * o * (1 - tc * tc)
-                dz = tf.concat([dc * g * i * (1 - i), dc * c_prev[t] * f * (1 - f), dc * i * (1 - g * g),
-                                dh * tc * o * (1 - o)], 1)
-                return t - 1, tf.matmul(dz, rkernel, transpose_b=True), dc * f, dzs.write(t, dz)
-            dzs = tf.while_loop(lambda t, *_: t >= 0, backward,
-                                (steps - 1, zero, zero, tf.TensorArray(tf.float32, size=steps)))[3]
-            dz = tf.reshape(dzs.stack(), (-1, 4 * H))
-            h_prev = tf.reshape(tf.concat([zero[None], hs[:-1]], 0), (-1, H))
-            flat_x = tf.reshape(xs, (-1, xs.shape[2]))
-            return (tf.reshape(tf.matmul(dz, kernel, transpose_b=True), xs.shape),
-                    tf.matmul(flat_x, dz, transpose_a=True), tf.matmul(h_prev, dz, transpose_a=True),
-                    tf.reduce_sum(dz, 0))
-        return hs, grad
-    return run(xs, kernel, rkernel, bias)
+    """One LSTM layer over time-major xs (T, B, in) on melody_plugin's training path (`fast_lstm.lstm_sequence`):
+    the input projection and every weight gradient one large matmul each outside the loops, only h.U (forward) and
+    dz.U^T (backward) inside them."""
+    zero = tf.zeros((xs.shape[1], H))
+    weights = [tf.convert_to_tensor(w) for w in (kernel, rkernel, bias)]
+    return fast_lstm.lstm_sequence(tf, xs, *weights, zero, zero)[0]
 
 
 def block_sequence(tf, xs, kernel, rkernel, bias):
@@ -168,11 +142,12 @@ def timeit(fn, n=20):
     return statistics.median(ts)
 
 flops = 3 * (2 * 4 * H * (IN + H) + 2 * 4 * H * (H + H) + 2 * H * V) * B * T
-print(f"hand-written backward pass: gradients within {float(gradient_gap(x, y)):.1e} (relative) of Keras'")
-VARIANTS = [("keras LSTM", keras_step), ("hoisted, hand-written backward", make_step(time_major_stack(lstm_sequence))),
+print(f"the training path (fast_lstm): gradients within {float(gradient_gap(x, y)):.1e} (relative) of Keras'")
+VARIANTS = [("Keras' own LSTM", keras_step),
+            ("melody_plugin's training path (fast_lstm)", make_step(time_major_stack(lstm_sequence))),
             ("BlockLSTMV2 (fused kernel)", make_step(time_major_stack(block_sequence))),
             ("hoisted, tf.scan", make_hoisted(False, False)),
             ("hoisted, unrolled", make_hoisted(True, False)), ("hoisted, unrolled, XLA", make_hoisted(True, True))]
 for name, fn in VARIANTS:
     s = timeit(fn)
-    print(f"{name:28s} {s*1000:7.1f} ms/step  {B*T/s:9,.0f} tokens/s  {flops/s/1e9:6.1f} GFLOP/s")
+    print(f"{name:42s} {s*1000:7.1f} ms/step  {B*T/s:9,.0f} tokens/s  {flops/s/1e9:6.1f} GFLOP/s")

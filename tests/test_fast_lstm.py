@@ -11,7 +11,7 @@ from melody_plugin.model.keras_model import build_model
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-BATCH, TIME, INPUTS, UNITS = 3, 6, 5, 4
+BATCH, TIME, INPUTS, UNITS = 3, 11, 5, 4  # 11 steps run in 4 parts (fast_lstm.CHUNKS) of 3, 3, 3 and 2
 
 
 def _pair():
@@ -32,7 +32,7 @@ def _loss_and_gradients(layer, x, h0, c0, training: bool):
     """A loss reading every output (each step's, the final h and c, nonlinearly) and its gradients."""
     rng = np.random.default_rng(1)
     w_out, w_h, w_c = (tf.constant(rng.normal(size=shape).astype(np.float32))
-                       for shape in ((TIME, UNITS), (UNITS,), (UNITS,)))
+                       for shape in ((x.shape[1], UNITS), (UNITS,), (UNITS,)))
     with tf.GradientTape() as tape:
         tape.watch([x, h0, c0])
         outputs, h, c = layer(x, initial_state=[h0, c0], training=training)
@@ -40,11 +40,12 @@ def _loss_and_gradients(layer, x, h0, c0, training: bool):
     return (outputs, h, c), tape.gradient(loss, [x, h0, c0] + layer.trainable_variables)
 
 
-def test_training_path_matches_keras_lstm_outputs_and_gradients():
+@pytest.mark.parametrize("steps", [TIME, 5])  # in parts, and in one loop (fewer than 2 steps a part)
+def test_training_path_matches_keras_lstm_outputs_and_gradients(steps):
     reference, fast = _pair()
     rng = np.random.default_rng(2)
     x, h0, c0 = (tf.constant(rng.normal(size=shape).astype(np.float32))
-                 for shape in ((BATCH, TIME, INPUTS), (BATCH, UNITS), (BATCH, UNITS)))
+                 for shape in ((BATCH, steps, INPUTS), (BATCH, UNITS), (BATCH, UNITS)))
     assert fast_path_applies(fast)
     want_outputs, want_grads = _loss_and_gradients(reference, x, h0, c0, training=True)
     got_outputs, got_grads = _loss_and_gradients(fast, x, h0, c0, training=True)
@@ -80,6 +81,10 @@ def test_where_the_training_path_applies():
     with_dropout = training_lstm(UNITS, "inner_dropout")
     with_dropout.cell.dropout = 0.5  # dropout inside the layer is Keras' to draw: its own loop runs
     assert not fast_path_applies(with_dropout)
+    wide = training_lstm(256, "wide")
+    wide(tf.zeros((1, 2, INPUTS)))
+    # a layer wider than 128 units trains faster in Keras' loop when two ops run at a time
+    assert fast_path_applies(wide) == (tf.config.threading.get_inter_op_parallelism_threads() == 1)
     model = build_model(registry.get_config("folk_lookback"), 40)
     lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
     assert len(lstms) == 2 and all(isinstance(layer, keras.layers.LSTM) and fast_path_applies(layer)

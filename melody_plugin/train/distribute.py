@@ -22,15 +22,23 @@ def configure_cpu_devices(num_cpu_devices: int) -> None:
             pass  # already initialised (a second run in one process keeps the first split)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system has one, else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def configure_threads(intra_op: int = 0, inter_op: int = 0) -> tuple[int, int]:
-    """TensorFlow's thread pools; 0 = auto: on a CPU-only machine one thread per op and two ops at a time.
+    """TensorFlow's thread pools; 0 = auto: on a CPU-only machine one thread per op and two ops at a time (one when
+    the process may use one core only).
 
     These LSTMs are small: splitting one op over both cores costs more in hand-offs than it gains (measured on
     2 cores: 35k -> 47k tokens/s for char_lstm, 27k -> 42k for folk_lstm). Must run before TensorFlow starts.
     """
     tf = import_tensorflow()
     if not intra_op and not inter_op and not tf.config.list_physical_devices("GPU"):
-        intra_op, inter_op = 1, min(2, os.cpu_count() or 1)
+        intra_op, inter_op = 1, min(2, usable_cores())
     try:
         if intra_op:
             tf.config.threading.set_intra_op_parallelism_threads(intra_op)
