@@ -107,10 +107,19 @@ def held_out_folder(input_dir: Path, out: Path, eval_ratio: float) -> int:
 
 def dataset(input_dir: str, work: Path, config: str, hparams: str) -> Path:
     """The folk set as a dataset folder for this variant, made once for each set of the settings applied when a
-    dataset is made: the end token, the key normalisation and the transposition copies."""
+    dataset is made: the end token, the key normalisation and the transposition copies. A variant with its own
+    source tree (`@DIR`) gets a dataset made by that tree's melody_create_dataset with its own config: its presets
+    decide those settings, as its melody_train and melody_evaluate do."""
     from melody_plugin.model.registry import get_config, with_hparams
 
-    chosen = with_hparams(get_config(config), hparams.partition("@")[0])
+    hparams, _, code = hparams.partition("@")
+    if code:
+        data = work / ("data_" + "".join(c if c.isalnum() else "_" for c in f"{code}_{config}_{hparams}"))
+        if not (data / "train.tfrecord").is_file():
+            run([str(BIN / "melody_create_dataset"), f"--input={input_dir}", f"--output_dir={data}",
+                 f"--config={config}", f"--hparams={hparams}", "--progress=false"], code)
+        return data
+    chosen = with_hparams(get_config(config), hparams)
     lo, hi = chosen.augment_transpositions
     name = ("data" + ("_end" if chosen.end_token else "") + ("_key" if chosen.transpose_to_key else "")
             + (f"_shift{lo}_{hi}" if (lo, hi) != (0, 0) else ""))
