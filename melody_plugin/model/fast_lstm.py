@@ -3,8 +3,8 @@
 Keras' LSTM on a CPU runs its cell once per time step: two matrix products forward (x.W and h.U) and four backward
 (the gradients of x, h, W and U), each of a few rows. `lstm_sequence` hoists everything that does not depend on the
 previous step out of the loops: x.W in one large product before the recurrence; after it, the gradients of x, W, U
-and the bias in one large product each. Inside the loops only h.U (forward) and dz.U^T
-(backward) remain, and the backward loop's gate derivatives are computed for all steps at once before it.
+and the bias in one large product each. Inside the loops only h.U (forward) and dz.U^T (backward) remain, and the
+backward loop's gate derivatives are computed for all steps at once before it.
 
 The window's steps run in a few parts, so that with two threads for ops one part's large products run beside
 another part's recurrence.
@@ -18,7 +18,6 @@ models keep Keras' own loop.
 from __future__ import annotations
 
 import functools
-import itertools
 
 from melody_plugin.runtime.quiet import import_keras, import_tensorflow
 
@@ -94,7 +93,8 @@ def lstm_sequence(tf, xs, kernel, recurrent, bias, h0, c0):
 
     @tf.custom_gradient
     def run(xs, kernel, recurrent, bias, h0, c0):
-        parts = _chunks(tf, xs)
+        sizes = _chunk_sizes(xs)
+        parts = _in_chunks(tf, xs, sizes)
         xws = [tf.einsum("tbi,ig->tbg", x, kernel) + bias for x in parts]
         h, c, saved = h0, c0, []
         for xw in xws:
@@ -117,14 +117,12 @@ def lstm_sequence(tf, xs, kernel, recurrent, bias, h0, c0):
             d_hs = _zero_if_none(tf, d_hs, hs)
             dh, dc = _zero_if_none(tf, d_h, h), _zero_if_none(tf, d_c, c)
             d_xs, d_kernel, d_recurrent, d_bias = [], [], [], []
-            ends = [0] + list(itertools.accumulate(int(x.shape[0]) for x in parts)) if len(parts) > 1 else None
-            for k in reversed(range(len(parts))):
-                window = slice(ends[k], ends[k + 1]) if ends else slice(None)
-                dh, dc, dz = _backward(tf, recurrent_t, dh, dc, (d_hs[window], to_c[window], slopes[window],
-                                                                 f[window]))
+            chunked = zip(parts, *(_in_chunks(tf, t, sizes) for t in (h_prev, d_hs, to_c, slopes, f)))
+            for x, h_before, *part in reversed(list(chunked)):
+                dh, dc, dz = _backward(tf, recurrent_t, dh, dc, part)
                 d_xs.append(tf.einsum("tbg,gi->tbi", dz, kernel_t))
-                d_kernel.append(tf.einsum("tbi,tbg->ig", parts[k], dz))
-                d_recurrent.append(tf.einsum("tbh,tbg->hg", h_prev[window], dz))
+                d_kernel.append(tf.einsum("tbi,tbg->ig", x, dz))
+                d_recurrent.append(tf.einsum("tbh,tbg->hg", h_before, dz))
                 d_bias.append(tf.reduce_sum(dz, (0, 1)))
             return (tf.concat(d_xs[::-1], 0), tf.add_n(d_kernel), tf.add_n(d_recurrent), tf.add_n(d_bias), dh, dc)
 
@@ -133,13 +131,17 @@ def lstm_sequence(tf, xs, kernel, recurrent, bias, h0, c0):
     return run(xs, kernel, recurrent, bias, h0, c0)
 
 
-def _chunks(tf, xs) -> list:
-    """xs split along time into `CHUNKS` parts of near-equal length (one part when time is not static)."""
+def _chunk_sizes(xs) -> list[int] | None:
+    """The steps of each of `CHUNKS` near-equal parts of xs' time; None (one part) when time is not static or short."""
     steps = xs.shape[0]
     if steps is None or steps < 2 * CHUNKS:
-        return [xs]
-    sizes = [steps // CHUNKS + (k < steps % CHUNKS) for k in range(CHUNKS)]
-    return tf.split(xs, sizes, axis=0)
+        return None
+    return [steps // CHUNKS + (k < steps % CHUNKS) for k in range(CHUNKS)]
+
+
+def _in_chunks(tf, tensor, sizes) -> list:
+    """`tensor` split along time (its first axis) by `_chunk_sizes`' sizes, or whole."""
+    return [tensor] if sizes is None else tf.split(tensor, sizes, axis=0)
 
 
 def _forward(tf, xw, recurrent, h, c):
