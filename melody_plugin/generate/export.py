@@ -14,7 +14,8 @@ from melody_plugin.generate import sampler, sampler_tf
 from melody_plugin.model.numpy_model import weights_to_keras_model
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
-from melody_plugin.tokens.form import OPEN_COUNTDOWN
+from melody_plugin.generate.endings import final_prior
+from melody_plugin.tokens.form import FINAL_CLASSES, FINAL_OPEN, FINAL_PITCH_SIZE, OPEN_COUNTDOWN
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
 
@@ -45,6 +46,7 @@ def _serving_module(tf, model, vocab, copy_bars=()):
             self.fillable = tf.constant(fillable_np)
             self.targets = tf.constant(target_np, tf.int32)
             self.end_id = tf.constant(-1 if vocab.end_id is None else vocab.end_id, tf.int32)
+            self.final_prior = tf.constant(final_prior(vocab.final_counts), tf.float32)
 
         def positions(self, ids, steps_per_bar):
             """(batch, time): where the token after each id begins in its bar (vocab.meter_features, <unk> 0)."""
@@ -89,6 +91,8 @@ def _serving_module(tf, model, vocab, copy_bars=()):
                 inputs["lookback_1"], inputs["lookback_2"] = self.lookback(ids, steps_per_bar)
             if step_fn.countdown:  # the length of the melody unknown, as melody_evaluate scores
                 inputs["bars_left"] = tf.fill(tf.shape(ids), tf.constant(OPEN_COUNTDOWN, tf.int32))
+            if step_fn.final_pitch:  # nor how it ends
+                inputs["final_pitch"] = tf.fill(tf.shape(ids), tf.constant(FINAL_OPEN, tf.int32))
             inputs.update(zip((f"copy_{k}" for k in step_fn.copy_bars), self.copies(ids, steps_per_bar)))
             if step_fn.key_head:  # form.pitch_class_steps of every row
                 table = tf.transpose(self.model.get_layer("pitch_class_table").kernel)  # (vocab, 12)
@@ -106,19 +110,42 @@ def _serving_module(tf, model, vocab, copy_bars=()):
                 target = tf.gather(self.targets, steps)
             batch = tf.shape(ids)[0]
             positions = self.positions(ids, steps_per_bar)
-            states = sampler_tf.initial_states(tf, step_fn, batch)  # a bar lookback model's roll starts as PAD
             open_ending = tf.fill([batch], tf.logical_not(tune_ending))
             # each primer token's steps left to the end: this request's steps plus the primer's after it
             ends = tf.cumsum(tf.gather(self.durations, ids), axis=1)
             left = target[:, None] + ends[:, -1:] - ends
-            for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
-                countdown = sampler_tf.countdown_input(tf, left[:, t], steps_per_bar, open_ending)
-                _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar, countdown)
+            if step_fn.final_pitch:
+                states = self.told_states(ids, positions, steps_per_bar, left, open_ending, seed)
+            else:
+                states = sampler_tf.initial_states(tf, step_fn, batch)  # a bar lookback model's roll starts as PAD
+                for t in tf.range(tf.shape(ids)[1] - 1):  # the whole primer builds the state
+                    countdown = sampler_tf.countdown_input(tf, left[:, t], steps_per_bar, open_ending)
+                    _, states = step_fn(ids[:, t], states, positions[:, t], steps_per_bar, countdown)
             out = sample(sampler_tf.Start(states, ids[:, -1], target, positions[:, -1], steps_per_bar, open_ending),
                          sampler_tf.Tables(self.durations, self.allowed, self.fillable, self.end_id),
                          sampler_tf.Knobs(temperature, top_k, top_p, seed))
             out["unfilled_steps"] = steps - target
             return out
+
+        def told_states(self, ids, positions, steps_per_bar, left, open_ending, seed):
+            """A final-pitch model's state after the primer (all but its last id), each row told the pitch class its
+            melody ends on, drawn from the posterior given the primer (generate/endings.py), or the open value for
+            an open ending: the primer runs once per class (rows b * FINAL_PITCH_SIZE + class)."""
+            batch, classes = tf.shape(ids)[0], FINAL_PITCH_SIZE
+            rows = [tf.repeat(x, classes, axis=0) for x in (ids, positions, steps_per_bar, left, open_ending)]
+            ids_r, positions_r, bar_r, left_r, open_r = rows
+            states = sampler_tf.initial_states(tf, step_fn, batch * classes)
+            states[-1] = tf.tile(tf.range(classes, dtype=tf.int32)[:, None], [batch, 1])
+            log_likelihood = tf.zeros([batch * classes])
+            for t in tf.range(tf.shape(ids)[1] - 1):
+                countdown = sampler_tf.countdown_input(tf, left_r[:, t], bar_r, open_r)
+                logits, states = step_fn(ids_r[:, t], states, positions_r[:, t], bar_r, countdown)
+                log_likelihood += tf.gather(tf.nn.log_softmax(logits), ids_r[:, t + 1], batch_dims=1)
+            posterior = tf.reshape(log_likelihood, [batch, classes])[:, :FINAL_CLASSES] + self.final_prior[None, :]
+            drawn = tf.random.stateless_categorical(posterior, 1, seed=tf.stack([seed, tf.constant(0xF1, tf.int64)]),
+                                                    dtype=tf.int32)[:, 0]
+            chosen = tf.where(open_ending, tf.constant(FINAL_OPEN, tf.int32), drawn)
+            return tf.nest.map_structure(lambda s: tf.gather(s, tf.range(batch) * classes + chosen), states)
 
     module = MelodyModule()
     request = [tf.TensorSpec([None, None], tf.int32, name="ids"), tf.TensorSpec([None], tf.int32, name="steps"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from melody_plugin.errors import InputFileError, MelodyPluginError, ModelLoadError
-from melody_plugin.generate import bundle, sampler_tf
+from melody_plugin.generate import bundle, endings, sampler_tf
 from melody_plugin.generate.sampler import (
     Constraints,
     DecodeStart,
@@ -48,11 +48,9 @@ from melody_plugin.tokens.vocab import (
 
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "data" / "default_model"
 
-
 MODE_ROUNDS = 16  # draws `generate_in_mode` makes at most to find outputs in the mode asked for
 
 EXAMPLE_PRIMER = Path(__file__).parents[1] / "data" / "examples" / "seed.mid"
-
 
 class PrimerError(MelodyPluginError):
     """A primer that cannot be used: unreadable, no notes, drums only..."""
@@ -323,7 +321,7 @@ class MelodyGenerator:
         shift = key_shift(primer_melody) if self.vocab.transpose_to_key else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
         changes = [c.transpose(-shift) for c in changes]  # named as the primer has them
-        start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step), ending)
+        start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step), sampling)
         # --- sample
         tokens = TokenTable(self._durations, constraints.mask(self._pitches, shift=-shift))
         result = self._sample(start, tokens, sampling)
@@ -384,21 +382,28 @@ class MelodyGenerator:
         return primer_melody
 
     def _decode_start(self, primer: Melody, sequence: list[int], changes: list[OovChange], shape: tuple[int, int],
-                      ending: str) -> DecodeStart:
+                      sampling: SamplingOptions) -> DecodeStart:
         """Each output's decoding start: the state after `sequence` ([START] + the primer's ids) but its last id,
         that id, the steps up to the end step and, for a model with meter features, the bar position.
 
-        `shape`: (outputs, end step). A countdown model reads the primer counting down to the end step ("tune") or
-        with the open countdown ("open").
+        `shape`: (outputs, end step). A countdown model reads the primer counting down to the end step (ending "tune")
+        or with the open countdown ("open"); a final-pitch model ending a tune is told, in each output, the pitch class
+        it ends on, drawn from its posterior given the primer (`endings`, seeded).
         """
-        (num_outputs, end_step), spb, primer_steps = shape, primer.steps_per_bar, primer.total_steps
+        (num_outputs, end_step), ending = shape, sampling.ending
+        spb, primer_steps = primer.steps_per_bar, primer.total_steps
         steps = self._primer_durations(sequence, changes)
         features = None
         if self.model.meter_features:
             countdown = (bars_left(end_step - np.cumsum(steps), spb) if ending == "tune"
                          else np.full(len(steps), OPEN_COUNTDOWN))
             features = meter_features(steps, spb) + (steps, countdown)
-        state = self._primer_state(sequence, num_outputs, features)
+        if self.model.final_pitch and ending == "tune":
+            prior = endings.final_prior(self.vocab.final_counts)
+            posterior, by_class = endings.final_posterior(self.model, sequence, features, prior)
+            state = [s[endings.draw_finals(posterior, num_outputs, sampling.seed)[:, 0]] for s in by_class]
+        else:
+            state = self._primer_state(sequence, num_outputs, features)
         last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
         history = History.from_tokens(sequence, steps, spb)  # melodies start on a bar line
         if not self.model.meter_features:

@@ -12,14 +12,17 @@ from melody_plugin.model.keras_model import (
     gate_countdown_cap,
     key_bonus,
     key_head_features,
+    final_bonus,
     key_logits,
     mix_copies,
 )
 from melody_plugin.runtime.quiet import import_keras, import_tensorflow
 from melody_plugin.tokens.form import (
     COPY_STEPS,
+    FINAL_OPEN,
     FINAL_STEPS,
     MAX_COUNTDOWN,
+    KEY_TONIC_PROFILE_SIZE,
     ONSET_RING_WIDTH,
     OPEN_COUNTDOWN,
     ring_to_roll,
@@ -68,7 +71,8 @@ def keras_step_fn(model, durations=None, copy_bars=()):
     countdown (`step.countdown`). A model with bar lookback (`step.bar_lookback`) or copy sources (`copy_bars`, the
     config's) or a key head needs the vocabulary's `durations()`; its state ends with the roll buffer
     (`vocab.roll_lookback`), then the onset roll (`form.ring_to_roll`), then the steps each pitch class has sounded
-    (batch, 12) float32 (`form.pitch_class_steps`)."""
+    (batch, 12) float32 (`form.pitch_class_steps`), then with a final-pitch input the class the melody ends on
+    (batch, 1) int32 (`form.final_pitch_features`)."""
     keras = import_keras()
     ops = keras.ops
 
@@ -81,9 +85,11 @@ def keras_step_fn(model, durations=None, copy_bars=()):
         combine = model.get_layer("meter_add" if "meter_add" in names else "meter_concat")
     lookback = "lookback_1_embedding" in names
     countdown = "bars_left_embedding" in names
+    final_pitch = model.get_layer("final_pitch_embedding") if "final_pitch_embedding" in names else None
     copy_gate = model.get_layer("copy_gate") if "copy_gate" in names else None
     key_head = model.get_layer("key_head") if "key_head" in names else None
-    if key_head is not None:
+    final_head = model.get_layer("final_head") if "final_head" in names else None
+    if key_head is not None or final_head is not None:
         pitch_class_table = model.get_layer("pitch_class_table")
         key_tables = {name: model.get_layer(name) for name in ("pitch_class_table", "ending_table") if name in names}
     if lookback or copy_gate is not None or key_head is not None:
@@ -133,6 +139,8 @@ def keras_step_fn(model, durations=None, copy_bars=()):
                 extra.append(roll)
             if countdown:
                 features.append(countdown_embedding(bars_left))
+            if final_pitch is not None:  # the last state: the class the melody ends on (batch, 1)
+                features.append(final_pitch(states[-1][:, 0]))
             x = combine(features)
         new_states = []
         for layer, (h, c) in zip(lstms, states[:len(lstms)]):
@@ -150,11 +158,19 @@ def keras_step_fn(model, durations=None, copy_bars=()):
             top = METER_FEATURE_SIZE - 1
             head_in = (ops.concatenate([x, key_head_features(ops, bars_left, ops.minimum(bar_steps, top))], axis=-1)
                        if countdown else x)
-            logits = logits + key_logits(ops, key_tables, key_bonus(ops, key_head(head_in), held), bars_left)
+            logits = logits + key_logits(ops, key_tables, key_bonus(ops, key_head(head_in), held), bars_left,
+                                         key_head.units == KEY_TONIC_PROFILE_SIZE)
+        if final_head is not None:  # keras_model._apply's final-pitch head
+            top = METER_FEATURE_SIZE - 1
+            head_in = ops.concatenate([x, key_head_features(ops, bars_left, ops.minimum(bar_steps, top))], axis=-1)
+            logits = logits + key_logits(ops, key_tables, final_bonus(ops, final_head(head_in), states[-1][:, 0]),
+                                         bars_left)
         if copy_gate is not None:
             gate_features = copy_gate_features(ops, candidates, bars_left if countdown else None, gate_cap)
             gate_logits = copy_gate(ops.concatenate([x, gate_features], axis=-1))
             logits = mix_copies(ops, logits, gate_logits, candidates, logits.shape[-1])
+        if final_pitch is not None:
+            extra.append(states[-1])
         return logits, new_states + extra
 
     if copy_gate is not None and copy_gate.units != len(copy_bars) + 1:
@@ -165,6 +181,7 @@ def keras_step_fn(model, durations=None, copy_bars=()):
     step.countdown = countdown
     step.copy_bars = tuple(copy_bars) if copy_gate is not None else ()
     step.key_head = key_head is not None
+    step.final_pitch = final_pitch is not None
     return step
 
 
@@ -178,6 +195,8 @@ def initial_states(tf, step_fn, batch):
         states.append(tf.fill([batch, COPY_STEPS], tf.constant(PAD, tf.int32)))
     if step_fn.key_head:
         states.append(tf.zeros([batch, 12]))
+    if step_fn.final_pitch:  # not told how the melody ends
+        states.append(tf.fill([batch, 1], tf.constant(FINAL_OPEN, tf.int32)))
     return states
 
 

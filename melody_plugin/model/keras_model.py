@@ -10,6 +10,7 @@ import numpy as np
 from melody_plugin.tokens.form import (
     BEST_KEY_TOLERANCE,
     COUNTDOWN_SIZE,
+    FINAL_PITCH_SIZE,
     FINAL_STEPS,
     KEY_PROFILE_SIZE,
     KEY_TONIC_PROFILE_SIZE,
@@ -24,6 +25,9 @@ LOOKBACK_INPUTS = ("lookback_1", "lookback_2")  # the ids sounding one and two b
 
 
 COUNTDOWN_INPUT = "bars_left"  # config.countdown
+
+
+FINAL_PITCH_INPUT = "final_pitch"  # config.final_pitch
 
 
 KEY_INPUT = "pitch_classes"  # config.key_head: (batch, time, 12) steps each pitch class has sounded so far
@@ -136,15 +140,30 @@ def key_bonus(ops, profile, steps):
     return ops.stack([anywhere, profile[..., 16:17] * best[0] + profile[..., 17:18] * best[1]], axis=-2)
 
 
-def key_logits(ops, layers: dict, bonus, bars_left):
-    """The key head's (..., vocab) bonus from `key_bonus`: each id gets its pitch class's; with key_tonic, the ids
-    that end the melody where `bars_left` (the countdown) says so get the ending bonus too (`form.ending_table`)."""
+def key_logits(ops, layers: dict, bonus, bars_left, paired: bool = True):
+    """The key head's (..., vocab) bonus from `key_bonus`: each id gets its pitch class's; with key_tonic (`paired`:
+    a (..., 2, 12) bonus), the ids that end the melody where `bars_left` (the countdown) says so get the ending bonus
+    too (`form.ending_table`). The final-pitch head's bonus (`final_bonus`) is paired too."""
     table = layers["pitch_class_table"]
-    if "ending_table" not in layers:
+    if not paired:
         return table(bonus)
     rows = ops.where(bars_left <= FINAL_STEPS, bars_left, 0)
     ends = layers["ending_table"](ops.one_hot(rows, FINAL_STEPS + 1, dtype="float32"))
     return table(bonus[..., 0, :]) + table(bonus[..., 1, :]) * ends
+
+
+def final_bonus(ops, out, final):
+    """The final-pitch head's (..., 2, 12) bonus of each pitch class j (as `key_bonus` with key_tonic gives it, for
+    `key_logits`): from its (..., 13) output, first the weight of j's scale degree above the final pitch class f,
+    out[(j - f) mod 12], for any token; then out[12] where j is f, for a token that ends the melody. None where the
+    final is not told (FINAL_NONE, FINAL_OPEN)."""
+    final = ops.expand_dims(ops.cast(final, "int32"), -1)
+    classes = ops.arange(12, dtype="int32")
+    degrees = ops.mod(classes - final, 12)
+    told = ops.cast(final < 12, "float32")
+    anywhere = ops.take_along_axis(out[..., :12], degrees, axis=-1) * told
+    ending = out[..., 12:13] * ops.cast(ops.equal(classes, final), "float32")
+    return ops.stack([anywhere, ending], axis=-2)
 
 
 def key_head_features(ops, bars_left, bar_steps):
@@ -197,7 +216,8 @@ def _inputs(keras, config: ModelConfig):
     if not config.meter_features:
         return ids
     names = (("bar_position", "bar_steps") + (LOOKBACK_INPUTS if config.bar_lookback else ())
-             + ((COUNTDOWN_INPUT,) if config.countdown else ()) + copy_inputs(config))
+             + ((COUNTDOWN_INPUT,) if config.countdown else ()) + ((FINAL_PITCH_INPUT,) if config.final_pitch else ())
+             + copy_inputs(config))
     inputs = {"ids": ids, **{name: keras.Input(shape=(None,), dtype="int32", name=name) for name in names}}
     if config.key_head:
         inputs[KEY_INPUT] = keras.Input(shape=(None, 12), dtype="int32", name=KEY_INPUT)
@@ -215,6 +235,8 @@ def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None, durations
                 layers[name] = _embedding(keras, vocab_size, size, f"{name}_embedding")
         if config.countdown:
             layers[COUNTDOWN_INPUT] = _embedding(keras, COUNTDOWN_SIZE, size, f"{COUNTDOWN_INPUT}_embedding")
+        if config.final_pitch:
+            layers[FINAL_PITCH_INPUT] = _embedding(keras, FINAL_PITCH_SIZE, size, f"{FINAL_PITCH_INPUT}_embedding")
         layers["meter"] = keras.layers.Add(name="meter_add") if size else keras.layers.Concatenate(name="meter_concat")
     # return_state: the carry model reads the final states; the plain model leaves them unused. Keras' LSTM, with
     # fewer small ops when training on a CPU (fast_lstm)
@@ -228,11 +250,14 @@ def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None, durations
         size = KEY_TONIC_PROFILE_SIZE if config.key_tonic else KEY_PROFILE_SIZE
         layers["key_head"] = keras.layers.Dense(size, dtype="float32", kernel_initializer="zeros",
                                                 name="key_head")
+    if config.final_pitch:  # the weights of the scale degrees above the final, and of ending on it; from zero too
+        layers["final_head"] = keras.layers.Dense(13, dtype="float32", kernel_initializer="zeros", name="final_head")
+    if config.key_head or config.final_pitch:
         table = np.zeros((vocab_size, 12), np.float32) if pitches is None else pitch_class_table(pitches)
         layers["pitch_class_table"] = keras.layers.Dense(
             vocab_size, use_bias=False, trainable=False, dtype="float32",
             kernel_initializer=keras.initializers.Constant(table.T), name="pitch_class_table")
-    if config.key_tonic:  # which ids end the melody at each countdown value of the last bar
+    if config.key_tonic or config.final_pitch:  # which ids end the melody at each countdown value of the last bar
         table = np.zeros((FINAL_STEPS + 1, vocab_size), np.float32) if durations is None else ending_table(durations)
         layers["ending_table"] = keras.layers.Dense(
             vocab_size, use_bias=False, trainable=False, dtype="float32",
@@ -248,8 +273,8 @@ def _layers(keras, config: ModelConfig, vocab_size: int, pitches=None, durations
 def _apply(layers: dict, inputs, states):
     """(logits, final states) of the layers on `inputs`, from `states` ([h, c] per layer) or zeros (None)."""
     if isinstance(inputs, dict):
-        features = ("bar_position", "bar_steps") + tuple(name for name in LOOKBACK_INPUTS + (COUNTDOWN_INPUT,)
-                                                         if name in inputs)
+        features = ("bar_position", "bar_steps") + tuple(
+            name for name in LOOKBACK_INPUTS + (COUNTDOWN_INPUT, FINAL_PITCH_INPUT) if name in inputs)
         x = layers["meter"]([layers["embedding"](inputs["ids"])] + [layers[name](inputs[name]) for name in features])
     else:
         x = layers["embedding"](inputs)
@@ -268,7 +293,12 @@ def _apply(layers: dict, inputs, states):
                                       axis=-1)
         profile = layers["key_head"](head_in)
         logits = logits + key_logits(ops, layers, key_bonus(ops, profile, inputs[KEY_INPUT]),
-                                     inputs.get(COUNTDOWN_INPUT))
+                                     inputs.get(COUNTDOWN_INPUT), profile.shape[-1] == KEY_TONIC_PROFILE_SIZE)
+    if "final_head" in layers:  # a final-pitch model has a countdown
+        head_in = ops.concatenate([ops.cast(x, "float32"),
+                                   key_head_features(ops, inputs[COUNTDOWN_INPUT], inputs["bar_steps"])], axis=-1)
+        bonus = final_bonus(ops, layers["final_head"](head_in), inputs[FINAL_PITCH_INPUT])
+        logits = logits + key_logits(ops, layers, bonus, inputs[COUNTDOWN_INPUT])
     if "copy_gate" not in layers:
         return logits, final
     candidates = ops.stack([inputs[name] for name in layers["copy_names"]], axis=-1)

@@ -13,6 +13,7 @@ from melody_plugin.model.keras_model import GATE_COUNTDOWN, build_model, gate_co
 from melody_plugin.runtime.atomic import write_bytes
 from melody_plugin.tokens.form import (
     COUNTDOWN_SIZE,
+    FINAL_OPEN,
     FINAL_STEPS,
     countdown_bars,
     ending_rows,
@@ -25,10 +26,10 @@ from melody_plugin.tokens.form import (
 from melody_plugin.tokens.vocab import LOOKBACK_STEPS, PAD, roll_lookback
 
 EMBEDDINGS = ("embedding", "bar_position_embedding", "bar_steps_embedding", "lookback_1_embedding",
-              "lookback_2_embedding", "bars_left_embedding")
+              "lookback_2_embedding", "bars_left_embedding", "final_pitch_embedding")
 
 
-DENSE = ("logits", "copy_gate", "key_head")  # kernel and bias each
+DENSE = ("logits", "copy_gate", "key_head", "final_head")  # kernel and bias each
 
 
 TABLES = ("pitch_class_table", "ending_table")  # a kernel, fixed (not trained)
@@ -153,10 +154,16 @@ class NumpyLSTM:
                                                len(self.copy_bars))
         if self.countdown:
             self.countdown_embedding = weights["bars_left_embedding"]
+        self.final_pitch = "final_pitch_embedding" in weights
+        if self.final_pitch:
+            self.final_pitch_embedding = weights["final_pitch_embedding"]
         self.key_head = "key_head/kernel" in weights
-        if self.key_head:  # the profile's kernel and bias, and each id's pitch class one-hot (vocab, 12)
+        if self.key_head:  # the profile's kernel and bias
             self.key_kernel, self.key_bias = weights["key_head/kernel"], weights["key_head/bias"]
+        if "pitch_class_table/kernel" in weights:  # each id's pitch class one-hot (vocab, 12)
             self.pitch_classes = np.ascontiguousarray(weights["pitch_class_table/kernel"].T)
+        self.final_head = (weights["final_head/kernel"], weights["final_head/bias"]) if "final_head/kernel" in weights \
+            else None
         self.ending_table = weights.get("ending_table/kernel")  # key_tonic: the ids that end the melody
         if self.bar_lookback or self.copy_bars or self.key_head:
             if durations is None:
@@ -183,7 +190,8 @@ class NumpyLSTM:
     def initial_state(self, batch: int) -> list[np.ndarray]:
         """[h0, c0, h1, c1, ...], each (batch, units); with bar lookback then the roll (batch, LOOKBACK_STEPS) int32
         of PAD (nothing sounded before the start); with copy sources then the onset ring (`form.onset_ring`); with
-        a key head then the steps each pitch class has sounded (batch, 12) float32."""
+        a key head then the steps each pitch class has sounded (batch, 12) float32; with a final-pitch input then
+        the class each row's melody ends on (batch, 1) int32, FINAL_OPEN (not told) until the caller sets it."""
         state = []
         for _, recurrent, _ in self.layers:
             units = recurrent.shape[0]
@@ -194,9 +202,11 @@ class NumpyLSTM:
             state.append(onset_ring(batch))
         if self.key_head:
             state.append(np.zeros((batch, 12), np.float32))
+        if self.final_pitch:
+            state.append(np.full((batch, 1), FINAL_OPEN, np.int32))
         return state
 
-    def _inputs(self, ids, positions, bar_steps, lookback=(), bars_left=None) -> np.ndarray:
+    def _inputs(self, ids, positions, bar_steps, lookback=(), bars_left=None, final=None) -> np.ndarray:
         x = self.embedding[ids]
         if not self.meter_features:
             return x
@@ -208,6 +218,8 @@ class NumpyLSTM:
             if bars_left is None:
                 raise ValueError("this model counts down to the end: pass each token's bars_left")
             features.append(self.countdown_embedding[bars_left])
+        if final is not None:
+            features.append(self.final_pitch_embedding[final[:, 0]])
         return np.concatenate(features, axis=-1) if self.concatenate else sum(features[1:], features[0])
 
     def step(self, ids: np.ndarray, state: list[np.ndarray], positions=None, bar_steps=None,
@@ -236,7 +248,10 @@ class NumpyLSTM:
         if self.key_head:
             held = next(rolls) + self.pitch_classes[ids] * fed[:, None].astype(np.float32)
             extra.append(held)
-        x = self._inputs(ids, positions, bar_steps, lookback, bars_left)
+        final = next(rolls) if self.final_pitch else None
+        if final is not None:
+            extra.append(final)
+        x = self._inputs(ids, positions, bar_steps, lookback, bars_left, final)
         new_state = []
         for layer, (kernel, recurrent, bias) in enumerate(self.layers):
             h, c = state[2 * layer], state[2 * layer + 1]
@@ -253,16 +268,33 @@ class NumpyLSTM:
         if self.key_head:
             head_in = np.concatenate([x, key_head_features(bars_left, bar_steps)], axis=1) if self.countdown else x
             bonus = key_bonus(head_in @ self.key_kernel + self.key_bias, held)
-            if self.ending_table is None:
+            if bonus.ndim == 2:  # no key tonic
                 logits = logits + bonus @ self.pitch_classes.T
             elif (np.asarray(bars_left) > FINAL_STEPS).all():  # no row in its last bar: no token ends the melody
                 logits = logits + bonus[:, 0] @ self.pitch_classes.T
             else:  # keras_model.key_logits
                 by_id = bonus @ self.pitch_classes.T  # (batch, 2, vocab)
                 logits = logits + by_id[:, 0] + by_id[:, 1] * self.ending_table[ending_rows(bars_left)]
+        if self.final_head is not None:
+            logits = logits + self._final_logits(x, bars_left, bar_steps, final[:, 0])
         if self.copy_bars:
             logits = self._mix(logits, x, ring_candidates(onsets, bar_steps, self.copy_bars), bars_left)
         return logits, new_state + extra
+
+    def _final_logits(self, h, bars_left, bar_steps, final) -> np.ndarray:
+        """keras_model.final_bonus through key_logits in numpy: each pitched id gets the weight of its scale degree
+        above the final pitch class, and an id that ends the melody on it the ending weight (none where the final is
+        not told)."""
+        kernel, bias = self.final_head
+        out = np.concatenate([h, key_head_features(bars_left, bar_steps)], axis=1) @ kernel + bias  # (batch, 13)
+        told = (final < 12)[:, None]
+        degrees = (np.arange(12)[None, :] - final[:, None]) % 12
+        anywhere = np.take_along_axis(out[:, :12], degrees, axis=1) * told
+        bonus = anywhere @ self.pitch_classes.T
+        if (np.asarray(bars_left) > FINAL_STEPS).all():  # no row in its last bar: no token ends the melody
+            return bonus
+        ending = out[:, 12:13] * (np.arange(12)[None, :] == final[:, None])
+        return bonus + (ending @ self.pitch_classes.T) * self.ending_table[ending_rows(bars_left)]
 
     def _mix(self, logits, h, candidates, bars_left) -> np.ndarray:
         """keras_model.mix_copies in numpy: the LSTM's and the copy sources' distributions mixed by the gate."""

@@ -25,7 +25,8 @@ DEFAULT_CONFIG = "char_lstm"
 # Fields that fix the shape of the weights or the meaning of the tokens: a run dir refuses to resume if they differ.
 ARCHITECTURE_FIELDS = ("embedding_size", "rnn_layer_sizes", "steps_per_quarter", "transpose_to_key",
                        "augment_transpositions", "min_token_count", "meter_features", "bar_lookback", "end_token",
-                       "countdown", "copy_bars", "key_head", "key_tonic", "gate_countdown")
+                       "countdown", "copy_bars", "key_head", "key_tonic", "gate_countdown",
+                       "final_pitch")
 
 
 LR_DECAYS = ("none", "cosine", "linear")
@@ -70,6 +71,12 @@ class ModelConfig:
     # only its fits), for any token and, with its own weights, for a token that ends the melody where the countdown
     # says so (its length is the steps left): a sharp cue for a tune's last note. Needs key_head and countdown.
     key_tonic: bool = False
+    # each token of a melody whose end the model is told (the countdown) also brings the pitch class of the melody's
+    # last note (tokens.form.final_pitch_features): the model learns how a tune that will end on that note goes, and
+    # a generated tune's final pitch class is drawn first, from the model's own posterior given the primer (the
+    # training tunes' final pitch classes as the prior, `Vocabulary.final_counts`). Open continuations and scoring
+    # are not told (the open value, as the countdown's). Needs countdown.
+    final_pitch: bool = False
     # in training, each target in a melody's last bar (where the model is told so: the countdown, not the open one)
     # counts this many times in the loss: a tune has one ending, and the model sees the same inputs when it
     # generates, so the best distribution there is unchanged; only more of the learning goes to it
@@ -140,6 +147,8 @@ class ModelConfig:
               f"key_tonic needs key_head and countdown (it adds to the key head, and the countdown says where the "
               f"melody ends); got key_head={str(self.key_head).lower()}, countdown={str(self.countdown).lower()}: "
               "turn them on, or key_tonic off (key_tonic=false)")
+        check(not self.final_pitch or self.countdown,
+              "final_pitch needs countdown (a melody's final pitch is told where its end is), got countdown=false")
         check(len(set(self.copy_bars)) == len(self.copy_bars) and all(1 <= k <= MAX_COPY_BARS for k in self.copy_bars),
               f"copy_bars must be distinct bar counts in 1..{MAX_COPY_BARS}, got {list(self.copy_bars)}")
         check(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")

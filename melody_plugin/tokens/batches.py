@@ -10,7 +10,13 @@ import numpy as np
 
 from melody_plugin.runtime.quiet import import_tensorflow
 from melody_plugin.tokens.records import DatasetError
-from melody_plugin.tokens.form import copy_features, countdown_features, pitch_class_steps, pitch_class_table
+from melody_plugin.tokens.form import (
+    copy_features,
+    countdown_features,
+    final_pitch_features,
+    pitch_class_steps,
+    pitch_class_table,
+)
 from melody_plugin.tokens.vocab import lookback_features, meter_features, token_durations
 
 
@@ -49,7 +55,9 @@ class MeterInputs(NamedTuple):
     features ride along with the ids: the bar lookback, the countdown to the melody's end (`open_share` of the
     melodies get the open countdown: in shuffled lanes drawn anew each pass, else chosen by index), the copy sources
     `copy_bars` bars back, and with the vocabulary's `pitches()` the steps each pitch class has sounded so far (the
-    key head's input). A plain (steps_per_bar, durations) pair means bar position and bar length only."""
+    key head's input), and with `final_pitches` (the vocabulary's `pitches()`) the pitch class each melody ends on
+    (`form.final_pitch_features`: open where the countdown is). A plain (steps_per_bar, durations) pair means bar
+    position and bar length only."""
 
     steps_per_bar: list
     durations: np.ndarray
@@ -58,6 +66,7 @@ class MeterInputs(NamedTuple):
     copy_bars: tuple = ()
     open_share: float = 0.0
     pitches: np.ndarray | None = None
+    final_pitches: np.ndarray | None = None
 
 
 FEATURE_NAMES = ("bar_position", "bar_steps")
@@ -70,6 +79,9 @@ COUNTDOWN_NAME = "bars_left"
 
 
 KEY_NAME = "pitch_classes"  # (time, 12) each, where the other features are (time,)
+
+
+FINAL_PITCH_NAME = "final_pitch"
 
 
 def copy_names(bars) -> tuple[str, ...]:
@@ -96,6 +108,8 @@ def sequence_features(sequence, steps_per_bar: int, meter: MeterInputs, open_end
         out.update(zip(copy_names(meter.copy_bars), copy_features(steps, sequence, steps_per_bar, meter.copy_bars)))
     if meter.pitches is not None:
         out[KEY_NAME] = pitch_class_steps(steps, sequence, pitch_class_table(meter.pitches))
+    if meter.final_pitches is not None:
+        out[FINAL_PITCH_NAME] = final_pitch_features(sequence, meter.final_pitches, open_ending)
     return out
 
 
@@ -135,7 +149,8 @@ def _feature_names(meter: MeterInputs | None) -> tuple[str, ...]:
     if meter is None:
         return ()
     return (FEATURE_NAMES + (LOOKBACK_NAMES if meter.lookback else ()) + ((COUNTDOWN_NAME,) if meter.countdown else ())
-            + copy_names(meter.copy_bars) + ((KEY_NAME,) if meter.pitches is not None else ()))
+            + copy_names(meter.copy_bars) + ((KEY_NAME,) if meter.pitches is not None else ())
+            + ((FINAL_PITCH_NAME,) if meter.final_pitches is not None else ()))
 
 
 def _feature_shape(name: str) -> tuple[int, ...]:

@@ -21,6 +21,37 @@ MAX_COUNTDOWN = 32
 OPEN_COUNTDOWN = FINAL_STEPS + MAX_COUNTDOWN
 COUNTDOWN_SIZE = OPEN_COUNTDOWN + 1
 
+# the final-pitch input (ModelConfig.final_pitch): the pitch class (0-11) of the melody's last sounding note, which
+# every token of a melody with a known end brings along; FINAL_NONE for a melody without one; FINAL_OPEN where the end
+# is not in sight (the open countdown): the model is then not told how the melody ends
+FINAL_NONE = 12
+FINAL_OPEN = 13
+FINAL_PITCH_SIZE = 14
+FINAL_CLASSES = FINAL_NONE + 1  # the values a melody can end on: twelve pitch classes and none
+
+
+def final_pitch_class(ids, pitches) -> int:
+    """The final-pitch class of an id sequence: the pitch class of its last id with a pitch (`pitches`: the
+    vocabulary's `pitches()`, rests and special tokens negative), or FINAL_NONE without one."""
+    held = np.asarray(pitches)[np.asarray(ids, dtype=np.int64)]
+    sounding = np.flatnonzero(held >= 0)
+    return int(held[sounding[-1]] % 12) if len(sounding) else FINAL_NONE
+
+
+def final_counts(sequences, pitches) -> tuple[int, ...]:
+    """How many of the id `sequences` end on each final-pitch class (`final_pitch_class`): FINAL_CLASSES counts, the
+    pitch classes C..B, then none (`Vocabulary.final_counts`, the final-pitch model's prior)."""
+    classes = [final_pitch_class(s, pitches) for s in sequences]
+    return tuple(int(n) for n in np.bincount(np.asarray(classes, dtype=np.int64), minlength=FINAL_CLASSES))
+
+
+def final_pitch_features(ids, pitches, open_ending: bool = False) -> np.ndarray:
+    """(time,) int32: the final-pitch input of every id of a melody, the same for all (`final_pitch_class`), or
+    FINAL_OPEN with `open_ending` (as the countdown is then open)."""
+    value = FINAL_OPEN if open_ending else final_pitch_class(ids, pitches)
+    return np.full(len(ids), value, np.int32)
+
+
 # the furthest copy source, in bars; the onset roll holds that many of the longest bars the model is fed
 MAX_COPY_BARS = 8
 COPY_STEPS = MAX_COPY_BARS * (METER_FEATURE_SIZE - 1)

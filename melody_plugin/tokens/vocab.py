@@ -163,6 +163,9 @@ class Vocabulary:
     transpose_to_key: bool = False
     augment_transpositions: tuple[int, int] = (0, 0)
     end_token: bool = False  # the last id ends a melody (`end_id`); vocabularies made before it have none
+    # how many training melodies end on each pitch class (their last sounding note), then how many on none: the
+    # final-pitch model's prior (ModelConfig.final_pitch; `form.final_counts`, set by training); empty otherwise
+    final_counts: tuple[int, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "_index", {t: i + NUM_SPECIAL for i, t in enumerate(self.tokens)})
@@ -194,6 +197,7 @@ class Vocabulary:
             "tokens": [[p, d] for p, d in self.tokens],  # pitch -1 = rest
             "counts": list(self.counts),
             **({"end_token": True} if self.end_token else {}),  # files without it read as before
+            **({"final_counts": list(self.final_counts)} if self.final_counts else {}),
         }
 
     @classmethod
@@ -204,7 +208,8 @@ class Vocabulary:
             tokens = tuple((int(p), int(d)) for p, d in obj["tokens"])
             return cls(tokens, int(obj["steps_per_quarter"]), tuple(int(c) for c in obj.get("counts", ())),
                        int(obj.get("min_token_count", 1)), bool(obj.get("transpose_to_key", False)),
-                       tuple(obj.get("augment_transpositions", (0, 0))), bool(obj.get("end_token", False)))
+                       tuple(obj.get("augment_transpositions", (0, 0))), bool(obj.get("end_token", False)),
+                       tuple(int(c) for c in obj.get("final_counts", ())))
         except (KeyError, TypeError, ValueError) as e:
             raise VocabularyError(f"{source}: malformed vocabulary ({type(e).__name__}: {e})") from None
 

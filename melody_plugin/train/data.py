@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from melody_plugin.model.registry import ModelConfig
 from melody_plugin.model.rundir import RunDir
 from melody_plugin.tokens.batches import Batching, MeterInputs, make_dataset, num_windows
 from melody_plugin.tokens.corpus import Reading, encode_corpus
-from melody_plugin.tokens.form import phrase_crops
+from melody_plugin.tokens.form import final_counts, phrase_crops
 from melody_plugin.tokens.records import EVAL_FILE, TRAIN_FILE, is_dataset_dir, read_split, write_ids
 from melody_plugin.tokens.vocab import Vocabulary
 from melody_plugin.train.options import TrainingError, TrainOptions
@@ -71,7 +72,8 @@ def _meter_inputs(config: ModelConfig, vocab: Vocabulary, bars, log=print):
     # the eval split is scored as melody_evaluate scores: the length of the melody unknown (open countdown)
     return tuple(MeterInputs([four_four if b is None else b for b in split], durations, config.bar_lookback,
                              config.countdown, config.copy_bars, share,
-                             vocab.pitches() if config.key_head else None)
+                             vocab.pitches() if config.key_head else None,
+                             vocab.pitches() if config.final_pitch else None)
                  for split, share in zip(bars, (config.open_countdown_share, 1.0)))
 
 
@@ -118,6 +120,9 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
         if chief:
             write_ids(train_seqs, run.data_dir / TRAIN_FILE, steps_per_bar=bars[0])
             write_ids(eval_seqs, run.data_dir / EVAL_FILE, steps_per_bar=bars[1])
+    if config.final_pitch and not vocab.final_counts:  # the prior: how the training melodies end
+        vocab = dataclasses.replace(vocab, final_counts=final_counts(train_seqs, vocab.pitches()))
+        old_vocab = None  # written below
     if chief:
         if old_vocab is None:
             vocab.save(run.vocab_file)
