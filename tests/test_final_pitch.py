@@ -94,7 +94,7 @@ def two_key_corpus(folder, tunes: int = 48, seed: int = 0):
 
 
 HPARAMS = (",meter_features=true,end_token=true,countdown=true,carry_state=true,window_size=16,batch_size=8,"
-           "open_countdown_share=0.25,final_pitch=true")
+           "open_countdown_share=0.25,final_pitch=true,copy_bars=[1,2,4],gate_countdown=6")
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +124,7 @@ def sequence_and_features(gen, melody: Melody, end_step: int):
 def test_the_posterior_is_prior_times_the_keras_models_likelihood_of_the_primer(final_generator):
     from melody_plugin.generate.endings import final_posterior, final_prior
     from melody_plugin.model.numpy_model import weights_to_keras_model
+    from melody_plugin.tokens.form import copy_features
 
     gen = final_generator
     assert list(gen.vocab.final_counts) == [24, 0, 24] + [0] * 10  # 24 tunes end on C, 24 on D
@@ -136,7 +137,9 @@ def test_the_posterior_is_prior_times_the_keras_models_likelihood_of_the_primer(
     scores = []
     for f in range(13):
         batch = {"ids": np.array([ids]), "bar_position": features[0][None], "bar_steps": features[1][None],
-                 "bars_left": features[3][None], "final_pitch": np.full((1, len(ids)), f)}
+                 "bars_left": features[3][None], "final_pitch": np.full((1, len(ids)), f),
+                 **{f"copy_{k}": row[None] for k, row in zip(gen.config.copy_bars, copy_features(
+                     features[2], ids, 48, gen.config.copy_bars))}}
         logits = np.asarray(keras_model(batch, training=False), np.float64)[0]
         logp = logits - np.log(np.exp(logits - logits.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) \
             - logits.max(axis=1, keepdims=True)
@@ -185,7 +188,8 @@ def test_numpy_and_keras_agree_told_and_open(final_generator):
     gen = final_generator
     melody = primer_in(C_SET, seed=2)
     ids = [START] + gen.vocab.with_end(gen.vocab.encode(melody))
-    meter = MeterInputs([48], gen.vocab.durations(), countdown=True, final_pitches=gen.vocab.pitches())
+    meter = MeterInputs([48], gen.vocab.durations(), countdown=True, copy_bars=gen.config.copy_bars,
+                        final_pitches=gen.vocab.pitches())
     keras_model = weights_to_keras_model(gen.config, gen.weights)
     for open_ending in (False, True):
         features = sequence_features(np.array(ids), 48, meter, open_ending)

@@ -13,6 +13,7 @@ from melody_plugin.model.keras_model import (
     key_bonus,
     key_head_features,
     final_bonus,
+    final_matches,
     key_logits,
     mix_copies,
 )
@@ -103,7 +104,8 @@ def keras_step_fn(model, durations=None, copy_bars=()):
     lstms = [layer for layer in model.layers if layer.name.startswith("lstm_")]
     dense = model.get_layer("logits")
     if copy_gate is not None:
-        gate_cap = gate_countdown_cap(copy_gate.kernel.shape[0], dense.kernel.shape[0], len(copy_bars))
+        gate_cap = gate_countdown_cap(copy_gate.kernel.shape[0], dense.kernel.shape[0], len(copy_bars),
+                                      final_pitch is not None)
 
     def roll_step(roll, ids, bar_steps):
         """vocab.roll_lookback in tensors: the roll moved on by the fed ids, and the ids one and two bars back."""
@@ -167,6 +169,9 @@ def keras_step_fn(model, durations=None, copy_bars=()):
                                          bars_left)
         if copy_gate is not None:
             gate_features = copy_gate_features(ops, candidates, bars_left if countdown else None, gate_cap)
+            if final_pitch is not None:
+                matches = final_matches(ops, pitch_class_table, candidates, states[-1][:, 0])
+                gate_features = ops.concatenate([gate_features, matches], axis=-1)
             gate_logits = copy_gate(ops.concatenate([x, gate_features], axis=-1))
             logits = mix_copies(ops, logits, gate_logits, candidates, logits.shape[-1])
         if final_pitch is not None:

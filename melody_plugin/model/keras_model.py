@@ -57,10 +57,19 @@ def copy_gate_features(ops, candidates, bars_left=None, cap: int = GATE_COUNTDOW
     return ops.concatenate(parts, axis=-1)
 
 
-def gate_countdown_cap(gate_rows: int, units: int, sources: int) -> int:
+def final_matches(ops, table, candidates, final):
+    """(..., K) float32: whether each copy source's id is on the final pitch class (a final-pitch model's copy gate
+    reads it: near the end, replay a note only where it ends the tune as told). `table`: the pitch-class table layer
+    (12 -> vocab, `form.pitch_class_table`); none where the final is not told or no source."""
+    told = ops.one_hot(ops.minimum(ops.cast(final, "int32"), 12), 13, dtype="float32")[..., :12]
+    return ops.take_along_axis(table(told), ops.cast(candidates, "int32"), axis=-1)  # ids on f: 1
+
+
+def gate_countdown_cap(gate_rows: int, units: int, sources: int, final_pitch: bool = False) -> int:
     """The countdown cap (ModelConfig.gate_countdown) of a countdown model's copy gate whose kernel has `gate_rows`
-    rows, read from the last LSTM's `units` and the number of copy `sources` (`copy_gate_features`' sizes)."""
-    return gate_rows - units - sources - sources * (sources - 1) // 2 - 1
+    rows, read from the last LSTM's `units` and the number of copy `sources` (`copy_gate_features`' sizes, and a
+    final-pitch model's `final_matches`)."""
+    return gate_rows - units - sources - sources * (sources - 1) // 2 - 1 - (sources if final_pitch else 0)
 
 
 def mix_copies(ops, logits, gate_logits, candidates, vocab_size: int):
@@ -303,6 +312,9 @@ def _apply(layers: dict, inputs, states):
         return logits, final
     candidates = ops.stack([inputs[name] for name in layers["copy_names"]], axis=-1)
     gate_features = copy_gate_features(ops, candidates, inputs.get(COUNTDOWN_INPUT), layers["gate_countdown"])
+    if FINAL_PITCH_INPUT in inputs:
+        matches = final_matches(ops, layers["pitch_class_table"], candidates, inputs[FINAL_PITCH_INPUT])
+        gate_features = ops.concatenate([gate_features, matches], axis=-1)
     gate_logits = layers["copy_gate"](ops.concatenate([ops.cast(x, "float32"), gate_features], axis=-1))
     if layers["parts"]:
         return [logits, gate_logits], final

@@ -151,7 +151,7 @@ class NumpyLSTM:
                                  "pass the config's copy_bars")
             self.gate_kernel, self.gate_bias = weights["copy_gate/kernel"], weights["copy_gate/bias"]
             self.gate_cap = gate_countdown_cap(self.gate_kernel.shape[0], weights["logits/kernel"].shape[0],
-                                               len(self.copy_bars))
+                                               len(self.copy_bars), "final_pitch_embedding" in weights)
         if self.countdown:
             self.countdown_embedding = weights["bars_left_embedding"]
         self.final_pitch = "final_pitch_embedding" in weights
@@ -278,7 +278,7 @@ class NumpyLSTM:
         if self.final_head is not None:
             logits = logits + self._final_logits(x, bars_left, bar_steps, final[:, 0])
         if self.copy_bars:
-            logits = self._mix(logits, x, ring_candidates(onsets, bar_steps, self.copy_bars), bars_left)
+            logits = self._mix(logits, x, ring_candidates(onsets, bar_steps, self.copy_bars), bars_left, final)
         return logits, new_state + extra
 
     def _final_logits(self, h, bars_left, bar_steps, final) -> np.ndarray:
@@ -296,10 +296,14 @@ class NumpyLSTM:
         ending = out[:, 12:13] * (np.arange(12)[None, :] == final[:, None])
         return bonus + (ending @ self.pitch_classes.T) * self.ending_table[ending_rows(bars_left)]
 
-    def _mix(self, logits, h, candidates, bars_left) -> np.ndarray:
-        """keras_model.mix_copies in numpy: the LSTM's and the copy sources' distributions mixed by the gate."""
+    def _mix(self, logits, h, candidates, bars_left, final=None) -> np.ndarray:
+        """keras_model.mix_copies in numpy: the LSTM's and the copy sources' distributions mixed by the gate (which
+        also reads, in a final-pitch model, whether each source is on the final pitch class: `final_matches`)."""
         present = candidates != PAD
         features = gate_features(candidates, bars_left if self.countdown else None, self.gate_cap)
+        if final is not None:
+            told = (np.arange(12)[None, :] == final[:, :1]).astype(np.float32)  # (rows, 12); none for 12, 13
+            features = np.concatenate([features, (self.pitch_classes[candidates] * told[:, None, :]).sum(-1)], axis=1)
         gate_logits = np.concatenate([h, features], axis=1) @ self.gate_kernel + self.gate_bias
         gate = np.exp(gate_logits - gate_logits.max(axis=1, keepdims=True))
         gate[:, 1:] *= present  # a source without a token takes no share
