@@ -101,7 +101,7 @@ def test_config_field_needs_meter_features_and_old_configs_load_without_it():
     # the rest is folk_lstm's, but for the shape of tunes (tests/test_tune_shape.py)
     differ = ("name", "description", "bar_lookback", "rnn_layer_sizes", "batch_size", "learning_rate",
               "dropout_rate", "lr_decay", "end_token", "countdown", "copy_bars", "key_head", "key_tonic",
-              "gate_countdown", "transpose_to_key")
+              "gate_countdown", "transpose_to_key", "final_pitch")
     assert dataclasses.replace(lookback, **{field: getattr(folk, field) for field in differ}) == folk
     assert not folk.bar_lookback
     with pytest.raises(ConfigError, match="bar_lookback needs meter_features"):
