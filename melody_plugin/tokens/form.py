@@ -1,7 +1,8 @@
-"""Token features for a tune's shape: the bars left to its end (countdown) and the tokens to copy from earlier bars.
+"""Token features for a tune's shape: bars left to its end, the pitch class it ends on, tokens to copy from before.
 
-Both are read where the *next* token begins, as `vocab.meter_features` are: the input at t is token x_t, its onset
-o_t is the sum of the durations of x_0..x_t, and it predicts x_(t+1), which begins at o_t.
+The countdown and the copy sources are read where the *next* token begins, as `vocab.meter_features` are: the
+input at t is token x_t, its onset o_t is the sum of the durations of x_0..x_t, and it predicts x_(t+1), which
+begins at o_t. The final pitch class is one value for the whole melody.
 """
 
 from __future__ import annotations
