@@ -373,11 +373,11 @@ def test_config_checks_and_old_configs_load_without_the_fields():
     old = {k: v for k, v in shaped.to_json().items() if k not in ("end_token", "countdown", "copy_bars",
                                                                   "open_countdown_share", "key_head", "key_tonic",
                                                                   "ending_weight",
-                                                                  "phrase_endings", "gate_countdown")}
+                                                                  "phrase_endings", "gate_countdown", "final_pitch")}
     loaded = registry.ModelConfig.from_json(old)  # a config.json written before the fields existed
     assert not loaded.end_token and not loaded.countdown and loaded.copy_bars == ()
     assert not loaded.key_head and not loaded.key_tonic and loaded.ending_weight == 1.0
-    assert loaded.phrase_endings == 0 and loaded.gate_countdown == 3
+    assert loaded.phrase_endings == 0 and loaded.gate_countdown == 3 and not loaded.final_pitch
 
 
 def test_training_lanes_draw_the_open_countdown_anew_each_pass():

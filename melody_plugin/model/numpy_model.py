@@ -14,6 +14,7 @@ from melody_plugin.runtime.atomic import write_bytes
 from melody_plugin.tokens.form import (
     COUNTDOWN_SIZE,
     FINAL_OPEN,
+    FINAL_PITCH_SIZE,
     FINAL_STEPS,
     countdown_bars,
     ending_rows,
@@ -160,10 +161,13 @@ class NumpyLSTM:
         self.key_head = "key_head/kernel" in weights
         if self.key_head:  # the profile's kernel and bias
             self.key_kernel, self.key_bias = weights["key_head/kernel"], weights["key_head/bias"]
+            self.head_kernel, self.head_bias = self.key_kernel, self.key_bias
+        self.key_size = self.key_kernel.shape[1] if self.key_head else 0
         if "pitch_class_table/kernel" in weights:  # each id's pitch class one-hot (vocab, 12)
             self.pitch_classes = np.ascontiguousarray(weights["pitch_class_table/kernel"].T)
-        self.final_head = (weights["final_head/kernel"], weights["final_head/bias"]) if "final_head/kernel" in weights \
-            else None
+        self.final_head = "final_head/kernel" in weights
+        if self.final_head:
+            self._final_tables(weights)
         self.ending_table = weights.get("ending_table/kernel")  # key_tonic: the ids that end the melody
         if self.bar_lookback or self.copy_bars or self.key_head:
             if durations is None:
@@ -265,9 +269,11 @@ class NumpyLSTM:
         if not outputs:
             return None, new_state + extra
         logits = x @ self.out_kernel + self.out_bias
-        if self.key_head:
+        if self.key_head or self.final_head:  # one product for both heads
             head_in = np.concatenate([x, key_head_features(bars_left, bar_steps)], axis=1) if self.countdown else x
-            bonus = key_bonus(head_in @ self.key_kernel + self.key_bias, held)
+            heads = head_in @ self.head_kernel + self.head_bias
+        if self.key_head:
+            bonus = key_bonus(heads[:, :self.key_size], held)
             if bonus.ndim == 2:  # no key tonic
                 logits = logits + bonus @ self.pitch_classes.T
             elif (np.asarray(bars_left) > FINAL_STEPS).all():  # no row in its last bar: no token ends the melody
@@ -275,35 +281,45 @@ class NumpyLSTM:
             else:  # keras_model.key_logits
                 by_id = bonus @ self.pitch_classes.T  # (batch, 2, vocab)
                 logits = logits + by_id[:, 0] + by_id[:, 1] * self.ending_table[ending_rows(bars_left)]
-        if self.final_head is not None:
-            logits = logits + self._final_logits(x, bars_left, bar_steps, final[:, 0])
+        if self.final_head:
+            logits = logits + self._final_logits(heads[:, self.key_size:], bars_left, final[:, 0])
         if self.copy_bars:
             logits = self._mix(logits, x, ring_candidates(onsets, bar_steps, self.copy_bars), bars_left, final)
         return logits, new_state + extra
 
-    def _final_logits(self, h, bars_left, bar_steps, final) -> np.ndarray:
-        """keras_model.final_bonus through key_logits in numpy: each pitched id gets the weight of its scale degree
-        above the final pitch class, and an id that ends the melody on it the ending weight (none where the final is
-        not told)."""
-        kernel, bias = self.final_head
-        out = np.concatenate([h, key_head_features(bars_left, bar_steps)], axis=1) @ kernel + bias  # (batch, 13)
-        told = (final < 12)[:, None]
-        degrees = (np.arange(12)[None, :] - final[:, None]) % 12
-        anywhere = np.take_along_axis(out[:, :12], degrees, axis=1) * told
-        bonus = anywhere @ self.pitch_classes.T
+    def _final_tables(self, weights) -> None:
+        """The final-pitch head's lookups (keras_model.final_bonus): for each final-pitch value f and id, the column of
+        the head's output holding the id's scale degree above f (12: a zero column, for rests, special ids and an
+        untold f), and whether the id is on f; the head's kernel with that zero column put in (14 outputs)."""
+        table = weights["pitch_class_table/kernel"].T  # (vocab, 12)
+        id_class = np.where(table.any(axis=1), table.argmax(axis=1), -1)
+        finals = np.arange(FINAL_PITCH_SIZE)[:, None]
+        pitched = (id_class[None, :] >= 0) & (finals < 12)
+        self.final_degrees = np.where(pitched, (id_class[None, :] - finals) % 12, 12)  # (FINAL_PITCH_SIZE, vocab)
+        self.final_on = (pitched & (id_class[None, :] == finals)).astype(np.float32)
+        kernel, bias = weights["final_head/kernel"], weights["final_head/bias"]
+        zero = np.zeros((kernel.shape[0], 1), np.float32)
+        final_kernel = np.concatenate([kernel[:, :12], zero, kernel[:, 12:]], axis=1)
+        final_bias = np.concatenate([bias[:12], [0.0], bias[12:]]).astype(np.float32)
+        self.head_kernel = np.concatenate([self.key_kernel, final_kernel], axis=1) if self.key_head else final_kernel
+        self.head_bias = np.concatenate([self.key_bias, final_bias]) if self.key_head else final_bias
+
+    def _final_logits(self, out, bars_left, final) -> np.ndarray:
+        """keras_model.final_bonus through key_logits in numpy, from the head's (batch, 14) output (`_final_tables`):
+        each pitched id gets the weight of its scale degree above the final pitch class, and an id that ends the
+        melody on it the ending weight (none where the final is not told)."""
+        bonus = out[np.arange(len(out))[:, None], self.final_degrees[final]]  # not take_along_axis: slow
         if (np.asarray(bars_left) > FINAL_STEPS).all():  # no row in its last bar: no token ends the melody
             return bonus
-        ending = out[:, 12:13] * (np.arange(12)[None, :] == final[:, None])
-        return bonus + (ending @ self.pitch_classes.T) * self.ending_table[ending_rows(bars_left)]
+        return bonus + out[:, 13:14] * self.final_on[final] * self.ending_table[ending_rows(bars_left)]
 
     def _mix(self, logits, h, candidates, bars_left, final=None) -> np.ndarray:
         """keras_model.mix_copies in numpy: the LSTM's and the copy sources' distributions mixed by the gate (which
         also reads, in a final-pitch model, whether each source is on the final pitch class: `final_matches`)."""
         present = candidates != PAD
         features = gate_features(candidates, bars_left if self.countdown else None, self.gate_cap)
-        if final is not None:
-            told = (np.arange(12)[None, :] == final[:, :1]).astype(np.float32)  # (rows, 12); none for 12, 13
-            features = np.concatenate([features, (self.pitch_classes[candidates] * told[:, None, :]).sum(-1)], axis=1)
+        if final is not None:  # keras_model.final_matches
+            features = np.concatenate([features, self.final_on[final[:, :1], candidates]], axis=1)
         gate_logits = np.concatenate([h, features], axis=1) @ self.gate_kernel + self.gate_bias
         gate = np.exp(gate_logits - gate_logits.max(axis=1, keepdims=True))
         gate[:, 1:] *= present  # a source without a token takes no share
