@@ -37,21 +37,24 @@ def test_final_pitch_class_is_the_last_sounding_note_counted_here():
                                   [FINAL_OPEN] * 4)
 
 
-def test_final_counts_are_counted_here_and_old_vocabularies_read_without():
+def test_final_counts_are_counted_here_by_mode_and_old_vocabularies_read_without():
     import dataclasses
 
     from melody_plugin.tokens.form import final_counts
 
-    melodies = [Melody((Note(60, 12), Note(67, 12)), 12, (4, 4), 120.0),  # ends on G
-                Melody((Note(69, 12), Note(55, 12), Note(REST, 24)), 12, (4, 4), 120.0),  # on G too (55 = G3)
-                Melody((Note(64, 12), Note(72, 36)), 12, (4, 4), 120.0),  # on C
+    melodies = [Melody((Note(60, 12), Note(64, 12), Note(67, 12), Note(67, 12)), 12, (4, 4), 120.0),  # C E G: on G
+                Melody((Note(60, 24), Note(64, 12), Note(55, 12), Note(REST, 24)), 12, (4, 4), 120.0),  # on G3
+                Melody((Note(64, 12), Note(67, 12), Note(72, 36)), 12, (4, 4), 120.0),  # E G C: on C
+                Melody((Note(69, 36), Note(64, 12), Note(72, 12), Note(68, 12), Note(69, 48)), 12, (4, 4), 120.0),
                 Melody((Note(REST, 48),), 12, (4, 4), 120.0)]  # none
     vocab = Vocabulary.build(melodies, end_token=True)
     assert vocab.final_counts == () and "final_counts" not in vocab.to_json()
     sequences = [[START] + vocab.with_end(vocab.encode(m)) for m in melodies]
-    expected = [0] * 13
-    expected[7], expected[0], expected[12] = 2, 1, 1
-    assert list(final_counts(sequences, vocab.pitches())) == expected
+    # counted here: the first three are C major tunes (C E G), two ending on G and one on C; the fourth dwells on A
+    # with its leading note G# (A minor) and ends on A; the last has no pitched note (major, "none")
+    expected = [0] * 26
+    expected[7], expected[0], expected[12], expected[13 + 9] = 2, 1, 1, 1
+    assert list(final_counts(sequences, vocab.pitches(), vocab.durations())) == expected
     counted = dataclasses.replace(vocab, final_counts=tuple(expected))
     assert Vocabulary.from_json(counted.to_json()).final_counts == tuple(expected)
 
@@ -59,11 +62,14 @@ def test_final_counts_are_counted_here_and_old_vocabularies_read_without():
 def test_prior_is_the_training_tunes_share_with_half_a_tune_more_for_each_pitch_class():
     from melody_plugin.generate.endings import final_prior
 
-    counts = [6, 0, 3, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0]
-    prior = np.exp(final_prior(counts))
-    total = sum(counts) + 12 * 0.5  # written out here: (count + 0.5) / (all counts + 12 halves); "none" 0
-    np.testing.assert_allclose(prior[:12], [(c + 0.5) / total for c in counts[:12]])
-    assert prior[12] == 0.0
+    major = [6, 0, 3, 0, 0, 0, 0, 2, 0, 1, 0, 0, 0]
+    minor = [1, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0]
+    both = [a + b for a, b in zip(major, minor)]
+    for counts, mode in ((both, None), (major, False), (minor, True)):
+        prior = np.exp(final_prior(major + minor, mode))
+        total = sum(counts) + 12 * 0.5  # written out here: (count + 0.5) / (all counts + 12 halves); "none" 0
+        np.testing.assert_allclose(prior[:12], [(c + 0.5) / total for c in counts[:12]])
+        assert prior[12] == 0.0
     np.testing.assert_allclose(np.exp(final_prior(())), [1 / 12] * 12 + [0.0])  # a vocabulary without counts
 
 
@@ -127,7 +133,8 @@ def test_the_posterior_is_prior_times_the_keras_models_likelihood_of_the_primer(
     from melody_plugin.tokens.form import copy_features
 
     gen = final_generator
-    assert list(gen.vocab.final_counts) == [24, 0, 24] + [0] * 10  # 24 tunes end on C, 24 on D
+    counts = np.reshape(gen.vocab.final_counts, (2, 13)).sum(axis=0)  # major and minor tunes together
+    assert list(counts) == [24, 0, 24] + [0] * 10  # 24 tunes end on C, 24 on D
     primer = primer_in(D_SET, seed=5)
     ids, features = sequence_and_features(gen, primer, end_step=4 * 48)
     prior = final_prior(gen.vocab.final_counts)

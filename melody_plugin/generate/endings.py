@@ -18,12 +18,15 @@ from melody_plugin.tokens.form import FINAL_CLASSES, FINAL_NONE
 PRIOR_PSEUDOCOUNT = 0.5
 
 
-def final_prior(final_counts) -> np.ndarray:
-    """(FINAL_CLASSES,) log-probabilities of the final-pitch classes from the training tunes' counts (C..B, then no
-    pitch; the twelve pitch classes each get PRIOR_PSEUDOCOUNT more, "no pitch" only its count); without counts (a
-    vocabulary made before them) the twelve pitch classes alike."""
-    counts = np.zeros(FINAL_CLASSES) if len(final_counts) != FINAL_CLASSES else np.asarray(final_counts, np.float64)
-    weights = counts.copy()
+def final_prior(final_counts, minor: bool | None = None) -> np.ndarray:
+    """(FINAL_CLASSES,) log-probabilities of the final-pitch classes from the training tunes' counts
+    (`Vocabulary.final_counts`: the major tunes' C..B and none, then the minor tunes'), of all tunes or, with `minor`,
+    of the tunes in that mode only; the twelve pitch classes each get PRIOR_PSEUDOCOUNT more, "no pitch" only its
+    count. Without counts (a vocabulary made before them) the twelve pitch classes alike."""
+    counts = np.zeros((2, FINAL_CLASSES))
+    if len(final_counts) == 2 * FINAL_CLASSES:
+        counts = np.asarray(final_counts, np.float64).reshape(2, FINAL_CLASSES)
+    weights = counts.sum(axis=0) if minor is None else counts[int(minor)].copy()
     weights[:FINAL_NONE] += PRIOR_PSEUDOCOUNT
     with np.errstate(divide="ignore"):
         return np.log(weights / weights.sum())

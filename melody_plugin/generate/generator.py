@@ -279,7 +279,7 @@ class MelodyGenerator:
 
     def generate(self, primer=None, num_bars: int = 8, num_outputs: int = 1,
                  sampling: SamplingOptions | None = None, constraints: Constraints | None = None,
-                 *, continuation_only: bool = False, end_step: int | None = None) -> list[Generation]:
+                 *, continuation_only: bool = False, end_step: int | None = None, minor=None) -> list[Generation]:
         """Continues `primer` (a Melody, a NoteSequence read with policy "highest", or None: the start token in
         4/4 at 120 qpm; another meter or tempo: `empty_primer(time_signature, qpm)`).
 
@@ -288,15 +288,14 @@ class MelodyGenerator:
         meter and tempo: for another tempo pass `primer.with_tempo(qpm)`.
 
         Args:
-          sampling: temperature, top-k/top-p, beam search, the repetition prior (more or less repetition of
-            the bars `repetition_bars` back, primer included), seed and backend ("numpy": no TensorFlow import,
-            beam search, repetition prior; "tf": one compiled TensorFlow loop for the batch, neither). Default:
-            plain sampling at temperature 1 with seed 0.
+          sampling: temperature, top-k/top-p, beam search, the repetition prior, seed and backend ("numpy", or
+            "tf": one compiled TensorFlow loop, no beams or prior). Default: temperature 1, seed 0.
           constraints: the scale and pitch range notes must keep to, e.g. `Constraints.parse(scale="D:dorian",
             pitch_range="55:84")`; default none.
           continuation_only: each output holds only the new notes (after a rest that keeps the bar lines).
           end_step: when given, the output (primer included) ends exactly at this grid step of the primer's
             grid instead of on a bar line (`num_bars` is then ignored); Magenta's generate sections use it.
+          minor: a final-pitch model draws its final as the training tunes in this mode end (True: minor); default all.
 
         Raises:
           PrimerError, SamplingError: a primer off the model's grid, bad counts, impossible constraints.
@@ -321,7 +320,8 @@ class MelodyGenerator:
         shift = key_shift(primer_melody) if self.vocab.transpose_to_key else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
         changes = [c.transpose(-shift) for c in changes]  # named as the primer has them
-        start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step), sampling)
+        start = self._decode_start(primer_melody, [START] + model_ids, changes, (num_outputs, end_step, minor),
+                                   sampling)
         # --- sample
         tokens = TokenTable(self._durations, constraints.mask(self._pitches, shift=-shift))
         result = self._sample(start, tokens, sampling)
@@ -343,17 +343,17 @@ class MelodyGenerator:
                          sampling: SamplingOptions | None = None, constraints: Constraints | None = None,
                          rounds: int = MODE_ROUNDS) -> tuple[list[Generation], int]:
         """(outputs, how many are in the mode) of `generate` from an empty primer (`empty_primer(key=...)`), those in
-        the primer's mode first: a model in one key (`transpose_to_key`) learnt major tunes and their relative
-        minors in one key signature and chooses between them as it writes, so outputs in the other mode are drawn
-        again with the next seeds (seed + 1, ...: the same seed, the same outputs), up to `rounds` draws. Each
-        output's `melody.minor` says its mode. Other models and primers with notes: `generate`'s (all counted)."""
+        its mode first: a model in one key (`transpose_to_key`) chooses between major and relative minor as it writes
+        (a final-pitch model draws its final as the tunes of the mode end), so outputs in the other mode are drawn
+        again with the next seeds (the same seed, the same outputs), up to `rounds` draws. Each output's
+        `melody.minor` says its mode. Other models and primers with notes: `generate`'s (all counted)."""
         sampling = sampling or SamplingOptions()
         if primer.notes or not self.vocab.transpose_to_key:
             return self.generate(primer, num_bars, num_outputs, sampling, constraints), num_outputs
         kept, others = [], []
         for offset in range(max(rounds, 1)):
             options = dataclasses.replace(sampling, seed=sampling.seed + offset)
-            for g in self.generate(primer, num_bars, num_outputs, options, constraints):
+            for g in self.generate(primer, num_bars, num_outputs, options, constraints, minor=primer.minor):
                 (kept if g.melody.minor == primer.minor else others).append(g)
             if len(kept) >= num_outputs:
                 break
@@ -381,16 +381,16 @@ class MelodyGenerator:
                               f"{self.vocab.steps_per_quarter}")
         return primer_melody
 
-    def _decode_start(self, primer: Melody, sequence: list[int], changes: list[OovChange], shape: tuple[int, int],
+    def _decode_start(self, primer: Melody, sequence: list[int], changes: list[OovChange], shape: tuple,
                       sampling: SamplingOptions) -> DecodeStart:
-        """Each output's decoding start: the state after `sequence` ([START] + the primer's ids) but its last id,
-        that id, the steps up to the end step and, for a model with meter features, the bar position.
+        """Each output's decoding start: the state after `sequence` ([START] + the primer's ids) but its last id, that
+        id, the steps up to the end step and, for a model with meter features, the bar position.
 
-        `shape`: (outputs, end step). A countdown model reads the primer counting down to the end step (ending "tune")
-        or with the open countdown ("open"); a final-pitch model ending a tune is told, in each output, the pitch class
-        it ends on, drawn from its posterior given the primer (`endings`, seeded).
+        `shape`: (outputs, end step, `generate`'s minor). A countdown model reads the primer counting down to the end
+        step (ending "tune") or with the open countdown ("open"); a final-pitch model ending a tune is told, in each
+        output, the pitch class it ends on, drawn from its posterior given the primer (`endings`, seeded).
         """
-        (num_outputs, end_step), ending = shape, sampling.ending
+        (num_outputs, end_step, minor), ending = shape, sampling.ending
         spb, primer_steps = primer.steps_per_bar, primer.total_steps
         steps = self._primer_durations(sequence, changes)
         features = None
@@ -399,7 +399,7 @@ class MelodyGenerator:
                          else np.full(len(steps), OPEN_COUNTDOWN))
             features = meter_features(steps, spb) + (steps, countdown)
         if self.model.final_pitch and ending == "tune":
-            prior = endings.final_prior(self.vocab.final_counts)
+            prior = endings.final_prior(self.vocab.final_counts, minor)
             posterior, by_class = endings.final_posterior(self.model, sequence, features, prior)
             state = [s[endings.draw_finals(posterior, num_outputs, sampling.seed)[:, 0]] for s in by_class]
         else:

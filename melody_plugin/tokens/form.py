@@ -11,7 +11,8 @@ import functools
 
 import numpy as np
 
-from melody_plugin.music.key import MAJOR_PROFILE, MINOR_PROFILE
+from melody_plugin.music.key import MAJOR_PROFILE, MINOR_PROFILE, estimate_key, relative_keys
+from melody_plugin.music.melody import Note
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 
 # countdown values: 0 at the end; in the last bar the steps left (1..FINAL_STEPS), so the model knows which token
@@ -39,11 +40,19 @@ def final_pitch_class(ids, pitches) -> int:
     return int(held[sounding[-1]] % 12) if len(sounding) else FINAL_NONE
 
 
-def final_counts(sequences, pitches) -> tuple[int, ...]:
-    """How many of the id `sequences` end on each final-pitch class (`final_pitch_class`): FINAL_CLASSES counts, the
-    pitch classes C..B, then none (`Vocabulary.final_counts`, the final-pitch model's prior)."""
-    classes = [final_pitch_class(s, pitches) for s in sequences]
-    return tuple(int(n) for n in np.bincount(np.asarray(classes, dtype=np.int64), minlength=FINAL_CLASSES))
+def final_counts(sequences, pitches, durations) -> tuple[int, ...]:
+    """How many of the id `sequences` end on each final-pitch class (`final_pitch_class`), major tunes then minor
+    ones: 2 x FINAL_CLASSES counts, each the pitch classes C..B then none (`Vocabulary.final_counts`, the final-pitch
+    model's prior). A tune is minor where the key finder prefers A minor to C major on its notes (the mode a model
+    in one key writes, as the generator reads its outputs' mode); a tune without a pitched note counts as major."""
+    counts = np.zeros((2, FINAL_CLASSES), np.int64)
+    pitches, durations = np.asarray(pitches), np.asarray(durations)
+    for ids in sequences:
+        ids = np.asarray(ids, dtype=np.int64)
+        notes = [Note(int(p), int(d)) for p, d in zip(pitches[ids], durations[ids]) if p >= 0]
+        _, minor = estimate_key(notes, keys=relative_keys(0, False))
+        counts[int(minor), final_pitch_class(ids, pitches)] += 1
+    return tuple(int(n) for n in counts.ravel())
 
 
 def final_pitch_features(ids, pitches, open_ending: bool = False) -> np.ndarray:

@@ -163,8 +163,9 @@ class Vocabulary:
     transpose_to_key: bool = False
     augment_transpositions: tuple[int, int] = (0, 0)
     end_token: bool = False  # the last id ends a melody (`end_id`); vocabularies made before it have none
-    # how many training melodies end on each pitch class (their last sounding note), then how many on none: the
-    # final-pitch model's prior (ModelConfig.final_pitch; `form.final_counts`, set by training); empty otherwise
+    # how many training melodies end on each pitch class (their last sounding note), then how many on none, the major
+    # tunes' 13 counts then the minor ones': the final-pitch model's prior (ModelConfig.final_pitch;
+    # `form.final_counts`, set by training); empty otherwise
     final_counts: tuple[int, ...] = ()
 
     def __post_init__(self):

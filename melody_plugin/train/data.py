@@ -121,7 +121,7 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
             write_ids(train_seqs, run.data_dir / TRAIN_FILE, steps_per_bar=bars[0])
             write_ids(eval_seqs, run.data_dir / EVAL_FILE, steps_per_bar=bars[1])
     if config.final_pitch and not vocab.final_counts:  # the prior: how the training melodies end
-        vocab = dataclasses.replace(vocab, final_counts=final_counts(train_seqs, vocab.pitches()))
+        vocab = dataclasses.replace(vocab, final_counts=final_counts(train_seqs, vocab.pitches(), vocab.durations()))
         old_vocab = None  # written below
     if chief:
         if old_vocab is None:
