@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -106,6 +107,20 @@ def pattern_notes(pattern, repeats=1):
                 notes.append((pitch, t, t + quarters))
             t += quarters
     return notes
+
+
+def bar_tunes(folder, tunes: int, seed: int, pitch_sets) -> Path:
+    """`folder` (made here) of 4/4 tunes of 4 random bars of quarter notes played twice (bar 5 repeats bar 1...):
+    tune i keeps to pitch_sets[i % len(pitch_sets)] and ends on its first pitch held a half note."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir()
+    for i in range(tunes):
+        pitches = pitch_sets[i % len(pitch_sets)]
+        bars = [[(int(p), 1) for p in rng.choice(pitches, 4)] for _ in range(4)]
+        bars[3] = bars[3][:2] + [(pitches[0], 2)]
+        notes = pattern_notes([n for bar in bars + bars for n in bar])
+        write_midi(folder / f"tune_{i:02d}.mid", notes, time_signature=(4, 4), key=0)
+    return folder
 
 
 def write_midi(path, notes, **kwargs) -> Path:

@@ -88,15 +88,7 @@ def test_config_checks_and_old_configs_load_without_it():
 def two_key_corpus(folder, tunes: int = 48, seed: int = 0):
     """4/4 tunes of 4 bars of quarter notes played twice: half keep to C E G and end on C held a half note, half
     keep to D F A and end on D. Which pitch class a tune ends on shows in its first bar already."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir()
-    for i in range(tunes):
-        pitches = C_SET if i % 2 == 0 else D_SET
-        bars = [[(int(p), 1) for p in rng.choice(pitches, 4)] for _ in range(4)]
-        bars[3] = bars[3][:2] + [(pitches[0], 2)]
-        notes = conftest.pattern_notes([n for bar in bars + bars for n in bar])
-        conftest.write_midi(folder / f"tune_{i:02d}.mid", notes, time_signature=(4, 4), key=0)
-    return folder
+    return conftest.bar_tunes(folder, tunes, seed, [C_SET, D_SET])
 
 
 HPARAMS = (",meter_features=true,end_token=true,countdown=true,carry_state=true,window_size=16,batch_size=8,"

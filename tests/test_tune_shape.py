@@ -422,14 +422,7 @@ BAR_PITCHES = (60, 62, 64, 65, 67, 69, 71, 72)
 def repeat_corpus(folder, tunes: int = 48, seed: int = 0):
     """4/4 tunes of 4 random bars of quarter notes played twice (bar 5 repeats bar 1...), each ending on C4 held
     a half note: the copy gate can learn that bar k comes back 4 bars later, the countdown where the tune ends."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir()
-    for i in range(tunes):
-        bars = [[(int(p), 1) for p in rng.choice(BAR_PITCHES, 4)] for _ in range(4)]
-        bars[3] = bars[3][:2] + [(60, 2)]
-        notes = conftest.pattern_notes([n for bar in bars + bars for n in bar])
-        conftest.write_midi(folder / f"tune_{i:02d}.mid", notes, time_signature=(4, 4), key=0)
-    return folder
+    return conftest.bar_tunes(folder, tunes, seed, [BAR_PITCHES])
 
 
 SHAPE_HPARAMS = (",meter_features=true,end_token=true,countdown=true,copy_bars=[1,2,4,8],carry_state=true,"
