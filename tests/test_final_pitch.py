@@ -152,7 +152,10 @@ def test_the_posterior_is_prior_times_the_keras_models_likelihood_of_the_primer(
 
 
 @pytest.mark.parametrize("pitches, tonic", [(C_SET, 0), (D_SET, 2)])
-def test_a_tiny_model_ends_its_tunes_where_the_primer_leads(final_generator, pitches, tonic):
+def test_a_tiny_model_ends_its_tunes_where_the_primer_leads(final_generator, pitches, tonic, tmp_path):
+    import json
+
+    from melody_plugin.generate.outputs import write_generations
     from melody_plugin.generate.sampler import SamplingOptions
 
     gen = final_generator
@@ -161,9 +164,29 @@ def test_a_tiny_model_ends_its_tunes_where_the_primer_leads(final_generator, pit
     last = [next(n.pitch for n in reversed(g.melody.notes) if not n.is_rest) % 12 for g in outs]
     assert all(g.melody.total_steps == 4 * 48 for g in outs)  # bar-exact
     assert sum(p == tonic for p in last) >= 7, last
+    # each output says which final it was told, and the sidecar JSON too
+    assert sum(g.final_pitch_class == p for g, p in zip(outs, last)) >= 7, [g.final_pitch_class for g in outs]
+    write_generations(outs[:1], tmp_path)
+    assert json.loads((tmp_path / "melody_001.json").read_text())["final_pitch_class"] == outs[0].final_pitch_class
     # open continuations are not told: they start from the open value
     open_ = gen.generate(primer_in(pitches, seed=11), num_bars=2, sampling=SamplingOptions(seed=3, ending="open"))
     assert open_[0].ending == "open" and open_[0].melody.total_steps == 4 * 48
+    assert open_[0].final_pitch_class is None
+
+
+def test_the_shipped_model_tells_the_final_in_the_primers_key():
+    """The shipped model works in C major / A minor: a primer in G major (its notes, counted here: G B D, ending on
+    G) is moved down a fifth for it, and the final it was told is reported moved back, as it sounds."""
+    from melody_plugin.generate.generator import DEFAULT_MODEL_DIR, MelodyGenerator
+    from melody_plugin.generate.sampler import SamplingOptions
+
+    gen = MelodyGenerator.from_run_dir(DEFAULT_MODEL_DIR)
+    primer = gen.primer_from_text("G4:1 B4:0.5 D5:0.5 G5:1 D5:1 B4:1 A4:0.5 G4:0.5 A4:1 B4:1 G4:2 D4:2")
+    outs = gen.generate(primer, num_bars=4, num_outputs=8, sampling=SamplingOptions(seed=1, ending="tune"))
+    finals = [g.final_pitch_class for g in outs]
+    last = [next(n.pitch for n in reversed(g.melody.notes) if not n.is_rest) % 12 for g in outs]
+    assert finals.count(7) >= 6, finals  # G
+    assert sum(f == p for f, p in zip(finals, last)) >= 6, (finals, last)
 
 
 def test_tunes_from_nothing_end_on_each_class_about_as_often_as_the_training_tunes(final_generator):

@@ -34,7 +34,7 @@ from melody_plugin.music.key import doubted_signature, estimate_key, key_scale, 
 from melody_plugin.music.melody import REST, Melody, MelodyError, Note, text_to_melody
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
-from melody_plugin.tokens.form import OPEN_COUNTDOWN, bars_left
+from melody_plugin.tokens.form import FINAL_OPEN, OPEN_COUNTDOWN, bars_left
 from melody_plugin.tokens.vocab import (
     METER_FEATURE_SIZE,
     START,
@@ -73,6 +73,7 @@ class Generation:
     unfilled_steps: int = 0  # silence added at the end where no token could fill the last steps (rare)
     ending: str = "open"  # "tune": told where to end and ended there; "open": cut off where the bars ran out
     end_log_likelihood: float | None = None  # natural log of the end token after the last note ("tune" only)
+    final_pitch_class: int | None = None  # 0-11: the pitch class a final-pitch model was told to end on ("tune")
 
     @property
     def continuation_notes(self) -> list[dict]:
@@ -315,8 +316,7 @@ class MelodyGenerator:
 
         ending = self.resolve_ending(primer_melody, sampling.ending)
         sampling = dataclasses.replace(sampling, ending=ending)
-        # --- primer -> model state; the model works in C major / A minor when the vocabulary was key-normalised
-        # (from the primer's key: its key signature, or the key finder's where it has none; an empty primer's key)
+        # --- primer -> model state; a key-normalised model works in C major / A minor (from the primer's key)
         shift = key_shift(primer_melody) if self.vocab.transpose_to_key else 0
         model_ids, changes = self.vocab.encode_with_report(primer_melody.transpose(shift))
         changes = [c.transpose(-shift) for c in changes]  # named as the primer has them
@@ -325,18 +325,18 @@ class MelodyGenerator:
         # --- sample
         tokens = TokenTable(self._durations, constraints.mask(self._pitches, shift=-shift))
         result = self._sample(start, tokens, sampling)
-        # --- tokens -> melodies
-        outputs = []
-        end_lls = result.end_log_likelihoods or [None] * len(result.ids)
+        outputs, end_lls = [], result.end_log_likelihoods or [None] * len(result.ids)  # --- tokens -> melodies
+        told = start.state[-1][:, 0] if self.model.final_pitch and ending == "tune" else [FINAL_OPEN] * num_outputs
         # a model in one key chose between the primer's key and its relative major / minor (C major / A minor)
         mode_keys = relative_keys(primer_melody.key, primer_melody.minor) if self.vocab.transpose_to_key else None
-        for ids, lls, unfilled, end_ll in zip(result.ids, result.log_likelihoods, result.unfilled_steps, end_lls):
+        for ids, lls, unfilled, end_ll, final in zip(result.ids, result.log_likelihoods, result.unfilled_steps, end_lls,
+                                                     told):  # a told final sounds `shift` below the model's
             sampled = self.vocab.decode(ids).transpose(-shift).notes
             out, kept = _continued(primer_melody, sampled + ((Note(REST, unfilled),) if unfilled else ()),
                                    continuation_only, mode_keys)
             outputs.append(Generation(out, melody_to_note_sequence(out), kept, list(ids), list(lls),
                                       num_bars, out.total_steps // spb, changes, sampling.seed, sampled, unfilled,
-                                      ending, end_ll))
+                                      ending, end_ll, int(final - shift) % 12 if final < 12 else None))
         return outputs
 
     def generate_in_mode(self, primer: Melody, num_bars: int = 8, num_outputs: int = 1,

@@ -102,6 +102,8 @@ def write_generations(generations, output_dir, prefix: str = "melody", overwrite
             "ending": gen.ending,  # tune: ended as a tune on the last bar line; open: goes on
             # natural log of the end token after the last note (tune endings of the numpy sampler)
             "end_log_likelihood": None if gen.end_log_likelihood is None else round(gen.end_log_likelihood, 4),
+            # 0-11 (C = 0): the pitch class a final-pitch model drew and was told to end on (tune endings), else None
+            "final_pitch_class": gen.final_pitch_class,
             "notes": gen.continuation_notes,
             "unfilled_steps": gen.unfilled_steps,
             "primer_changes": [c.describe() for c in gen.oov_changes],
