@@ -55,6 +55,13 @@ def final_posterior(model: NumpyLSTM, sequence, features, prior: np.ndarray) -> 
     return log_post - np.log(np.exp(log_post).sum()), state
 
 
+def told_state(model: NumpyLSTM, sequence, features, final_counts, minor, count: int, seed: int) -> list:
+    """The model state after the primer (`final_posterior`'s) for `count` outputs, each told a final drawn from the
+    posterior given the primer, with the prior of `final_counts` (in the mode `minor`, `final_prior`'s)."""
+    posterior, by_class = final_posterior(model, sequence, features, final_prior(final_counts, minor))
+    return [s[draw_finals(posterior, count, seed)[:, 0]] for s in by_class]
+
+
 def draw_finals(log_posterior: np.ndarray, count: int, seed: int) -> np.ndarray:
     """(count, 1) int32 final-pitch classes drawn from `log_posterior`, the same for the same seed."""
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xF1])

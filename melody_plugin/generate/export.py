@@ -11,10 +11,10 @@ import numpy as np
 
 from melody_plugin.errors import MelodyPluginError
 from melody_plugin.generate import sampler, sampler_tf
+from melody_plugin.generate.endings import final_prior
 from melody_plugin.model.numpy_model import weights_to_keras_model
 from melody_plugin.runtime import atomic
 from melody_plugin.runtime.quiet import filtered_stderr, import_tensorflow
-from melody_plugin.generate.endings import final_prior
 from melody_plugin.tokens.form import FINAL_CLASSES, FINAL_OPEN, FINAL_PITCH_SIZE, OPEN_COUNTDOWN
 from melody_plugin.tokens.vocab import METER_FEATURE_SIZE, PAD
 

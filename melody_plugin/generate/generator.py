@@ -48,9 +48,11 @@ from melody_plugin.tokens.vocab import (
 
 DEFAULT_MODEL_DIR = Path(__file__).parents[1] / "data" / "default_model"
 
+
 MODE_ROUNDS = 16  # draws `generate_in_mode` makes at most to find outputs in the mode asked for
 
 EXAMPLE_PRIMER = Path(__file__).parents[1] / "data" / "examples" / "seed.mid"
+
 
 class PrimerError(MelodyPluginError):
     """A primer that cannot be used: unreadable, no notes, drums only..."""
@@ -390,18 +392,16 @@ class MelodyGenerator:
         step (ending "tune") or with the open countdown ("open"); a final-pitch model ending a tune is told, in each
         output, the pitch class it ends on, drawn from its posterior given the primer (`endings`, seeded).
         """
-        (num_outputs, end_step, minor), ending = shape, sampling.ending
-        spb, primer_steps = primer.steps_per_bar, primer.total_steps
+        (num_outputs, end_step, minor), spb, primer_steps = shape, primer.steps_per_bar, primer.total_steps
+        tune = sampling.ending == "tune"
         steps = self._primer_durations(sequence, changes)
         features = None
         if self.model.meter_features:
-            countdown = (bars_left(end_step - np.cumsum(steps), spb) if ending == "tune"
-                         else np.full(len(steps), OPEN_COUNTDOWN))
+            countdown = bars_left(end_step - np.cumsum(steps), spb) if tune else np.full(len(steps), OPEN_COUNTDOWN)
             features = meter_features(steps, spb) + (steps, countdown)
-        if self.model.final_pitch and ending == "tune":
-            prior = endings.final_prior(self.vocab.final_counts, minor)
-            posterior, by_class = endings.final_posterior(self.model, sequence, features, prior)
-            state = [s[endings.draw_finals(posterior, num_outputs, sampling.seed)[:, 0]] for s in by_class]
+        if self.model.final_pitch and tune:
+            state = endings.told_state(self.model, sequence, features, self.vocab.final_counts, minor, num_outputs,
+                                       sampling.seed)
         else:
             state = self._primer_state(sequence, num_outputs, features)
         last_ids, remaining = np.full(num_outputs, sequence[-1]), np.full(num_outputs, end_step - primer_steps)
@@ -410,7 +410,7 @@ class MelodyGenerator:
             return DecodeStart(state, last_ids, remaining, history=history)
         # where the first sampled token begins in its bar
         return DecodeStart(state, last_ids, remaining, np.full(num_outputs, primer_steps % spb), spb,
-                           history, self.model.countdown, self.vocab.end_id if ending == "tune" else None)
+                           history, self.model.countdown, self.vocab.end_id if tune else None)
 
     def _primer_state(self, sequence: list[int], num_outputs: int, features=None) -> list[np.ndarray]:
         """The model state after all but the last token of `sequence` (the whole primer), one row per output.

@@ -9,11 +9,11 @@ import numpy as np
 from melody_plugin.generate.sampler import DecodeStart, SampleResult, SamplingError, SamplingOptions, TokenTable, plan
 from melody_plugin.model.keras_model import (
     copy_gate_features,
+    final_bonus,
+    final_matches,
     gate_countdown_cap,
     key_bonus,
     key_head_features,
-    final_bonus,
-    final_matches,
     key_logits,
     mix_copies,
 )
@@ -22,8 +22,8 @@ from melody_plugin.tokens.form import (
     COPY_STEPS,
     FINAL_OPEN,
     FINAL_STEPS,
-    MAX_COUNTDOWN,
     KEY_TONIC_PROFILE_SIZE,
+    MAX_COUNTDOWN,
     ONSET_RING_WIDTH,
     OPEN_COUNTDOWN,
     ring_to_roll,
@@ -153,18 +153,17 @@ def keras_step_fn(model, durations=None, copy_bars=()):
         if copy_gate is not None:
             onsets, candidates = onset_step(next(rolls), ids, bar_steps)
             extra.append(onsets)
+        if key_head is not None or final_head is not None:  # a countdown model's heads also read how near the end is
+            top = METER_FEATURE_SIZE - 1
+            head_in = (ops.concatenate([x, key_head_features(ops, bars_left, ops.minimum(bar_steps, top))], axis=-1)
+                       if countdown else x)
         if key_head is not None:  # the table's kernel (12, vocab): each id's pitch class one-hot, fed by its length
             fed = ops.cast(ops.take(durations_t, ids), "float32")[:, None]
             held = next(rolls) + ops.transpose(ops.take(pitch_class_table.kernel, ids, axis=1)) * fed
             extra.append(held)
-            top = METER_FEATURE_SIZE - 1
-            head_in = (ops.concatenate([x, key_head_features(ops, bars_left, ops.minimum(bar_steps, top))], axis=-1)
-                       if countdown else x)
             logits = logits + key_logits(ops, key_tables, key_bonus(ops, key_head(head_in), held), bars_left,
                                          key_head.units == KEY_TONIC_PROFILE_SIZE)
         if final_head is not None:  # keras_model._apply's final-pitch head
-            top = METER_FEATURE_SIZE - 1
-            head_in = ops.concatenate([x, key_head_features(ops, bars_left, ops.minimum(bar_steps, top))], axis=-1)
             logits = logits + key_logits(ops, key_tables, final_bonus(ops, final_head(head_in), states[-1][:, 0]),
                                          bars_left)
         if copy_gate is not None:

@@ -295,17 +295,16 @@ def _apply(layers: dict, inputs, states):
     x = layers["dropout_out"](x)
     logits = layers["logits"](x)
     ops = import_keras().ops
-    if "key_head" in layers:  # a countdown model's key head also reads how near the end is
+    if "key_head" in layers or "final_head" in layers:  # a countdown model's heads also read how near the end is
         head_in = ops.cast(x, "float32")
         if COUNTDOWN_INPUT in inputs:
             head_in = ops.concatenate([head_in, key_head_features(ops, inputs[COUNTDOWN_INPUT], inputs["bar_steps"])],
                                       axis=-1)
+    if "key_head" in layers:
         profile = layers["key_head"](head_in)
         logits = logits + key_logits(ops, layers, key_bonus(ops, profile, inputs[KEY_INPUT]),
                                      inputs.get(COUNTDOWN_INPUT), profile.shape[-1] == KEY_TONIC_PROFILE_SIZE)
     if "final_head" in layers:  # a final-pitch model has a countdown
-        head_in = ops.concatenate([ops.cast(x, "float32"),
-                                   key_head_features(ops, inputs[COUNTDOWN_INPUT], inputs["bar_steps"])], axis=-1)
         bonus = final_bonus(ops, layers["final_head"](head_in), inputs[FINAL_PITCH_INPUT])
         logits = logits + key_logits(ops, layers, bonus, inputs[COUNTDOWN_INPUT])
     if "copy_gate" not in layers:

@@ -120,11 +120,11 @@ def _prepare_data(run: RunDir, config: ModelConfig, input_path, opts: TrainOptio
         if chief:
             write_ids(train_seqs, run.data_dir / TRAIN_FILE, steps_per_bar=bars[0])
             write_ids(eval_seqs, run.data_dir / EVAL_FILE, steps_per_bar=bars[1])
-    if config.final_pitch and not vocab.final_counts:  # the prior: how the training melodies end
+    counted = config.final_pitch and not vocab.final_counts
+    if counted:  # the prior: how the training melodies end
         vocab = dataclasses.replace(vocab, final_counts=final_counts(train_seqs, vocab.pitches(), vocab.durations()))
-        old_vocab = None  # written below
     if chief:
-        if old_vocab is None:
+        if old_vocab is None or counted:
             vocab.save(run.vocab_file)
         run.save_config(config)
     return train_seqs, eval_seqs, vocab, bars
